@@ -1,0 +1,1 @@
+"""Adapters: one module per technology. Only these modules import I/O client libraries."""

@@ -1,0 +1,125 @@
+"""Live fleet picture in Redis: a hash per drone, a GEO set, and dedup windows.
+
+Keys: ``drone:{id}`` (latest state), ``fleet:ids`` (every drone seen), ``fleet:geo`` (positions),
+``seen:{id}`` (recent sequence numbers, for duplicate detection), ``stations:geo``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from skyhive.domain.stations import Station
+from skyhive.domain.telemetry import Telemetry
+
+FLEET_IDS = "fleet:ids"
+FLEET_GEO = "fleet:geo"
+STATIONS_GEO = "stations:geo"
+FLEET_UPDATES = "fleet:updates"
+
+# Writes the new state only if it is newer (event time, then seq) than what is stored, so
+# out-of-order and replayed messages never move a drone backwards, whoever processes them.
+_APPLY_IF_NEWER = """
+local cur = redis.call('HMGET', KEYS[1], 'ts_ms', 'seq')
+if cur[1] then
+  local cts, cseq = tonumber(cur[1]), tonumber(cur[2])
+  local ts, seq = tonumber(ARGV[1]), tonumber(ARGV[2])
+  if ts < cts or (ts == cts and seq <= cseq) then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('SADD', KEYS[3], ARGV[5])
+if ARGV[3] ~= '' and ARGV[4] ~= '' then
+  redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[4], ARGV[5])
+end
+return 1
+"""
+
+_FLOAT_FIELDS = ("lat", "lon", "alt_m", "speed_mps", "heading_deg", "battery_pct", "payload_kg")
+
+
+def drone_key(drone_id: str) -> str:
+    return f"drone:{drone_id}"
+
+
+def seen_key(drone_id: str) -> str:
+    return f"seen:{drone_id}"
+
+
+def state_from_hash(h: Mapping[str, str]) -> dict[str, Any]:
+    """Typed live state from the flat Redis hash."""
+    out: dict[str, Any] = {
+        "drone_id": h.get("drone_id"),
+        "seq": int(h["seq"]) if h.get("seq") else None,
+        "ts": h.get("ts") or None,
+        "status": h.get("status") or None,
+        "emergency": h.get("emergency") == "1",
+        "delivery_id": h.get("delivery_id") or None,
+        "updated_at": h.get("updated_at") or None,
+    }
+    for name in _FLOAT_FIELDS:
+        raw = h.get(name)
+        out[name] = float(raw) if raw else None
+    return out
+
+
+class LiveState:
+    def __init__(self, client: redis.Redis) -> None:
+        """``client`` must decode responses (str)."""
+        self._r = client
+        self._apply = client.register_script(_APPLY_IF_NEWER)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._r
+
+    def queue_apply(self, pipe: redis.client.Pipeline, t: Telemetry, updated_at: str) -> None:
+        fields = t.live_fields()
+        fields["updated_at"] = updated_at
+        flat: list[str] = []
+        for k, v in fields.items():
+            flat += (k, v)
+        lon = "" if t.lon is None else repr(t.lon)
+        lat = "" if t.lat is None else repr(t.lat)
+        self._apply(
+            keys=[drone_key(t.drone_id), FLEET_GEO, FLEET_IDS],
+            args=[str(t.ts_ms), str(t.seq), lon, lat, t.drone_id, *flat],
+            client=pipe,
+        )
+
+    def queue_seen_check(self, pipe: redis.client.Pipeline, drone_id: str, seqs: Sequence[int]) -> None:
+        pipe.zmscore(seen_key(drone_id), [str(s) for s in seqs])
+
+    def queue_mark_seen(
+        self, pipe: redis.client.Pipeline, drone_id: str, seqs: Iterable[int], window: int
+    ) -> None:
+        key = seen_key(drone_id)
+        pipe.zadd(key, {str(s): s for s in seqs})
+        pipe.zremrangebyrank(key, 0, -(window + 1))
+        pipe.expire(key, 7 * 86400)
+
+    def get(self, drone_id: str) -> dict[str, Any] | None:
+        h = self._r.hgetall(drone_key(drone_id))
+        return state_from_hash(h) if h else None
+
+    def all(self) -> list[dict[str, Any]]:
+        ids = sorted(self._r.smembers(FLEET_IDS))
+        pipe = self._r.pipeline(transaction=False)
+        for drone_id in ids:
+            pipe.hgetall(drone_key(drone_id))
+        return [state_from_hash(h) for h in pipe.execute() if h]
+
+    def nearby(self, lat: float, lon: float, radius_km: float, limit: int) -> list[tuple[str, float]]:
+        """Drone ids within the radius, nearest first, with distance in km."""
+        res = self._r.geosearch(
+            FLEET_GEO, longitude=lon, latitude=lat, radius=radius_km, unit="km",
+            sort="ASC", count=limit, withdist=True,
+        )
+        return [(str(member), float(dist)) for member, dist in res]
+
+    def seed_stations(self, stations: Sequence[Station]) -> None:
+        values: list[Any] = []
+        for s in stations:
+            values += (s.lon, s.lat, s.code)
+        self._r.geoadd(STATIONS_GEO, values)

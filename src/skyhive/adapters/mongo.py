@@ -1,0 +1,24 @@
+"""MongoDB client and indexes. Queries stay within documented MongoDB semantics so the same
+code runs on the embedded wire-compatible server and on a real replica set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo.database import Database
+
+Document = dict[str, Any]
+
+
+def connect(uri: str, timeout_ms: int = 5000) -> MongoClient[Document]:
+    return MongoClient(
+        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connect=False, appname="skyhive"
+    )
+
+
+def ensure_indexes(db: Database[Document]) -> None:
+    db.telemetry.create_index([("drone_id", ASCENDING), ("ts", DESCENDING)], name="drone_ts")
+    db.alerts.create_index([("drone_id", ASCENDING), ("type", ASCENDING), ("state", ASCENDING)], name="drone_type_state")
+    db.alerts.create_index([("state", ASCENDING), ("opened_at", DESCENDING)], name="state_opened")
+    db.stations.create_index([("location", "2dsphere")], name="location_2dsphere")

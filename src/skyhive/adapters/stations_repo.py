@@ -1,0 +1,28 @@
+"""Stations in MongoDB ``stations`` (GeoJSON point, 2dsphere index) and Redis ``stations:geo``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pymongo import UpdateOne
+from pymongo.database import Database
+
+from skyhive.adapters.live_state import LiveState
+from skyhive.adapters.mongo import Document
+from skyhive.domain.stations import Station
+
+
+def seed_stations(db: Database[Document], live: LiveState, stations: Sequence[Station]) -> int:
+    """Load the stations idempotently (never overwriting an operator's edits); returns how
+    many were new in MongoDB."""
+    ops = []
+    for s in stations:
+        doc = s.to_document()
+        ops.append(UpdateOne({"_id": doc.pop("_id")}, {"$setOnInsert": doc}, upsert=True))
+    res = db.stations.bulk_write(ops, ordered=False)
+    live.seed_stations(stations)
+    return int(res.upserted_count)
+
+
+def list_stations(db: Database[Document]) -> list[Document]:
+    return list(db.stations.find().sort("_id", 1))

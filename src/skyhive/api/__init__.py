@@ -1,0 +1,37 @@
+"""The REST API: a Flask app factory over the shared clients.
+
+Nothing connects at import or in :func:`create_app` (the clients are lazy), so an app can be
+built, inspected and tested without MongoDB or Redis; stores are reached on first request.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from skyhive.api.errors import ApiError, register_error_handlers
+from skyhive.api.responses import EXTENSION_KEY
+from skyhive.settings import Settings
+from skyhive.wiring import Clients
+
+__all__ = ["MAX_BODY_BYTES", "ApiError", "create_app"]
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, clients: Clients | None = None) -> Flask:
+    """Build the app. ``clients`` defaults to new ones from ``settings`` (or the
+    environment); pass your own to share connections or to point the app elsewhere."""
+    # Imported here, not at module level: the blueprints import helpers from this package.
+    from skyhive.api import alerts, deadletters, drones, health, ingest, openapi, stations
+    from skyhive.api.metrics import init_metrics
+
+    if clients is None:
+        clients = Clients(settings if settings is not None else Settings())
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions[EXTENSION_KEY] = clients
+    register_error_handlers(app)
+    init_metrics(app)
+    for module in (drones, alerts, stations, deadletters, ingest, health, openapi):
+        app.register_blueprint(module.bp)
+    return app

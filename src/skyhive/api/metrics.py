@@ -1,0 +1,54 @@
+"""Prometheus metrics: a request counter and latency histogram per endpoint, and ``/metrics``.
+
+The metric objects live at module level, in the default registry, because a collector can be
+registered only once per process while tests (and the dashboard) build several apps. The
+server runs one worker process, so the default registry is the whole picture of this API.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+bp = Blueprint("metrics", __name__)
+
+_LABELS = ("endpoint", "method", "status")
+
+REQUESTS = Counter("skyhive_api_requests", "HTTP requests answered by the API.", _LABELS)
+LATENCY = Histogram(
+    "skyhive_api_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    _LABELS,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+# Unmatched URLs share one label value: labelling by path would let any client create
+# unbounded series with random 404s.
+UNMATCHED = "unmatched"
+
+
+def _start_timer() -> None:
+    g.skyhive_started = time.perf_counter()
+
+
+def _record(response: Response) -> Response:
+    started: float | None = g.pop("skyhive_started", None)
+    endpoint = request.url_rule.endpoint if request.url_rule is not None else UNMATCHED
+    labels = (endpoint, request.method, str(response.status_code))
+    REQUESTS.labels(*labels).inc()
+    if started is not None:
+        LATENCY.labels(*labels).observe(time.perf_counter() - started)
+    return response
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_metrics(app: Flask) -> None:
+    app.before_request(_start_timer)
+    app.after_request(_record)
+    app.register_blueprint(bp)

@@ -1,0 +1,564 @@
+"""The OpenAPI 3.1 description of this API, written by hand and served at
+``/api/v1/openapi.json``.
+
+Hand-written so it documents intent (units, ranges, defaults, why a 404 is or is not
+returned) rather than whatever a generator can infer; a test checks that every route the app
+registers is described here, so the two cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+
+from skyhive import __version__
+from skyhive.api.alerts import ALERT_STATES
+from skyhive.api.drones import DEFAULT_RADIUS_KM, MAX_RADIUS_KM, MIN_RADIUS_KM
+from skyhive.api.ingest import MAX_ERRORS_LISTED, MAX_ITEMS
+from skyhive.api.params import DEFAULT_LIMIT, MAX_LIMIT
+from skyhive.api.responses import json_response
+from skyhive.domain.telemetry import DRONE_ID_RE
+
+bp = Blueprint("openapi", __name__)
+
+Schema = dict[str, Any]
+
+DRONE_STATUSES = ["idle", "in_flight", "charging", "returning", "emergency"]
+RFC3339_OR_EPOCH_MS = (
+    "RFC 3339 timestamp with an offset (e.g. `2025-01-31T12:00:00Z`; send `+` as `%2B`) "
+    "or integer epoch milliseconds."
+)
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _list_of(item: str, **extra: Schema) -> Schema:
+    return {
+        "type": "object",
+        "required": ["items", "count", *extra],
+        "properties": {
+            "items": {"type": "array", "items": _ref(item)},
+            "count": {"type": "integer", "minimum": 0, "description": "Length of `items`."},
+            **extra,
+        },
+    }
+
+
+def _error(name: str) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _param(name: str) -> Schema:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    tag: str,
+    ok: Schema,
+    *errors: str,
+    params: list[Schema] | None = None,
+    status: str = "200",
+    uses_stores: bool = True,
+    **more: Any,
+) -> Schema:
+    """An operation; any may answer 500, and one that reads a store 503 when it is down."""
+    responses: Schema = {status: ok}
+    for name in errors:
+        responses[_ERROR_STATUS[name]] = _error(name)
+    if uses_stores:
+        responses["503"] = _error("Unavailable")
+    responses["500"] = _error("InternalError")
+    op: Schema = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": responses}
+    if params:
+        op["parameters"] = params
+    op.update(more)
+    return op
+
+
+_ERROR_STATUS = {
+    "BadRequest": "400",
+    "NotFound": "404",
+    "TooLarge": "413",
+    "UnsupportedMediaType": "415",
+    "Unavailable": "503",
+}
+
+_NUM = {"type": ["number", "null"]}
+
+_DRONE_STATE_PROPS: Schema = {
+    "drone_id": {"type": "string", "pattern": DRONE_ID_RE.pattern},
+    "seq": {"type": ["integer", "null"], "description": "Sequence number of the reading."},
+    "ts": {"type": ["string", "null"], "format": "date-time", "description": "Event time."},
+    "lat": {**_NUM, "minimum": -90, "maximum": 90},
+    "lon": {**_NUM, "minimum": -180, "maximum": 180},
+    "alt_m": {**_NUM, "description": "Altitude, metres."},
+    "speed_mps": {**_NUM, "description": "Ground speed, m/s."},
+    "heading_deg": {**_NUM, "description": "Heading, degrees from north."},
+    "battery_pct": {**_NUM, "minimum": 0, "maximum": 100},
+    "payload_kg": _NUM,
+    "status": _nullable({"type": "string", "enum": DRONE_STATUSES}),
+    "emergency": {"type": "boolean"},
+    "delivery_id": {"type": ["string", "null"]},
+    "updated_at": {
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "When the platform applied the reading (processing time).",
+    },
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "integer", "description": "The HTTP status."},
+                    "message": {"type": "string"},
+                    "field": {
+                        "type": "string",
+                        "description": "The parameter at fault, when there is one.",
+                    },
+                },
+            }
+        },
+    },
+    "Telemetry": {
+        "type": "object",
+        "description": "Telemetry message v1. Unknown fields are kept as given (their names "
+        "may not start with `$` or contain `.`).",
+        "required": ["drone_id", "ts", "battery_pct"],
+        "additionalProperties": True,
+        "properties": {
+            "drone_id": {
+                "type": "string",
+                "pattern": DRONE_ID_RE.pattern,
+                "description": "Required over HTTP (over MQTT it may come from the topic).",
+            },
+            "seq": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2**63 - 1,
+                "description": "Per-drone sequence number, the idempotency key with "
+                "`drone_id`. Defaults to `ts` in epoch milliseconds.",
+            },
+            "ts": {
+                "description": "Event time, 2000-01-01 to 2100-01-01. " + RFC3339_OR_EPOCH_MS,
+                "oneOf": [
+                    {"type": "string", "format": "date-time"},
+                    {"type": "integer", "description": "Epoch milliseconds."},
+                ],
+            },
+            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+            "lon": {"type": "number", "minimum": -180, "maximum": 180},
+            "alt_m": {"type": "number", "minimum": -500, "maximum": 20000},
+            "speed_mps": {"type": "number", "minimum": 0, "maximum": 200},
+            "heading_deg": {"type": "number", "minimum": 0, "maximum": 360},
+            "battery_pct": {"type": "number", "minimum": 0, "maximum": 100},
+            "status": {"type": "string", "enum": DRONE_STATUSES},
+            "emergency": {"type": "boolean", "default": False},
+            "delivery_id": {"type": "string", "maxLength": 128},
+            "payload_kg": {"type": "number", "minimum": 0, "maximum": 1000},
+        },
+    },
+    "DroneState": {
+        "type": "object",
+        "description": "The latest reading of a drone (by event time, then seq).",
+        "required": ["drone_id", "emergency"],
+        "properties": _DRONE_STATE_PROPS,
+    },
+    "NearbyDrone": {
+        "allOf": [
+            _ref("DroneState"),
+            {
+                "type": "object",
+                "required": ["distance_km"],
+                "properties": {"distance_km": {"type": "number", "minimum": 0}},
+            },
+        ]
+    },
+    "TelemetryRecord": {
+        "type": "object",
+        "description": "A stored reading. Fields not in Telemetry v1 are under `extra`.",
+        "required": ["id", "drone_id", "seq", "ts", "battery_pct"],
+        "properties": {
+            "id": {"type": "string", "description": "`{drone_id}:{seq}`."},
+            **{k: v for k, v in _DRONE_STATE_PROPS.items() if k != "updated_at"},
+            "ts": {"type": "string", "format": "date-time"},
+            "extra": {"type": "object", "additionalProperties": True},
+        },
+    },
+    "Alert": {
+        "type": "object",
+        "required": ["id", "drone_id", "type", "severity", "state", "opened_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "drone_id": {"type": "string"},
+            "type": {"type": "string", "examples": ["low_battery", "emergency"]},
+            "severity": {"type": "string", "enum": ["warning", "critical"]},
+            "state": {"type": "string", "enum": list(ALERT_STATES)},
+            "opened_at": {"type": "string", "format": "date-time"},
+            "last_seen": {"type": "string", "format": "date-time"},
+            "count": {"type": "integer", "minimum": 1, "description": "Readings that fired it."},
+            "details": {"type": "object", "additionalProperties": True},
+        },
+    },
+    "Station": {
+        "type": "object",
+        "required": ["code", "name", "lat", "lon"],
+        "properties": {
+            "code": {"type": "string"},
+            "name": {"type": "string"},
+            "lat": {"type": "number"},
+            "lon": {"type": "number"},
+            "pads": {"type": "integer", "minimum": 0},
+            "chargers": {"type": "integer", "minimum": 0},
+        },
+    },
+    "DeadLetter": {
+        "type": "object",
+        "required": ["id", "reason", "source", "received_at", "raw", "raw_bytes"],
+        "properties": {
+            "id": {"type": "string", "description": "Stream entry id; a paging cursor."},
+            "reason": {"type": "string"},
+            "source": {"type": "string", "examples": ["http", "mqtt:skyhive/drones/d1/telemetry"]},
+            "received_at": {"type": "string", "format": "date-time"},
+            "raw": {"type": "string", "description": "The payload (first 4 KiB, as UTF-8)."},
+            "raw_bytes": {"type": "integer", "description": "Full size of the payload."},
+        },
+    },
+    "IngestResult": {
+        "type": "object",
+        "required": ["accepted", "rejected", "errors", "errors_truncated"],
+        "properties": {
+            "accepted": {"type": "integer", "minimum": 0},
+            "rejected": {"type": "integer", "minimum": 0},
+            "errors": {
+                "type": "array",
+                "maxItems": MAX_ERRORS_LISTED,
+                "items": {
+                    "type": "object",
+                    "required": ["index", "reason"],
+                    "properties": {
+                        "index": {"type": "integer", "description": "0-based item index."},
+                        "line": {"type": "integer", "description": "1-based line (NDJSON)."},
+                        "reason": {"type": "string"},
+                    },
+                },
+            },
+            "errors_truncated": {
+                "type": "boolean",
+                "description": f"More than {MAX_ERRORS_LISTED} items were rejected.",
+            },
+        },
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "checks": {
+                "type": "object",
+                "description": "`ok` or `error: ...` per dependency.",
+                "properties": {
+                    name: {"type": "string"} for name in ("mongodb", "redis", "mqtt", "bus")
+                },
+            },
+        },
+    },
+}
+
+
+def _error_response(description: str) -> Schema:
+    return _json(_ref("Error"), description)
+
+
+RESPONSES: dict[str, Schema] = {
+    "BadRequest": _error_response("A parameter or the body is invalid; `field` names it."),
+    "NotFound": _error_response("No such resource."),
+    "TooLarge": _error_response(
+        f"Body over 10 MiB or more than {MAX_ITEMS} items: split the upload."
+    ),
+    "UnsupportedMediaType": _error_response(
+        "Content-Type is not application/json or application/x-ndjson "
+        "(application/ndjson and application/jsonl are accepted too)."
+    ),
+    "Unavailable": {
+        **_error_response("MongoDB or Redis is unreachable; retry after `Retry-After`."),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+    "InternalError": _error_response("Unexpected server error (logged)."),
+}
+
+PARAMETERS: dict[str, Schema] = {
+    "DroneId": {
+        "name": "drone_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": DRONE_ID_RE.pattern},
+    },
+    "Limit": {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    },
+    "Lat": {
+        "name": "lat",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "number", "minimum": -90, "maximum": 90},
+    },
+    "Lon": {
+        "name": "lon",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "number", "minimum": -180, "maximum": 180},
+    },
+    "RadiusKm": {
+        "name": "radius_km",
+        "in": "query",
+        "schema": {
+            "type": "number",
+            "minimum": MIN_RADIUS_KM,
+            "maximum": MAX_RADIUS_KM,
+            "default": DEFAULT_RADIUS_KM,
+        },
+    },
+    "Since": {
+        "name": "since",
+        "in": "query",
+        "description": "Inclusive lower bound on `ts`. " + RFC3339_OR_EPOCH_MS,
+        "schema": {"type": "string"},
+    },
+    "Until": {
+        "name": "until",
+        "in": "query",
+        "description": "Exclusive upper bound on `ts`; not before `since`. " + RFC3339_OR_EPOCH_MS,
+        "schema": {"type": "string"},
+    },
+    "AlertState": {
+        "name": "state",
+        "in": "query",
+        "description": "Only alerts in this state (default: all states).",
+        "schema": {"type": "string", "enum": list(ALERT_STATES)},
+    },
+    "DroneIdQuery": {
+        "name": "drone_id",
+        "in": "query",
+        "description": "Only this drone's alerts.",
+        "schema": {"type": "string", "pattern": DRONE_ID_RE.pattern},
+    },
+    "Before": {
+        "name": "before",
+        "in": "query",
+        "description": "Entries strictly older than this id (a previous `next_before`).",
+        "schema": {"type": "string", "pattern": r"^\d+(-\d+)?$"},
+    },
+}
+
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+PATHS: dict[str, Schema] = {
+    "/api/v1/drones": {
+        "get": _op(
+            "listDrones",
+            "Live state of every drone",
+            "drones",
+            _json(_list_of("DroneState"), "Every drone seen, by id."),
+        )
+    },
+    "/api/v1/drones/nearby": {
+        "get": _op(
+            "nearbyDrones",
+            "Drones within a radius of a point, nearest first",
+            "drones",
+            _json(
+                _list_of("NearbyDrone", radius_km={"type": "number"}),
+                "Drones with their distance in km.",
+            ),
+            "BadRequest",
+            params=[_param("Lat"), _param("Lon"), _param("RadiusKm"), _param("Limit")],
+        )
+    },
+    "/api/v1/drones/{drone_id}": {
+        "get": _op(
+            "getDrone",
+            "Live state of one drone",
+            "drones",
+            _json(_ref("DroneState"), "The drone's latest reading."),
+            "BadRequest",
+            "NotFound",
+            params=[_param("DroneId")],
+        )
+    },
+    "/api/v1/drones/{drone_id}/telemetry": {
+        "get": _op(
+            "droneTelemetry",
+            "Telemetry history of one drone, newest first",
+            "drones",
+            _json(
+                _list_of("TelemetryRecord", drone_id={"type": "string"}),
+                "Readings in the window (empty, not 404, for a drone without history).",
+            ),
+            "BadRequest",
+            params=[_param("DroneId"), _param("Since"), _param("Until"), _param("Limit")],
+        )
+    },
+    "/api/v1/telemetry": {
+        "post": _op(
+            "ingestTelemetry",
+            "Submit a batch of telemetry readings",
+            "telemetry",
+            _json(
+                _ref("IngestResult"),
+                "Accepted items are on the bus; rejected ones are dead-lettered with their "
+                "reason and listed in `errors`.",
+            ),
+            "BadRequest",
+            "TooLarge",
+            "UnsupportedMediaType",
+            status="202",
+            requestBody={
+                "required": True,
+                "description": f"At most 10 MiB and {MAX_ITEMS} items.",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_ITEMS,
+                            "items": _ref("Telemetry"),
+                        }
+                    },
+                    "application/x-ndjson": {
+                        "schema": {
+                            "type": "string",
+                            "description": "One Telemetry object per line; blank lines are "
+                            "skipped and a line that is not JSON is rejected on its own.",
+                        }
+                    },
+                },
+            },
+        )
+    },
+    "/api/v1/alerts": {
+        "get": _op(
+            "listAlerts",
+            "Alerts, newest opened first",
+            "alerts",
+            _json(_list_of("Alert"), "Matching alerts."),
+            "BadRequest",
+            params=[_param("AlertState"), _param("DroneIdQuery"), _param("Limit")],
+        )
+    },
+    "/api/v1/stations": {
+        "get": _op(
+            "listStations",
+            "Stations the fleet flies from",
+            "stations",
+            _json(_list_of("Station"), "Every station, by code."),
+        )
+    },
+    "/api/v1/deadletters": {
+        "get": _op(
+            "listDeadLetters",
+            "Rejected messages, newest first",
+            "deadletters",
+            _json(
+                _list_of(
+                    "DeadLetter",
+                    total={"type": "integer", "description": "Entries in the stream."},
+                    next_before={
+                        "type": ["string", "null"],
+                        "description": "Pass as `before` for the next page; null at the end.",
+                    },
+                ),
+                "A page of dead letters.",
+            ),
+            "BadRequest",
+            params=[_param("Limit"), _param("Before")],
+        )
+    },
+    "/api/v1/openapi.json": {
+        "get": _op(
+            "openapi",
+            "This document",
+            "meta",
+            {
+                "description": "OpenAPI 3.1 document.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            uses_stores=False,
+        )
+    },
+    "/healthz": {
+        "get": _op(
+            "healthz",
+            "Liveness: the process serves requests",
+            "meta",
+            _json(
+                {"type": "object", "properties": {"status": {"const": "ok"}}},
+                "Always, while the process is up.",
+            ),
+            uses_stores=False,
+        )
+    },
+    "/readyz": {
+        "get": _op(
+            "readyz",
+            "Readiness: MongoDB, Redis, the MQTT broker and the bus all answer",
+            "meta",
+            _json(_ref("Readiness"), "Every dependency answered within 1 s."),
+        )
+    },
+    "/metrics": {
+        "get": _op(
+            "metrics",
+            "Prometheus metrics",
+            "meta",
+            {"description": "Prometheus text exposition format.", "content": _TEXT},
+            uses_stores=False,
+        )
+    },
+}
+# /readyz answers 503 with the check results rather than the error shape.
+PATHS["/readyz"]["get"]["responses"]["503"] = _json(
+    _ref("Readiness"), "At least one dependency did not answer; `checks` says which."
+)
+
+DOCUMENT: Schema = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "SkyHive API",
+        "version": __version__,
+        "description": "Live state, history, alerts and ingest for a drone delivery fleet. "
+        'Every error is JSON: `{"error": {"code", "message", "field"?}}`.',
+        "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+    },
+    "tags": [
+        {"name": name}
+        for name in ("drones", "telemetry", "alerts", "stations", "deadletters", "meta")
+    ],
+    "paths": PATHS,
+    "components": {"schemas": SCHEMAS, "responses": RESPONSES, "parameters": PARAMETERS},
+}
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi() -> Response:
+    return json_response(DOCUMENT)

@@ -1,0 +1,205 @@
+"""Ingest benchmark: MQTT publish → gateway → bus → processor → Redis live state + MongoDB.
+
+Starts a fresh stack (embedded servers, or Mosquitto as the broker), the gateway and the
+processor as separate processes, and a paced load generator in another process. Reports the
+sustained rate (published messages / time until the last one is in history), the
+publish→live-state latency (sampled from the ``fleet:updates`` channel) and checks zero loss:
+every published (drone, seq) is in history exactly once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from skyhive.domain.stations import bart_stations
+from skyhive.embedded import EmbeddedStack, Server, die_with_parent, free_port
+
+
+@dataclass
+class IngestReport:
+    broker: str
+    target_rate: float
+    duration_s: float
+    drones: int
+    published: int
+    stored: int
+    unique_in_history: int
+    drain_s: float
+    sustained_rate: float
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    samples: int = 0
+
+    @property
+    def zero_loss(self) -> bool:
+        return self.stored == self.published == self.unique_in_history
+
+
+def _publisher(host: str, port: int, rate: float, duration: float, drones: int, out: Any) -> None:
+    """Paced publisher (own process, so it does not share a GIL with the measurement)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    stations = bart_stations()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    c.max_inflight_messages_set(2000)
+    c.max_queued_messages_set(0)
+    c.connect(host, port)
+    c.loop_start()
+    topics = [f"skyhive/drones/bench-{i}/telemetry" for i in range(drones)]
+    seqs = [0] * drones
+    sent = 0
+    start = time.monotonic()
+    end = start + duration
+    last = None
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        due = int((now - start) * rate) + 1 if rate > 0 else sent + 200
+        while sent < due:
+            i = sent % drones
+            seqs[i] += 1
+            st = stations[i % len(stations)]
+            body = {
+                "drone_id": f"bench-{i}", "seq": seqs[i], "ts": int(time.time() * 1000),
+                "lat": st.lat + (seqs[i] % 100) * 1e-5, "lon": st.lon, "alt_m": 80.0, "speed_mps": 15.0,
+                "heading_deg": 90.0, "battery_pct": 80.0, "status": "in_flight",
+            }
+            last = c.publish(topics[i], orjson.dumps(body), qos=1)
+            sent += 1
+        time.sleep(0.002)
+    if last is not None:
+        last.wait_for_publish(60)
+    c.disconnect()
+    c.loop_stop()
+    out.put((sent, time.monotonic() - start))
+
+
+def _mosquitto(data_dir: Path, port: int) -> Server:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(exe):
+        raise SystemExit("mosquitto is not installed: run `bash bench/setup-mosquitto.sh` (Debian package)")
+    conf = data_dir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_inflight_messages 0\nmax_queued_messages 0\n"
+    )
+    return Server("mqtt (mosquitto)", [exe, "-c", str(conf)], "127.0.0.1", port, data_dir / "mosquitto.log")
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    v = sorted(values)
+
+    def pct(p: float) -> float:
+        return round(v[min(len(v) - 1, int(p / 100 * len(v)))], 1)
+
+    return {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": round(v[-1], 1)}
+
+
+def run_ingest_bench(
+    rate: float, duration: float, drones: int, broker: str = "amqtt", warmup: float = 3.0,
+    progress: Any = print,
+) -> IngestReport:
+    from skyhive.bootstrap import bootstrap
+    from skyhive.settings import Settings
+    from skyhive.wiring import Clients
+
+    data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
+    mqtt_port = free_port()
+    mosq = _mosquitto(data_dir, mqtt_port) if broker == "mosquitto" else None
+    stack = EmbeddedStack(data_dir, mqtt_port=mqtt_port, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}" if mosq else "")
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        if mosq:
+            mosq.start()
+        urls = stack.start()
+        settings = Settings(**urls, data_dir=data_dir)
+        clients = Clients(settings)
+        bootstrap(clients)
+        env = {**os.environ, "SKYHIVE_MONGODB_URI": urls["mongodb_uri"], "SKYHIVE_REDIS_URL": urls["redis_url"],
+               "SKYHIVE_MQTT_URL": urls["mqtt_url"]}
+        logf = open(data_dir / "pipeline.log", "ab")  # noqa: SIM115
+        for role in ("gateway", "processor"):
+            children.append(subprocess.Popen([sys.executable, "-m", "skyhive", role], env=env, stdout=logf,
+                                             stderr=subprocess.STDOUT, preexec_fn=die_with_parent))
+        time.sleep(warmup)
+
+        latencies: list[float] = []
+        stop_sampling = threading.Event()
+
+        def sample() -> None:
+            ps = clients.redis_text.pubsub(ignore_subscribe_messages=True)
+            ps.subscribe("fleet:updates")
+            while not stop_sampling.is_set():
+                m = ps.get_message(timeout=0.2)
+                if m:
+                    now_ms = time.time() * 1000
+                    latencies.extend(now_ms - int(u["ts_ms"]) for u in orjson.loads(m["data"]))
+            ps.close()
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        out: Any = mp.get_context("spawn").Queue()
+        pub = mp.get_context("spawn").Process(target=_publisher, args=("127.0.0.1", mqtt_port, rate, duration, drones, out))
+        t0 = time.monotonic()
+        pub.start()
+        progress(f"publishing at {rate:g} msg/s for {duration:g}s from {drones} drones via {broker} ...")
+        while pub.is_alive():
+            pub.join(5)
+            if pub.is_alive():
+                stored = clients.db.telemetry.estimated_document_count()
+                on_bus = clients.redis_bytes.xlen(settings.telemetry_stream)
+                progress(f"  t={time.monotonic() - t0:5.1f}s  on_bus={on_bus}  stored={stored}")
+        published, _ = out.get(timeout=10)
+        progress(f"published {published}; waiting for the pipeline to drain ...")
+        stored = 0
+        deadline = time.monotonic() + max(60.0, duration * 2)
+        last_change, last_stored = time.monotonic(), -1
+        while time.monotonic() < deadline:
+            stored = clients.db.telemetry.count_documents({})
+            if stored >= published:
+                break
+            if stored != last_stored:
+                last_change, last_stored = time.monotonic(), stored
+            elif time.monotonic() - last_change > 20:
+                break  # stalled: report the loss rather than wait forever
+            time.sleep(0.2)
+        drain_end = time.monotonic()
+        stop_sampling.set()
+        sampler.join(2)
+        unique = len({d["_id"] for d in clients.db.telemetry.find({}, {"_id": 1}).batch_size(10_000)})
+        elapsed = drain_end - t0
+        report = IngestReport(
+            broker=broker, target_rate=rate, duration_s=duration, drones=drones, published=published,
+            stored=stored, unique_in_history=unique, drain_s=round(elapsed - duration, 2),
+            sustained_rate=round(stored / elapsed, 1), latency_ms=_percentiles(latencies), samples=len(latencies),
+        )
+        clients.close()
+        return report
+    finally:
+        for c in children:
+            c.send_signal(signal.SIGTERM)
+        for c in children:
+            try:
+                c.wait(15)
+            except subprocess.TimeoutExpired:
+                c.kill()
+        if mosq:
+            mosq.stop()
+        stack.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

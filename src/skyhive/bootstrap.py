@@ -1,0 +1,21 @@
+"""First-start setup, idempotent: indexes, stations, bus consumer groups."""
+
+from __future__ import annotations
+
+import logging
+
+from skyhive.adapters.mongo import ensure_indexes
+from skyhive.adapters.stations_repo import seed_stations
+from skyhive.domain.stations import bart_stations
+from skyhive.wiring import Clients
+
+log = logging.getLogger(__name__)
+
+
+def bootstrap(clients: Clients) -> None:
+    s = clients.settings
+    ensure_indexes(clients.db)
+    new = seed_stations(clients.db, clients.live, bart_stations())
+    if new:
+        log.info("loaded %d BART stations", new)
+    clients.bus.ensure_group(s.telemetry_stream, s.processor_group)

@@ -1,0 +1,1 @@
+"""Pure domain core: models and rules. Imports no I/O library."""

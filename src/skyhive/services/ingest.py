@@ -1,0 +1,74 @@
+"""Envelope validation and hand-off to the bus, shared by MQTT and HTTP ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from skyhive.adapters.bus import Bus
+from skyhive.adapters.deadletters import DeadLetter, DeadLetters
+from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry, validate_telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One incoming message: raw bytes, or an already-decoded JSON value (HTTP arrays)."""
+
+    body: bytes | object
+    source: str
+    topic_drone_id: str | None = None
+
+    def raw_bytes(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        try:
+            return orjson.dumps(self.body)
+        except TypeError:
+            return repr(self.body).encode()
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    rejected: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (index in batch, reason)
+
+
+def encode_for_bus(t: Telemetry) -> bytes:
+    return orjson.dumps(t.model_dump(mode="json", exclude_none=True))
+
+
+class Ingest:
+    def __init__(self, bus: Bus, deadletters: DeadLetters, stream: str, max_bytes: int) -> None:
+        self._bus = bus
+        self._dead = deadletters
+        self._stream = stream
+        self._max_bytes = max_bytes
+
+    def validate(self, msg: RawMessage) -> Telemetry:
+        if isinstance(msg.body, bytes):
+            return parse_telemetry(msg.body, msg.topic_drone_id, self._max_bytes)
+        return validate_telemetry(msg.body, msg.topic_drone_id)
+
+    def submit(self, batch: Sequence[RawMessage]) -> IngestResult:
+        """Validate, then write good messages to the bus and bad ones to the dead-letter stream.
+
+        Returns only after both writes succeeded, so the caller may acknowledge its input.
+        """
+        result = IngestResult()
+        good: list[tuple[str, bytes]] = []
+        bad: list[DeadLetter] = []
+        for i, msg in enumerate(batch):
+            try:
+                t = self.validate(msg)
+            except InvalidTelemetry as exc:
+                bad.append(DeadLetter(exc.reason, msg.raw_bytes(), msg.source))
+                result.errors.append((i, exc.reason))
+                continue
+            good.append((t.drone_id, encode_for_bus(t)))
+        self._bus.publish(self._stream, good)
+        self._dead.add(bad)
+        result.accepted, result.rejected = len(good), len(bad)
+        return result

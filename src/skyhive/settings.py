@@ -1,0 +1,62 @@
+"""One typed, frozen settings object, read from ``SKYHIVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKYHIVE_", frozen=True, extra="ignore")
+
+    # Servers. Empty means "not configured": `skyhive up` then starts an embedded one.
+    mongodb_uri: str = ""
+    mongodb_db: str = "skyhive"
+    redis_url: str = ""
+    mqtt_url: str = ""
+
+    data_dir: Path = Path(".skyhive")
+    host: str = "127.0.0.1"
+    api_port: int = 8080
+    mqtt_port: int = 1883
+
+    # Ingest.
+    telemetry_topic: str = "skyhive/drones/+/telemetry"
+    max_message_bytes: int = Field(default=16 * 1024, ge=256)
+    gateway_batch_size: int = Field(default=500, ge=1)
+    gateway_flush_ms: int = Field(default=20, ge=1)
+    gateway_client_id: str = "skyhive-gateway"
+
+    # Bus (Redis Streams).
+    telemetry_stream: str = "telemetry"
+    alerts_stream: str = "alerts"
+    deadletter_stream: str = "deadletters"
+    stream_maxlen: int = Field(default=2_000_000, ge=1000)
+    deadletter_maxlen: int = Field(default=100_000, ge=100)
+
+    # Processor.
+    processor_group: str = "processor"
+    processor_batch_size: int = Field(default=1000, ge=1)
+    processor_block_ms: int = Field(default=200, ge=1)
+    processor_claim_idle_ms: int = Field(default=30_000, ge=100)
+    dedup_window: int = Field(default=2048, ge=16)
+
+    # Alert thresholds (percent).
+    low_battery_warning_pct: float = 25.0
+    low_battery_critical_pct: float = 10.0
+
+    def mongo_uri_or_default(self) -> str:
+        return self.mongodb_uri or "mongodb://127.0.0.1:27017"
+
+    def redis_url_or_default(self) -> str:
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+    def mqtt_url_or_default(self) -> str:
+        return self.mqtt_url or f"mqtt://{self.host}:{self.mqtt_port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI options) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]

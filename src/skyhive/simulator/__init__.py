@@ -1,0 +1,20 @@
+"""Drone fleet simulator: realistic telemetry (and injected faults) published over MQTT.
+
+``physics`` and ``faults`` are pure and deterministic under a seeded RNG; ``runner`` owns the
+clock and the MQTT client.
+"""
+
+from skyhive.simulator.faults import FaultRates, MalformedKind, MessageFaults
+from skyhive.simulator.physics import SimDrone, make_fleet
+from skyhive.simulator.runner import SimStats, SimulatorConfig, run_simulator
+
+__all__ = [
+    "FaultRates",
+    "MalformedKind",
+    "MessageFaults",
+    "SimDrone",
+    "SimStats",
+    "SimulatorConfig",
+    "make_fleet",
+    "run_simulator",
+]

@@ -1,0 +1,144 @@
+"""`skyhive up`: the embedded stack plus every process, supervised.
+
+Each process is a child (`python -m skyhive <role>`) with the servers' URLs in its environment.
+A child that exits is restarted with backoff. SIGINT/SIGTERM stops the children first (so
+they flush and acknowledge), then the servers. Children die with the supervisor even if it
+is killed outright (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+from skyhive.embedded import EmbeddedStack, die_with_parent
+from skyhive.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    role: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start: float = 0.0
+    backoff: float = field(default=1.0)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, preexec_fn=die_with_parent, process_group=0
+        )
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %d)", self.role, self.proc.pid)
+
+    def check(self, now: float) -> None:
+        """Restart a dead child, backing off if it keeps dying young."""
+        if self.proc is not None and self.proc.poll() is None:
+            if now - self.started_at > 30:
+                self.backoff = 1.0
+            return
+        if self.proc is not None:
+            log.warning("%s exited with code %s; restarting in %.0fs", self.role, self.proc.returncode, self.backoff)
+            self.proc = None
+            self.next_start = now + self.backoff
+            self.backoff = min(self.backoff * 2, 30.0)
+            self.restarts += 1
+        if now >= self.next_start:
+            self.start()
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", self.role)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SKYHIVE_MONGODB_URI=urls["mongodb_uri"],
+        SKYHIVE_REDIS_URL=urls["redis_url"],
+        SKYHIVE_MQTT_URL=urls["mqtt_url"],
+        SKYHIVE_DATA_DIR=str(settings.data_dir),
+        SKYHIVE_HOST=settings.host,
+        SKYHIVE_API_PORT=str(settings.api_port),
+        SKYHIVE_MQTT_PORT=str(settings.mqtt_port),
+    )
+    return env
+
+
+def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) -> int:
+    """Start everything and block until SIGINT/SIGTERM. Returns the exit code."""
+    from skyhive.bootstrap import bootstrap
+    from skyhive.wiring import Clients
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    stack = EmbeddedStack(
+        data_dir=settings.data_dir, host=settings.host, mqtt_port=settings.mqtt_port,
+        mongodb_uri=settings.mongodb_uri, redis_url=settings.redis_url, mqtt_url=settings.mqtt_url,
+    )
+    children: list[Child] = []
+    try:
+        urls = stack.start()
+        ready = settings.model_copy(update=urls)
+        clients = Clients(ready)
+        try:
+            bootstrap(clients)
+        finally:
+            clients.close()
+        env = child_env(settings, urls)
+        roles = {r: [sys.executable, "-m", "skyhive", r] for r in ("gateway", "processor", "api")}
+        roles.update(extra_roles or {})
+        children = [Child(role, argv, env) for role, argv in roles.items()]
+        for c in children:
+            c.start()
+        print(
+            f"\nSkyHive is up.\n"
+            f"  Dashboard / API : http://{settings.host}:{settings.api_port}/  "
+            f"(API under /api/v1, OpenAPI at /api/v1/openapi.json)\n"
+            f"  MQTT            : {urls['mqtt_url']}  (publish to skyhive/drones/<id>/telemetry, QoS 1)\n"
+            f"  MongoDB         : {urls['mongodb_uri']}\n"
+            f"  Redis           : {urls['redis_url']}\n"
+            f"  Data dir        : {settings.data_dir.resolve()}\n"
+            f"Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            now = time.monotonic()
+            for c in children:
+                c.check(now)
+        return 0
+    finally:
+        for c in children:
+            c.terminate()
+        for c in children:
+            c.wait(15)
+        stack.stop()
+        log.info("stopped")

@@ -1,0 +1,200 @@
+"""Gateway → bus → processor against the real embedded Redis, MongoDB and MQTT broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from skyhive.bootstrap import bootstrap
+from skyhive.services.gateway import MqttGateway
+from skyhive.services.ingest import Ingest, RawMessage
+from skyhive.services.processor import Processor
+from skyhive.settings import Settings
+from skyhive.wiring import Clients
+
+BASE_MS = 1795428000000
+
+
+def msg(drone: str, seq: int, battery: float = 80.0, **extra: object) -> dict[str, object]:
+    return {"drone_id": drone, "seq": seq, "ts": BASE_MS + seq * 1000, "battery_pct": battery,
+            "lat": 37.80 + seq * 1e-4, "lon": -122.27, **extra}
+
+
+@pytest.fixture
+def ingest(clients: Clients) -> Ingest:
+    bootstrap(clients)
+    s = clients.settings
+    return Ingest(clients.bus, clients.deadletters, s.telemetry_stream, s.max_message_bytes)
+
+
+@pytest.fixture
+def processor(clients: Clients, ingest: Ingest) -> Processor:
+    p = Processor(clients.settings, clients, consumer="test-proc")
+    p.setup()
+    return p
+
+
+def submit(ingest: Ingest, *bodies: dict[str, object] | bytes) -> None:
+    ingest.submit([RawMessage(b if isinstance(b, bytes) else orjson.dumps(b), "test") for b in bodies])
+
+
+def drain(p: Processor) -> None:
+    while p.poll():
+        pass
+
+
+def test_history_live_state_and_dedup(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+    submit(ingest, msg("d1", 1), msg("d1", 2), msg("d1", 2), msg("d2", 1))
+    drain(processor)
+    submit(ingest, msg("d1", 1))  # a replay from the drone, later
+    drain(processor)
+    assert clients.db.telemetry.count_documents({"drone_id": "d1"}) == 2
+    assert processor.totals.duplicates == 2
+    state = clients.live.get("d1")
+    assert state is not None and state["seq"] == 2 and state["battery_pct"] == 80.0
+    near = dict(clients.live.nearby(37.8, -122.27, 1, 10))
+    assert set(near) == {"d1", "d2"}
+    assert clients.bus.pending_count(clients.settings.telemetry_stream, clients.settings.processor_group) == 0
+
+
+def test_out_of_order_goes_to_history_but_not_live_state(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+    submit(ingest, msg("d3", 10, battery=50))
+    drain(processor)
+    submit(ingest, msg("d3", 9, battery=60))
+    drain(processor)
+    state = clients.live.get("d3")
+    assert state is not None and state["seq"] == 10 and state["battery_pct"] == 50.0
+    assert clients.db.telemetry.count_documents({"drone_id": "d3"}) == 2
+
+
+def test_alerts_open_escalate_and_are_published(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+    pubsub = clients.redis_text.pubsub()
+    pubsub.subscribe("alerts:live")
+    submit(ingest, msg("d4", 1, battery=20))
+    drain(processor)
+    submit(ingest, msg("d4", 2, battery=15), msg("d4", 3, battery=8), msg("d5", 1, status="emergency"))
+    drain(processor)
+    alerts = {(a["drone_id"], a["type"]): a for a in clients.alerts.list(state="open")}
+    low = alerts[("d4", "low_battery")]
+    assert low["severity"] == "critical" and low["count"] == 3
+    assert alerts[("d5", "emergency")]["severity"] == "critical"
+    stream = clients.redis_bytes.xrange(clients.settings.alerts_stream)
+    changes = [orjson.loads(fields[b"v"])["change"] for _, fields in stream]
+    assert changes.count("opened") == 2 and changes.count("escalated") == 1
+    live = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and len(live) < 2:
+        m = pubsub.get_message(timeout=0.2)
+        if m and m["type"] == "message":
+            live.extend(orjson.loads(m["data"]))
+    pubsub.close()
+    assert {a["type"] for a in live} >= {"low_battery"}
+
+
+def test_malformed_goes_to_dead_letters_with_reason(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+    submit(ingest, b"not json", msg("d6", 1, lat=200), msg("d6", 2))
+    drain(processor)
+    reasons = [d["reason"] for d in clients.deadletters.list()]
+    assert any(r.startswith("not JSON") for r in reasons)
+    assert any("lat" in r for r in reasons)
+    assert clients.db.telemetry.count_documents({"drone_id": "d6"}) == 1
+
+
+def test_replayed_batch_after_a_crash_is_harmless(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+    s = clients.settings
+    submit(ingest, msg("d7", 1, battery=5), msg("d7", 2, battery=5))
+    # A consumer reads the batch and dies before acknowledging it.
+    taken = clients.bus.consume(s.telemetry_stream, s.processor_group, "dead-one", 100, 100)
+    assert len(taken) == 2
+    processor.process(taken)  # it even wrote everything before dying
+    rescuer = Processor(s.model_copy(update={"processor_claim_idle_ms": 100}), clients, consumer="rescuer")
+    time.sleep(0.2)
+    assert rescuer.poll() == 2  # re-claimed from the dead consumer
+    assert clients.db.telemetry.count_documents({"drone_id": "d7"}) == 2
+    assert clients.bus.pending_count(s.telemetry_stream, s.processor_group) == 0
+    [alert] = clients.alerts.list(drone_id="d7")
+    assert alert["count"] == 2
+
+
+@pytest.fixture
+def gateway(settings: Settings, clients: Clients, ingest: Ingest) -> Iterator[MqttGateway]:
+    gw = MqttGateway(settings, ingest, client_id=f"gw-{uuid.uuid4().hex[:8]}")
+    stop = threading.Event()
+    thread = threading.Thread(target=gw.run, args=(stop,), daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    yield gw
+    stop.set()
+    thread.join(10)
+
+
+def publish(settings: Settings, items: list[tuple[str, bytes]]) -> None:
+    host, port = settings.mqtt_url.removeprefix("mqtt://").split(":")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    c.connect(host, int(port))
+    c.loop_start()
+    infos = [c.publish(topic, payload, qos=1) for topic, payload in items]
+    for info in infos:
+        info.wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_gateway_over_real_mqtt(settings: Settings, clients: Clients, gateway: MqttGateway) -> None:
+    good = {k: v for k, v in msg("g1", 1).items() if k != "drone_id"}  # id from the topic
+    publish(settings, [
+        ("skyhive/drones/g1/telemetry", orjson.dumps(good)),
+        ("skyhive/drones/g1/telemetry", b"\x00\xff garbage"),
+        ("skyhive/drones/g2/telemetry", orjson.dumps(msg("g1", 2))),  # id mismatch
+        ("skyhive/drones/g1/telemetry", b"x" * (settings.max_message_bytes + 1)),
+    ])
+    wait_for(lambda: gateway.accepted + gateway.rejected >= 4)
+    assert (gateway.accepted, gateway.rejected) == (1, 3)
+    letters = clients.deadletters.list()
+    reasons = " | ".join(d["reason"] for d in letters)
+    assert "not JSON" in reasons and "does not match topic" in reasons and "oversize" in reasons
+    assert {d["source"] for d in letters} == {"mqtt:skyhive/drones/g1/telemetry", "mqtt:skyhive/drones/g2/telemetry"}
+    [(_, fields)] = clients.redis_bytes.xrange(settings.telemetry_stream)
+    assert fields[b"k"] == b"g1" and orjson.loads(fields[b"v"])["drone_id"] == "g1"
+
+
+def test_messages_published_while_gateway_is_down_are_not_lost(
+    settings: Settings, clients: Clients, ingest: Ingest
+) -> None:
+    client_id = f"gw-{uuid.uuid4().hex[:8]}"
+
+    def run_once(until: Callable[[MqttGateway], bool]) -> MqttGateway:
+        gw = MqttGateway(settings, ingest, client_id=client_id)
+        stop = threading.Event()
+        thread = threading.Thread(target=gw.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: until(gw))
+        finally:
+            stop.set()
+            thread.join(10)
+        return gw
+
+    first = run_once(lambda gw: gw._client.is_connected())
+    time.sleep(0.3)
+    assert first.accepted == 0
+    publish(settings, [("skyhive/drones/p1/telemetry", orjson.dumps(msg("p1", s))) for s in range(1, 6)])
+    second = run_once(lambda gw: gw.accepted >= 5)
+    assert second.accepted == 5
+    assert clients.redis_bytes.xlen(settings.telemetry_stream) == 5
