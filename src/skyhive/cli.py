@@ -53,11 +53,20 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _up_options(f: click.decorators.FC) -> click.decorators.FC:
-    f = click.option("--mqtt-port", type=click.IntRange(1, 65535), default=None, help="Embedded MQTT port [1883].")(f)
-    f = click.option("--api-port", type=click.IntRange(1, 65535), default=None, help="API/dashboard port [8080].")(f)
+    f = click.option(
+        "--mqtt-port",
+        type=click.IntRange(1, 65535),
+        default=None,
+        help="Embedded MQTT port [1883].",
+    )(f)
+    f = click.option(
+        "--api-port", type=click.IntRange(1, 65535), default=None, help="API/dashboard port [8080]."
+    )(f)
     f = click.option("--host", default=None, help="Address to bind [127.0.0.1].")(f)
     f = click.option(
-        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
         help="Where the embedded servers keep their data [./.skyhive].",
     )(f)
     return f
@@ -71,7 +80,7 @@ def _up_settings(ctx: click.Context, **opts: object) -> Settings:
 @cli.command()
 @_up_options
 @click.pass_context
-def up(ctx: click.Context, **opts: object) -> None:
+def up(ctx: click.Context, /, **opts: object) -> None:
     """Start the embedded stack and every SkyHive process; Ctrl-C stops it all."""
     from skyhive.embedded import EmbeddedError
     from skyhive.supervisor import run_up
@@ -85,17 +94,38 @@ def up(ctx: click.Context, **opts: object) -> None:
 @cli.command()
 @_up_options
 @click.option("--drones", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--rate", type=click.FloatRange(0.01, 50), default=1.0, show_default=True, help="Messages/s per drone.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.01, 50),
+    default=1.0,
+    show_default=True,
+    help="Messages/s per drone.",
+)
 @click.pass_context
-def demo(ctx: click.Context, drones: int, rate: float, **opts: object) -> None:
+def demo(ctx: click.Context, /, drones: int, rate: float, **opts: object) -> None:
     """`up` plus the fleet simulator, for a first look."""
     from skyhive.embedded import EmbeddedError
     from skyhive.supervisor import run_up
 
     sim = [
-        sys.executable, "-m", "skyhive", "simulate", "--drones", str(drones), "--rate", str(rate),
-        "--emergency-rate", "0.0003", "--battery-drain-rate", "0.0003", "--duplicate-rate", "0.002",
-        "--out-of-order-rate", "0.002", "--malformed-rate", "0.001",
+        sys.executable,
+        "-m",
+        "skyhive",
+        "simulate",
+        "--drones",
+        str(drones),
+        "--rate",
+        str(rate),
+        "--emergency-rate",
+        "0.0003",
+        "--battery-drain-rate",
+        "0.0003",
+        "--duplicate-rate",
+        "0.002",
+        "--out-of-order-rate",
+        "0.002",
+        "--malformed-rate",
+        "0.001",
     ]
     try:
         sys.exit(run_up(_up_settings(ctx, **opts), extra_roles={"simulator": sim}))
@@ -143,8 +173,19 @@ def api(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--drones", type=click.IntRange(1, 100_000), default=50, show_default=True)
-@click.option("--rate", type=click.FloatRange(0.001, 100), default=1.0, show_default=True, help="Messages/s per drone.")
-@click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Seconds to run [until Ctrl-C].")
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.001, 100),
+    default=1.0,
+    show_default=True,
+    help="Messages/s per drone.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds to run [until Ctrl-C].",
+)
 @click.option("--seed", type=int, default=None, help="Random seed, for a repeatable fleet.")
 @click.option("--id-prefix", default="drone", show_default=True)
 @click.option("--emergency-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
@@ -154,8 +195,16 @@ def api(ctx: click.Context) -> None:
 @click.option("--malformed-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.pass_context
 def simulate(
-    ctx: click.Context, drones: int, rate: float, duration: float | None, seed: int | None, id_prefix: str,
-    emergency_rate: float, battery_drain_rate: float, duplicate_rate: float, out_of_order_rate: float,
+    ctx: click.Context,
+    drones: int,
+    rate: float,
+    duration: float | None,
+    seed: int | None,
+    id_prefix: str,
+    emergency_rate: float,
+    battery_drain_rate: float,
+    duplicate_rate: float,
+    out_of_order_rate: float,
     malformed_rate: float,
 ) -> None:
     """Fly a simulated fleet between BART stations, publishing telemetry over MQTT."""
@@ -165,10 +214,20 @@ def simulate(
     settings = _settings(ctx)
     host, port = parse_mqtt_url(settings.mqtt_url_or_default())
     faults = FaultRates(
-        emergency=emergency_rate, battery_drain=battery_drain_rate, duplicate=duplicate_rate,
-        out_of_order=out_of_order_rate, malformed=malformed_rate,
+        emergency=emergency_rate,
+        battery_drain=battery_drain_rate,
+        duplicate=duplicate_rate,
+        out_of_order=out_of_order_rate,
+        malformed=malformed_rate,
     )
-    config = SimulatorConfig(drones=drones, rate_hz=rate, duration_s=duration, seed=seed, id_prefix=id_prefix, faults=faults)
+    config = SimulatorConfig(
+        drones=drones,
+        rate_hz=rate,
+        duration_s=duration,
+        seed=seed,
+        id_prefix=id_prefix,
+        faults=faults,
+    )
     click.echo(f"simulating {drones} drones at {rate:g} Hz → mqtt://{host}:{port}", err=True)
 
     def progress(stats: dict[str, object]) -> None:
@@ -184,10 +243,24 @@ def bench() -> None:
 
 
 @bench.command("ingest")
-@click.option("--rate", type=click.FloatRange(min=0), default=1500, show_default=True, help="Target msg/s (0 = flat out).")
-@click.option("--duration", type=click.FloatRange(min=1), default=30, show_default=True, help="Seconds of load.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=1500,
+    show_default=True,
+    help="Target msg/s (0 = flat out).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=30,
+    show_default=True,
+    help="Seconds of load.",
+)
 @click.option("--drones", type=click.IntRange(1, 100_000), default=500, show_default=True)
-@click.option("--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True)
+@click.option(
+    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json: bool) -> None:
     """Push telemetry over MQTT through the whole pipeline; report rate, latency and loss."""
@@ -197,9 +270,13 @@ def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json
 
     from skyhive.bench.ingest import run_ingest_bench
 
-    report = run_ingest_bench(rate, duration, drones, broker, progress=lambda m: click.echo(m, err=True))
+    report = run_ingest_bench(
+        rate, duration, drones, broker, progress=lambda m: click.echo(m, err=True)
+    )
     if as_json:
-        click.echo(orjson.dumps({**dataclasses.asdict(report), "zero_loss": report.zero_loss}).decode())
+        click.echo(
+            orjson.dumps({**dataclasses.asdict(report), "zero_loss": report.zero_loss}).decode()
+        )
     else:
         lat = report.latency_ms
         click.echo(

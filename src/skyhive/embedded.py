@@ -60,17 +60,25 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(
-            self.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent, close_fds=True,
+            self.argv,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            close_fds=True,
             process_group=0,  # Ctrl-C reaches the supervisor only; it stops us in order
         )
         logf.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise EmbeddedError(f"{self.name} exited with code {self.proc.returncode}; see {self.log_path}")
+                raise EmbeddedError(
+                    f"{self.name} exited with code {self.proc.returncode}; see {self.log_path}"
+                )
             if port_open(self.host, self.port) and (self.ready is None or self.ready()):
-                log.info("%s ready on %s:%d (pid %d)", self.name, self.host, self.port, self.proc.pid)
+                log.info(
+                    "%s ready on %s:%d (pid %d)", self.name, self.host, self.port, self.proc.pid
+                )
                 return
             time.sleep(0.1)
         self.stop()
@@ -104,16 +112,27 @@ def redis_server_path() -> str:
 def mongo_server(data_dir: Path, host: str, port: int) -> Server:
     mdir = data_dir / "mongo"
     mdir.mkdir(parents=True, exist_ok=True)
-    argv = _python("import sys; from nx_27017.nx_27017 import main; sys.exit(main())") + [
-        "--data-dir", str(mdir), "--host", host, "-p", str(port),
-        "--log-file", str(data_dir / "logs" / "mongo.log"), "--pid-file", str(data_dir / "run" / "mongo.pid"),
+    argv = [
+        *_python("import sys; from nx_27017.nx_27017 import main; sys.exit(main())"),
+        "--data-dir",
+        str(mdir),
+        "--host",
+        host,
+        "-p",
+        str(port),
+        "--log-file",
+        str(data_dir / "logs" / "mongo.log"),
+        "--pid-file",
+        str(data_dir / "run" / "mongo.pid"),
     ]
     (data_dir / "run").mkdir(parents=True, exist_ok=True)
 
     def ready() -> bool:
         from pymongo import MongoClient
 
-        client: MongoClient[dict[str, object]] = MongoClient(host, port, serverSelectionTimeoutMS=500)
+        client: MongoClient[dict[str, object]] = MongoClient(
+            host, port, serverSelectionTimeoutMS=500
+        )
         try:
             client.admin.command("ping")
             return True
@@ -129,9 +148,25 @@ def redis_server(data_dir: Path, host: str, port: int) -> Server:
     rdir = data_dir / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_server_path(), "--port", str(port), "--bind", host, "--dir", str(rdir),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-        "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
+        redis_server_path(),
+        "--port",
+        str(port),
+        "--bind",
+        host,
+        "--dir",
+        str(rdir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--logfile",
+        "",
     ]
     return Server("redis", argv, host, port, data_dir / "logs" / "redis.log")
 
@@ -147,7 +182,11 @@ def mqtt_broker(data_dir: Path, host: str, port: int) -> Server:
         "plugins:\n"
         "  skyhive.adapters.amqtt_auth.OpenAccessAuthPlugin: {}\n"
     )
-    argv = _python("import sys; from amqtt.scripts.broker_script import main; sys.exit(main())") + ["-c", str(cfg)]
+    argv = [
+        *_python("import sys; from amqtt.scripts.broker_script import main; sys.exit(main())"),
+        "-c",
+        str(cfg),
+    ]
     return Server("mqtt (amqtt)", argv, host, port, data_dir / "logs" / "mqtt.log")
 
 
@@ -165,7 +204,11 @@ class EmbeddedStack:
 
     def start(self) -> dict[str, str]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        urls = {"mongodb_uri": self.mongodb_uri, "redis_url": self.redis_url, "mqtt_url": self.mqtt_url}
+        urls = {
+            "mongodb_uri": self.mongodb_uri,
+            "redis_url": self.redis_url,
+            "mqtt_url": self.mqtt_url,
+        }
         try:
             if not self.redis_url:
                 port = free_port(self.host)

@@ -49,7 +49,12 @@ class Child:
                 self.backoff = 1.0
             return
         if self.proc is not None:
-            log.warning("%s exited with code %s; restarting in %.0fs", self.role, self.proc.returncode, self.backoff)
+            log.warning(
+                "%s exited with code %s; restarting in %.0fs",
+                self.role,
+                self.proc.returncode,
+                self.backoff,
+            )
             self.proc = None
             self.next_start = now + self.backoff
             self.backoff = min(self.backoff * 2, 30.0)
@@ -101,8 +106,12 @@ def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) 
     signal.signal(signal.SIGTERM, on_signal)
 
     stack = EmbeddedStack(
-        data_dir=settings.data_dir, host=settings.host, mqtt_port=settings.mqtt_port,
-        mongodb_uri=settings.mongodb_uri, redis_url=settings.redis_url, mqtt_url=settings.mqtt_url,
+        data_dir=settings.data_dir,
+        host=settings.host,
+        mqtt_port=settings.mqtt_port,
+        mongodb_uri=settings.mongodb_uri,
+        redis_url=settings.redis_url,
+        mqtt_url=settings.mqtt_url,
     )
     children: list[Child] = []
     try:

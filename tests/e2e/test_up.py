@@ -37,9 +37,21 @@ class Up:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYHIVE_")}
         self.log = open(self.data_dir.parent / f"up-{self.data_dir.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "skyhive", "up", "--data-dir", str(self.data_dir),
-             "--api-port", str(self.api_port), "--mqtt-port", str(self.mqtt_port)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "skyhive",
+                "up",
+                "--data-dir",
+                str(self.data_dir),
+                "--api-port",
+                str(self.api_port),
+                "--mqtt-port",
+                str(self.mqtt_port),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         wait_for(lambda: self.status("/readyz") == 200, timeout=90, what="readyz 200")
 
@@ -87,7 +99,10 @@ def processes_using(data_dir: Path) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "cmdline").read_bytes() or needle in (entry / "environ").read_bytes():
+            if (
+                needle in (entry / "cmdline").read_bytes()
+                or needle in (entry / "environ").read_bytes()
+            ):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -105,9 +120,18 @@ def publish(port: int, items: list[tuple[str, bytes]]) -> None:
 
 
 def reading(seq: int, battery: float, **extra: object) -> bytes:
-    return orjson.dumps({"seq": seq, "ts": BASE_MS + seq * 1000, "battery_pct": battery,
-                         "lat": 37.80 + seq * 1e-4, "lon": -122.27, "alt_m": 80.0,
-                         "status": "in_flight", **extra})
+    return orjson.dumps(
+        {
+            "seq": seq,
+            "ts": BASE_MS + seq * 1000,
+            "battery_pct": battery,
+            "lat": 37.80 + seq * 1e-4,
+            "lon": -122.27,
+            "alt_m": 80.0,
+            "status": "in_flight",
+            **extra,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +161,10 @@ def test_telemetry_flows_end_to_end(up: Up) -> None:
     wait_for(lambda: up.get(f"/api/v1/drones/{DRONE}")["seq"] == 21, what="live state at seq 21")
     state = up.get(f"/api/v1/drones/{DRONE}")
     assert state["battery_pct"] == 9 and state["status"] == "in_flight"
-    wait_for(lambda: len(up.get(f"/api/v1/drones/{DRONE}/telemetry?limit=100")["items"]) == 21, what="21 in history")
+    wait_for(
+        lambda: len(up.get(f"/api/v1/drones/{DRONE}/telemetry?limit=100")["items"]) == 21,
+        what="21 in history",
+    )
     history = up.get(f"/api/v1/drones/{DRONE}/telemetry?limit=100")["items"]
     assert [h["seq"] for h in history] == list(range(21, 0, -1))  # newest first, no duplicates
 
@@ -146,7 +173,9 @@ def test_telemetry_flows_end_to_end(up: Up) -> None:
     assert alerts["low_battery"]["severity"] == "critical"
 
     reasons = [d["reason"] for d in up.get("/api/v1/deadletters")["items"]]
-    assert any("battery_pct" in r for r in reasons) and any(r.startswith("not JSON") for r in reasons)
+    assert any("battery_pct" in r for r in reasons) and any(
+        r.startswith("not JSON") for r in reasons
+    )
 
     nearby = up.get("/api/v1/drones/nearby?lat=37.80&lon=-122.27&radius_km=5")["items"]
     assert [d["drone_id"] for d in nearby] == [DRONE]
@@ -155,9 +184,15 @@ def test_telemetry_flows_end_to_end(up: Up) -> None:
 
 
 def test_http_ingest_reaches_live_state(up: Up) -> None:
-    body = orjson.dumps([{**orjson.loads(reading(1, 70)), "drone_id": "http-1"}, {"drone_id": "http-1"}])
-    req = urllib.request.Request(up.url("/api/v1/telemetry"), data=body,
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    body = orjson.dumps(
+        [{**orjson.loads(reading(1, 70)), "drone_id": "http-1"}, {"drone_id": "http-1"}]
+    )
+    req = urllib.request.Request(
+        up.url("/api/v1/telemetry"),
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 202
         assert json.loads(r.read())["accepted"] == 1
@@ -183,4 +218,6 @@ def test_children_die_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     u.proc.send_signal(signal.SIGKILL)
     u.proc.wait(10)
     u.log.close()
-    wait_for(lambda: not processes_using(u.data_dir), timeout=20, what="children gone after kill -9")
+    wait_for(
+        lambda: not processes_using(u.data_dir), timeout=20, what="children gone after kill -9"
+    )

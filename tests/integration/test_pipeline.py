@@ -23,8 +23,15 @@ BASE_MS = 1795428000000
 
 
 def msg(drone: str, seq: int, battery: float = 80.0, **extra: object) -> dict[str, object]:
-    return {"drone_id": drone, "seq": seq, "ts": BASE_MS + seq * 1000, "battery_pct": battery,
-            "lat": 37.80 + seq * 1e-4, "lon": -122.27, **extra}
+    return {
+        "drone_id": drone,
+        "seq": seq,
+        "ts": BASE_MS + seq * 1000,
+        "battery_pct": battery,
+        "lat": 37.80 + seq * 1e-4,
+        "lon": -122.27,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -42,7 +49,9 @@ def processor(clients: Clients, ingest: Ingest) -> Processor:
 
 
 def submit(ingest: Ingest, *bodies: dict[str, object] | bytes) -> None:
-    ingest.submit([RawMessage(b if isinstance(b, bytes) else orjson.dumps(b), "test") for b in bodies])
+    ingest.submit(
+        [RawMessage(b if isinstance(b, bytes) else orjson.dumps(b), "test") for b in bodies]
+    )
 
 
 def drain(p: Processor) -> None:
@@ -50,7 +59,9 @@ def drain(p: Processor) -> None:
         pass
 
 
-def test_history_live_state_and_dedup(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+def test_history_live_state_and_dedup(
+    clients: Clients, ingest: Ingest, processor: Processor
+) -> None:
     submit(ingest, msg("d1", 1), msg("d1", 2), msg("d1", 2), msg("d2", 1))
     drain(processor)
     submit(ingest, msg("d1", 1))  # a replay from the drone, later
@@ -61,10 +72,17 @@ def test_history_live_state_and_dedup(clients: Clients, ingest: Ingest, processo
     assert state is not None and state["seq"] == 2 and state["battery_pct"] == 80.0
     near = dict(clients.live.nearby(37.8, -122.27, 1, 10))
     assert set(near) == {"d1", "d2"}
-    assert clients.bus.pending_count(clients.settings.telemetry_stream, clients.settings.processor_group) == 0
+    assert (
+        clients.bus.pending_count(
+            clients.settings.telemetry_stream, clients.settings.processor_group
+        )
+        == 0
+    )
 
 
-def test_out_of_order_goes_to_history_but_not_live_state(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+def test_out_of_order_goes_to_history_but_not_live_state(
+    clients: Clients, ingest: Ingest, processor: Processor
+) -> None:
     submit(ingest, msg("d3", 10, battery=50))
     drain(processor)
     submit(ingest, msg("d3", 9, battery=60))
@@ -74,12 +92,16 @@ def test_out_of_order_goes_to_history_but_not_live_state(clients: Clients, inges
     assert clients.db.telemetry.count_documents({"drone_id": "d3"}) == 2
 
 
-def test_alerts_open_escalate_and_are_published(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+def test_alerts_open_escalate_and_are_published(
+    clients: Clients, ingest: Ingest, processor: Processor
+) -> None:
     pubsub = clients.redis_text.pubsub()
     pubsub.subscribe("alerts:live")
     submit(ingest, msg("d4", 1, battery=20))
     drain(processor)
-    submit(ingest, msg("d4", 2, battery=15), msg("d4", 3, battery=8), msg("d5", 1, status="emergency"))
+    submit(
+        ingest, msg("d4", 2, battery=15), msg("d4", 3, battery=8), msg("d5", 1, status="emergency")
+    )
     drain(processor)
     alerts = {(a["drone_id"], a["type"]): a for a in clients.alerts.list(state="open")}
     low = alerts[("d4", "low_battery")]
@@ -98,7 +120,9 @@ def test_alerts_open_escalate_and_are_published(clients: Clients, ingest: Ingest
     assert {a["type"] for a in live} >= {"low_battery"}
 
 
-def test_malformed_goes_to_dead_letters_with_reason(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+def test_malformed_goes_to_dead_letters_with_reason(
+    clients: Clients, ingest: Ingest, processor: Processor
+) -> None:
     submit(ingest, b"not json", msg("d6", 1, lat=200), msg("d6", 2))
     drain(processor)
     reasons = [d["reason"] for d in clients.deadletters.list()]
@@ -107,14 +131,18 @@ def test_malformed_goes_to_dead_letters_with_reason(clients: Clients, ingest: In
     assert clients.db.telemetry.count_documents({"drone_id": "d6"}) == 1
 
 
-def test_replayed_batch_after_a_crash_is_harmless(clients: Clients, ingest: Ingest, processor: Processor) -> None:
+def test_replayed_batch_after_a_crash_is_harmless(
+    clients: Clients, ingest: Ingest, processor: Processor
+) -> None:
     s = clients.settings
     submit(ingest, msg("d7", 1, battery=5), msg("d7", 2, battery=5))
     # A consumer reads the batch and dies before acknowledging it.
     taken = clients.bus.consume(s.telemetry_stream, s.processor_group, "dead-one", 100, 100)
     assert len(taken) == 2
     processor.process(taken)  # it even wrote everything before dying
-    rescuer = Processor(s.model_copy(update={"processor_claim_idle_ms": 100}), clients, consumer="rescuer")
+    rescuer = Processor(
+        s.model_copy(update={"processor_claim_idle_ms": 100}), clients, consumer="rescuer"
+    )
     time.sleep(0.2)
     assert rescuer.poll() == 2  # re-claimed from the dead consumer
     assert clients.db.telemetry.count_documents({"drone_id": "d7"}) == 2
@@ -158,18 +186,24 @@ def wait_for(cond: Callable[[], bool], timeout: float = 10) -> None:
 
 def test_gateway_over_real_mqtt(settings: Settings, clients: Clients, gateway: MqttGateway) -> None:
     good = {k: v for k, v in msg("g1", 1).items() if k != "drone_id"}  # id from the topic
-    publish(settings, [
-        ("skyhive/drones/g1/telemetry", orjson.dumps(good)),
-        ("skyhive/drones/g1/telemetry", b"\x00\xff garbage"),
-        ("skyhive/drones/g2/telemetry", orjson.dumps(msg("g1", 2))),  # id mismatch
-        ("skyhive/drones/g1/telemetry", b"x" * (settings.max_message_bytes + 1)),
-    ])
+    publish(
+        settings,
+        [
+            ("skyhive/drones/g1/telemetry", orjson.dumps(good)),
+            ("skyhive/drones/g1/telemetry", b"\x00\xff garbage"),
+            ("skyhive/drones/g2/telemetry", orjson.dumps(msg("g1", 2))),  # id mismatch
+            ("skyhive/drones/g1/telemetry", b"x" * (settings.max_message_bytes + 1)),
+        ],
+    )
     wait_for(lambda: gateway.accepted + gateway.rejected >= 4)
     assert (gateway.accepted, gateway.rejected) == (1, 3)
     letters = clients.deadletters.list()
     reasons = " | ".join(d["reason"] for d in letters)
     assert "not JSON" in reasons and "does not match topic" in reasons and "oversize" in reasons
-    assert {d["source"] for d in letters} == {"mqtt:skyhive/drones/g1/telemetry", "mqtt:skyhive/drones/g2/telemetry"}
+    assert {d["source"] for d in letters} == {
+        "mqtt:skyhive/drones/g1/telemetry",
+        "mqtt:skyhive/drones/g2/telemetry",
+    }
     [(_, fields)] = clients.redis_bytes.xrange(settings.telemetry_stream)
     assert fields[b"k"] == b"g1" and orjson.loads(fields[b"v"])["drone_id"] == "g1"
 
@@ -194,7 +228,9 @@ def test_messages_published_while_gateway_is_down_are_not_lost(
     first = run_once(lambda gw: gw._client.is_connected())
     time.sleep(0.3)
     assert first.accepted == 0
-    publish(settings, [("skyhive/drones/p1/telemetry", orjson.dumps(msg("p1", s))) for s in range(1, 6)])
+    publish(
+        settings, [("skyhive/drones/p1/telemetry", orjson.dumps(msg("p1", s))) for s in range(1, 6)]
+    )
     second = run_once(lambda gw: gw.accepted >= 5)
     assert second.accepted == 5
     assert clients.redis_bytes.xlen(settings.telemetry_stream) == 5

@@ -11,7 +11,13 @@ TH = Thresholds(low_battery_warning_pct=25, low_battery_critical_pct=10)
 
 
 def reading(seq: int, battery: float, **extra: object) -> Telemetry:
-    body = {"drone_id": "d1", "seq": seq, "ts": 1795428000000 + seq * 1000, "battery_pct": battery, **extra}
+    body = {
+        "drone_id": "d1",
+        "seq": seq,
+        "ts": 1795428000000 + seq * 1000,
+        "battery_pct": battery,
+        **extra,
+    }
     return parse_telemetry(orjson.dumps(body))
 
 
@@ -58,4 +64,6 @@ def test_fold_orders_by_event_time_so_out_of_order_batches_agree() -> None:
 
 
 def test_open_alert_state_round_trips() -> None:
-    assert OpenAlert.decode(OpenAlert("d1:x:1|odd", "critical").encode()) == OpenAlert("d1:x:1|odd", "critical")
+    assert OpenAlert.decode(OpenAlert("d1:x:1|odd", "critical").encode()) == OpenAlert(
+        "d1:x:1|odd", "critical"
+    )

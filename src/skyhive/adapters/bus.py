@@ -22,7 +22,14 @@ class Bus(Protocol):
         """Create the consumer group (from the start of the log) if it does not exist."""
 
     def consume(
-        self, stream: str, group: str, consumer: str, count: int, block_ms: int, *, own_pending: bool = False
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int,
+        *,
+        own_pending: bool = False,
     ) -> list[BusMessage]:
         """New records for this consumer; they stay pending until acknowledged.
 

@@ -20,7 +20,7 @@ class DeadLetter:
 
 class DeadLetters:
     def __init__(self, client: redis.Redis, stream: str, maxlen: int) -> None:
-        self._r = client
+        self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._stream = stream
         self._maxlen = maxlen
 

@@ -67,12 +67,8 @@ def state_from_hash(h: Mapping[str, str]) -> dict[str, Any]:
 class LiveState:
     def __init__(self, client: redis.Redis) -> None:
         """``client`` must decode responses (str)."""
-        self._r = client
+        self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._apply = client.register_script(_APPLY_IF_NEWER)
-
-    @property
-    def client(self) -> redis.Redis:
-        return self._r
 
     def queue_apply(self, pipe: redis.client.Pipeline, t: Telemetry, updated_at: str) -> None:
         fields = t.live_fields()
@@ -88,7 +84,9 @@ class LiveState:
             client=pipe,
         )
 
-    def queue_seen_check(self, pipe: redis.client.Pipeline, drone_id: str, seqs: Sequence[int]) -> None:
+    def queue_seen_check(
+        self, pipe: redis.client.Pipeline, drone_id: str, seqs: Sequence[int]
+    ) -> None:
         pipe.zmscore(seen_key(drone_id), [str(s) for s in seqs])
 
     def queue_mark_seen(
@@ -103,18 +101,31 @@ class LiveState:
         h = self._r.hgetall(drone_key(drone_id))
         return state_from_hash(h) if h else None
 
-    def all(self) -> list[dict[str, Any]]:
-        ids = sorted(self._r.smembers(FLEET_IDS))
+    def get_many(self, drone_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """States in the order asked, in one round trip; None for an unknown drone."""
+        if not drone_ids:
+            return []
         pipe = self._r.pipeline(transaction=False)
-        for drone_id in ids:
+        for drone_id in drone_ids:
             pipe.hgetall(drone_key(drone_id))
-        return [state_from_hash(h) for h in pipe.execute() if h]
+        return [state_from_hash(h) if h else None for h in pipe.execute()]
 
-    def nearby(self, lat: float, lon: float, radius_km: float, limit: int) -> list[tuple[str, float]]:
+    def all(self) -> list[dict[str, Any]]:
+        return [s for s in self.get_many(sorted(self._r.smembers(FLEET_IDS))) if s is not None]
+
+    def nearby(
+        self, lat: float, lon: float, radius_km: float, limit: int
+    ) -> list[tuple[str, float]]:
         """Drone ids within the radius, nearest first, with distance in km."""
         res = self._r.geosearch(
-            FLEET_GEO, longitude=lon, latitude=lat, radius=radius_km, unit="km",
-            sort="ASC", count=limit, withdist=True,
+            FLEET_GEO,
+            longitude=lon,
+            latitude=lat,
+            radius=radius_km,
+            unit="km",
+            sort="ASC",
+            count=limit,
+            withdist=True,
         )
         return [(str(member), float(dist)) for member, dist in res]
 

@@ -19,6 +19,9 @@ def connect(uri: str, timeout_ms: int = 5000) -> MongoClient[Document]:
 
 def ensure_indexes(db: Database[Document]) -> None:
     db.telemetry.create_index([("drone_id", ASCENDING), ("ts", DESCENDING)], name="drone_ts")
-    db.alerts.create_index([("drone_id", ASCENDING), ("type", ASCENDING), ("state", ASCENDING)], name="drone_type_state")
+    db.alerts.create_index(
+        [("drone_id", ASCENDING), ("type", ASCENDING), ("state", ASCENDING)],
+        name="drone_type_state",
+    )
     db.alerts.create_index([("state", ASCENDING), ("opened_at", DESCENDING)], name="state_opened")
     db.stations.create_index([("location", "2dsphere")], name="location_2dsphere")

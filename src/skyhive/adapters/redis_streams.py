@@ -20,13 +20,17 @@ def _decode(entries: Sequence[Any]) -> list[BusMessage]:
             continue
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         key = fields.get(_KEY, b"")
-        out.append(BusMessage(eid, key.decode() if isinstance(key, bytes) else key, fields.get(_VALUE, b"")))
+        out.append(
+            BusMessage(
+                eid, key.decode() if isinstance(key, bytes) else key, fields.get(_VALUE, b"")
+            )
+        )
     return out
 
 
 class RedisStreamsBus:
     def __init__(self, client: redis.Redis, maxlen: int = 2_000_000) -> None:
-        self._r = client
+        self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._maxlen = maxlen
 
     def publish(self, stream: str, items: Sequence[tuple[str, bytes]]) -> list[str]:
@@ -45,7 +49,14 @@ class RedisStreamsBus:
                 raise
 
     def consume(
-        self, stream: str, group: str, consumer: str, count: int, block_ms: int, *, own_pending: bool = False
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        block_ms: int,
+        *,
+        own_pending: bool = False,
     ) -> list[BusMessage]:
         if own_pending:
             resp = self._r.xreadgroup(group, consumer, {stream: "0"}, count=count)

@@ -7,7 +7,6 @@ from typing import Any
 from flask import Blueprint, Response
 
 from skyhive.adapters.alerts_repo import serialize
-from skyhive.adapters.live_state import drone_key, state_from_hash
 from skyhive.api.errors import ApiError
 from skyhive.api.params import (
     check_drone_id,
@@ -39,14 +38,12 @@ def nearby() -> Response:
     limit = limit_param()
     live = current_clients().live
     hits = live.nearby(lat, lon, radius_km, limit)
-    # One round trip for all the states, rather than one GET per drone.
-    pipe = live.client.pipeline(transaction=False)
-    for drone_id, _ in hits:
-        pipe.hgetall(drone_key(drone_id))
-    items: list[dict[str, Any]] = []
-    for (_, distance_km), h in zip(hits, pipe.execute() if hits else [], strict=True):
-        if h:  # a GEO member whose hash is gone (e.g. deleted by an operator): skip it
-            items.append({**state_from_hash(h), "distance_km": round(distance_km, 4)})
+    states = live.get_many([drone_id for drone_id, _ in hits])
+    items: list[dict[str, Any]] = [
+        {**state, "distance_km": round(distance_km, 4)}
+        for (_, distance_km), state in zip(hits, states, strict=True)
+        if state is not None  # a GEO member whose hash is gone: skip it
+    ]
     return items_response(items, radius_km=radius_km)
 
 

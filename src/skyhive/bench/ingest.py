@@ -74,9 +74,16 @@ def _publisher(host: str, port: int, rate: float, duration: float, drones: int, 
             seqs[i] += 1
             st = stations[i % len(stations)]
             body = {
-                "drone_id": f"bench-{i}", "seq": seqs[i], "ts": int(time.time() * 1000),
-                "lat": st.lat + (seqs[i] % 100) * 1e-5, "lon": st.lon, "alt_m": 80.0, "speed_mps": 15.0,
-                "heading_deg": 90.0, "battery_pct": 80.0, "status": "in_flight",
+                "drone_id": f"bench-{i}",
+                "seq": seqs[i],
+                "ts": int(time.time() * 1000),
+                "lat": st.lat + (seqs[i] % 100) * 1e-5,
+                "lon": st.lon,
+                "alt_m": 80.0,
+                "speed_mps": 15.0,
+                "heading_deg": 90.0,
+                "battery_pct": 80.0,
+                "status": "in_flight",
             }
             last = c.publish(topics[i], orjson.dumps(body), qos=1)
             sent += 1
@@ -91,13 +98,17 @@ def _publisher(host: str, port: int, rate: float, duration: float, drones: int, 
 def _mosquitto(data_dir: Path, port: int) -> Server:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(exe):
-        raise SystemExit("mosquitto is not installed: run `bash bench/setup-mosquitto.sh` (Debian package)")
+        raise SystemExit(
+            "mosquitto is not installed: run `bash bench/setup-mosquitto.sh` (Debian package)"
+        )
     conf = data_dir / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         "max_inflight_messages 0\nmax_queued_messages 0\n"
     )
-    return Server("mqtt (mosquitto)", [exe, "-c", str(conf)], "127.0.0.1", port, data_dir / "mosquitto.log")
+    return Server(
+        "mqtt (mosquitto)", [exe, "-c", str(conf)], "127.0.0.1", port, data_dir / "mosquitto.log"
+    )
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -112,7 +123,11 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def run_ingest_bench(
-    rate: float, duration: float, drones: int, broker: str = "amqtt", warmup: float = 3.0,
+    rate: float,
+    duration: float,
+    drones: int,
+    broker: str = "amqtt",
+    warmup: float = 3.0,
     progress: Any = print,
 ) -> IngestReport:
     from skyhive.bootstrap import bootstrap
@@ -122,28 +137,46 @@ def run_ingest_bench(
     data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
     mqtt_port = free_port()
     mosq = _mosquitto(data_dir, mqtt_port) if broker == "mosquitto" else None
-    stack = EmbeddedStack(data_dir, mqtt_port=mqtt_port, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}" if mosq else "")
+    stack = EmbeddedStack(
+        data_dir, mqtt_port=mqtt_port, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}" if mosq else ""
+    )
     children: list[subprocess.Popen[bytes]] = []
     try:
         if mosq:
             mosq.start()
         urls = stack.start()
-        settings = Settings(**urls, data_dir=data_dir)
+        settings = Settings(
+            mongodb_uri=urls["mongodb_uri"],
+            redis_url=urls["redis_url"],
+            mqtt_url=urls["mqtt_url"],
+            data_dir=data_dir,
+        )
         clients = Clients(settings)
         bootstrap(clients)
-        env = {**os.environ, "SKYHIVE_MONGODB_URI": urls["mongodb_uri"], "SKYHIVE_REDIS_URL": urls["redis_url"],
-               "SKYHIVE_MQTT_URL": urls["mqtt_url"]}
+        env = {
+            **os.environ,
+            "SKYHIVE_MONGODB_URI": urls["mongodb_uri"],
+            "SKYHIVE_REDIS_URL": urls["redis_url"],
+            "SKYHIVE_MQTT_URL": urls["mqtt_url"],
+        }
         logf = open(data_dir / "pipeline.log", "ab")  # noqa: SIM115
         for role in ("gateway", "processor"):
-            children.append(subprocess.Popen([sys.executable, "-m", "skyhive", role], env=env, stdout=logf,
-                                             stderr=subprocess.STDOUT, preexec_fn=die_with_parent))
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "skyhive", role],
+                    env=env,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
+            )
         time.sleep(warmup)
 
         latencies: list[float] = []
         stop_sampling = threading.Event()
 
         def sample() -> None:
-            ps = clients.redis_text.pubsub(ignore_subscribe_messages=True)
+            ps = clients.redis_text.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             ps.subscribe("fleet:updates")
             while not stop_sampling.is_set():
                 m = ps.get_message(timeout=0.2)
@@ -155,10 +188,14 @@ def run_ingest_bench(
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         out: Any = mp.get_context("spawn").Queue()
-        pub = mp.get_context("spawn").Process(target=_publisher, args=("127.0.0.1", mqtt_port, rate, duration, drones, out))
+        pub = mp.get_context("spawn").Process(
+            target=_publisher, args=("127.0.0.1", mqtt_port, rate, duration, drones, out)
+        )
         t0 = time.monotonic()
         pub.start()
-        progress(f"publishing at {rate:g} msg/s for {duration:g}s from {drones} drones via {broker} ...")
+        progress(
+            f"publishing at {rate:g} msg/s for {duration:g}s from {drones} drones via {broker} ..."
+        )
         while pub.is_alive():
             pub.join(5)
             if pub.is_alive():
@@ -182,12 +219,22 @@ def run_ingest_bench(
         drain_end = time.monotonic()
         stop_sampling.set()
         sampler.join(2)
-        unique = len({d["_id"] for d in clients.db.telemetry.find({}, {"_id": 1}).batch_size(10_000)})
+        unique = len(
+            {d["_id"] for d in clients.db.telemetry.find({}, {"_id": 1}).batch_size(10_000)}
+        )
         elapsed = drain_end - t0
         report = IngestReport(
-            broker=broker, target_rate=rate, duration_s=duration, drones=drones, published=published,
-            stored=stored, unique_in_history=unique, drain_s=round(elapsed - duration, 2),
-            sustained_rate=round(stored / elapsed, 1), latency_ms=_percentiles(latencies), samples=len(latencies),
+            broker=broker,
+            target_rate=rate,
+            duration_s=duration,
+            drones=drones,
+            published=published,
+            stored=stored,
+            unique_in_history=unique,
+            drain_s=round(elapsed - duration, 2),
+            sustained_rate=round(stored / elapsed, 1),
+            latency_ms=_percentiles(latencies),
+            samples=len(latencies),
         )
         clients.close()
         return report

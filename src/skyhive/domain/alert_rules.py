@@ -42,7 +42,13 @@ def evaluate(t: Telemetry, th: Thresholds) -> list[Condition]:
 
 
 def _where(t: Telemetry) -> dict[str, Any]:
-    return {"battery_pct": t.battery_pct, "lat": t.lat, "lon": t.lon, "seq": t.seq, "status": t.status}
+    return {
+        "battery_pct": t.battery_pct,
+        "lat": t.lat,
+        "lon": t.lon,
+        "seq": t.seq,
+        "status": t.status,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +92,9 @@ def alert_id_for(c: Condition) -> str:
     return f"{c.drone_id}:{c.type}:{int(c.ts.timestamp() * 1000)}"
 
 
-def fold(conditions: list[Condition], current: dict[tuple[str, str], OpenAlert]) -> list[AlertChange]:
+def fold(
+    conditions: list[Condition], current: dict[tuple[str, str], OpenAlert]
+) -> list[AlertChange]:
     """Combine a batch's conditions (in event-time order) with the open alerts.
 
     One open alert per (drone, type): the first condition opens it, repeats count, a higher
@@ -99,9 +107,13 @@ def fold(conditions: list[Condition], current: dict[tuple[str, str], OpenAlert])
         if ch is None:
             prev = current.get(key)
             if prev is None:
-                ch = AlertChange(alert_id_for(c), c.drone_id, c.type, c.severity, True, False, c.ts, c.ts, 0)
+                ch = AlertChange(
+                    alert_id_for(c), c.drone_id, c.type, c.severity, True, False, c.ts, c.ts, 0
+                )
             else:
-                ch = AlertChange(prev.alert_id, c.drone_id, c.type, prev.severity, False, False, c.ts, c.ts, 0)
+                ch = AlertChange(
+                    prev.alert_id, c.drone_id, c.type, prev.severity, False, False, c.ts, c.ts, 0
+                )
             changes[key] = ch
         if SEVERITY_RANK[c.severity] > SEVERITY_RANK[ch.severity]:
             ch.severity = c.severity

@@ -25,11 +25,15 @@ def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return (math.degrees(math.atan2(x, y)) + 360.0) % 360.0
 
 
-def destination_point(lat: float, lon: float, bearing: float, distance_m: float) -> tuple[float, float]:
+def destination_point(
+    lat: float, lon: float, bearing: float, distance_m: float
+) -> tuple[float, float]:
     """The point reached from (lat, lon) after ``distance_m`` on initial ``bearing``."""
     d = distance_m / EARTH_RADIUS_M
     b = math.radians(bearing)
     p1, l1 = math.radians(lat), math.radians(lon)
     p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
-    l2 = l1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2))
+    l2 = l1 + math.atan2(
+        math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2)
+    )
     return math.degrees(p2), (math.degrees(l2) + 540.0) % 360.0 - 180.0

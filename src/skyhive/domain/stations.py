@@ -32,7 +32,12 @@ class Station:
 def parse_stations(text: str) -> list[Station]:
     rows = csv.DictReader(io.StringIO(text))
     return [
-        Station(code=r["code"].strip(), name=r["name"].strip(), lat=float(r["latitude"]), lon=float(r["longitude"]))
+        Station(
+            code=r["code"].strip(),
+            name=r["name"].strip(),
+            lat=float(r["latitude"]),
+            lon=float(r["longitude"]),
+        )
         for r in rows
     ]
 

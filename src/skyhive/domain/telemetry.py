@@ -95,7 +95,9 @@ class Telemetry(BaseModel):
 
     def history_document(self) -> dict[str, Any]:
         """MongoDB history document with an idempotent ``_id``; GeoJSON is [lon, lat]."""
-        doc: dict[str, Any] = self.model_dump(mode="python", exclude_none=True, exclude=set(self.model_extra or ()))
+        doc: dict[str, Any] = self.model_dump(
+            mode="python", exclude_none=True, exclude=set(self.model_extra or ())
+        )
         if self.model_extra:
             doc["extra"] = self.model_extra
         doc["_id"] = self.key
@@ -136,7 +138,9 @@ def _format_error(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_telemetry(raw: bytes | str, topic_drone_id: str | None = None, max_bytes: int = 16384) -> Telemetry:
+def parse_telemetry(
+    raw: bytes | str, topic_drone_id: str | None = None, max_bytes: int = 16384
+) -> Telemetry:
     """Decode and validate one message; ``topic_drone_id`` is the id from the MQTT topic."""
     if len(raw) > max_bytes:
         raise InvalidTelemetry(f"oversize: {len(raw)} bytes > {max_bytes}")
@@ -155,7 +159,9 @@ def validate_telemetry(data: object, topic_drone_id: str | None = None) -> Telem
         if body_id is None:
             data = {**data, "drone_id": topic_drone_id}
         elif body_id != topic_drone_id:
-            raise InvalidTelemetry(f"drone_id {body_id!r} does not match topic drone id {topic_drone_id!r}")
+            raise InvalidTelemetry(
+                f"drone_id {body_id!r} does not match topic drone id {topic_drone_id!r}"
+            )
     for name in ("drone_id", "ts", "battery_pct"):
         if name not in data:
             raise InvalidTelemetry(f"missing required field {name!r}")
@@ -191,6 +197,11 @@ def _check_field_names(obj: object, path: str, depth: int) -> None:
 def drone_id_from_topic(topic: str) -> str | None:
     """``skyhive/drones/{id}/telemetry`` → ``id`` (None when the topic has another shape)."""
     parts = topic.split("/")
-    if len(parts) == 4 and parts[0] == "skyhive" and parts[1] == "drones" and DRONE_ID_RE.match(parts[2]):
+    if (
+        len(parts) == 4
+        and parts[0] == "skyhive"
+        and parts[1] == "drones"
+        and DRONE_ID_RE.match(parts[2])
+    ):
         return parts[2]
     return None

@@ -52,7 +52,9 @@ class MqttGateway:
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object = None
+    ) -> None:
         log.info("gateway connected to MQTT (%s); subscribing %s", rc, self._s.telemetry_topic)
         client.subscribe(self._s.telemetry_topic, qos=1)
 
@@ -120,7 +122,9 @@ class MqttGateway:
 
 def run_gateway(settings: Settings, stop: threading.Event) -> None:
     clients = Clients(settings)
-    ingest = Ingest(clients.bus, clients.deadletters, settings.telemetry_stream, settings.max_message_bytes)
+    ingest = Ingest(
+        clients.bus, clients.deadletters, settings.telemetry_stream, settings.max_message_bytes
+    )
     try:
         MqttGateway(settings, ingest).run(stop)
     finally:

@@ -9,7 +9,12 @@ import orjson
 
 from skyhive.adapters.bus import Bus
 from skyhive.adapters.deadletters import DeadLetter, DeadLetters
-from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry, validate_telemetry
+from skyhive.domain.telemetry import (
+    InvalidTelemetry,
+    Telemetry,
+    parse_telemetry,
+    validate_telemetry,
+)
 
 
 @dataclass(frozen=True, slots=True)

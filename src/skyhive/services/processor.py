@@ -54,7 +54,9 @@ class Processor:
         self._s = settings
         self._c = clients
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self._thresholds = Thresholds(settings.low_battery_warning_pct, settings.low_battery_critical_pct)
+        self._thresholds = Thresholds(
+            settings.low_battery_warning_pct, settings.low_battery_critical_pct
+        )
         self.totals = BatchStats()
         self._retry_own = False  # after a failed batch, its entries are still ours and pending
 
@@ -66,18 +68,31 @@ class Processor:
         s = self._s
         if self._retry_own:
             msgs = self._c.bus.consume(
-                s.telemetry_stream, s.processor_group, self.consumer, s.processor_batch_size, 0, own_pending=True
+                s.telemetry_stream,
+                s.processor_group,
+                self.consumer,
+                s.processor_batch_size,
+                0,
+                own_pending=True,
             )
             if msgs:
                 self._run(msgs)
                 return len(msgs)
             self._retry_own = False
         msgs = self._c.bus.claim_stale(
-            s.telemetry_stream, s.processor_group, self.consumer, s.processor_claim_idle_ms, s.processor_batch_size
+            s.telemetry_stream,
+            s.processor_group,
+            self.consumer,
+            s.processor_claim_idle_ms,
+            s.processor_batch_size,
         )
         if not msgs:
             msgs = self._c.bus.consume(
-                s.telemetry_stream, s.processor_group, self.consumer, s.processor_batch_size, s.processor_block_ms
+                s.telemetry_stream,
+                s.processor_group,
+                self.consumer,
+                s.processor_batch_size,
+                s.processor_block_ms,
             )
         if msgs:
             self._run(msgs)
@@ -97,7 +112,10 @@ class Processor:
         st.duplicates = len(readings) - len(fresh)
         st.stored, refused = self._c.telemetry.insert([t.history_document() for t in fresh])
         if refused:
-            invalid += [DeadLetter(f"history write refused: {m}", encode_for_bus(fresh[i]), "processor") for i, m in refused.items()]
+            invalid += [
+                DeadLetter(f"history write refused: {m}", encode_for_bus(fresh[i]), "processor")
+                for i, m in refused.items()
+            ]
             fresh = [t for i, t in enumerate(fresh) if i not in refused]
             st.invalid = len(invalid)
         changes = self._alerts(fresh)
@@ -153,7 +171,9 @@ class Processor:
                 body["change"] = "opened" if ch.opened else "escalated"
                 events.append((ch.drone_id, orjson.dumps(body)))
             self._c.bus.publish(self._s.alerts_stream, events)
-            self._c.redis_text.publish(ALERTS_LIVE, orjson.dumps([orjson.loads(v) for _, v in events]))
+            self._c.redis_text.publish(
+                ALERTS_LIVE, orjson.dumps([orjson.loads(v) for _, v in events])
+            )
         return changes
 
     def _update_live(self, fresh: list[Telemetry], changes: list[AlertChange]) -> int:
@@ -173,7 +193,9 @@ class Processor:
         for drone_id, drone_seqs in seqs.items():
             live.queue_mark_seen(pipe, drone_id, drone_seqs, self._s.dedup_window)
         for ch in changes:
-            pipe.hset(alert_state_key(ch.drone_id), ch.type, OpenAlert(ch.alert_id, ch.severity).encode())
+            pipe.hset(
+                alert_state_key(ch.drone_id), ch.type, OpenAlert(ch.alert_id, ch.severity).encode()
+            )
         results = pipe.execute()
         applied = [t for t, ok in zip(latest.values(), results, strict=False) if ok == 1]
         if applied:
@@ -211,8 +233,14 @@ def run_processor(settings: Settings, stop: threading.Event) -> None:
                 backoff = min(backoff * 2, 10.0)
             if time.monotonic() - last_log > 30:
                 t = proc.totals
-                log.info("processor: %d received, %d stored, %d duplicates, %d invalid, %d alert changes",
-                         t.received, t.stored, t.duplicates, t.invalid, t.alert_changes)
+                log.info(
+                    "processor: %d received, %d stored, %d duplicates, %d invalid, %d alert changes",
+                    t.received,
+                    t.stored,
+                    t.duplicates,
+                    t.invalid,
+                    t.alert_changes,
+                )
                 last_log = time.monotonic()
     finally:
         clients.close()

@@ -36,6 +36,7 @@ MAX_QUEUED = 50_000  # buffer during a broker outage; below paho's 65,535 messag
 CONNECT_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 10.0
 PROGRESS_INTERVAL_S = 5.0
+MAX_RATE_HZ = 100.0  # per drone; real drones report at a few Hz, timestamps are in ms
 MIN_TICK_S = 0.005  # publish in small batches at high rates instead of sleeping per message
 KEEPALIVE_S = 30
 _ID_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -55,8 +56,8 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if self.drones < 1:
             raise ValueError(f"drones must be at least 1, got {self.drones}")
-        if not 0.0 < self.rate_hz <= 100.0:
-            raise ValueError(f"rate_hz must be in (0, 100], got {self.rate_hz}")
+        if not 0.0 < self.rate_hz <= MAX_RATE_HZ:
+            raise ValueError(f"rate_hz must be in (0, {MAX_RATE_HZ:g}], got {self.rate_hz}")
         if self.duration_s is not None and not self.duration_s > 0.0:
             raise ValueError(f"duration_s must be positive, got {self.duration_s}")
         if not _ID_PREFIX_RE.match(self.id_prefix):
@@ -224,7 +225,8 @@ class _Publisher:
             if progress is not None and now >= next_progress:
                 next_progress += PROGRESS_INTERVAL_S
                 progress(self._snapshot(now - t0))
-            stop.wait(max(t0 + done * slot_s - time.monotonic(), MIN_TICK_S))
+            now = time.monotonic()
+            stop.wait(min(max(t0 + done * slot_s - now, MIN_TICK_S), max(end - now, 0.0)))
         self._flush_held()
         self._snapshot(time.monotonic() - t0)
 
