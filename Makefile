@@ -25,16 +25,20 @@ test: install
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
 
 format: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
 
+# The figures in docs/benchmarks.md: the embedded stack, then Mosquitto as the broker.
 bench-ingest: install
-	$(BIN)/skyhive bench ingest
+	$(BIN)/skyhive bench ingest --rate 1000 --duration 30 --drones 500
+	$(BIN)/skyhive bench ingest --rate 1500 --duration 30 --drones 500
+	$(BIN)/skyhive bench ingest --rate 1500 --duration 30 --drones 500 --broker mosquitto
+	$(BIN)/skyhive bench ingest --rate 2000 --duration 30 --drones 500 --broker mosquitto
 
 clean:
 	rm -rf $(VENV) .skyhive .pytest_cache .mypy_cache .ruff_cache

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     telemetry_topic: str = "skyhive/drones/+/telemetry"
     max_message_bytes: int = Field(default=16 * 1024, ge=256)
     gateway_batch_size: int = Field(default=500, ge=1)
-    gateway_flush_ms: int = Field(default=20, ge=1)
+    gateway_linger_ms: int = Field(default=10, ge=0)
     gateway_client_id: str = "skyhive-gateway"
 
     # Bus (Redis Streams).
@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     processor_group: str = "processor"
     processor_batch_size: int = Field(default=1000, ge=1)
     processor_block_ms: int = Field(default=200, ge=1)
+    processor_linger_ms: int = Field(default=20, ge=0)
     processor_claim_idle_ms: int = Field(default=30_000, ge=100)
     dedup_window: int = Field(default=2048, ge=16)
 

@@ -225,7 +225,7 @@ def test_messages_published_while_gateway_is_down_are_not_lost(
             thread.join(10)
         return gw
 
-    first = run_once(lambda gw: gw._client.is_connected())
+    first = run_once(lambda gw: gw.connected)
     time.sleep(0.3)
     assert first.accepted == 0
     publish(

@@ -48,29 +48,19 @@ class IngestReport:
 
 
 def _publisher(host: str, port: int, rate: float, duration: float, drones: int, out: Any) -> None:
-    """Paced publisher (own process, so it does not share a GIL with the measurement)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    """Paced QoS 1 publisher (own process, so it does not share a GIL with the measurement)."""
+    from skyhive.bench.mqtt_load import LoadPublisher
 
     stations = bart_stations()
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
-    c.max_inflight_messages_set(2000)
-    c.max_queued_messages_set(0)
-    c.connect(host, port)
-    c.loop_start()
+    pub = LoadPublisher(host, port, client_id=f"bench-pub-{os.getpid()}")
     topics = [f"skyhive/drones/bench-{i}/telemetry" for i in range(drones)]
     seqs = [0] * drones
-    sent = 0
     start = time.monotonic()
     end = start + duration
-    last = None
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            break
-        due = int((now - start) * rate) + 1 if rate > 0 else sent + 200
-        while sent < due:
-            i = sent % drones
+    while (now := time.monotonic()) < end:
+        due = int((now - start) * rate) + 1 if rate > 0 else pub.acked + 2000
+        while pub.sent < due and pub.in_flight < 20_000:
+            i = pub.sent % drones
             seqs[i] += 1
             st = stations[i % len(stations)]
             body = {
@@ -85,27 +75,44 @@ def _publisher(host: str, port: int, rate: float, duration: float, drones: int, 
                 "battery_pct": 80.0,
                 "status": "in_flight",
             }
-            last = c.publish(topics[i], orjson.dumps(body), qos=1)
-            sent += 1
+            pub.publish(topics[i], orjson.dumps(body))
+        pub.pump()
         time.sleep(0.002)
-    if last is not None:
-        last.wait_for_publish(60)
-    c.disconnect()
-    c.loop_stop()
-    out.put((sent, time.monotonic() - start))
+    deadline = time.monotonic() + 120
+    while pub.in_flight and time.monotonic() < deadline:
+        pub.pump()
+        time.sleep(0.01)
+    pub.close()
+    out.put((pub.sent, pub.acked, time.monotonic() - start))
 
 
-def _mosquitto(data_dir: Path, port: int) -> Server:
+def _mosquitto_path(progress: Any) -> str:
+    """Mosquitto's binary, installing the Debian package first when it is missing."""
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.path.exists(exe):
-        raise SystemExit(
-            "mosquitto is not installed: run `bash bench/setup-mosquitto.sh` (Debian package)"
-        )
+    if os.path.exists(exe):
+        return exe
+    if not shutil.which("apt-get"):
+        raise SystemExit("mosquitto is not installed and there is no apt-get to install it with")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    progress("installing mosquitto (Debian package) for the benchmark ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    return "/usr/sbin/mosquitto"
+
+
+def _mosquitto(data_dir: Path, port: int, progress: Any) -> Server:
     conf = data_dir / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         "max_inflight_messages 0\nmax_queued_messages 0\n"
     )
+    exe = _mosquitto_path(progress)
     return Server(
         "mqtt (mosquitto)", [exe, "-c", str(conf)], "127.0.0.1", port, data_dir / "mosquitto.log"
     )
@@ -136,7 +143,7 @@ def run_ingest_bench(
 
     data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
     mqtt_port = free_port()
-    mosq = _mosquitto(data_dir, mqtt_port) if broker == "mosquitto" else None
+    mosq = _mosquitto(data_dir, mqtt_port, progress) if broker == "mosquitto" else None
     stack = EmbeddedStack(
         data_dir, mqtt_port=mqtt_port, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}" if mosq else ""
     )
@@ -202,8 +209,8 @@ def run_ingest_bench(
                 stored = clients.db.telemetry.estimated_document_count()
                 on_bus = clients.redis_bytes.xlen(settings.telemetry_stream)
                 progress(f"  t={time.monotonic() - t0:5.1f}s  on_bus={on_bus}  stored={stored}")
-        published, _ = out.get(timeout=10)
-        progress(f"published {published}; waiting for the pipeline to drain ...")
+        published, acked, _ = out.get(timeout=10)
+        progress(f"published {published} ({acked} acknowledged by the broker); draining ...")
         stored = 0
         deadline = time.monotonic() + max(60.0, duration * 2)
         last_change, last_stored = time.monotonic(), -1

@@ -224,8 +224,11 @@ def run_processor(settings: Settings, stop: threading.Event) -> None:
         last_log = time.monotonic()
         while not stop.is_set():
             try:
-                proc.poll()
+                n = proc.poll()
                 backoff = 0.5
+                if 0 < n < settings.processor_batch_size // 4:
+                    # Let a fuller batch form: per-batch round trips dominate small batches.
+                    stop.wait(settings.processor_linger_ms / 1000.0)
             except Exception:
                 # Unacknowledged entries stay pending and are re-read after the backoff.
                 log.exception("processor batch failed; retrying in %.1fs", backoff)
