@@ -37,8 +37,9 @@ format: install
 bench-ingest: install
 	$(BIN)/skyhive bench ingest --rate 1000 --duration 30 --drones 500
 	$(BIN)/skyhive bench ingest --rate 1500 --duration 30 --drones 500
+	$(BIN)/skyhive bench ingest --rate 1800 --duration 30 --drones 500
 	$(BIN)/skyhive bench ingest --rate 1500 --duration 30 --drones 500 --broker mosquitto
-	$(BIN)/skyhive bench ingest --rate 2000 --duration 30 --drones 500 --broker mosquitto
+	$(BIN)/skyhive bench ingest --rate 1800 --duration 30 --drones 500 --broker mosquitto
 
 clean:
 	rm -rf $(VENV) .skyhive .pytest_cache .mypy_cache .ruff_cache
