@@ -72,6 +72,16 @@ def _up_options(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
+def _run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) -> None:
+    from skyhive.embedded import EmbeddedError
+    from skyhive.supervisor import run_up
+
+    try:
+        sys.exit(run_up(settings, extra_roles))
+    except EmbeddedError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _up_settings(ctx: click.Context, **opts: object) -> Settings:
     overrides = {k: v for k, v in opts.items() if v is not None}
     return _settings(ctx).model_copy(update=overrides)
@@ -82,13 +92,7 @@ def _up_settings(ctx: click.Context, **opts: object) -> Settings:
 @click.pass_context
 def up(ctx: click.Context, /, **opts: object) -> None:
     """Start the embedded stack and every SkyHive process; Ctrl-C stops it all."""
-    from skyhive.embedded import EmbeddedError
-    from skyhive.supervisor import run_up
-
-    try:
-        sys.exit(run_up(_up_settings(ctx, **opts)))
-    except EmbeddedError as exc:
-        raise click.ClickException(str(exc)) from None
+    _run_up(_up_settings(ctx, **opts))
 
 
 @cli.command()
@@ -104,8 +108,6 @@ def up(ctx: click.Context, /, **opts: object) -> None:
 @click.pass_context
 def demo(ctx: click.Context, /, drones: int, rate: float, **opts: object) -> None:
     """`up` plus the fleet simulator, for a first look."""
-    from skyhive.embedded import EmbeddedError
-    from skyhive.supervisor import run_up
 
     sim = [
         sys.executable,
@@ -127,10 +129,7 @@ def demo(ctx: click.Context, /, drones: int, rate: float, **opts: object) -> Non
         "--malformed-rate",
         "0.001",
     ]
-    try:
-        sys.exit(run_up(_up_settings(ctx, **opts), extra_roles={"simulator": sim}))
-    except EmbeddedError as exc:
-        raise click.ClickException(str(exc)) from None
+    _run_up(_up_settings(ctx, **opts), extra_roles={"simulator": sim})
 
 
 @cli.command()
