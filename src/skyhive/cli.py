@@ -163,6 +163,103 @@ def processor(ctx: click.Context) -> None:
 
 @cli.command()
 @click.pass_context
+def dispatcher(ctx: click.Context) -> None:
+    """Run one dispatcher (several may run: drone claims are atomic)."""
+    from skyhive.services.dispatcher import run_dispatcher
+
+    run_dispatcher(_settings(ctx), _stop_on_signals())
+
+
+@cli.group()
+def drones() -> None:
+    """The fleet registry."""
+
+
+@drones.command("register")
+@click.argument("drone_id")
+@click.option("--home-station", required=True, help="Station code, e.g. 12TH.")
+@click.option("--model", default="skyhive-x4", show_default=True)
+@click.option("--max-payload-kg", type=float, default=2.5, show_default=True)
+@click.option("--battery-wh", type=float, default=500.0, show_default=True)
+@click.option("--cruise-speed-mps", type=float, default=15.0, show_default=True)
+@click.option("--consumption-wh-per-km", type=float, default=8.0, show_default=True)
+@click.pass_context
+def drones_register(
+    ctx: click.Context,
+    drone_id: str,
+    home_station: str,
+    model: str,
+    max_payload_kg: float,
+    battery_wh: float,
+    cruise_speed_mps: float,
+    consumption_wh_per_km: float,
+) -> None:
+    """Register a drone so the dispatcher may assign it deliveries."""
+    from pydantic import ValidationError
+
+    from skyhive.adapters.fleet_repo import DuplicateDrone
+    from skyhive.adapters.stations_repo import get_station
+    from skyhive.domain.fleet import DroneSpec
+    from skyhive.domain.telemetry import format_validation_error
+    from skyhive.wiring import Clients
+
+    try:
+        spec = DroneSpec(
+            drone_id=drone_id,
+            model=model,
+            home_station=home_station,
+            max_payload_kg=max_payload_kg,
+            battery_capacity_wh=battery_wh,
+            cruise_speed_mps=cruise_speed_mps,
+            consumption_wh_per_km=consumption_wh_per_km,
+        )
+    except ValidationError as exc:
+        raise click.ClickException(format_validation_error(exc)) from None
+    clients = Clients(_settings(ctx))
+    try:
+        if get_station(clients.db, home_station) is None:
+            raise click.ClickException(f"unknown home station {home_station!r}")
+        clients.fleet.register(spec)
+    except DuplicateDrone:
+        raise click.ClickException(f"drone {drone_id!r} is already registered") from None
+    finally:
+        clients.close()
+    click.echo(f"registered {drone_id} ({model}, home {home_station})")
+
+
+@drones.command("list")
+@click.option("--status", type=click.Choice(["active", "maintenance", "retired"]), default=None)
+@click.pass_context
+def drones_list(ctx: click.Context, status: str | None) -> None:
+    """List registered drones."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from skyhive.wiring import Clients
+
+    clients = Clients(_settings(ctx))
+    try:
+        specs = clients.fleet.list(status=status)
+    finally:
+        clients.close()
+    table = Table("drone", "model", "home", "payload kg", "battery Wh", "m/s", "Wh/km", "status")
+    for s in specs:
+        table.add_row(
+            s.drone_id,
+            s.model,
+            s.home_station,
+            f"{s.max_payload_kg:g}",
+            f"{s.battery_capacity_wh:g}",
+            f"{s.cruise_speed_mps:g}",
+            f"{s.consumption_wh_per_km:g}",
+            s.status,
+        )
+    Console().print(table)
+    click.echo(f"{len(specs)} drones")
+
+
+@cli.command()
+@click.pass_context
 def api(ctx: click.Context) -> None:
     """Serve the REST API and dashboard."""
     from skyhive.api.server import run_api

@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     processor_claim_idle_ms: int = Field(default=30_000, ge=100)
     dedup_window: int = Field(default=2048, ge=16)
 
+    # Deliveries and dispatch.
+    events_stream: str = "events"
+    commands_stream: str = "commands"
+    events_topic: str = "skyhive/drones/+/events"
+    service_radius_km: float = Field(default=12.0, gt=0)
+    max_package_kg: float = Field(default=5.0, gt=0)  # used while no drone is registered
+    dispatch_reserve_pct: float = Field(default=20.0, ge=0, lt=100)
+    dispatch_radius_km: float = Field(default=15.0, gt=0)
+    dispatch_tick_ms: int = Field(default=100, ge=10)
+    dispatch_silent_assigned_s: float = Field(default=30.0, gt=0)
+    dispatch_silent_loaded_s: float = Field(default=120.0, gt=0)
+
     # Alert thresholds (percent).
     low_battery_warning_pct: float = 25.0
     low_battery_critical_pct: float = 10.0

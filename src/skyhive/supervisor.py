@@ -123,7 +123,10 @@ def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) 
         finally:
             clients.close()
         env = child_env(settings, urls)
-        roles = {r: [sys.executable, "-m", "skyhive", r] for r in ("gateway", "processor", "api")}
+        roles = {
+            r: [sys.executable, "-m", "skyhive", r]
+            for r in ("gateway", "processor", "dispatcher", "api")
+        }
         roles.update(extra_roles or {})
         children = [Child(role, argv, env) for role, argv in roles.items()]
         for c in children:

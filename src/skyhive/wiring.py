@@ -12,6 +12,8 @@ from pymongo.database import Database
 from skyhive.adapters import mongo
 from skyhive.adapters.alerts_repo import AlertsRepo
 from skyhive.adapters.deadletters import DeadLetters
+from skyhive.adapters.deliveries_repo import DeliveriesRepo
+from skyhive.adapters.fleet_repo import FleetRepo
 from skyhive.adapters.live_state import LiveState
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.adapters.telemetry_repo import TelemetryRepo
@@ -67,6 +69,14 @@ class Clients:
     @cached_property
     def telemetry(self) -> TelemetryRepo:
         return TelemetryRepo(self.db)
+
+    @cached_property
+    def fleet(self) -> FleetRepo:
+        return FleetRepo(self.db, self.redis_text)
+
+    @cached_property
+    def deliveries(self) -> DeliveriesRepo:
+        return DeliveriesRepo(self.db, self.redis_text)
 
     def close(self) -> None:
         cached: dict[str, Any] = self.__dict__

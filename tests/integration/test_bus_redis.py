@@ -27,6 +27,9 @@ def test_publish_consume_ack_in_order(clients: Clients) -> None:
     bus.ack(STREAM, GROUP, [m.id for m in got])
     assert bus.pending_count(STREAM, GROUP) == 0
     assert bus.consume(STREAM, GROUP, "c1", 10, 50) == []
+    started = time.monotonic()
+    assert bus.consume(STREAM, GROUP, "c1", 10, 0) == []  # 0 means "don't wait"
+    assert time.monotonic() - started < 0.5
 
 
 def test_unacknowledged_entries_are_redelivered_and_reclaimed(clients: Clients) -> None:

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from skyhive.bootstrap import bootstrap
 from skyhive.services.gateway import MqttGateway
-from skyhive.services.ingest import Ingest, RawMessage
+from skyhive.services.ingest import Ingest, RawMessage, ingest_for
 from skyhive.services.processor import Processor
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
@@ -37,8 +37,7 @@ def msg(drone: str, seq: int, battery: float = 80.0, **extra: object) -> dict[st
 @pytest.fixture
 def ingest(clients: Clients) -> Ingest:
     bootstrap(clients)
-    s = clients.settings
-    return Ingest(clients.bus, clients.deadletters, s.telemetry_stream, s.max_message_bytes)
+    return ingest_for(clients)
 
 
 @pytest.fixture

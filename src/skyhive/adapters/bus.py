@@ -31,7 +31,8 @@ class Bus(Protocol):
         *,
         own_pending: bool = False,
     ) -> list[BusMessage]:
-        """New records for this consumer; they stay pending until acknowledged.
+        """New records for this consumer, waiting up to ``block_ms`` (0: not at all); they
+        stay pending until acknowledged.
 
         ``own_pending`` re-reads this consumer's unacknowledged records instead (after a
         failed batch), without blocking.

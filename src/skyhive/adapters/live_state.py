@@ -55,6 +55,7 @@ def state_from_hash(h: Mapping[str, str]) -> dict[str, Any]:
         "ts": h.get("ts") or None,
         "status": h.get("status") or None,
         "emergency": h.get("emergency") == "1",
+        "registered": h.get("registered", "1") == "1",
         "delivery_id": h.get("delivery_id") or None,
         "updated_at": h.get("updated_at") or None,
     }
@@ -70,9 +71,12 @@ class LiveState:
         self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._apply = client.register_script(_APPLY_IF_NEWER)
 
-    def queue_apply(self, pipe: redis.client.Pipeline, t: Telemetry, updated_at: str) -> None:
+    def queue_apply(
+        self, pipe: redis.client.Pipeline, t: Telemetry, updated_at: str, registered: bool = True
+    ) -> None:
         fields = t.live_fields()
         fields["updated_at"] = updated_at
+        fields["registered"] = "1" if registered else "0"
         flat: list[str] = []
         for k, v in fields.items():
             flat += (k, v)

@@ -25,3 +25,11 @@ def ensure_indexes(db: Database[Document]) -> None:
     )
     db.alerts.create_index([("state", ASCENDING), ("opened_at", DESCENDING)], name="state_opened")
     db.stations.create_index([("location", "2dsphere")], name="location_2dsphere")
+    db.deliveries.create_index(
+        [("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"
+    )
+    db.deliveries.create_index(
+        [("customer_id", ASCENDING), ("created_at", DESCENDING)], name="customer"
+    )
+    db.deliveries.create_index([("drone_id", ASCENDING), ("created_at", DESCENDING)], name="drone")
+    db.drones.create_index([("status", ASCENDING)], name="status")

@@ -61,7 +61,9 @@ class RedisStreamsBus:
         if own_pending:
             resp = self._r.xreadgroup(group, consumer, {stream: "0"}, count=count)
         else:
-            resp = self._r.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+            # Redis reads BLOCK 0 as "forever"; the Bus contract reads 0 as "don't wait".
+            block = block_ms if block_ms > 0 else None
+            resp = self._r.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block)
         if not resp:
             return []
         return _decode(resp[0][1])

@@ -26,3 +26,24 @@ def seed_stations(db: Database[Document], live: LiveState, stations: Sequence[St
 
 def list_stations(db: Database[Document]) -> list[Document]:
     return list(db.stations.find().sort("_id", 1))
+
+
+def station_from_document(doc: Document) -> Station:
+    lon, lat = doc["location"]["coordinates"]
+    return Station(
+        code=str(doc["_id"]),
+        name=str(doc.get("name", doc["_id"])),
+        lat=float(lat),
+        lon=float(lon),
+        pads=int(doc.get("pads", 4)),
+        chargers=int(doc.get("chargers", 2)),
+    )
+
+
+def get_station(db: Database[Document], code: str) -> Station | None:
+    doc = db.stations.find_one({"_id": code})
+    return station_from_document(doc) if doc else None
+
+
+def all_stations(db: Database[Document]) -> list[Station]:
+    return [station_from_document(d) for d in list_stations(db)]

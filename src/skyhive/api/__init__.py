@@ -22,7 +22,17 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     """Build the app. ``clients`` defaults to new ones from ``settings`` (or the
     environment); pass your own to share connections or to point the app elsewhere."""
     # Imported here, not at module level: the blueprints import helpers from this package.
-    from skyhive.api import alerts, deadletters, drones, health, ingest, openapi, stations
+    from skyhive.api import (
+        alerts,
+        deadletters,
+        deliveries,
+        drones,
+        fleet,
+        health,
+        ingest,
+        openapi,
+        stations,
+    )
     from skyhive.api.metrics import init_metrics
 
     if clients is None:
@@ -32,6 +42,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     app.extensions[EXTENSION_KEY] = clients
     register_error_handlers(app)
     init_metrics(app)
-    for module in (drones, alerts, stations, deadletters, ingest, health, openapi):
+    blueprints = (drones, fleet, deliveries, alerts, stations, deadletters, ingest, health, openapi)
+    for module in blueprints:
         app.register_blueprint(module.bp)
     return app

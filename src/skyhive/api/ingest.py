@@ -13,7 +13,7 @@ from flask import Blueprint, Response, request
 
 from skyhive.api.errors import ApiError
 from skyhive.api.responses import current_clients, json_response
-from skyhive.services.ingest import Ingest, RawMessage
+from skyhive.services.ingest import RawMessage, ingest_for
 
 bp = Blueprint("ingest", __name__, url_prefix="/api/v1")
 
@@ -73,10 +73,7 @@ def ingest_telemetry() -> Response:
     if not items:
         raise ApiError(400, "no telemetry items in the request body")
 
-    clients = current_clients()
-    s = clients.settings
-    ingest = Ingest(clients.bus, clients.deadletters, s.telemetry_stream, s.max_message_bytes)
-    result = ingest.submit([item.message for item in items])
+    result = ingest_for(current_clients()).submit([item.message for item in items])
 
     errors: list[dict[str, object]] = []
     for index, reason in result.errors[:MAX_ERRORS_LISTED]:

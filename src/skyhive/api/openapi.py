@@ -11,13 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response
+from pydantic import BaseModel
 
 from skyhive import __version__
 from skyhive.api.alerts import ALERT_STATES
+from skyhive.api.deliveries import DELIVERY_STATUSES
 from skyhive.api.drones import DEFAULT_RADIUS_KM, MAX_RADIUS_KM, MIN_RADIUS_KM
+from skyhive.api.fleet import REGISTRY_STATUSES
 from skyhive.api.ingest import MAX_ERRORS_LISTED, MAX_ITEMS
 from skyhive.api.params import DEFAULT_LIMIT, MAX_LIMIT
 from skyhive.api.responses import json_response
+from skyhive.domain.deliveries import ID_PATTERN, DeliveryRequest
+from skyhive.domain.fleet import DroneSpec, DroneSpecPatch
 from skyhive.domain.telemetry import DRONE_ID_RE
 
 bp = Blueprint("openapi", __name__)
@@ -53,6 +58,22 @@ def _list_of(item: str, **extra: Schema) -> Schema:
             **extra,
         },
     }
+
+
+def _body(schema: str, description: str) -> Schema:
+    return {
+        "required": True,
+        "description": description,
+        "content": {"application/json": {"schema": _ref(schema)}},
+    }
+
+
+def _from_model(model: type[BaseModel], description: str) -> dict[str, Schema]:
+    """A request body schema generated from its domain model, so the documented limits are
+    the enforced ones; nested models become components of their own."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested: dict[str, Schema] = schema.pop("$defs", {})
+    return {model.__name__: {**schema, "description": description}, **nested}
 
 
 def _error(name: str) -> Schema:
@@ -91,8 +112,10 @@ def _op(
 _ERROR_STATUS = {
     "BadRequest": "400",
     "NotFound": "404",
+    "Conflict": "409",
     "TooLarge": "413",
     "UnsupportedMediaType": "415",
+    "Unprocessable": "422",
     "Unavailable": "503",
 }
 
@@ -267,6 +290,106 @@ SCHEMAS: dict[str, Schema] = {
             },
         },
     },
+    **_from_model(
+        DroneSpec,
+        "A drone to register. `status` is the registry's (may it be dispatched at all), "
+        "not the flight status reported in telemetry.",
+    ),
+    **_from_model(
+        DroneSpecPatch,
+        "Fields to change; absent or `null` fields keep their value. At least one is needed.",
+    ),
+    **_from_model(
+        DeliveryRequest,
+        "A delivery order. Give `order_id` to make retries safe: the same `order_id` again "
+        "returns the first delivery instead of creating another.",
+    ),
+    "Delivery": {
+        "type": "object",
+        "required": [
+            "id",
+            "customer_id",
+            "pickup_station",
+            "destination",
+            "package",
+            "status",
+            "created_at",
+            "timeline",
+        ],
+        "properties": {
+            "id": {"type": "string", "description": "`ord-{order_id}`, or `dlv-…` without one."},
+            "order_id": {"type": ["string", "null"]},
+            "customer_id": {"type": "string"},
+            "pickup_station": {"type": "string", "description": "Station code."},
+            "destination": _ref("Point"),
+            "package": _ref("Package"),
+            "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+            "drone_id": {"type": ["string", "null"], "description": "Once assigned."},
+            "return_station": {
+                "type": ["string", "null"],
+                "description": "Where the drone goes after the drop-off.",
+            },
+            "distance_km": {
+                **_NUM,
+                "description": "Great-circle distance, pickup station to destination.",
+            },
+            "price_estimate": {
+                "type": ["string", "null"],
+                "description": 'Decimal amount as a string (e.g. `"7.90"`), in `currency`.',
+            },
+            "currency": {"type": "string", "examples": ["USD"]},
+            "eta": {"type": ["string", "null"], "format": "date-time"},
+            "dispatch": {
+                "type": ["object", "null"],
+                "additionalProperties": True,
+                "description": "How the drone was chosen, once assigned.",
+            },
+            "waiting_reason": {
+                "type": ["string", "null"],
+                "description": "Why a pending delivery has no drone yet.",
+            },
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": ["string", "null"], "format": "date-time"},
+            "timeline": {
+                "type": "array",
+                "description": "Every status the delivery went through, oldest first.",
+                "items": {
+                    "type": "object",
+                    "required": ["status", "at"],
+                    "properties": {
+                        "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+                        "at": {"type": "string", "format": "date-time"},
+                        "note": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "DeliveryTracking": {
+        "type": "object",
+        "required": ["id", "status", "drone_id", "drone", "remaining_km"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+            "drone_id": {"type": ["string", "null"]},
+            "drone": _nullable(_ref("DroneState")),
+            "remaining_km": {
+                **_NUM,
+                "description": "Flight distance still to go (via the pickup station while "
+                "assigned); null unless the delivery is under way and the drone reports "
+                "a position.",
+            },
+            "eta_seconds": {
+                "type": "number",
+                "description": "At cruise speed; present when `remaining_km` is.",
+            },
+            "eta": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "The stored ETA; present when `remaining_km` is null.",
+            },
+        },
+    },
     "Readiness": {
         "type": "object",
         "required": ["status", "checks"],
@@ -284,6 +407,21 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
+SCHEMAS["RegisteredDrone"] = {
+    "type": "object",
+    "description": "A registered drone's spec.",
+    "required": [*SCHEMAS["DroneSpec"]["properties"], "pct_per_km"],
+    "properties": {
+        **SCHEMAS["DroneSpec"]["properties"],
+        "pct_per_km": {
+            "type": "number",
+            "description": "Battery percentage one km of cruise costs (consumption over "
+            "capacity), to 4 decimals.",
+        },
+    },
+}
+
+
 def _error_response(description: str) -> Schema:
     return _json(_ref("Error"), description)
 
@@ -294,9 +432,14 @@ RESPONSES: dict[str, Schema] = {
     "TooLarge": _error_response(
         f"Body over 10 MiB or more than {MAX_ITEMS} items: split the upload."
     ),
+    "Conflict": _error_response("The request conflicts with the resource's current state."),
     "UnsupportedMediaType": _error_response(
-        "Content-Type is not application/json or application/x-ndjson "
-        "(application/ndjson and application/jsonl are accepted too)."
+        "Content-Type is not one the operation takes: application/json (telemetry ingest "
+        "also takes application/x-ndjson, application/ndjson and application/jsonl)."
+    ),
+    "Unprocessable": _error_response(
+        "The JSON body breaks the schema or cannot be served; `field` is the dotted path "
+        "of the first offending field (e.g. `package.size`)."
     ),
     "Unavailable": {
         **_error_response("MongoDB or Redis is unreachable; retry after `Retry-After`."),
@@ -363,6 +506,41 @@ PARAMETERS: dict[str, Schema] = {
         "description": "Only this drone's alerts.",
         "schema": {"type": "string", "pattern": DRONE_ID_RE.pattern},
     },
+    "FleetLimit": {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": MAX_LIMIT},
+    },
+    "RegistryStatus": {
+        "name": "status",
+        "in": "query",
+        "description": "Only drones with this registry status (default: all).",
+        "schema": {"type": "string", "enum": list(REGISTRY_STATUSES)},
+    },
+    "DeliveryId": {
+        "name": "delivery_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "DeliveryStatus": {
+        "name": "status",
+        "in": "query",
+        "description": "Only deliveries in this status (default: all).",
+        "schema": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+    },
+    "CustomerIdQuery": {
+        "name": "customer_id",
+        "in": "query",
+        "description": "Only this customer's deliveries.",
+        "schema": {"type": "string", "pattern": ID_PATTERN},
+    },
+    "DeliveryDroneId": {
+        "name": "drone_id",
+        "in": "query",
+        "description": "Only deliveries assigned to this drone.",
+        "schema": {"type": "string", "pattern": DRONE_ID_RE.pattern},
+    },
     "Before": {
         "name": "before",
         "in": "query",
@@ -417,6 +595,125 @@ PATHS: dict[str, Schema] = {
             ),
             "BadRequest",
             params=[_param("DroneId"), _param("Since"), _param("Until"), _param("Limit")],
+        )
+    },
+    "/api/v1/fleet/drones": {
+        "post": _op(
+            "registerDrone",
+            "Register a drone in the fleet",
+            "fleet",
+            _json(_ref("RegisteredDrone"), "Registered; `Location` is its URL."),
+            "BadRequest",
+            "Conflict",
+            "TooLarge",
+            "UnsupportedMediaType",
+            "Unprocessable",
+            status="201",
+            description="409 when `drone_id` is already registered; 422 for a value out of "
+            "range or a `home_station` that is not a known station.",
+            requestBody=_body("DroneSpec", "The spec; omitted fields take their defaults."),
+        ),
+        "get": _op(
+            "listFleet",
+            "Registered drones, by id",
+            "fleet",
+            _json(_list_of("RegisteredDrone"), "Matching drones."),
+            "BadRequest",
+            params=[_param("RegistryStatus"), _param("FleetLimit")],
+        ),
+    },
+    "/api/v1/fleet/drones/{drone_id}": {
+        "get": _op(
+            "getRegisteredDrone",
+            "One registered drone's spec",
+            "fleet",
+            _json(_ref("RegisteredDrone"), "The spec."),
+            "BadRequest",
+            "NotFound",
+            params=[_param("DroneId")],
+        ),
+        "patch": _op(
+            "updateDrone",
+            "Change some fields of a registered drone",
+            "fleet",
+            _json(_ref("RegisteredDrone"), "The spec after the change."),
+            "BadRequest",
+            "NotFound",
+            "TooLarge",
+            "UnsupportedMediaType",
+            "Unprocessable",
+            params=[_param("DroneId")],
+            description="400 for a body with nothing to change; 422 for a value out of range "
+            "or an unknown `home_station`.",
+            requestBody=_body("DroneSpecPatch", "The fields to change."),
+        ),
+    },
+    "/api/v1/deliveries": {
+        "post": _op(
+            "createDelivery",
+            "Order a delivery",
+            "deliveries",
+            _json(_ref("Delivery"), "Created, pending dispatch; `Location` is its URL."),
+            "BadRequest",
+            "Conflict",
+            "TooLarge",
+            "UnsupportedMediaType",
+            "Unprocessable",
+            status="201",
+            description="422 when the order cannot be served, with `field` at fault: "
+            "`pickup_station` (unknown station), `destination` (outside the service radius "
+            "of the pickup station), `package.weight_kg` (heavier than any active drone "
+            "can lift). 409 when `order_id` was already used by another customer.",
+            requestBody=_body("DeliveryRequest", "The order."),
+        ),
+        "get": _op(
+            "listDeliveries",
+            "Deliveries, newest first",
+            "deliveries",
+            _json(_list_of("Delivery"), "Matching deliveries."),
+            "BadRequest",
+            params=[
+                _param("DeliveryStatus"),
+                _param("CustomerIdQuery"),
+                _param("DeliveryDroneId"),
+                _param("Limit"),
+            ],
+        ),
+    },
+    "/api/v1/deliveries/{delivery_id}": {
+        "get": _op(
+            "getDelivery",
+            "One delivery, with its timeline",
+            "deliveries",
+            _json(_ref("Delivery"), "The delivery."),
+            "NotFound",
+            params=[_param("DeliveryId")],
+        )
+    },
+    "/api/v1/deliveries/{delivery_id}/track": {
+        "get": _op(
+            "trackDelivery",
+            "Where the delivery's drone is and how far it still has to fly",
+            "deliveries",
+            _json(_ref("DeliveryTracking"), "The live position and remaining distance."),
+            "NotFound",
+            params=[_param("DeliveryId")],
+        )
+    },
+    "/api/v1/deliveries/{delivery_id}/cancel": {
+        "post": _op(
+            "cancelDelivery",
+            "Cancel a pending or assigned delivery",
+            "deliveries",
+            _json(
+                _ref("Delivery"),
+                "Cancelled; an assigned drone is sent back to a station.",
+            ),
+            "NotFound",
+            "Conflict",
+            params=[_param("DeliveryId")],
+            description="409 once the package is picked up, or when the delivery is "
+            "already finished; the message gives its current status.",
         )
     },
     "/api/v1/telemetry": {
@@ -536,6 +833,9 @@ PATHS: dict[str, Schema] = {
         )
     },
 }
+PATHS["/api/v1/deliveries"]["post"]["responses"]["200"] = _json(
+    _ref("Delivery"), "`order_id` was used before by this customer: the existing delivery."
+)
 # /readyz answers 503 with the check results rather than the error shape.
 PATHS["/readyz"]["get"]["responses"]["503"] = _json(
     _ref("Readiness"), "At least one dependency did not answer; `checks` says which."
@@ -546,13 +846,23 @@ DOCUMENT: Schema = {
     "info": {
         "title": "SkyHive API",
         "version": __version__,
-        "description": "Live state, history, alerts and ingest for a drone delivery fleet. "
+        "description": "Live state, history, alerts, ingest, the fleet registry and "
+        "delivery orders for a drone delivery fleet. "
         'Every error is JSON: `{"error": {"code", "message", "field"?}}`.',
         "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
     },
     "tags": [
         {"name": name}
-        for name in ("drones", "telemetry", "alerts", "stations", "deadletters", "meta")
+        for name in (
+            "drones",
+            "fleet",
+            "deliveries",
+            "telemetry",
+            "alerts",
+            "stations",
+            "deadletters",
+            "meta",
+        )
     ],
     "paths": PATHS,
     "components": {"schemas": SCHEMAS, "responses": RESPONSES, "parameters": PARAMETERS},

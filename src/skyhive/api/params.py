@@ -1,8 +1,9 @@
-"""Query and path parameter parsing with precise 400s, shared by every blueprint.
+"""Query, path and JSON body parsing with precise errors, shared by every blueprint.
 
-Each helper reads ``flask.request.args`` and raises :class:`ApiError` naming the parameter,
-so a caller sees exactly which parameter was wrong and why. An empty value (``?drone_id=``)
-counts as absent, which is what form-built URLs send.
+Each query helper reads ``flask.request.args`` and raises :class:`ApiError` naming the
+parameter, so a caller sees exactly which parameter was wrong and why. An empty value
+(``?drone_id=``) counts as absent, which is what form-built URLs send. :func:`json_body`
+does the same for a JSON request body validated by a pydantic model.
 """
 
 from __future__ import annotations
@@ -11,11 +12,18 @@ import math
 import re
 from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import TypeVar
 
+import orjson
 from flask import request
+from pydantic import BaseModel, ValidationError
 
 from skyhive.api.errors import ApiError
-from skyhive.domain.telemetry import DRONE_ID_RE
+from skyhive.domain.telemetry import DRONE_ID_RE, format_validation_error
+
+M = TypeVar("M", bound=BaseModel)
+
+_JSON_TYPE_NAMES = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
 
 _INT_RE = re.compile(r"^[+-]?\d{1,18}$")
 _EPOCH_MS_RE = re.compile(r"^-?\d{1,15}$")
@@ -82,6 +90,14 @@ def choice_param(name: str, choices: Collection[str]) -> str | None:
     return raw
 
 
+def pattern_param(name: str, pattern: str) -> str | None:
+    """A value matching ``pattern`` (a full-match regex), so a 400 means "can never exist"."""
+    raw = _raw(name)
+    if raw is not None and not re.fullmatch(pattern, raw):
+        raise ApiError(400, f"{name} must match {pattern}, got {raw[:80]!r}", name)
+    return raw
+
+
 def parse_timestamp(raw: str, name: str) -> datetime:
     """RFC 3339 with an explicit offset (``Z`` or ``+hh:mm``), or integer epoch milliseconds.
 
@@ -141,3 +157,30 @@ def stream_id_param(name: str) -> str | None:
     if raw is not None and not _STREAM_ID_RE.fullmatch(raw):
         raise ApiError(400, f"{name} must be a stream entry id like '1700000000000-0'", name)
     return raw
+
+
+def json_body(model: type[M]) -> M:
+    """The request body as ``model``, validated strictly (JSON types as sent, no coercion).
+
+    415 unless the body is ``application/json``; 400 when it is empty, not JSON or not an
+    object; 422 when it breaks the schema, with the first error's location as ``field``
+    (dotted, e.g. ``package.size``) and up to five errors in the message.
+    """
+    if request.mimetype != "application/json":
+        raise ApiError(415, "Content-Type must be application/json")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    if not raw.strip():
+        raise ApiError(400, "request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        got = _JSON_TYPE_NAMES.get(type(data), "null" if data is None else "a number")
+        raise ApiError(400, f"body must be a JSON object, got {got}")
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        loc = exc.errors(include_url=False)[0]["loc"]
+        field = ".".join(str(p) for p in loc) or None
+        raise ApiError(422, format_validation_error(exc), field) from None

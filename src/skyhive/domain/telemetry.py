@@ -129,7 +129,8 @@ class Telemetry(BaseModel):
         return out
 
 
-def _format_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError) -> str:
+    """Up to five pydantic errors as one readable line: ``field: problem; ...``."""
     parts = []
     for e in err.errors(include_url=False)[:5]:
         loc = ".".join(str(p) for p in e["loc"]) or "message"
@@ -174,7 +175,7 @@ def validate_telemetry(data: object, topic_drone_id: str | None = None) -> Telem
     try:
         telemetry = Telemetry.model_validate(data)
     except ValidationError as exc:
-        raise InvalidTelemetry(_format_error(exc)) from None
+        raise InvalidTelemetry(format_validation_error(exc)) from None
     if telemetry.model_extra:
         _check_field_names(telemetry.model_extra, "", 0)
     return telemetry
@@ -194,14 +195,26 @@ def _check_field_names(obj: object, path: str, depth: int) -> None:
             _check_field_names(item, path, depth + 1)
 
 
-def drone_id_from_topic(topic: str) -> str | None:
-    """``skyhive/drones/{id}/telemetry`` → ``id`` (None when the topic has another shape)."""
+DRONE_CHANNELS = frozenset({"telemetry", "events"})
+
+
+def parse_drone_topic(topic: str) -> tuple[str | None, str]:
+    """``skyhive/drones/{id}/{channel}`` → (id, channel); the id is None when the topic is
+    not of that shape or the id is not a valid drone id (the message is then rejected)."""
     parts = topic.split("/")
+    channel = parts[-1] if parts else ""
     if (
         len(parts) == 4
         and parts[0] == "skyhive"
         and parts[1] == "drones"
+        and channel in DRONE_CHANNELS
         and DRONE_ID_RE.match(parts[2])
     ):
-        return parts[2]
-    return None
+        return parts[2], channel
+    return None, channel
+
+
+def drone_id_from_topic(topic: str) -> str | None:
+    """``skyhive/drones/{id}/telemetry`` → ``id`` (None when the topic has another shape)."""
+    drone_id, channel = parse_drone_topic(topic)
+    return drone_id if channel == "telemetry" else None

@@ -19,8 +19,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from skyhive.adapters.mqtt_url import parse_mqtt_url
-from skyhive.domain.telemetry import drone_id_from_topic
-from skyhive.services.ingest import Ingest, RawMessage
+from skyhive.domain.telemetry import parse_drone_topic
+from skyhive.services.ingest import Ingest, RawMessage, ingest_for
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
@@ -58,8 +58,9 @@ class MqttGateway:
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object = None
     ) -> None:
-        log.info("gateway connected to MQTT (%s); subscribing %s", rc, self._s.telemetry_topic)
-        client.subscribe(self._s.telemetry_topic, qos=1)
+        topics = [self._s.telemetry_topic, self._s.events_topic]
+        log.info("gateway connected to MQTT (%s); subscribing %s", rc, ", ".join(topics))
+        client.subscribe([(t, 1) for t in topics])
         self.connected = True
 
     def _on_disconnect(self, *_args: object) -> None:
@@ -67,7 +68,9 @@ class MqttGateway:
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
         topic = m.topic
-        raw = RawMessage(bytes(m.payload), f"mqtt:{topic}", drone_id_from_topic(topic))
+        drone_id, channel = parse_drone_topic(topic)
+        kind = "event" if channel == "events" else "telemetry"
+        raw = RawMessage(bytes(m.payload), f"mqtt:{topic}", drone_id, kind)
         self._queue.append(_Pending(m.mid, m.qos, raw))
 
     def _flush(self) -> None:
@@ -146,9 +149,7 @@ class MqttGateway:
 
 def run_gateway(settings: Settings, stop: threading.Event) -> None:
     clients = Clients(settings)
-    ingest = Ingest(
-        clients.bus, clients.deadletters, settings.telemetry_stream, settings.max_message_bytes
-    )
+    ingest = ingest_for(clients)
     try:
         MqttGateway(settings, ingest).run(stop)
     finally:

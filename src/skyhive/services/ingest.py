@@ -9,12 +9,14 @@ import orjson
 
 from skyhive.adapters.bus import Bus
 from skyhive.adapters.deadletters import DeadLetter, DeadLetters
+from skyhive.domain.commands import DroneEvent, parse_event
 from skyhive.domain.telemetry import (
     InvalidTelemetry,
     Telemetry,
     parse_telemetry,
     validate_telemetry,
 )
+from skyhive.wiring import Clients
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class RawMessage:
     body: bytes | object
     source: str
     topic_drone_id: str | None = None
+    kind: str = "telemetry"  # or "event": a delivery event reported by a drone
 
     def raw_bytes(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -46,16 +49,35 @@ def encode_for_bus(t: Telemetry) -> bytes:
 
 
 class Ingest:
-    def __init__(self, bus: Bus, deadletters: DeadLetters, stream: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        deadletters: DeadLetters,
+        stream: str,
+        max_bytes: int,
+        events_stream: str = "events",
+    ) -> None:
         self._bus = bus
         self._dead = deadletters
         self._stream = stream
+        self._events_stream = events_stream
         self._max_bytes = max_bytes
 
     def validate(self, msg: RawMessage) -> Telemetry:
         if isinstance(msg.body, bytes):
             return parse_telemetry(msg.body, msg.topic_drone_id, self._max_bytes)
         return validate_telemetry(msg.body, msg.topic_drone_id)
+
+    def validate_event(self, msg: RawMessage) -> DroneEvent:
+        body = msg.body
+        if isinstance(body, bytes):
+            if len(body) > self._max_bytes:
+                raise InvalidTelemetry(f"oversize: {len(body)} bytes > {self._max_bytes}")
+            try:
+                body = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidTelemetry(f"not JSON: {exc}") from None
+        return parse_event(body, msg.topic_drone_id)
 
     def submit(self, batch: Sequence[RawMessage]) -> IngestResult:
         """Validate, then write good messages to the bus and bad ones to the dead-letter stream.
@@ -64,16 +86,29 @@ class Ingest:
         """
         result = IngestResult()
         good: list[tuple[str, bytes]] = []
+        events: list[tuple[str, bytes]] = []
         bad: list[DeadLetter] = []
         for i, msg in enumerate(batch):
             try:
-                t = self.validate(msg)
+                if msg.kind == "event":
+                    ev = self.validate_event(msg)
+                    events.append((ev.drone_id, orjson.dumps(ev.model_dump(mode="json"))))
+                else:
+                    t = self.validate(msg)
+                    good.append((t.drone_id, encode_for_bus(t)))
             except InvalidTelemetry as exc:
                 bad.append(DeadLetter(exc.reason, msg.raw_bytes(), msg.source))
                 result.errors.append((i, exc.reason))
-                continue
-            good.append((t.drone_id, encode_for_bus(t)))
         self._bus.publish(self._stream, good)
+        self._bus.publish(self._events_stream, events)
+        good += events
         self._dead.add(bad)
         result.accepted, result.rejected = len(good), len(bad)
         return result
+
+
+def ingest_for(clients: Clients) -> Ingest:
+    s = clients.settings
+    return Ingest(
+        clients.bus, clients.deadletters, s.telemetry_stream, s.max_message_bytes, s.events_stream
+    )

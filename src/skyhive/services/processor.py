@@ -23,6 +23,7 @@ import orjson
 from skyhive.adapters.alerts_repo import serialize
 from skyhive.adapters.bus import BusMessage
 from skyhive.adapters.deadletters import DeadLetter
+from skyhive.adapters.fleet_repo import REGISTERED
 from skyhive.adapters.live_state import FLEET_UPDATES
 from skyhive.domain.alert_rules import AlertChange, OpenAlert, Thresholds, evaluate, fold
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
@@ -108,9 +109,13 @@ class Processor:
         st = BatchStats(received=len(msgs))
         readings, invalid = self._decode(msgs)
         st.invalid = len(invalid)
-        fresh = self._drop_seen(readings)
+        fresh, unregistered = self._drop_seen(readings)
         st.duplicates = len(readings) - len(fresh)
-        st.stored, refused = self._c.telemetry.insert([t.history_document() for t in fresh])
+        docs = [t.history_document() for t in fresh]
+        for doc in docs:
+            if doc["drone_id"] in unregistered:
+                doc["unregistered"] = True  # ingested all the same, but flagged
+        st.stored, refused = self._c.telemetry.insert(docs)
         if refused:
             invalid += [
                 DeadLetter(f"history write refused: {m}", encode_for_bus(fresh[i]), "processor")
@@ -120,7 +125,7 @@ class Processor:
             st.invalid = len(invalid)
         changes = self._alerts(fresh)
         st.alert_changes = len(changes)
-        st.live_updates = self._update_live(fresh, changes)
+        st.live_updates = self._update_live(fresh, changes, unregistered)
         self._c.deadletters.add(invalid)
         self._add(st)
         return st
@@ -134,8 +139,10 @@ class Processor:
                 invalid.append(DeadLetter(exc.reason, m.value, "processor"))
         return readings, invalid
 
-    def _drop_seen(self, readings: list[Telemetry]) -> list[Telemetry]:
-        """Duplicates within the batch, then against each drone's recent-sequence window."""
+    def _drop_seen(self, readings: list[Telemetry]) -> tuple[list[Telemetry], set[str]]:
+        """Duplicates within the batch, then against each drone's recent-sequence window.
+
+        Also returns the drones of the batch that are not in the fleet registry."""
         by_drone: dict[str, dict[int, Telemetry]] = defaultdict(dict)
         for t in readings:
             by_drone[t.drone_id].setdefault(t.seq, t)
@@ -143,10 +150,15 @@ class Processor:
         order = list(by_drone.items())
         for drone_id, seqs in order:
             self._c.live.queue_seen_check(pipe, drone_id, list(seqs))
+        if order:
+            pipe.smismember(REGISTERED, [drone_id for drone_id, _ in order])
+        results = pipe.execute()
         fresh: list[Telemetry] = []
-        for (_, seqs), scores in zip(order, pipe.execute(), strict=True):
+        for (_, seqs), scores in zip(order, results, strict=False):
             fresh.extend(t for t, score in zip(seqs.values(), scores, strict=True) if score is None)
-        return fresh
+        known = results[-1] if order else []
+        unregistered = {d for (d, _), ok in zip(order, known, strict=True) if not ok}
+        return fresh, unregistered
 
     def _alerts(self, fresh: list[Telemetry]) -> list[AlertChange]:
         conditions = [c for t in fresh for c in evaluate(t, self._thresholds)]
@@ -176,7 +188,9 @@ class Processor:
             )
         return changes
 
-    def _update_live(self, fresh: list[Telemetry], changes: list[AlertChange]) -> int:
+    def _update_live(
+        self, fresh: list[Telemetry], changes: list[AlertChange], unregistered: set[str]
+    ) -> int:
         latest: dict[str, Telemetry] = {}
         for t in fresh:
             cur = latest.get(t.drone_id)
@@ -186,7 +200,7 @@ class Processor:
         live = self._c.live
         pipe = self._c.redis_text.pipeline(transaction=False)
         for t in latest.values():
-            live.queue_apply(pipe, t, now)
+            live.queue_apply(pipe, t, now, registered=t.drone_id not in unregistered)
         seqs: dict[str, list[int]] = defaultdict(list)
         for t in fresh:
             seqs[t.drone_id].append(t.seq)

@@ -1,50 +1,70 @@
 """Pure drone physics: one state machine per drone, driven by time the caller passes in.
 
 Nothing here reads a clock or touches the network, so a seeded ``random.Random`` makes every
-flight reproducible in unit tests; the runner owns wall-clock time and MQTT.
+flight reproducible in unit tests; the runner owns wall-clock time and MQTT. Durations are
+counted in the ``dt_s`` given to :meth:`SimDrone.step` and ``now_ms`` only stamps messages, so
+the runner can run simulated time faster than the wall clock.
 
-A drone's life: docked (idle) at a BART station, charging when low, then a leg to a station
-2-12 km away (vertical climb, great-circle cruise, vertical descent onto a pad), then charging
-again. Legs are only chosen when the battery covers them with a landing reserve, so in normal
-operation a drone never runs flat; injected faults (emergency hover, fast drain) break that on
-purpose, and a drone that gets low in the air diverts to the nearest station ("returning").
+A drone's life: docked (idle) at a BART station, charging when low, then a flight, then
+charging again. Left to itself (``autonomous``) it flies a leg to a station 2-12 km away
+(vertical climb, great-circle cruise, vertical descent onto a pad). Commanded, it flies a
+delivery mission: to the pickup station, land and load, to the destination, hover low to
+drop, then back to the return station. Legs and missions are only flown when the battery
+covers them with a reserve, so in normal operation a drone never runs flat; injected faults
+(emergency hover, fast drain) break that on purpose, and a drone that gets low in the air
+diverts to the nearest station ("returning"), abandoning any delivery.
+
+Battery use follows the drone's registry spec, so the dispatcher's energy model holds:
+cruising costs ``pct_per_km`` per km; climbing, descending and hovering cost time on top, a
+few percent per flight that the dispatcher's landing reserve absorbs.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache, lru_cache
+from typing import Any
 
+from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import bearing_deg, destination_point, haversine_m
 from skyhive.domain.stations import Station, bart_stations
 from skyhive.simulator.faults import FaultRates, Reading
 
 MAX_ALT_M = 120.0  # legal ceiling for small drones (FAA Part 107: 400 ft)
 CRUISE_ALT_M = (60.0, 110.0)
-CRUISE_SPEED_MPS = (12.0, 18.0)
 CLIMB_RATE_MPS = 3.0
 DESCENT_RATE_MPS = 2.0
 LEG_DISTANCE_M = (2_000.0, 12_000.0)
 PAD_OFFSET_MAX_M = 12.0  # stations have several pads around the station's coordinates
-DRAIN_PER_KM_PCT = (1.2, 2.0)  # varies per airframe
-HOVER_DRAIN_PCT_PER_S = 0.015  # spent while airborne whatever the distance flown
+AT_STATION_M = 30.0  # this close to a station's coordinates is being there (on one of its pads)
+HOVER_DRAIN_PCT_PER_S = 0.015  # climbing, descending, hovering; cruise drains per km instead
 CHARGE_RATE_PCT_PER_S = (0.08, 0.15)  # roughly 7-14 minutes from 35 % to full
 CHARGE_TAPER_ABOVE_PCT = 80.0  # constant-voltage phase: charging slows near full
 CHARGE_TAPER_FACTOR = 0.5
 CHARGE_TARGET_PCT = (95.0, 100.0)
 MIN_TAKEOFF_PCT = 35.0
-LANDING_RESERVE_PCT = 25.0  # a leg is affordable only if this much is left on landing
-LOW_BATTERY_PCT = 15.0  # airborne below this (faults only): divert to the nearest station
+LANDING_RESERVE_PCT = 25.0  # an autonomous leg is affordable only if this much is left on landing
+LOW_BATTERY_PCT = 15.0  # airborne below this: divert to the nearest station
 DWELL_S = (20.0, 180.0)
 INITIAL_DWELL_S = (0.0, 60.0)  # short, so a fresh fleet starts flying within a minute
 INITIAL_BATTERY_PCT = (45.0, 100.0)
 PAYLOAD_KG = (0.5, 2.5)
+LOADING_S = (5.0, 10.0)
+DROP_S = 5.0
+DROP_ALT_M = 15.0  # the package is lowered on a tether: no landing in a customer's garden
+MISSION_PAYLOAD_KG = 1.0  # deliver commands do not say what the package weighs
+MAX_DELIVERY_ID_LEN = 128  # as the event schema allows
+RECENT_COMMANDS = 32  # deliver commands remembered, to ignore QoS 1 redeliveries
 EMERGENCY_S = (15.0, 60.0)
 FAULT_DRAIN_S = (60.0, 180.0)
 FAULT_DRAIN_PCT_PER_S = 0.4  # about ten times the normal in-flight drain
+
+Event = dict[str, Any]
 
 
 class Phase(StrEnum):
@@ -55,45 +75,80 @@ class Phase(StrEnum):
     CLIMB = "climb"
     CRUISE = "cruise"
     DESCENT = "descent"
+    LOADING = "loading"  # on the pickup station's pad
+    DROP = "drop"  # hovering at DROP_ALT_M over the destination
 
 
 _GROUND_STATUS = {Phase.DOCKED: "idle", Phase.CHARGING: "charging"}
+_AIRBORNE = frozenset({Phase.CLIMB, Phase.CRUISE, Phase.DESCENT, Phase.DROP})
+
+
+class InvalidCommand(ValueError):
+    """A command the drone cannot act on (unknown type, missing or bad field)."""
+
+
+@dataclass(slots=True)
+class Mission:
+    """A delivery the drone was commanded to fly; ``loaded`` once the package is on board."""
+
+    delivery_id: str
+    pickup: Station
+    destination: tuple[float, float]
+    return_station: Station
+    loaded: bool = False
 
 
 @dataclass(slots=True)
 class SimDrone:
-    """One simulated drone. ``station`` is where it is docked, or where it is flying to."""
+    """One simulated drone. ``station`` is where it is docked, or the next one it docks at."""
 
-    drone_id: str
+    spec: DroneSpec
     station: Station
     lat: float
     lon: float
     battery_pct: float
     seq: int
     faults: FaultRates
-    drain_per_km_pct: float
     charge_rate_pct_per_s: float
+    autonomous: bool = True  # flies legs of its own accord; otherwise only when commanded
     phase: Phase = Phase.DOCKED
-    phase_until_ms: int = 0  # end of the dwell on the pad
+    dwell_left_s: float = 0.0  # on the pad before the next leg, loading, or hovering to drop
     alt_m: float = 0.0
     speed_mps: float = 0.0
     heading_deg: float = 0.0
     target_lat: float = 0.0
     target_lon: float = 0.0
     cruise_alt_m: float = 0.0
-    cruise_speed_mps: float = 0.0
     charge_target_pct: float = 100.0
     returning: bool = False
     delivery_id: str | None = None
     payload_kg: float | None = None
-    emergency_until_ms: int | None = None
-    drain_until_ms: int | None = None
+    mission: Mission | None = None
+    emergency_left_s: float = 0.0
+    drain_left_s: float = 0.0
     emergencies_started: int = 0
+    _outbox: list[Event] = field(default_factory=list, init=False, repr=False)
+    _accepted: deque[tuple[str, object]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_COMMANDS), init=False, repr=False
+    )
+
+    @property
+    def drone_id(self) -> str:
+        return self.spec.drone_id
+
+    @property
+    def pct_per_km(self) -> float:
+        """Battery percent a km of cruise costs, from the spec the dispatcher plans with."""
+        return self.spec.pct_per_km
+
+    @property
+    def cruise_speed_mps(self) -> float:
+        return self.spec.cruise_speed_mps
 
     @property
     def status(self) -> str:
-        """The telemetry ``status`` for the current state."""
-        if self.emergency_until_ms is not None:
+        """The telemetry ``status``: on a mission counts as ``in_flight`` even while loading."""
+        if self.emergency_left_s > 0.0:
             return "emergency"
         if self.phase in _GROUND_STATUS:
             return _GROUND_STATUS[self.phase]
@@ -101,20 +156,43 @@ class SimDrone:
 
     @property
     def airborne(self) -> bool:
-        return self.phase in (Phase.CLIMB, Phase.CRUISE, Phase.DESCENT)
+        return self.phase in _AIRBORNE
 
-    def step(self, now_ms: int, dt_s: float, rng: random.Random) -> None:
-        """Advance by ``dt_s`` seconds up to ``now_ms``; called once per published reading."""
-        self._roll_faults(now_ms, rng)
-        self._apply_fault_drain(now_ms, dt_s)
-        if self._in_emergency(now_ms):
-            self._hold(dt_s)
-            return
+    @property
+    def on_standby(self) -> bool:
+        """On a pad, idle or charging, and fit to take a delivery."""
+        return self.phase in _GROUND_STATUS and self.emergency_left_s <= 0.0
+
+    def step(self, now_ms: int, dt_s: float, rng: random.Random) -> list[Event]:
+        """Advance by ``dt_s`` simulated seconds; called once per published reading.
+
+        Returns the delivery events this progress produced (``picked_up``, ``delivered``, or
+        ``failed`` on a low-battery diversion), oldest first, stamped ``now_ms``.
+        """
         remaining = max(dt_s, 0.0)
-        while True:  # a long step can span several flight phases
-            remaining = self._advance(now_ms, remaining, rng)
-            if remaining <= 0.0:
-                return
+        self._count_down_faults(remaining)
+        self._roll_faults(rng)
+        if self.emergency_left_s > 0.0:
+            self._hold(remaining)
+        else:
+            while remaining > 0.0:  # a long step can span several flight phases
+                remaining = self._advance(now_ms, remaining, rng)
+        return self._take_events()
+
+    def command(self, cmd: Mapping[str, Any], now_ms: int, rng: random.Random) -> list[Event]:
+        """Apply a command (``deliver`` or ``return_to_station``, as built by
+        :mod:`skyhive.domain.commands`); return the events it causes at once, stamped ``now_ms``.
+
+        Raises :class:`InvalidCommand`, leaving the drone as it was, when ``cmd`` is unusable.
+        """
+        kind = cmd.get("type")
+        if kind == "deliver":
+            self._deliver(cmd, now_ms, rng)
+        elif kind == "return_to_station":
+            self._recall(_station_field(cmd, "return_station"), now_ms, rng)
+        else:
+            raise InvalidCommand(f"unknown command type {kind!r}")
+        return self._take_events()
 
     def reading(self, now_ms: int) -> Reading:
         """The telemetry v1 message for the current state; consumes the next ``seq``."""
@@ -131,114 +209,204 @@ class SimDrone:
             "heading_deg": round(self.heading_deg, 1) % 360.0,
             "battery_pct": round(self.battery_pct, 2),
             "status": self.status,
-            "emergency": self.emergency_until_ms is not None,
+            "emergency": self.emergency_left_s > 0.0,
         }
         if self.delivery_id is not None:
             msg["delivery_id"] = self.delivery_id
+        if self.payload_kg is not None:
             msg["payload_kg"] = self.payload_kg
         return msg
 
+    # -- commands --------------------------------------------------------------------------
+
+    def _deliver(self, cmd: Mapping[str, Any], now_ms: int, rng: random.Random) -> None:
+        delivery_id = cmd.get("delivery_id")
+        if not isinstance(delivery_id, str) or not 0 < len(delivery_id) <= MAX_DELIVERY_ID_LEN:
+            raise InvalidCommand(f"delivery_id must be a string of 1-{MAX_DELIVERY_ID_LEN} chars")
+        mission = Mission(
+            delivery_id,
+            _station_field(cmd, "pickup"),
+            _point_field(cmd, "destination"),
+            _station_field(cmd, "return_station"),
+        )
+        key = (delivery_id, cmd.get("issued_at"))
+        if key in self._accepted:
+            return  # a redelivery of a command already taken: answering "busy" would fail it
+        if not self.on_standby:
+            self._emit(delivery_id, "failed", now_ms, "busy")
+            return
+        if self.battery_pct - self._mission_cost_pct(mission) < LOW_BATTERY_PCT:
+            self._emit(delivery_id, "failed", now_ms, "insufficient battery")
+            return
+        self._accepted.append(key)
+        self.mission = mission
+        self.delivery_id = delivery_id
+        self.payload_kg = None
+        self.cruise_alt_m = rng.uniform(*CRUISE_ALT_M)
+        if self._near(mission.pickup):
+            self._start_loading(rng)
+        else:
+            self._fly_to(mission.pickup, *pad_position(mission.pickup, rng))
+
+    def _mission_cost_pct(self, m: Mission) -> float:
+        """A pessimistic battery estimate: every leg climbs to the highest cruise altitude."""
+        dest_lat, dest_lon = m.destination
+        legs = [
+            haversine_m(m.pickup.lat, m.pickup.lon, dest_lat, dest_lon),
+            haversine_m(dest_lat, dest_lon, m.return_station.lat, m.return_station.lon),
+        ]
+        if not self._near(m.pickup):
+            legs.append(haversine_m(self.lat, self.lon, m.pickup.lat, m.pickup.lon))
+        alt = CRUISE_ALT_M[1]
+        return sum(self._leg_cost(d, alt) for d in legs) + HOVER_DRAIN_PCT_PER_S * DROP_S
+
+    def _recall(self, station: Station, now_ms: int, rng: random.Random) -> None:
+        """Drop whatever it was doing and land at ``station``, the nearest way."""
+        self._abandon(now_ms, "recalled")
+        if self.airborne:
+            self.returning = True
+            if self._near(station):  # overhead already: straight down
+                self.station = station
+                self.target_lat, self.target_lon = self.lat, self.lon
+                self.phase = Phase.DESCENT
+            else:
+                self._fly_to(station, *pad_position(station, rng))
+        elif not self._near(station):
+            self.returning = True
+            self.cruise_alt_m = rng.uniform(*CRUISE_ALT_M)
+            self._fly_to(station, *pad_position(station, rng))
+        elif self.phase is Phase.LOADING:
+            self._start_charging(rng)
+
+    def _abandon(self, now_ms: int, reason: str) -> None:
+        """Give up the current delivery (telling SkyHive, if it assigned one)."""
+        if self.mission is not None:
+            self._emit(self.mission.delivery_id, "failed", now_ms, reason)
+            self.mission = None
+        self.delivery_id = None
+        self.payload_kg = None
+
+    def _emit(self, delivery_id: str, event: str, now_ms: int, reason: str | None = None) -> None:
+        ev: Event = {
+            "drone_id": self.drone_id,
+            "delivery_id": delivery_id,
+            "event": event,
+            "ts": format_ts(now_ms),
+        }
+        if reason is not None:
+            ev["reason"] = reason
+        self._outbox.append(ev)
+
+    def _take_events(self) -> list[Event]:
+        if not self._outbox:
+            return []
+        events, self._outbox = self._outbox, []
+        return events
+
+    def _near(self, station: Station) -> bool:
+        return haversine_m(self.lat, self.lon, station.lat, station.lon) <= AT_STATION_M
+
     # -- faults ----------------------------------------------------------------------------
 
-    def _roll_faults(self, now_ms: int, rng: random.Random) -> None:
+    def _count_down_faults(self, dt_s: float) -> None:
+        """Time runs out on active faults; a fast drain empties the battery meanwhile."""
+        if self.emergency_left_s > 0.0:
+            self.emergency_left_s = max(self.emergency_left_s - dt_s, 0.0)
+        if self.drain_left_s > 0.0:
+            drained_s = min(dt_s, self.drain_left_s)
+            self.battery_pct = max(0.0, self.battery_pct - FAULT_DRAIN_PCT_PER_S * drained_s)
+            self.drain_left_s -= drained_s
+
+    def _roll_faults(self, rng: random.Random) -> None:
         rates = self.faults
-        if self.emergency_until_ms is None and rates.emergency and rng.random() < rates.emergency:
-            self.emergency_until_ms = now_ms + _ms(rng.uniform(*EMERGENCY_S))
+        if self.emergency_left_s <= 0.0 and rates.emergency and rng.random() < rates.emergency:
+            self.emergency_left_s = rng.uniform(*EMERGENCY_S)
             self.emergencies_started += 1
-        if (
-            self.drain_until_ms is None
-            and rates.battery_drain
-            and rng.random() < rates.battery_drain
-        ):
-            self.drain_until_ms = now_ms + _ms(rng.uniform(*FAULT_DRAIN_S))
-
-    def _apply_fault_drain(self, now_ms: int, dt_s: float) -> None:
-        if self.drain_until_ms is None:
-            return
-        if now_ms >= self.drain_until_ms:
-            self.drain_until_ms = None
-            return
-        self.battery_pct = max(0.0, self.battery_pct - FAULT_DRAIN_PCT_PER_S * dt_s)
-
-    def _in_emergency(self, now_ms: int) -> bool:
-        if self.emergency_until_ms is not None and now_ms >= self.emergency_until_ms:
-            self.emergency_until_ms = None
-        return self.emergency_until_ms is not None
+        if self.drain_left_s <= 0.0 and rates.battery_drain and rng.random() < rates.battery_drain:
+            self.drain_left_s = rng.uniform(*FAULT_DRAIN_S)
 
     def _hold(self, dt_s: float) -> None:
         """Emergency: stop where it is (hovering if airborne) until the emergency clears."""
         self.speed_mps = 0.0
         if self.airborne:
-            self._drain(dt_s, 0.0)
+            self._hover_drain(dt_s)
 
     # -- duty cycle ------------------------------------------------------------------------
 
     def _advance(self, now_ms: int, dt_s: float, rng: random.Random) -> float:
         """Run the current phase for up to ``dt_s``; return the time left when it ended early."""
-        if self.phase is Phase.DOCKED:
-            if now_ms >= self.phase_until_ms:
+        phase = self.phase
+        if phase is Phase.DOCKED:
+            self.dwell_left_s = max(self.dwell_left_s - dt_s, 0.0)
+            if self.dwell_left_s <= 0.0:
                 self._plan_next(now_ms, rng)
             return 0.0
-        if self.phase is Phase.CHARGING:
-            self._charge(now_ms, dt_s, rng)
+        if phase is Phase.CHARGING:
+            self._charge(dt_s, rng)
             return 0.0
-        if self.phase is Phase.CLIMB:
-            return self._climb(dt_s)
-        if self.phase is Phase.CRUISE:
-            return self._cruise(dt_s)
-        return self._descend(now_ms, dt_s, rng)
+        if phase is Phase.CLIMB:
+            return self._climb(now_ms, dt_s)
+        if phase is Phase.CRUISE:
+            return self._cruise(now_ms, dt_s)
+        if phase is Phase.DESCENT:
+            return self._descend(dt_s, rng)
+        return self._dwell(now_ms, dt_s, rng)
 
     def _plan_next(self, now_ms: int, rng: random.Random) -> None:
-        """Fly an affordable leg, or charge first when low or when nothing is in reach."""
+        """Autonomous: fly an affordable leg, or charge first when low or when nothing is in
+        reach. Otherwise stand by on the pad, topped up, for a command."""
+        if not self.autonomous:
+            if self.battery_pct < CHARGE_TARGET_PCT[0]:
+                self._start_charging(rng)
+            return
         if self.battery_pct < MIN_TAKEOFF_PCT:
             self._start_charging(rng)
             return
         alt = rng.uniform(*CRUISE_ALT_M)
-        speed = rng.uniform(*CRUISE_SPEED_MPS)
-        dest = self._choose_destination(alt, speed, rng)
+        dest = self._choose_destination(alt, rng)
         if dest is None:
             self._start_charging(rng)
         else:
-            self._take_off(dest, alt, speed, now_ms, rng)
+            self._take_off(dest, alt, now_ms, rng)
 
-    def _choose_destination(self, alt: float, speed: float, rng: random.Random) -> Station | None:
+    def _choose_destination(self, alt: float, rng: random.Random) -> Station | None:
         budget = self.battery_pct - LANDING_RESERVE_PCT
-        reachable = [
-            s for s, d in _legs_from(self.station) if self._leg_cost(d, alt, speed) <= budget
-        ]
+        reachable = [s for s, d in _legs_from(self.station) if self._leg_cost(d, alt) <= budget]
         return rng.choice(reachable) if reachable else None
 
-    def _leg_cost(self, distance_m: float, alt: float, speed: float) -> float:
-        """Battery percent a whole leg uses: distance drain plus airborne time drain."""
-        airborne_s = alt / CLIMB_RATE_MPS + distance_m / speed + alt / DESCENT_RATE_MPS
-        return self.drain_per_km_pct * distance_m / 1000.0 + HOVER_DRAIN_PCT_PER_S * airborne_s
+    def _leg_cost(self, distance_m: float, alt: float) -> float:
+        """Battery percent a whole leg uses: cruise drain by distance plus the vertical part."""
+        vertical_s = alt / CLIMB_RATE_MPS + alt / DESCENT_RATE_MPS
+        return self.pct_per_km * distance_m / 1000.0 + HOVER_DRAIN_PCT_PER_S * vertical_s
 
-    def _take_off(
-        self, dest: Station, alt: float, speed: float, now_ms: int, rng: random.Random
-    ) -> None:
-        self.station = dest
-        self.target_lat, self.target_lon = pad_position(dest, rng)
-        self.heading_deg = bearing_deg(self.lat, self.lon, self.target_lat, self.target_lon)
+    def _take_off(self, dest: Station, alt: float, now_ms: int, rng: random.Random) -> None:
+        """An autonomous leg, carrying a made-up delivery so telemetry looks like real work."""
         self.cruise_alt_m = alt
-        self.cruise_speed_mps = speed
         self.delivery_id = f"{self.drone_id}-{now_ms}"
         self.payload_kg = round(rng.uniform(*PAYLOAD_KG), 1)
+        self._fly_to(dest, *pad_position(dest, rng))
+
+    def _fly_to(self, station: Station, lat: float, lon: float) -> None:
+        """Head for (lat, lon), docking next at ``station``: climb to cruise altitude first."""
+        self.station = station
+        self.target_lat, self.target_lon = lat, lon
+        self.heading_deg = bearing_deg(self.lat, self.lon, lat, lon)
         self.phase = Phase.CLIMB
 
-    def _climb(self, dt_s: float) -> float:
+    def _climb(self, now_ms: int, dt_s: float) -> float:
         to_top_s = max(self.cruise_alt_m - self.alt_m, 0.0) / CLIMB_RATE_MPS
         self.speed_mps = CLIMB_RATE_MPS
         if dt_s < to_top_s:
             self.alt_m += CLIMB_RATE_MPS * dt_s
-            self._drain(dt_s, 0.0)
-            self._divert_if_low()
+            self._hover_drain(dt_s)
+            self._divert_if_low(now_ms)
             return 0.0
         self.alt_m = self.cruise_alt_m
-        self._drain(to_top_s, 0.0)
+        self._hover_drain(to_top_s)
         self.phase = Phase.CRUISE
         return dt_s - to_top_s
 
-    def _cruise(self, dt_s: float) -> float:
+    def _cruise(self, now_ms: int, dt_s: float) -> float:
         speed = self.cruise_speed_mps
         self.speed_mps = speed
         left_m = haversine_m(self.lat, self.lon, self.target_lat, self.target_lon)
@@ -246,24 +414,70 @@ class SimDrone:
             course = bearing_deg(self.lat, self.lon, self.target_lat, self.target_lon)
             self.lat, self.lon = destination_point(self.lat, self.lon, course, speed * dt_s)
             self.heading_deg = bearing_deg(self.lat, self.lon, self.target_lat, self.target_lon)
-            self._drain(dt_s, speed * dt_s)
-            self._divert_if_low()
+            self._distance_drain(speed * dt_s)
+            self._divert_if_low(now_ms)
             return 0.0
         self.lat, self.lon = self.target_lat, self.target_lon
-        self._drain(left_m / speed, left_m)
+        self._distance_drain(left_m)
         self.phase = Phase.DESCENT
         return dt_s - left_m / speed
 
-    def _descend(self, now_ms: int, dt_s: float, rng: random.Random) -> float:
-        to_ground_s = self.alt_m / DESCENT_RATE_MPS
+    def _descend(self, dt_s: float, rng: random.Random) -> float:
+        """Down onto the pad, or to drop height over a delivery's destination."""
+        floor_m = DROP_ALT_M if self.mission is not None and self.mission.loaded else 0.0
+        to_floor_s = max(self.alt_m - floor_m, 0.0) / DESCENT_RATE_MPS
         self.speed_mps = DESCENT_RATE_MPS
-        if dt_s < to_ground_s:
+        if dt_s < to_floor_s:
             self.alt_m -= DESCENT_RATE_MPS * dt_s
-            self._drain(dt_s, 0.0)
+            self._hover_drain(dt_s)
             return 0.0
-        self._drain(to_ground_s, 0.0)
-        self._land(rng)
-        return 0.0
+        self.alt_m = floor_m
+        self._hover_drain(to_floor_s)
+        self._arrive(rng)
+        return dt_s - to_floor_s
+
+    def _arrive(self, rng: random.Random) -> None:
+        mission = self.mission
+        if mission is None:
+            self._land(rng)
+        elif mission.loaded:
+            self.speed_mps = 0.0
+            self.dwell_left_s = DROP_S
+            self.phase = Phase.DROP
+        else:
+            self._start_loading(rng)
+
+    def _start_loading(self, rng: random.Random) -> None:
+        self.speed_mps = 0.0
+        self.dwell_left_s = rng.uniform(*LOADING_S)
+        self.phase = Phase.LOADING
+
+    def _dwell(self, now_ms: int, dt_s: float, rng: random.Random) -> float:
+        """Loading at the pickup, or hovering over the destination; then the next leg."""
+        hovering = self.phase is Phase.DROP
+        if dt_s < self.dwell_left_s:
+            self.dwell_left_s -= dt_s
+            if hovering:
+                self._hover_drain(dt_s)
+            return 0.0
+        used_s, self.dwell_left_s = self.dwell_left_s, 0.0
+        mission = self.mission
+        assert mission is not None  # only missions load and drop
+        if hovering:
+            self._hover_drain(used_s)
+            self._emit(mission.delivery_id, "delivered", now_ms)
+            self.mission = None
+            self.delivery_id = None
+            self.payload_kg = None
+            self.returning = True
+            home = mission.return_station
+            self._fly_to(home, *pad_position(home, rng))
+        else:
+            mission.loaded = True
+            self.payload_kg = MISSION_PAYLOAD_KG
+            self._emit(mission.delivery_id, "picked_up", now_ms)
+            self._fly_to(mission.return_station, *mission.destination)
+        return dt_s - used_s
 
     def _land(self, rng: random.Random) -> None:
         self.alt_m = 0.0
@@ -277,23 +491,27 @@ class SimDrone:
         self.charge_target_pct = rng.uniform(*CHARGE_TARGET_PCT)
         self.phase = Phase.CHARGING
 
-    def _charge(self, now_ms: int, dt_s: float, rng: random.Random) -> None:
+    def _charge(self, dt_s: float, rng: random.Random) -> None:
         rate = self.charge_rate_pct_per_s
         if self.battery_pct >= CHARGE_TAPER_ABOVE_PCT:
             rate *= CHARGE_TAPER_FACTOR
         self.battery_pct = min(self.battery_pct + rate * dt_s, 100.0)
         if self.battery_pct >= self.charge_target_pct:
             self.phase = Phase.DOCKED
-            self.phase_until_ms = now_ms + _ms(rng.uniform(*DWELL_S))
+            self.dwell_left_s = rng.uniform(*DWELL_S)
 
-    def _drain(self, airborne_s: float, distance_m: float) -> None:
-        used = HOVER_DRAIN_PCT_PER_S * airborne_s + self.drain_per_km_pct * distance_m / 1000.0
-        self.battery_pct = max(0.0, self.battery_pct - used)
+    def _hover_drain(self, airborne_s: float) -> None:
+        self.battery_pct = max(0.0, self.battery_pct - HOVER_DRAIN_PCT_PER_S * airborne_s)
 
-    def _divert_if_low(self) -> None:
-        """Abandon the leg for the nearest station once the battery is low (faults only)."""
+    def _distance_drain(self, distance_m: float) -> None:
+        self.battery_pct = max(0.0, self.battery_pct - self.pct_per_km * distance_m / 1000.0)
+
+    def _divert_if_low(self, now_ms: int) -> None:
+        """Abandon the leg (and any delivery) for the nearest station once the battery is low;
+        only faults get a drone this low."""
         if self.returning or self.battery_pct >= LOW_BATTERY_PCT:
             return
+        self._abandon(now_ms, "low battery")
         nearest = min(bart_stations(), key=lambda s: haversine_m(self.lat, self.lon, s.lat, s.lon))
         self.station = nearest
         self.target_lat, self.target_lon = nearest.lat, nearest.lon
@@ -306,8 +524,11 @@ def make_fleet(
     rng: random.Random,
     id_prefix: str = "drone",
     faults: FaultRates | None = None,
+    autonomous_legs: bool = True,
 ) -> list[SimDrone]:
-    """``count`` drones docked round-robin across the stations.
+    """``count`` drones docked round-robin across the stations, each with the registry's
+    default :class:`DroneSpec` (home: the station it starts at), so the dispatcher's energy
+    model matches what the drones burn.
 
     ``seq`` starts at ``now_ms`` (epoch ms): a restarted simulator then never reuses a
     ``(drone_id, seq)`` idempotency key of an earlier run.
@@ -315,29 +536,34 @@ def make_fleet(
     stations = bart_stations()
     width = max(4, len(str(count)))
     rates = faults if faults is not None else FaultRates()
-    return [
-        _new_drone(
-            f"{id_prefix}-{i + 1:0{width}d}", stations[i % len(stations)], now_ms, rng, rates
-        )
-        for i in range(count)
-    ]
+    fleet = []
+    for i in range(count):
+        station = stations[i % len(stations)]
+        spec = DroneSpec(drone_id=f"{id_prefix}-{i + 1:0{width}d}", home_station=station.code)
+        fleet.append(_new_drone(spec, station, now_ms, rng, rates, autonomous_legs))
+    return fleet
 
 
 def _new_drone(
-    drone_id: str, station: Station, now_ms: int, rng: random.Random, faults: FaultRates
+    spec: DroneSpec,
+    station: Station,
+    now_ms: int,
+    rng: random.Random,
+    faults: FaultRates,
+    autonomous: bool,
 ) -> SimDrone:
     lat, lon = pad_position(station, rng)
     return SimDrone(
-        drone_id=drone_id,
+        spec=spec,
         station=station,
         lat=lat,
         lon=lon,
         battery_pct=rng.uniform(*INITIAL_BATTERY_PCT),
         seq=now_ms,
         faults=faults,
-        drain_per_km_pct=rng.uniform(*DRAIN_PER_KM_PCT),
         charge_rate_pct_per_s=rng.uniform(*CHARGE_RATE_PCT_PER_S),
-        phase_until_ms=now_ms + _ms(rng.uniform(*INITIAL_DWELL_S)),
+        autonomous=autonomous,
+        dwell_left_s=rng.uniform(*INITIAL_DWELL_S),
         heading_deg=rng.uniform(0.0, 360.0),
     )
 
@@ -361,6 +587,40 @@ def _legs_from(origin: Station) -> tuple[tuple[Station, float], ...]:
     return in_range or (min(others, key=lambda sd: sd[1]),)
 
 
+@cache
+def _station_names() -> dict[str, str]:
+    return {s.code: s.name for s in bart_stations()}
+
+
+def _station_field(cmd: Mapping[str, Any], key: str) -> Station:
+    """A command's ``{"station", "lat", "lon"}``; its coordinates win over the shipped ones."""
+    obj = _object_field(cmd, key)
+    code = obj.get("station")
+    if not isinstance(code, str) or not code:
+        raise InvalidCommand(f"{key}.station must be a non-empty string")
+    lat, lon = _point_field(cmd, key)
+    return Station(code=code, name=_station_names().get(code, code), lat=lat, lon=lon)
+
+
+def _point_field(cmd: Mapping[str, Any], key: str) -> tuple[float, float]:
+    obj = _object_field(cmd, key)
+    return _number(obj, key, "lat", 90.0), _number(obj, key, "lon", 180.0)
+
+
+def _object_field(cmd: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    obj = cmd.get(key)
+    if not isinstance(obj, Mapping):
+        raise InvalidCommand(f"{key} must be an object")
+    return obj
+
+
+def _number(obj: Mapping[str, Any], key: str, name: str, limit: float) -> float:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= limit:
+        raise InvalidCommand(f"{key}.{name} must be a number within ±{limit:g}")
+    return float(value)
+
+
 def format_ts(now_ms: int) -> str:
     """RFC 3339 UTC with millisecond precision, e.g. ``2025-01-02T03:04:05.678Z``."""
     seconds, millis = divmod(now_ms, 1000)
@@ -371,7 +631,3 @@ def format_ts(now_ms: int) -> str:
 def _ts_seconds(epoch_s: int) -> str:
     """Cached: every reading published within the same second shares this prefix."""
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000.0)

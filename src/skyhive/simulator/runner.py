@@ -4,6 +4,10 @@ One paho client publishes every drone's reading once per period, each drone in i
 so the broker sees a steady stream rather than a burst per period. The hot loop avoids
 per-message overhead (precomputed topics, no per-message logging) so one core keeps up with
 thousands of messages per second.
+
+The same client takes the dispatcher's commands. paho delivers them on its network thread,
+so they are only queued there; the publish loop applies them between slots, which keeps
+every drone owned by one thread, and publishes the delivery events they cause.
 """
 
 from __future__ import annotations
@@ -15,21 +19,27 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from skyhive.domain.commands import commands_topic
+from skyhive.domain.fleet import DroneSpec
 from skyhive.simulator.faults import FaultRates, MessageFaults
-from skyhive.simulator.physics import SimDrone, make_fleet
+from skyhive.simulator.physics import Event, InvalidCommand, SimDrone, make_fleet
 
 log = logging.getLogger(__name__)
 
 TOPIC_TEMPLATE = "skyhive/drones/{drone_id}/telemetry"
+EVENTS_TEMPLATE = "skyhive/drones/{drone_id}/events"
+COMMANDS_FILTER = commands_topic("+")  # one subscription for the fleet; others' ids ignored
 QOS = 1
 MAX_INFLIGHT = 1000  # paho's default of 20 caps QoS 1 throughput at 20 round trips
 MAX_QUEUED = 50_000  # buffer during a broker outage; below paho's 65,535 message ids
@@ -44,7 +54,12 @@ _ID_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 @dataclass(frozen=True, slots=True)
 class SimulatorConfig:
-    """What to simulate: fleet size, per-drone publish rate, how long, and which faults."""
+    """What to simulate: fleet size, per-drone publish rate, how long, and which faults.
+
+    ``autonomous_legs=False`` keeps drones docked until commanded, so every flight is one the
+    dispatcher asked for. ``time_scale`` runs simulated time that many times faster than the
+    wall clock (messages keep wall-clock timestamps), for tests and benchmarks.
+    """
 
     drones: int = 50
     rate_hz: float = 1.0
@@ -52,6 +67,8 @@ class SimulatorConfig:
     seed: int | None = None
     id_prefix: str = "drone"
     faults: FaultRates = field(default_factory=FaultRates)
+    autonomous_legs: bool = True
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.drones < 1:
@@ -62,11 +79,13 @@ class SimulatorConfig:
             raise ValueError(f"duration_s must be positive, got {self.duration_s}")
         if not _ID_PREFIX_RE.match(self.id_prefix):
             raise ValueError(f"id_prefix must be 1-40 of [A-Za-z0-9_-], got {self.id_prefix!r}")
+        if not 0.0 < self.time_scale < math.inf:
+            raise ValueError(f"time_scale must be positive and finite, got {self.time_scale}")
 
 
 @dataclass(slots=True)
 class SimStats:
-    """Counters of a run. ``published`` counts publish calls, duplicates included."""
+    """Counters of a run. ``published`` counts publish calls, duplicates and events included."""
 
     published: int = 0
     acked: int = 0  # PUBACKs received (written by paho's network thread only)
@@ -76,6 +95,9 @@ class SimStats:
     out_of_order: int = 0
     malformed: int = 0
     emergencies: int = 0
+    commands: int = 0  # commands applied to our drones
+    bad_commands: int = 0  # commands for our drones that could not be applied
+    events: int = 0  # delivery events published
     elapsed_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,14 +108,24 @@ def telemetry_topic(drone_id: str) -> str:
     return TOPIC_TEMPLATE.format(drone_id=drone_id)
 
 
+def events_topic(drone_id: str) -> str:
+    return EVENTS_TEMPLATE.format(drone_id=drone_id)
+
+
 def run_simulator(
     config: SimulatorConfig,
     mqtt_host: str,
     mqtt_port: int,
     stop_event: threading.Event | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    register: Callable[[list[DroneSpec]], None] | None = None,
 ) -> SimStats:
-    """Publish the fleet's telemetry until ``duration_s`` elapses or ``stop_event`` is set.
+    """Publish the fleet's telemetry, and obey commands, until ``duration_s`` elapses or
+    ``stop_event`` is set.
+
+    ``register`` is called once, before the first reading, with the fleet's specs (home: the
+    station each drone starts at), so the dispatcher knows the drones it may command; its
+    errors propagate. Commands are subscribed to by then, so none sent after it are missed.
 
     Raises ``ConnectionError`` if the broker cannot be reached within ``CONNECT_TIMEOUT_S``;
     after that, broker losses are ridden out (paho reconnects and resends queued messages).
@@ -106,7 +138,10 @@ def run_simulator(
     if client is None:
         return stats
     try:
-        _Publisher(config, client, stats).run(stop, progress)
+        publisher = _Publisher(config, client, stats, conn.commands)
+        if register is not None:
+            register([d.spec for d in publisher.fleet])
+        publisher.run(stop, progress)
     finally:
         _wait_for_acks(stats)
         conn.closing = True
@@ -120,7 +155,8 @@ class _Connection:
 
     def __init__(self, stats: SimStats) -> None:
         self.stats = stats
-        self.connected = threading.Event()
+        self.connected = threading.Event()  # and subscribed to commands
+        self.commands: deque[tuple[str, bytes]] = deque()  # (topic, payload), appended by paho
         self.closing = False  # our own disconnect: not worth a warning
         self.last_error = f"no connection within {CONNECT_TIMEOUT_S:.0f} s"
 
@@ -137,7 +173,22 @@ class _Connection:
             log.warning("MQTT connect refused: %s", reason)
             return
         log.info("simulator connected to MQTT broker")
+        client.subscribe(COMMANDS_FILTER, qos=QOS)  # on every connection: sessions are clean
+
+    def on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(r.is_failure for r in reasons):
+            log.warning("broker refused the commands subscription: %s; flying without", reasons)
         self.connected.set()
+
+    def on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.commands.append((msg.topic, bytes(msg.payload)))
 
     def on_disconnect(
         self,
@@ -163,7 +214,8 @@ class _Connection:
 
 
 def _connect(host: str, port: int, conn: _Connection, stop: threading.Event) -> mqtt.Client | None:
-    """A connected client whose network thread reconnects on its own after any broker loss.
+    """A connected client, subscribed to commands, whose network thread reconnects (and
+    resubscribes) on its own after any broker loss.
 
     None when ``stop`` was set while still connecting.
     """
@@ -173,6 +225,8 @@ def _connect(host: str, port: int, conn: _Connection, stop: threading.Event) -> 
     client.on_connect = conn.on_connect
     client.on_disconnect = conn.on_disconnect
     client.on_publish = conn.on_publish
+    client.on_subscribe = conn.on_subscribe
+    client.on_message = conn.on_message
     client.max_inflight_messages_set(MAX_INFLIGHT)
     client.max_queued_messages_set(MAX_QUEUED)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -189,17 +243,31 @@ def _connect(host: str, port: int, conn: _Connection, stop: threading.Event) -> 
 
 
 class _Publisher:
-    """The publish loop: steps each drone in its slot and publishes what the faults let out."""
+    """The publish loop: applies queued commands, steps each drone in its slot, and publishes
+    its delivery events and the telemetry the faults let out."""
 
-    def __init__(self, config: SimulatorConfig, client: mqtt.Client, stats: SimStats) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        client: mqtt.Client,
+        stats: SimStats,
+        commands: deque[tuple[str, bytes]],
+    ) -> None:
         self.config = config
         self.client = client
         self.stats = stats
+        self.commands = commands
         self.rng = random.Random(config.seed)
         self.started_ms = _wall_ms()
         self.fleet: list[SimDrone] = make_fleet(
-            config.drones, self.started_ms, self.rng, config.id_prefix, config.faults
+            config.drones,
+            self.started_ms,
+            self.rng,
+            config.id_prefix,
+            config.faults,
+            config.autonomous_legs,
         )
+        self.by_id = {d.drone_id: d for d in self.fleet}
         self.topics = [telemetry_topic(d.drone_id) for d in self.fleet]
         self.last_ms = [self.started_ms] * len(self.fleet)
         self.faults = MessageFaults(config.faults)
@@ -220,6 +288,7 @@ class _Publisher:
             if due - done > n:  # a whole period behind: skip, don't burst to catch up
                 self.stats.skipped += due - n - done
                 done = due - n
+            self._apply_commands()
             self._publish_slots(done, due)
             done = due
             if progress is not None and now >= next_progress:
@@ -230,15 +299,43 @@ class _Publisher:
         self._flush_held()
         self._snapshot(time.monotonic() - t0)
 
+    def _apply_commands(self) -> None:
+        """Commands received since the last tick; a bad one is logged and skipped."""
+        commands = self.commands
+        while commands:
+            topic, payload = commands.popleft()
+            drone = self.by_id.get(topic.split("/")[2])  # the filter fixes the topic's shape
+            if drone is None:
+                continue  # another simulator's drone
+            try:
+                cmd = orjson.loads(payload)
+                if not isinstance(cmd, dict):
+                    raise InvalidCommand(f"not a JSON object: {type(cmd).__name__}")
+                events = drone.command(cmd, _wall_ms(), self.rng)
+            except ValueError as exc:  # orjson.JSONDecodeError or InvalidCommand
+                self.stats.bad_commands += 1
+                log.warning("ignoring bad command for %s: %s", drone.drone_id, exc)
+                continue
+            self.stats.commands += 1
+            self._publish_events(events)
+
+    def _publish_events(self, events: list[Event]) -> None:
+        for event in events:
+            self._publish(events_topic(event["drone_id"]), orjson.dumps(event))
+            self.stats.events += 1
+
     def _publish_slots(self, first: int, end: int) -> None:
         now_ms = _wall_ms()
         n = len(self.fleet)
         fleet, topics, last_ms, rng = self.fleet, self.topics, self.last_ms, self.rng
+        sim_s_per_ms = self.config.time_scale / 1000.0
         for slot in range(first, end):
             i = slot % n
             drone = fleet[i]
-            drone.step(now_ms, max(now_ms - last_ms[i], 0) / 1000.0, rng)
+            events = drone.step(now_ms, max(now_ms - last_ms[i], 0) * sim_s_per_ms, rng)
             last_ms[i] = now_ms
+            if events:
+                self._publish_events(events)
             for payload in self.faults.emit(drone.drone_id, drone.reading(now_ms), rng):
                 self._publish(topics[i], payload)
 

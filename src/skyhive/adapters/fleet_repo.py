@@ -1,0 +1,75 @@
+"""Fleet registry in MongoDB ``drones``; the set of registered ids is mirrored in Redis
+(``fleet:registered``) so the processor can flag unregistered drones without a query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from skyhive.adapters.mongo import Document
+from skyhive.domain.fleet import DroneSpec, DroneSpecPatch
+
+REGISTERED = "fleet:registered"
+
+
+class DuplicateDrone(Exception):
+    pass
+
+
+class FleetRepo:
+    def __init__(self, db: Database[Document], redis_text: Any) -> None:
+        self._c = db.drones
+        self._r = redis_text
+
+    def register(self, spec: DroneSpec) -> None:
+        try:
+            self._c.insert_one(spec.to_document())
+        except DuplicateKeyError:
+            raise DuplicateDrone(spec.drone_id) from None
+        self._r.sadd(REGISTERED, spec.drone_id)
+
+    def ensure_registered(self, specs: Sequence[DroneSpec]) -> int:
+        """Register the drones not yet known (an operator's edits to known ones are kept)."""
+        if not specs:
+            return 0
+        ops = []
+        for spec in specs:
+            doc = spec.to_document()
+            ops.append(UpdateOne({"_id": doc.pop("_id")}, {"$setOnInsert": doc}, upsert=True))
+        res = self._c.bulk_write(ops, ordered=False)
+        self._r.sadd(REGISTERED, *[s.drone_id for s in specs])
+        return int(res.upserted_count)
+
+    def get(self, drone_id: str) -> DroneSpec | None:
+        doc = self._c.find_one({"_id": drone_id})
+        return DroneSpec.from_document(doc) if doc else None
+
+    def list(self, status: str | None = None, limit: int = 1000) -> list[DroneSpec]:
+        query = {"status": status} if status else {}
+        return [DroneSpec.from_document(d) for d in self._c.find(query).sort("_id", 1).limit(limit)]
+
+    def specs(self, drone_ids: Sequence[str]) -> dict[str, DroneSpec]:
+        if not drone_ids:
+            return {}
+        docs = self._c.find({"_id": {"$in": list(drone_ids)}})
+        return {str(d["_id"]): DroneSpec.from_document(d) for d in docs}
+
+    def update(self, drone_id: str, patch: DroneSpecPatch) -> DroneSpec | None:
+        changes = patch.model_dump(exclude_none=True)
+        if changes:
+            self._c.update_one({"_id": drone_id}, {"$set": changes})
+        return self.get(drone_id)
+
+    def max_payload_kg(self) -> float:
+        """The heaviest package any active drone can lift (0 with no fleet)."""
+        return max((s.max_payload_kg for s in self.list(status="active")), default=0.0)
+
+    def sync_registered_set(self) -> None:
+        """Rebuild the Redis mirror from MongoDB (at start-up: Redis may be new)."""
+        ids = [str(d["_id"]) for d in self._c.find({}, {"_id": 1})]
+        if ids:
+            self._r.sadd(REGISTERED, *ids)

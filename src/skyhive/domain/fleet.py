@@ -1,0 +1,56 @@
+"""The fleet registry: what each drone is and can do (payload, battery, speed, consumption)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from skyhive.domain.telemetry import DRONE_ID_RE
+
+RegistryStatus = Literal["active", "maintenance", "retired"]
+
+
+class DroneSpec(BaseModel):
+    """A registered drone. ``status`` is the registry's (can it be dispatched at all), not the
+    flight status reported in telemetry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    drone_id: str = Field(pattern=DRONE_ID_RE.pattern)
+    model: str = Field(default="skyhive-x4", min_length=1, max_length=64)
+    home_station: str = Field(min_length=1, max_length=16)
+    max_payload_kg: float = Field(default=2.5, gt=0, le=50)
+    battery_capacity_wh: float = Field(default=500.0, gt=0, le=10_000)
+    cruise_speed_mps: float = Field(default=15.0, gt=0, le=60)
+    consumption_wh_per_km: float = Field(default=8.0, gt=0, le=1_000)
+    status: RegistryStatus = "active"
+
+    @property
+    def pct_per_km(self) -> float:
+        """Battery percentage one kilometre of cruise costs."""
+        return self.consumption_wh_per_km / self.battery_capacity_wh * 100.0
+
+    def to_document(self) -> dict[str, Any]:
+        doc = self.model_dump()
+        doc["_id"] = doc.pop("drone_id")
+        return doc
+
+    @staticmethod
+    def from_document(doc: dict[str, Any]) -> DroneSpec:
+        fields = {k: v for k, v in doc.items() if k in DroneSpec.model_fields and k != "drone_id"}
+        return DroneSpec(drone_id=str(doc["_id"]), **fields)
+
+
+class DroneSpecPatch(BaseModel):
+    """Fields an operator may change after registration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, min_length=1, max_length=64)
+    home_station: str | None = Field(default=None, min_length=1, max_length=16)
+    max_payload_kg: float | None = Field(default=None, gt=0, le=50)
+    battery_capacity_wh: float | None = Field(default=None, gt=0, le=10_000)
+    cruise_speed_mps: float | None = Field(default=None, gt=0, le=60)
+    consumption_wh_per_km: float | None = Field(default=None, gt=0, le=1_000)
+    status: RegistryStatus | None = None

@@ -1,0 +1,167 @@
+"""Delivery orders as the API sees them: create (idempotent by order id), read, cancel, track."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from skyhive.adapters.deliveries_repo import TransitionRefused
+from skyhive.adapters.stations_repo import get_station
+from skyhive.domain.commands import return_command
+from skyhive.domain.deliveries import (
+    ACTIVE,
+    DeliveryRequest,
+    PriceModel,
+    check_serviceable,
+)
+from skyhive.domain.dispatch import eta_seconds
+from skyhive.domain.geo import haversine_m
+from skyhive.wiring import Clients
+
+
+class DeliveryNotFound(KeyError):
+    pass
+
+
+def iso(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def serialize(doc: dict[str, Any]) -> dict[str, Any]:
+    """The API's view of a delivery document."""
+    dest = doc["destination"]["coordinates"]
+    out = {
+        "id": doc["_id"],
+        "order_id": doc.get("order_id"),
+        "customer_id": doc["customer_id"],
+        "pickup_station": doc["pickup_station"],
+        "destination": {"lat": dest[1], "lon": dest[0]},
+        "package": doc["package"],
+        "status": doc["status"],
+        "drone_id": doc.get("drone_id"),
+        "return_station": doc.get("return_station"),
+        "distance_km": doc.get("distance_km"),
+        "price_estimate": doc.get("price_estimate"),
+        "currency": doc.get("currency", "USD"),
+        "eta": iso(doc.get("eta")),
+        "dispatch": doc.get("dispatch"),
+        "waiting_reason": doc.get("waiting_reason"),
+        "created_at": iso(doc["created_at"]),
+        "updated_at": iso(doc.get("updated_at")),
+        "timeline": [
+            {"status": t["status"], "at": iso(t["at"]), "note": t.get("note", "")}
+            for t in doc.get("timeline", [])
+        ],
+    }
+    if out["dispatch"] and "assigned_at" in out["dispatch"]:
+        out["dispatch"] = {**out["dispatch"], "assigned_at": iso(out["dispatch"]["assigned_at"])}
+    return out
+
+
+class DeliveryService:
+    def __init__(self, clients: Clients, prices: PriceModel | None = None) -> None:
+        self._c = clients
+        self._s = clients.settings
+        self._prices = prices or PriceModel()
+
+    def create(
+        self, req: DeliveryRequest, now: datetime | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Validate and store a new delivery (status pending, queued for dispatch).
+
+        The same ``order_id`` twice returns the first delivery and ``created=False``.
+        Raises :class:`DeliveryRejected` with the field at fault.
+        """
+        now = now or datetime.now(UTC)
+        station = get_station(self._c.db, req.pickup_station)
+        dest = req.destination
+        distance_km = (
+            haversine_m(station.lat, station.lon, dest.lat, dest.lon) / 1000.0 if station else None
+        )
+        fleet_max = self._c.fleet.max_payload_kg()
+        check_serviceable(
+            req,
+            station is not None,
+            distance_km,
+            self._s.service_radius_km,
+            fleet_max or self._s.max_package_kg,
+        )
+        assert station is not None and distance_km is not None
+        delivery_id = f"ord-{req.order_id}" if req.order_id else f"dlv-{uuid.uuid4().hex[:16]}"
+        price = self._prices.estimate(distance_km, req.package.weight_kg, req.package.size)
+        doc: dict[str, Any] = {
+            "_id": delivery_id,
+            "order_id": req.order_id,
+            "customer_id": req.customer_id,
+            "pickup_station": station.code,
+            "pickup_location": {"type": "Point", "coordinates": [station.lon, station.lat]},
+            "destination": {"type": "Point", "coordinates": [dest.lon, dest.lat]},
+            "package": req.package.model_dump(),
+            "status": "pending",
+            "timeline": [{"status": "pending", "at": now, "note": "order accepted"}],
+            "drone_id": None,
+            "distance_km": round(distance_km, 3),
+            # A string, not Decimal128: the embedded document server cannot store Decimal128.
+            "price_estimate": str(price),
+            "currency": "USD",
+            "created_at": now,
+            "updated_at": now,
+            "version": 0,
+        }
+        return self._c.deliveries.insert(doc)
+
+    def get(self, delivery_id: str) -> dict[str, Any]:
+        doc = self._c.deliveries.get(delivery_id)
+        if doc is None:
+            raise DeliveryNotFound(delivery_id)
+        return doc
+
+    def cancel(self, delivery_id: str, now: datetime | None = None) -> dict[str, Any]:
+        """Cancel a pending or assigned delivery; an assigned drone is sent back to a station.
+
+        Raises :class:`TransitionRefused` once the package is picked up.
+        """
+        now = now or datetime.now(UTC)
+        self.get(delivery_id)
+        doc = self._c.deliveries.transition(delivery_id, "cancelled", now, "cancelled by request")
+        drone_id = doc.get("drone_id")
+        if drone_id and doc.get("return_station"):
+            station = get_station(self._c.db, str(doc["return_station"]))
+            if station is not None:
+                cmd = return_command(station, now, f"delivery {delivery_id} cancelled")
+                self._c.bus.publish(self._s.commands_stream, [(str(drone_id), orjson.dumps(cmd))])
+        return doc
+
+    def track(self, delivery_id: str) -> dict[str, Any]:
+        """Where the assigned drone is now and how far it still has to go."""
+        doc = self.get(delivery_id)
+        out: dict[str, Any] = {
+            "id": delivery_id,
+            "status": doc["status"],
+            "drone_id": doc.get("drone_id"),
+        }
+        drone_id = doc.get("drone_id")
+        state = self._c.live.get(str(drone_id)) if drone_id else None
+        out["drone"] = state
+        if state is None or state.get("lat") is None or doc["status"] not in ACTIVE:
+            out["remaining_km"] = None
+            out["eta"] = iso(doc.get("eta"))
+            return out
+        dlon, dlat = doc["destination"]["coordinates"]
+        plon, plat = doc["pickup_location"]["coordinates"]
+        here = (state["lat"], state["lon"])
+        if doc["status"] == "assigned":
+            remaining = haversine_m(*here, plat, plon) + haversine_m(plat, plon, dlat, dlon)
+        else:
+            remaining = haversine_m(*here, dlat, dlon)
+        out["remaining_km"] = round(remaining / 1000.0, 3)
+        spec = self._c.fleet.get(str(drone_id))
+        speed = spec.cruise_speed_mps if spec else 15.0
+        out["eta_seconds"] = round(eta_seconds(remaining / 1000.0, speed), 1)
+        return out
+
+
+__all__ = ["DeliveryNotFound", "DeliveryService", "TransitionRefused", "serialize"]

@@ -1,0 +1,31 @@
+"""A long-lived paho client for processes that send commands to drones (QoS 1)."""
+
+from __future__ import annotations
+
+import logging
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+
+
+class MqttPublisher:
+    def __init__(self, host: str, port: int, client_id: str) -> None:
+        self._host, self._port = host, port
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self._client.max_inflight_messages_set(1000)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+
+    def start(self) -> None:
+        # connect_async + loop_start: paho keeps reconnecting; publishes made while the
+        # broker is away are queued and sent on reconnect.
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._client.publish(topic, payload, qos=1)
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,301 @@
+"""The deliveries API against the real embedded MongoDB and Redis, through Flask's test
+client; stations come from the real bootstrap. States beyond ``pending`` are set through the
+real repository (the dispatcher has its own tests)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from skyhive.adapters.deliveries_repo import PENDING, STATUS_HASH
+from skyhive.api import create_app
+from skyhive.bootstrap import bootstrap
+from skyhive.domain.deliveries import DeliveryRequest
+from skyhive.domain.stations import bart_stations
+from skyhive.domain.telemetry import validate_telemetry
+from skyhive.services.deliveries import DeliveryService
+from skyhive.wiring import Clients
+
+URL = "/api/v1/deliveries"
+STATION = next(s for s in bart_stations() if s.code == "12TH")
+NEAR = {"lat": STATION.lat + 0.02, "lon": STATION.lon + 0.01}  # ~2.4 km
+BASE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def client(clients: Clients) -> FlaskClient:
+    bootstrap(clients)
+    return create_app(clients.settings, clients).test_client()
+
+
+def body(resp: TestResponse) -> Any:
+    assert resp.mimetype == "application/json", resp.data[:200]
+    return orjson.loads(resp.data)
+
+
+def assert_error(resp: TestResponse, status: int, field: str | None = None) -> str:
+    """The JSON error shape, with ``field`` when given; returns the message."""
+    assert resp.status_code == status, resp.data[:300]
+    err = body(resp)["error"]
+    assert err["code"] == status and err["message"]
+    assert err.get("field") == field, err
+    return str(err["message"])
+
+
+def order(**overrides: Any) -> dict[str, Any]:
+    return {
+        "customer_id": "cust-1",
+        "pickup_station": "12TH",
+        "destination": NEAR,
+        "package": {"weight_kg": 1.2, "size": "small"},
+        **overrides,
+    }
+
+
+def create(client: FlaskClient, **overrides: Any) -> dict[str, Any]:
+    resp = client.post(URL, json=order(**overrides))
+    assert resp.status_code == 201, resp.data
+    result: dict[str, Any] = body(resp)
+    return result
+
+
+def to_ms(delivery: dict[str, Any]) -> dict[str, Any]:
+    """Timestamps cut to milliseconds: a create answers with the time it was given, the
+    store keeps milliseconds (see the report on ``DeliveryService.create``)."""
+
+    def cut(ts: str | None) -> str | None:
+        return None if ts is None else re.sub(r"(\.\d{3})\d*Z$", r"\1Z", ts)
+
+    timeline = [{**t, "at": cut(t["at"])} for t in delivery["timeline"]]
+    stamps = {k: cut(delivery[k]) for k in ("created_at", "updated_at")}
+    return {**delivery, **stamps, "timeline": timeline}
+
+
+def stored_count(clients: Clients) -> int:
+    return clients.db.deliveries.count_documents({})
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+def test_create_returns_a_pending_delivery(client: FlaskClient, clients: Clients) -> None:
+    resp = client.post(URL, json=order())
+    assert resp.status_code == 201, resp.data
+    got = body(resp)
+    assert got["id"].startswith("dlv-") and resp.headers["Location"] == f"{URL}/{got['id']}"
+    assert got["order_id"] is None
+    assert (got["customer_id"], got["pickup_station"], got["status"]) == (
+        "cust-1",
+        "12TH",
+        "pending",
+    )
+    assert got["destination"] == NEAR
+    assert got["package"] == {"weight_kg": 1.2, "size": "small"}
+    assert 2.0 < got["distance_km"] < 3.0
+    assert float(got["price_estimate"]) > 3.5 and got["currency"] == "USD"
+    assert [t["status"] for t in got["timeline"]] == ["pending"]
+    assert got["created_at"].endswith("Z")
+    assert to_ms(body(client.get(f"{URL}/{got['id']}"))) == to_ms(got)
+    assert clients.redis_text.hget(STATUS_HASH, got["id"]) == "pending"
+
+
+def test_same_order_id_twice_gives_the_same_delivery(client: FlaskClient, clients: Clients) -> None:
+    first = client.post(URL, json=order(order_id="o-42"))
+    again = client.post(URL, json=order(order_id="o-42"))
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert body(first)["id"] == body(again)["id"] == "ord-o-42"
+    assert to_ms(body(again))["created_at"] == to_ms(body(first))["created_at"]
+    assert clients.db.deliveries.count_documents({"order_id": "o-42"}) == 1
+    assert stored_count(clients) == 1
+    assert clients.redis_text.hget(STATUS_HASH, "ord-o-42") == "pending"
+    assert clients.redis_text.zrange(PENDING, 0, -1) == ["ord-o-42"]
+
+
+def test_order_id_of_another_customer_is_409(client: FlaskClient, clients: Clients) -> None:
+    create(client, order_id="o-1")
+    resp = client.post(URL, json=order(order_id="o-1", customer_id="someone-else"))
+    assert_error(resp, 409, "order_id")
+    assert b"cust-1" not in resp.data  # the other customer's delivery is not disclosed
+
+
+def test_business_rejections_are_422_naming_the_field(
+    client: FlaskClient, clients: Clients
+) -> None:
+    fleet = client.post(
+        "/api/v1/fleet/drones",
+        json={"drone_id": "lifter", "home_station": "12TH", "max_payload_kg": 2.5},
+    )
+    assert fleet.status_code == 201
+    msg = assert_error(client.post(URL, json=order(pickup_station="NOPE")), 422, "pickup_station")
+    assert "NOPE" in msg
+    far = {"lat": STATION.lat + 0.45, "lon": STATION.lon}  # ~50 km north
+    msg = assert_error(client.post(URL, json=order(destination=far)), 422, "destination")
+    assert "50." in msg
+    heavy = {"weight_kg": 2.6, "size": "small"}
+    msg = assert_error(client.post(URL, json=order(package=heavy)), 422, "package.weight_kg")
+    assert "2.5 kg" in msg
+    assert stored_count(clients) == 0
+    # Exactly the fleet's maximum is fine.
+    create(client, package={"weight_kg": 2.5, "size": "large"})
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (order(package={"weight_kg": 1.0, "size": "huge"}), "package.size"),
+        ({k: v for k, v in order().items() if k != "customer_id"}, "customer_id"),
+        (order(customer_id="has space"), "customer_id"),
+        (order(destination="Oakland"), "destination"),
+        (order(destination={"lat": 91, "lon": 0}), "destination.lat"),
+        (order(package={"weight_kg": "1", "size": "small"}), "package.weight_kg"),
+        (order(package={"weight_kg": 0, "size": "small"}), "package.weight_kg"),
+        (order(order_id=""), "order_id"),
+        (order(priority="high"), "priority"),
+    ],
+)
+def test_schema_errors_are_422_naming_the_field(
+    client: FlaskClient, clients: Clients, payload: dict[str, Any], field: str
+) -> None:
+    assert_error(client.post(URL, json=payload), 422, field)
+    assert stored_count(clients) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"   ", "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b'"order"', "application/json", 400),
+        (b'{"weight": NaN}', "application/json", 400),
+        (orjson.dumps(order()), "application/x-www-form-urlencoded", 415),
+    ],
+)
+def test_malformed_bodies(
+    client: FlaskClient, clients: Clients, data: bytes, content_type: str, status: int
+) -> None:
+    assert_error(client.post(URL, data=data, content_type=content_type), status)
+    assert stored_count(clients) == 0
+
+
+# --- list, get --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded(client: FlaskClient, clients: Clients) -> list[str]:
+    """Four deliveries a second apart (oldest first); the third assigned to drone d9."""
+    svc = DeliveryService(clients)
+    ids = []
+    for i, customer in enumerate(("alice", "bob", "alice", "carol")):
+        req = DeliveryRequest.model_validate(order(customer_id=customer))
+        doc, _ = svc.create(req, now=BASE + timedelta(seconds=i))
+        ids.append(str(doc["_id"]))
+    clients.deliveries.transition(ids[2], "assigned", BASE, "test", fields={"drone_id": "d9"})
+    return ids
+
+
+def listed(client: FlaskClient, query: str = "") -> list[str]:
+    got = body(client.get(f"{URL}?{query}"))
+    assert got["count"] == len(got["items"])
+    return [d["id"] for d in got["items"]]
+
+
+def test_list_newest_first_with_filters(client: FlaskClient, seeded: list[str]) -> None:
+    a1, b, a2, c = seeded
+    assert listed(client) == [c, a2, b, a1]
+    assert listed(client, "status=pending") == [c, b, a1]
+    assert listed(client, "status=assigned") == [a2]
+    assert listed(client, "status=delivered") == []
+    assert listed(client, "customer_id=alice") == [a2, a1]
+    assert listed(client, "customer_id=alice&status=pending") == [a1]
+    assert listed(client, "drone_id=d9") == [a2]
+    assert listed(client, "limit=2") == [c, a2]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=lost", "status"),
+        ("customer_id=no%20spaces", "customer_id"),
+        ("drone_id=bad!", "drone_id"),
+        ("limit=0", "limit"),
+        ("limit=many", "limit"),
+    ],
+)
+def test_list_bad_params_are_400(client: FlaskClient, query: str, field: str) -> None:
+    assert_error(client.get(f"{URL}?{query}"), 400, field)
+
+
+def test_unknown_delivery_is_404(client: FlaskClient) -> None:
+    for resp in (
+        client.get(f"{URL}/dlv-nope"),
+        client.get(f"{URL}/dlv-nope/track"),
+        client.post(f"{URL}/dlv-nope/cancel"),
+    ):
+        assert "dlv-nope" in assert_error(resp, 404, "delivery_id")
+
+
+# --- cancel, track ----------------------------------------------------------------------------
+
+
+def test_cancel_pending_then_again_is_409(client: FlaskClient, clients: Clients) -> None:
+    did = create(client)["id"]
+    resp = client.post(f"{URL}/{did}/cancel")
+    assert resp.status_code == 200, resp.data
+    got = body(resp)
+    assert got["id"] == did and got["status"] == "cancelled"
+    assert [t["status"] for t in got["timeline"]] == ["pending", "cancelled"]
+    assert body(client.get(f"{URL}/{did}"))["status"] == "cancelled"
+    assert clients.redis_text.hget(STATUS_HASH, did) == "cancelled"
+    assert clients.redis_text.zscore(PENDING, did) is None
+    assert "cancelled" in assert_error(client.post(f"{URL}/{did}/cancel"), 409)
+
+
+def test_cancel_after_pickup_is_409(client: FlaskClient, clients: Clients) -> None:
+    did = create(client)["id"]
+    now = datetime.now(UTC)
+    clients.deliveries.transition(did, "assigned", now, "test", fields={"drone_id": "d1"})
+    clients.deliveries.transition(did, "picked_up", now, "test")
+    assert "picked_up" in assert_error(client.post(f"{URL}/{did}/cancel"), 409)
+    assert body(client.get(f"{URL}/{did}"))["status"] == "picked_up"
+
+
+def test_track_pending_has_no_drone_yet(client: FlaskClient) -> None:
+    did = create(client)["id"]
+    assert body(client.get(f"{URL}/{did}/track")) == {
+        "id": did,
+        "status": "pending",
+        "drone_id": None,
+        "drone": None,
+        "remaining_km": None,
+        "eta": None,
+    }
+
+
+def test_track_assigned_gives_remaining_distance(client: FlaskClient, clients: Clients) -> None:
+    created = create(client)
+    did = created["id"]
+    now = datetime.now(UTC)
+    clients.deliveries.transition(did, "assigned", now, "test", fields={"drone_id": "d1"})
+    reading = {
+        "drone_id": "d1",
+        "seq": 1,
+        "ts": int(now.timestamp() * 1000),
+        "lat": STATION.lat,
+        "lon": STATION.lon,
+        "battery_pct": 90.0,
+    }
+    pipe = clients.redis_text.pipeline(transaction=False)
+    clients.live.queue_apply(pipe, validate_telemetry(reading), now.isoformat())
+    pipe.execute()
+    got = body(client.get(f"{URL}/{did}/track"))
+    assert got["status"] == "assigned" and got["drone"]["drone_id"] == "d1"
+    # The drone waits at the pickup station: what is left is the pickup → destination leg.
+    assert got["remaining_km"] == pytest.approx(created["distance_km"], abs=0.01)
+    assert got["eta_seconds"] > 0

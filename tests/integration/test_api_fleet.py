@@ -1,0 +1,172 @@
+"""The fleet registry API against the real embedded MongoDB and Redis, through Flask's
+test client; stations come from the real bootstrap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from skyhive.adapters.fleet_repo import REGISTERED
+from skyhive.api import create_app
+from skyhive.bootstrap import bootstrap
+from skyhive.wiring import Clients
+
+URL = "/api/v1/fleet/drones"
+
+
+@pytest.fixture
+def client(clients: Clients) -> FlaskClient:
+    bootstrap(clients)
+    return create_app(clients.settings, clients).test_client()
+
+
+def body(resp: TestResponse) -> Any:
+    assert resp.mimetype == "application/json", resp.data[:200]
+    return orjson.loads(resp.data)
+
+
+def assert_error(resp: TestResponse, status: int, field: str | None = None) -> str:
+    """The JSON error shape, with ``field`` when given; returns the message."""
+    assert resp.status_code == status, resp.data[:300]
+    err = body(resp)["error"]
+    assert err["code"] == status and err["message"]
+    assert err.get("field") == field, err
+    return str(err["message"])
+
+
+def spec(drone_id: str = "d1", **overrides: Any) -> dict[str, Any]:
+    return {"drone_id": drone_id, "home_station": "12TH", **overrides}
+
+
+def register(client: FlaskClient, **kw: Any) -> TestResponse:
+    return client.post(URL, json=spec(**kw))
+
+
+def test_register_returns_the_full_spec_and_stores_it(
+    client: FlaskClient, clients: Clients
+) -> None:
+    resp = register(client, max_payload_kg=3, battery_capacity_wh=400.0)
+    assert resp.status_code == 201, resp.data
+    assert resp.headers["Location"] == f"{URL}/d1"
+    assert body(resp) == {
+        "drone_id": "d1",
+        "model": "skyhive-x4",
+        "home_station": "12TH",
+        "max_payload_kg": 3.0,
+        "battery_capacity_wh": 400.0,
+        "cruise_speed_mps": 15.0,
+        "consumption_wh_per_km": 8.0,
+        "status": "active",
+        "pct_per_km": 2.0,  # 8 Wh/km of 400 Wh
+    }
+    stored = clients.fleet.get("d1")
+    assert stored is not None and stored.max_payload_kg == 3.0
+    assert clients.redis_text.sismember(REGISTERED, "d1")
+
+
+def test_register_twice_is_409_and_keeps_the_first(client: FlaskClient, clients: Clients) -> None:
+    assert register(client, model="first").status_code == 201
+    msg = assert_error(register(client, model="second"), 409, "drone_id")
+    assert "d1" in msg
+    stored = clients.fleet.get("d1")
+    assert stored is not None and stored.model == "first"
+
+
+def test_register_unknown_home_station_is_422(client: FlaskClient, clients: Clients) -> None:
+    msg = assert_error(register(client, home_station="NOPE"), 422, "home_station")
+    assert "NOPE" in msg
+    assert clients.fleet.get("d1") is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"home_station": "12TH"}, "drone_id"),
+        (spec(drone_id="bad id!"), "drone_id"),
+        (spec(max_payload_kg=0), "max_payload_kg"),
+        (spec(max_payload_kg="2.5"), "max_payload_kg"),  # strict: no string coercion
+        (spec(cruise_speed_mps=61), "cruise_speed_mps"),
+        (spec(status="flying"), "status"),
+        (spec(colour="red"), "colour"),
+    ],
+)
+def test_register_invalid_spec_is_422_naming_the_field(
+    client: FlaskClient, clients: Clients, payload: dict[str, Any], field: str
+) -> None:
+    assert_error(client.post(URL, json=payload), 422, field)
+    assert clients.fleet.list() == []
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [
+        (b'{"drone_id": ', "application/json", 400),
+        (b"", "application/json", 400),
+        (b'["d1"]', "application/json", 400),
+        (b"null", "application/json", 400),
+        (orjson.dumps(spec()), "text/plain", 415),
+    ],
+)
+def test_register_malformed_body(
+    client: FlaskClient, clients: Clients, data: bytes, content_type: str, status: int
+) -> None:
+    assert_error(client.post(URL, data=data, content_type=content_type), status)
+    assert clients.fleet.list() == []
+
+
+def test_list_filters_by_registry_status(client: FlaskClient) -> None:
+    for drone_id, status in (("c", "active"), ("a", "maintenance"), ("b", "active")):
+        assert register(client, drone_id=drone_id, status=status).status_code == 201
+    everything = body(client.get(URL))
+    assert everything["count"] == 3
+    assert [d["drone_id"] for d in everything["items"]] == ["a", "b", "c"]
+    assert all("pct_per_km" in d for d in everything["items"])
+    active = body(client.get(f"{URL}?status=active"))
+    assert [d["drone_id"] for d in active["items"]] == ["b", "c"]
+    assert body(client.get(f"{URL}?status=retired")) == {"items": [], "count": 0}
+    assert [d["drone_id"] for d in body(client.get(f"{URL}?limit=1"))["items"]] == ["a"]
+
+
+@pytest.mark.parametrize(("query", "field"), [("status=flying", "status"), ("limit=0", "limit")])
+def test_list_bad_params_are_400(client: FlaskClient, query: str, field: str) -> None:
+    assert_error(client.get(f"{URL}?{query}"), 400, field)
+
+
+def test_get_one_and_404s(client: FlaskClient) -> None:
+    register(client, drone_id="d7", cruise_speed_mps=20)
+    got = body(client.get(f"{URL}/d7"))
+    assert got["drone_id"] == "d7" and got["cruise_speed_mps"] == 20.0
+    assert_error(client.get(f"{URL}/ghost"), 404, "drone_id")
+    assert_error(client.get(f"{URL}/{'x' * 65}"), 400, "drone_id")
+
+
+def test_patch_changes_only_the_given_fields(client: FlaskClient, clients: Clients) -> None:
+    register(client, model="x4", battery_capacity_wh=500.0)
+    resp = client.patch(
+        f"{URL}/d1", json={"status": "maintenance", "home_station": "19TH", "model": None}
+    )
+    assert resp.status_code == 200, resp.data
+    got = body(resp)
+    assert (got["status"], got["home_station"], got["model"]) == ("maintenance", "19TH", "x4")
+    stored = clients.fleet.get("d1")
+    assert stored is not None and stored.status == "maintenance" and stored.home_station == "19TH"
+    # The derived value follows the change.
+    got = body(client.patch(f"{URL}/d1", json={"battery_capacity_wh": 1000.0}))
+    assert got["pct_per_km"] == 0.8
+
+
+def test_patch_errors(client: FlaskClient, clients: Clients) -> None:
+    register(client)
+    assert_error(client.patch(f"{URL}/ghost", json={"status": "retired"}), 404, "drone_id")
+    assert_error(client.patch(f"{URL}/d1", json={}), 400)
+    assert_error(client.patch(f"{URL}/d1", json={"model": None}), 400)
+    assert_error(client.patch(f"{URL}/d1", json={"max_payload_kg": -1}), 422, "max_payload_kg")
+    assert_error(client.patch(f"{URL}/d1", json={"drone_id": "d2"}), 422, "drone_id")
+    assert_error(client.patch(f"{URL}/d1", json={"home_station": "NOPE"}), 422, "home_station")
+    assert_error(client.patch(f"{URL}/d1", data=b"[]", content_type="application/json"), 400)
+    stored = clients.fleet.get("d1")
+    assert stored is not None and stored.home_station == "12TH" and stored.max_payload_kg == 2.5

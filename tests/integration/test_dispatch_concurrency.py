@@ -1,0 +1,110 @@
+"""Two dispatcher processes, 200 pending orders: no drone and no delivery is assigned twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import orjson
+
+from skyhive.bootstrap import bootstrap
+from skyhive.domain.deliveries import DeliveryRequest
+from skyhive.domain.fleet import DroneSpec
+from skyhive.domain.stations import bart_stations
+from skyhive.services.deliveries import DeliveryService
+from skyhive.services.ingest import RawMessage, ingest_for
+from skyhive.services.processor import Processor
+from skyhive.wiring import Clients
+
+ORDERS, DRONES = 200, 150  # fewer drones than orders: contention for every drone
+
+
+def test_two_dispatchers_never_double_assign(clients: Clients) -> None:
+    s = clients.settings
+    bootstrap(clients)
+    station = next(x for x in bart_stations() if x.code == "12TH")
+    now_ms = int(time.time() * 1000)
+    clients.fleet.ensure_registered(
+        [DroneSpec(drone_id=f"c{i}", home_station="12TH") for i in range(DRONES)]
+    )
+    ingest_for(clients).submit(
+        [
+            RawMessage(
+                orjson.dumps(
+                    {
+                        "drone_id": f"c{i}",
+                        "seq": 1,
+                        "ts": now_ms,
+                        "battery_pct": 100,
+                        "status": "idle",
+                        "lat": station.lat + (i % 10) * 1e-4,
+                        "lon": station.lon + (i // 10) * 1e-4,
+                    }
+                ),
+                "test",
+            )
+            for i in range(DRONES)
+        ]
+    )
+    proc = Processor(s, clients, consumer="t")
+    proc.setup()
+    while proc.poll():
+        pass
+    svc = DeliveryService(clients)
+    ids = []
+    for i in range(ORDERS):
+        req = DeliveryRequest.model_validate(
+            {
+                "customer_id": "c",
+                "pickup_station": "12TH",
+                "order_id": f"race-{i}",
+                "destination": {"lat": station.lat + 0.01, "lon": station.lon},
+                "package": {"weight_kg": 1.0, "size": "small"},
+            }
+        )
+        ids.append(str(svc.create(req)[0]["_id"]))
+
+    env = {
+        **os.environ,
+        "SKYHIVE_MONGODB_URI": s.mongodb_uri,
+        "SKYHIVE_REDIS_URL": s.redis_url,
+        "SKYHIVE_MQTT_URL": s.mqtt_url,
+        "SKYHIVE_MONGODB_DB": s.mongodb_db,
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "skyhive", "dispatcher"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assigned = clients.db.deliveries.count_documents({"status": "assigned"})
+            if assigned >= DRONES:
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)  # let both run a few more ticks over the remaining pending orders
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(20)
+
+    docs = list(clients.db.deliveries.find({"_id": {"$in": ids}}))
+    by_status = Counter(d["status"] for d in docs)
+    assert by_status == {"assigned": DRONES, "pending": ORDERS - DRONES}
+    drones = [d["drone_id"] for d in docs if d["status"] == "assigned"]
+    assert len(set(drones)) == len(drones) == DRONES  # no drone twice
+    for d in docs:  # no delivery assigned twice
+        assert [t["status"] for t in d["timeline"]].count("assigned") <= 1
+    claims = clients.deliveries.claimed([f"c{i}" for i in range(DRONES)])
+    assert sorted(claims.values()) == sorted(d["_id"] for d in docs if d["status"] == "assigned")
+    # Both processes took part.
+    assert len({d["dispatch"]["dispatcher"] for d in docs if d["status"] == "assigned"}) == 2

@@ -1,0 +1,220 @@
+"""The dispatcher against the real embedded MongoDB and Redis.
+
+Drones are made "live" through the real processor path (telemetry → live state), commands are
+captured by the publish callback the dispatcher is given (MQTT itself is covered end to end).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from skyhive.bootstrap import bootstrap
+from skyhive.domain.deliveries import DeliveryRequest
+from skyhive.domain.fleet import DroneSpec
+from skyhive.domain.stations import bart_stations
+from skyhive.services.deliveries import DeliveryService
+from skyhive.services.dispatcher import Dispatcher
+from skyhive.services.ingest import RawMessage, ingest_for
+from skyhive.services.processor import Processor
+from skyhive.wiring import Clients
+
+STATION = next(s for s in bart_stations() if s.code == "12TH")
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, object]]] = []
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        self.items.append((topic, orjson.loads(payload)))
+
+
+@pytest.fixture
+def world(clients: Clients) -> tuple[Clients, Dispatcher, Sent, DeliveryService]:
+    bootstrap(clients)
+    sent = Sent()
+    d = Dispatcher(clients.settings, clients, sent, consumer="t")
+    d.setup()
+    return clients, d, sent, DeliveryService(clients)
+
+
+_seq = [0]
+
+
+def fly(clients: Clients, drone: str, lat: float, lon: float, battery: float, status: str) -> None:
+    """Report telemetry through the real ingest + processor path."""
+    _seq[0] += 1
+    body = {
+        "drone_id": drone,
+        "seq": _seq[0],
+        "ts": int(time.time() * 1000),
+        "lat": lat,
+        "lon": lon,
+        "battery_pct": battery,
+        "status": status,
+    }
+    ingest_for(clients).submit([RawMessage(orjson.dumps(body), "test")])
+    p = Processor(clients.settings, clients, consumer="t")
+    p.setup()
+    while p.poll():
+        pass
+
+
+def register(clients: Clients, drone: str, **kw: object) -> None:
+    clients.fleet.register(DroneSpec(drone_id=drone, home_station="12TH", **kw))  # type: ignore[arg-type]
+
+
+def order(svc: DeliveryService, order_id: str | None = None, kg: float = 1.0) -> str:
+    req = DeliveryRequest.model_validate(
+        {
+            "customer_id": "c1",
+            "pickup_station": "12TH",
+            "order_id": order_id,
+            "destination": {"lat": STATION.lat + 0.02, "lon": STATION.lon + 0.01},
+            "package": {"weight_kg": kg, "size": "small"},
+        }
+    )
+    doc, _ = svc.create(req)
+    return str(doc["_id"])
+
+
+def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "near-low")  # near but too little battery
+    register(clients, "far-ok")
+    register(clients, "heavy-no", max_payload_kg=0.5)
+    fly(clients, "near-low", STATION.lat, STATION.lon, 25, "idle")
+    fly(clients, "far-ok", STATION.lat + 0.01, STATION.lon, 90, "charging")
+    fly(clients, "heavy-no", STATION.lat, STATION.lon + 0.001, 95, "idle")
+    did = order(svc)
+    assert d.dispatch_pending() == 1
+    doc = svc.get(did)
+    assert doc["status"] == "assigned" and doc["drone_id"] == "far-ok"
+    assert "km to pickup" in doc["dispatch"]["reason"] and doc["return_station"]
+    [(topic, cmd)] = sent.items
+    assert topic == "skyhive/drones/far-ok/commands"
+    assert cmd["type"] == "deliver" and cmd["delivery_id"] == did
+    assert cmd["pickup"]["station"] == "12TH"  # type: ignore[index]
+    assert clients.redis_text.hget("delivery_status", did) == "assigned"
+
+
+def test_waits_with_a_reason_then_dispatches_when_a_drone_becomes_eligible(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "busy")
+    fly(clients, "busy", STATION.lat, STATION.lon, 90, "in_flight")
+    did = order(svc)
+    assert d.dispatch_pending() == 0
+    assert "flight status in_flight" in svc.get(did)["waiting_reason"]
+    fly(clients, "busy", STATION.lat, STATION.lon, 90, "idle")
+    assert d.dispatch_pending() == 0  # a waiting delivery is looked at again after a second
+    assert d.dispatch_pending(retry_all=True) == 1
+    assert svc.get(did)["drone_id"] == "busy"
+
+
+def test_a_drone_is_never_given_two_deliveries(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "solo")
+    fly(clients, "solo", STATION.lat, STATION.lon, 100, "idle")
+    first, second = order(svc), order(svc)
+    other = Dispatcher(clients.settings, clients, sent, consumer="t2")
+    other.setup()
+    assert d.dispatch_pending() + other.dispatch_pending() == 1
+    statuses = sorted(svc.get(x)["status"] for x in (first, second))
+    assert statuses == ["assigned", "pending"]
+
+
+def test_events_drive_the_lifecycle_and_free_the_drone(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    d.dispatch_pending()
+
+    def event(name: str, **extra: object) -> None:
+        body = {"delivery_id": did, "event": name, "ts": int(time.time() * 1000), **extra}
+        ingest_for(clients).submit([RawMessage(orjson.dumps(body), "t", "d1", "event")])
+        d.handle_events()
+
+    event("picked_up")
+    fly(clients, "d1", STATION.lat + 0.01, STATION.lon, 95, "in_flight")
+    d.monitor()
+    assert svc.get(did)["status"] == "in_transit"
+    event("delivered")
+    event("delivered")  # a duplicate report changes nothing
+    doc = svc.get(did)
+    assert [t["status"] for t in doc["timeline"]] == [
+        "pending",
+        "assigned",
+        "picked_up",
+        "in_transit",
+        "delivered",
+    ]
+    assert doc["price_final"] == doc["price_estimate"]
+    assert clients.deliveries.claimed(["d1"]) == {}
+
+
+def test_failure_before_pickup_redispatches_after_pickup_fails(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    d.dispatch_pending()
+    d.apply_event(_ev("d1", did, "failed", reason="busy"))
+    assert svc.get(did)["status"] == "pending"
+    d.dispatch_pending(retry_all=True)
+    d.apply_event(_ev("d1", did, "picked_up"))
+    d.apply_event(_ev("d1", did, "failed", reason="motor fault"))
+    doc = svc.get(did)
+    assert doc["status"] == "failed" and "motor fault" in doc["timeline"][-1]["note"]
+
+
+def test_silent_drone_before_pickup_is_replaced(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "quiet")
+    register(clients, "backup")
+    fly(clients, "quiet", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    d.dispatch_pending()
+    assert svc.get(did)["drone_id"] == "quiet"
+    fly(clients, "backup", STATION.lat, STATION.lon, 100, "idle")
+    quick = Dispatcher(
+        clients.settings.model_copy(update={"dispatch_silent_assigned_s": 0.2}), clients, sent, "q"
+    )
+    quick.setup()
+    clients.redis_text.hset("drone:quiet", "updated_at", "2000-01-01T00:00:00+00:00")
+    time.sleep(0.3)
+    quick.monitor()
+    assert svc.get(did)["status"] == "pending"
+    quick.dispatch_pending()
+    assert svc.get(did)["drone_id"] == "backup"
+
+
+def test_cancel_of_assigned_delivery_recalls_the_drone(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    d.dispatch_pending()
+    svc.cancel(did)
+    d.relay_commands()
+    assert sent.items[-1][0] == "skyhive/drones/d1/commands"
+    assert sent.items[-1][1]["type"] == "return_to_station"
+    assert clients.deliveries.claimed(["d1"]) == {}
+
+
+def _ev(drone: str, did: str, name: str, **extra: object):  # type: ignore[no-untyped-def]
+    from skyhive.domain.commands import DroneEvent
+
+    return DroneEvent.model_validate(
+        {
+            "drone_id": drone,
+            "delivery_id": did,
+            "event": name,
+            "ts": datetime.now(UTC).isoformat(),
+            **extra,
+        }
+    )

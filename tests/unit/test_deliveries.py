@@ -1,0 +1,80 @@
+"""Delivery lifecycle rules, request validation and the price estimate."""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from skyhive.domain.deliveries import (
+    TRANSITIONS,
+    DeliveryRejected,
+    DeliveryRequest,
+    PriceModel,
+    can_transition,
+    check_serviceable,
+)
+
+
+def request(**changes: object) -> DeliveryRequest:
+    body = {
+        "customer_id": "cust-1",
+        "pickup_station": "12TH",
+        "destination": {"lat": 37.81, "lon": -122.26},
+        "package": {"weight_kg": 1.2, "size": "small"},
+        **changes,
+    }
+    return DeliveryRequest.model_validate(body)
+
+
+def test_happy_path_and_forbidden_jumps() -> None:
+    path = ["pending", "assigned", "picked_up", "in_transit", "delivered"]
+    assert all(can_transition(a, b) for a, b in itertools.pairwise(path))
+    assert not can_transition("pending", "delivered")
+    assert not can_transition("picked_up", "cancelled")  # too late to cancel
+    assert can_transition("assigned", "pending")  # re-dispatch
+    for terminal in ("delivered", "failed", "cancelled"):
+        assert TRANSITIONS[terminal] == frozenset()
+        assert not can_transition(terminal, "pending")
+
+
+def test_request_schema_errors() -> None:
+    with pytest.raises(ValidationError):
+        request(package={"weight_kg": 1, "size": "huge"})
+    with pytest.raises(ValidationError):
+        request(destination={"lat": 95, "lon": 0})
+    with pytest.raises(ValidationError):
+        request(order_id="has spaces")
+    with pytest.raises(ValidationError):
+        request(package={"weight_kg": "1", "size": "small"})
+
+
+@pytest.mark.parametrize(
+    ("known", "km", "max_kg", "field"),
+    [
+        (False, None, 5.0, "pickup_station"),
+        (True, 12.5, 5.0, "destination"),
+        (True, 2.0, 1.0, "package.weight_kg"),
+    ],
+)
+def test_serviceability_names_the_field(
+    known: bool, km: float | None, max_kg: float, field: str
+) -> None:
+    with pytest.raises(DeliveryRejected) as exc:
+        check_serviceable(request(), known, km, 12.0, max_kg)
+    assert exc.value.field == field
+
+
+def test_at_the_limits_is_serviceable() -> None:
+    check_serviceable(request(package={"weight_kg": 2.5, "size": "large"}), True, 12.0, 12.0, 2.5)
+
+
+def test_price_estimate_rounds_half_up_to_cents() -> None:
+    p = PriceModel()
+    assert p.estimate(0.0, 0.0, "small") == Decimal("3.50")
+    # 3.50 + 1.20 * 2.345 + 0.40 * 1.5 + 1.00 = 7.914 → 7.91
+    assert p.estimate(2.345, 1.5, "medium") == Decimal("7.91")
+    # 3.50 + 1.20 * 1 + 0.40 * 0.0375 = 4.715 → 4.72 (half up, not to even)
+    assert p.estimate(1.0, 0.0375, "small") == Decimal("4.72")
