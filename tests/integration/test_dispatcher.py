@@ -103,7 +103,7 @@ def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None: 
 
 
 def test_waits_with_a_reason_then_dispatches_when_a_drone_becomes_eligible(world: tuple) -> None:  # type: ignore[type-arg]
-    clients, d, sent, svc = world
+    clients, d, _sent, svc = world
     register(clients, "busy")
     fly(clients, "busy", STATION.lat, STATION.lon, 90, "in_flight")
     did = order(svc)
@@ -128,7 +128,7 @@ def test_a_drone_is_never_given_two_deliveries(world: tuple) -> None:  # type: i
 
 
 def test_events_drive_the_lifecycle_and_free_the_drone(world: tuple) -> None:  # type: ignore[type-arg]
-    clients, d, sent, svc = world
+    clients, d, _sent, svc = world
     register(clients, "d1")
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
@@ -158,7 +158,7 @@ def test_events_drive_the_lifecycle_and_free_the_drone(world: tuple) -> None:  #
 
 
 def test_failure_before_pickup_redispatches_after_pickup_fails(world: tuple) -> None:  # type: ignore[type-arg]
-    clients, d, sent, svc = world
+    clients, d, _sent, svc = world
     register(clients, "d1")
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)

@@ -22,6 +22,12 @@ from skyhive.domain.geo import haversine_m
 from skyhive.wiring import Clients
 
 
+def utc_now() -> datetime:
+    """Now, to the millisecond: what MongoDB stores, so a response equals a later read."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 class DeliveryNotFound(KeyError):
     pass
 
@@ -75,7 +81,7 @@ class DeliveryService:
         The same ``order_id`` twice returns the first delivery and ``created=False``.
         Raises :class:`DeliveryRejected` with the field at fault.
         """
-        now = now or datetime.now(UTC)
+        now = now or utc_now()
         station = get_station(self._c.db, req.pickup_station)
         dest = req.destination
         distance_km = (
@@ -124,7 +130,7 @@ class DeliveryService:
 
         Raises :class:`TransitionRefused` once the package is picked up.
         """
-        now = now or datetime.now(UTC)
+        now = now or utc_now()
         self.get(delivery_id)
         doc = self._c.deliveries.transition(delivery_id, "cancelled", now, "cancelled by request")
         drone_id = doc.get("drone_id")

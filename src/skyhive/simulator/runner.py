@@ -304,7 +304,8 @@ class _Publisher:
         commands = self.commands
         while commands:
             topic, payload = commands.popleft()
-            drone = self.by_id.get(topic.split("/")[2])  # the filter fixes the topic's shape
+            levels = topic.split("/")  # skyhive/drones/{id}/commands, as subscribed
+            drone = self.by_id.get(levels[2]) if len(levels) == 4 else None
             if drone is None:
                 continue  # another simulator's drone
             try:

@@ -3,6 +3,7 @@ that drains as the registry spec says, so the dispatcher's energy model holds.""
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from dataclasses import dataclass, field
@@ -77,13 +78,11 @@ def delivery(
     return_station: Station | None = None,
     issued_at: datetime = ISSUED,
 ) -> dict[str, Any]:
-    """A deliver command to a point ``km`` east of ``pickup``, as the dispatcher sends it."""
+    """A deliver command to a point ``km`` east of ``pickup``, as the drone receives it."""
     dest = destination_point(pickup.lat, pickup.lon, 90.0, km * 1000.0)
-    return orjson.loads(
-        orjson.dumps(
-            deliver_command(delivery_id, pickup, dest, return_station or pickup, issued_at)
-        )
-    )
+    cmd = deliver_command(delivery_id, pickup, dest, return_station or pickup, issued_at)
+    received: dict[str, Any] = orjson.loads(orjson.dumps(cmd))
+    return received
 
 
 def fly(
@@ -91,16 +90,15 @@ def fly(
     rng: random.Random,
     seconds: float,
     flight: Flight | None = None,
-    dt_s: float = 1.0,
     until_status: str | None = None,
 ) -> Flight:
-    """Step ``drone`` for ``seconds``, or until its status turns to ``until_status``,
-    recording readings and events."""
+    """Step ``drone`` a second at a time for ``seconds``, or until its status turns to
+    ``until_status``, recording readings and events."""
     out = flight if flight is not None else Flight()
     previous = out.readings[-1]["status"] if out.readings else None
-    for _ in range(round(seconds / dt_s)):
-        out.now_ms += round(dt_s * 1000)
-        events = drone.step(out.now_ms, dt_s, rng)
+    for _ in range(round(seconds)):
+        out.now_ms += 1000
+        events = drone.step(out.now_ms, 1.0, rng)
         reading = drone.reading(out.now_ms)
         out.events += [(len(out.readings), e) for e in events]
         out.readings.append(reading)
@@ -449,7 +447,7 @@ def test_message_faults_leave_missions_alone() -> None:
 
 
 def _without(cmd: dict[str, Any], *path: str) -> dict[str, Any]:
-    out = orjson.loads(orjson.dumps(cmd))
+    out = copy.deepcopy(cmd)
     target = out
     for key in path[:-1]:
         target = target[key]
@@ -458,7 +456,7 @@ def _without(cmd: dict[str, Any], *path: str) -> dict[str, Any]:
 
 
 def _with(cmd: dict[str, Any], value: object, *path: str) -> dict[str, Any]:
-    out = orjson.loads(orjson.dumps(cmd))
+    out = copy.deepcopy(cmd)
     target = out
     for key in path[:-1]:
         target = target[key]
