@@ -83,8 +83,9 @@ def _run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None)
 
 
 def _up_settings(ctx: click.Context, **opts: object) -> Settings:
+    """Environment and options only: `up` starts servers, it never joins a running stack."""
     overrides = {k: v for k, v in opts.items() if v is not None}
-    return _settings(ctx).model_copy(update=overrides)
+    return Settings().model_copy(update=overrides)
 
 
 @cli.command()
@@ -289,6 +290,20 @@ def api(ctx: click.Context) -> None:
 @click.option("--duplicate-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--out-of-order-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--malformed-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option(
+    "--autonomous-legs/--no-autonomous-legs",
+    default=True,
+    show_default=True,
+    help="Fly repositioning legs on their own between commands, or stay docked until told.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0.01, 1000),
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per real second (flights end sooner; timestamps stay real).",
+)
+@click.option("--no-register", is_flag=True, help="Don't add the drones to the fleet registry.")
 @click.pass_context
 def simulate(
     ctx: click.Context,
@@ -302,10 +317,17 @@ def simulate(
     duplicate_rate: float,
     out_of_order_rate: float,
     malformed_rate: float,
+    autonomous_legs: bool,
+    time_scale: float,
+    no_register: bool,
 ) -> None:
-    """Fly a simulated fleet between BART stations, publishing telemetry over MQTT."""
+    """Fly a simulated fleet between BART stations, publishing telemetry over MQTT.
+
+    The drones obey dispatch commands and are registered in the fleet registry on start."""
     from skyhive.adapters.mqtt_url import parse_mqtt_url
+    from skyhive.domain.fleet import DroneSpec
     from skyhive.simulator import FaultRates, SimulatorConfig, run_simulator
+    from skyhive.wiring import Clients
 
     settings = _settings(ctx)
     host, port = parse_mqtt_url(settings.mqtt_url_or_default())
@@ -323,13 +345,31 @@ def simulate(
         seed=seed,
         id_prefix=id_prefix,
         faults=faults,
+        autonomous_legs=autonomous_legs,
+        time_scale=time_scale,
     )
+    clients = Clients(settings)
+
+    def register(specs: list[DroneSpec]) -> None:
+        added = clients.fleet.ensure_registered(specs)
+        click.echo(f"fleet registry: {added} drones added, {len(specs) - added} known", err=True)
+
     click.echo(f"simulating {drones} drones at {rate:g} Hz → mqtt://{host}:{port}", err=True)
 
     def progress(stats: dict[str, object]) -> None:
         click.echo("simulator: " + ", ".join(f"{k}={v}" for k, v in stats.items()), err=True)
 
-    stats = run_simulator(config, host, port, stop_event=_stop_on_signals(), progress=progress)
+    try:
+        stats = run_simulator(
+            config,
+            host,
+            port,
+            stop_event=_stop_on_signals(),
+            progress=progress,
+            register=None if no_register else register,
+        )
+    finally:
+        clients.close()
     click.echo(f"done: {stats}", err=True)
 
 

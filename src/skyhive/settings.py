@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import Field
@@ -70,6 +71,28 @@ class Settings(BaseSettings):
         return self.mqtt_url or f"mqtt://{self.host}:{self.mqtt_port}"
 
 
+URL_FIELDS = ("mongodb_uri", "redis_url", "mqtt_url")
+
+
+def stack_file(data_dir: Path) -> Path:
+    """Where a running `skyhive up` says where its servers are."""
+    return data_dir / "run" / "stack.json"
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides (CLI options) on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    """Settings from the environment, with explicit overrides (CLI options) on top.
+
+    A server not configured by URL is taken from the stack file of a `skyhive up` running on
+    the same data dir, so `skyhive simulate` or `skyhive drones list` beside it just work.
+    """
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    path = stack_file(settings.data_dir)
+    missing = [f for f in URL_FIELDS if not getattr(settings, f)]
+    if missing and path.is_file():
+        try:
+            running = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return settings
+        found = {f: str(running[f]) for f in missing if running.get(f)}
+        return settings.model_copy(update=found)
+    return settings

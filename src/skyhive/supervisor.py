@@ -8,6 +8,7 @@ is killed outright (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -18,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from skyhive.embedded import EmbeddedStack, die_with_parent
-from skyhive.settings import Settings
+from skyhive.embedded import EmbeddedError, EmbeddedStack, die_with_parent, port_open
+from skyhive.settings import Settings, stack_file
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,24 @@ def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _refuse_if_running(settings: Settings) -> None:
+    """Two stacks on one data dir would share SQLite and AOF files: refuse the second."""
+    path = stack_file(settings.data_dir)
+    try:
+        running = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    for url in running.values():
+        host_port = str(url).split("://", 1)[-1].split("/", 1)[0]
+        host, _, port = host_port.rpartition(":")
+        if port.isdigit() and port_open(host, int(port)):
+            raise EmbeddedError(
+                f"SkyHive is already running on {settings.data_dir} ({url} answers); "
+                "stop it first or use another --data-dir"
+            )
+    path.unlink(missing_ok=True)  # left by a stack that was killed
+
+
 def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) -> int:
     """Start everything and block until SIGINT/SIGTERM. Returns the exit code."""
     from skyhive.bootstrap import bootstrap
@@ -105,6 +124,7 @@ def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    _refuse_if_running(settings)
     stack = EmbeddedStack(
         data_dir=settings.data_dir,
         host=settings.host,
@@ -123,6 +143,7 @@ def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) 
         finally:
             clients.close()
         env = child_env(settings, urls)
+        stack_file(settings.data_dir).write_text(json.dumps(urls))
         roles = {
             r: [sys.executable, "-m", "skyhive", r]
             for r in ("gateway", "processor", "dispatcher", "api")
@@ -152,5 +173,6 @@ def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) 
             c.terminate()
         for c in children:
             c.wait(15)
+        stack_file(settings.data_dir).unlink(missing_ok=True)
         stack.stop()
         log.info("stopped")

@@ -49,7 +49,10 @@ def observer(
 
 
 def next_message(inbox: queue.Queue[Message], deadline: float) -> Message:
-    return inbox.get(timeout=max(deadline - time.monotonic(), 0.01))
+    try:
+        return inbox.get(timeout=max(deadline - time.monotonic(), 0.01))
+    except queue.Empty:
+        pytest.fail(f"nothing from the simulator within {TIMEOUT_S:g} s")
 
 
 def test_a_commanded_drone_delivers_and_reports_its_events(
