@@ -428,5 +428,40 @@ def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json
         sys.exit(1)
 
 
+@bench.command("dispatch")
+@click.option("--drones", type=click.IntRange(10, 20_000), default=1000, show_default=True)
+@click.option(
+    "--rate", type=click.FloatRange(min=1), default=100, show_default=True, help="Orders/s."
+)
+@click.option("--duration", type=click.FloatRange(min=1), default=8, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bench_dispatch(drones: int, rate: float, duration: float, as_json: bool) -> None:
+    """Dispatch latency (order accepted → command published) with a live simulated fleet."""
+    import dataclasses
+
+    import orjson
+
+    from skyhive.bench.dispatch import run_dispatch_bench
+
+    report = run_dispatch_bench(drones, rate, duration, progress=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+    else:
+        lat, inner = report.latency_ms, report.dispatcher_latency_ms
+        click.echo(
+            f"drones={report.drones} orders={report.orders} at {report.rate:g}/s "
+            f"rejected={report.rejected} commanded={report.commanded} "
+            f"double_booked={report.double_booked}\n"
+            f"order accepted → command received (ms): p50={lat.get('p50')} p99={lat.get('p99')} "
+            f"max={lat.get('max')}\n"
+            f"order accepted → assigned, in the dispatcher (ms): p50={inner.get('p50')} "
+            f"p99={inner.get('p99')} max={inner.get('max')}\n"
+            f"POST /api/v1/deliveries round trip (ms): p50={report.api_post_ms.get('p50')} "
+            f"p99={report.api_post_ms.get('p99')}"
+        )
+    if report.double_booked or report.commanded < report.orders:
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="skyhive")

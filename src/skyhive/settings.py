@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     dispatch_reserve_pct: float = Field(default=20.0, ge=0, lt=100)
     dispatch_radius_km: float = Field(default=15.0, gt=0)
     dispatch_tick_ms: int = Field(default=100, ge=10)
+    dispatch_batch: int = Field(default=25, ge=1, le=1000)
     dispatch_silent_assigned_s: float = Field(default=30.0, gt=0)
     dispatch_silent_loaded_s: float = Field(default=120.0, gt=0)
 

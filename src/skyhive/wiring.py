@@ -16,6 +16,7 @@ from skyhive.adapters.deliveries_repo import DeliveriesRepo
 from skyhive.adapters.fleet_repo import FleetRepo
 from skyhive.adapters.live_state import LiveState
 from skyhive.adapters.redis_streams import RedisStreamsBus
+from skyhive.adapters.stations_repo import StationCache
 from skyhive.adapters.telemetry_repo import TelemetryRepo
 from skyhive.settings import Settings
 
@@ -77,6 +78,10 @@ class Clients:
     @cached_property
     def deliveries(self) -> DeliveriesRepo:
         return DeliveriesRepo(self.db, self.redis_text)
+
+    @cached_property
+    def stations(self) -> StationCache:
+        return StationCache(self.db)
 
     def close(self) -> None:
         cached: dict[str, Any] = self.__dict__

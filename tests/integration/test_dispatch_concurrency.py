@@ -73,6 +73,8 @@ def test_two_dispatchers_never_double_assign(clients: Clients) -> None:
         "SKYHIVE_REDIS_URL": s.redis_url,
         "SKYHIVE_MQTT_URL": s.mqtt_url,
         "SKYHIVE_MONGODB_DB": s.mongodb_db,
+        # Small batches, so the two processes interleave and really race for drones.
+        "SKYHIVE_DISPATCH_BATCH": "5",
     }
     procs = [
         subprocess.Popen(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import DESCENDING, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -89,12 +89,15 @@ class DeliveriesRepo:
         note: str,
         fields: dict[str, Any] | None = None,
         only_from: frozenset[str] | None = None,
+        known: Document | None = None,
     ) -> Document:
         """Move a delivery to ``new_status`` if the lifecycle allows it, appending to its
         timeline. Optimistic concurrency on ``version``: of two racing transitions exactly
-        one wins; the loser re-reads and is judged against the new status."""
+        one wins; the loser re-reads and is judged against the new status. ``known`` is a
+        copy the caller already holds (saves a read; a stale copy just loses the race)."""
         for _ in range(5):
-            doc = self._c.find_one({"_id": delivery_id})
+            doc = known if known is not None else self._c.find_one({"_id": delivery_id})
+            known = None
             if doc is None:
                 raise KeyError(delivery_id)
             current = str(doc["status"])
@@ -117,6 +120,73 @@ class DeliveriesRepo:
                 return {**doc, **update}
         raise TransitionRefused("busy", new_status)
 
+    def get_many(self, delivery_ids: list[str]) -> dict[str, Document]:
+        if not delivery_ids:
+            return {}
+        return {str(d["_id"]): d for d in self._c.find({"_id": {"$in": delivery_ids}})}
+
+    def assign_many(
+        self, items: list[tuple[Document, str, dict[str, Any], str]], at: datetime
+    ) -> set[str]:
+        """Move many pending deliveries to ``assigned`` in one bulk write: (the copy the
+        caller holds, drone id, fields, timeline note) each. Each update is conditional on
+        the copy's version and on ``pending``, so one a concurrent writer changed is left
+        alone; its claim on the drone is released. Returns the ids assigned."""
+        if not items:
+            return set()
+        ops = []
+        for doc, _drone, fields, note in items:
+            version = int(doc.get("version", 0))
+            timeline = [*doc.get("timeline", []), {"status": "assigned", "at": at, "note": note}]
+            update = {
+                **fields,
+                "status": "assigned",
+                "timeline": timeline,
+                "updated_at": at,
+                "version": version + 1,
+            }
+            ops.append(
+                UpdateOne(
+                    {"_id": doc["_id"], "version": version, "status": "pending"}, {"$set": update}
+                )
+            )
+        res = self._c.bulk_write(ops, ordered=False)
+        ids = [str(doc["_id"]) for doc, *_ in items]
+        if res.matched_count == len(items):
+            won = set(ids)
+        else:
+            now = {
+                str(d["_id"]): d
+                for d in self._c.find({"_id": {"$in": ids}}, {"status": 1, "drone_id": 1})
+            }
+            won = {
+                str(doc["_id"])
+                for doc, drone, *_ in items
+                if now.get(str(doc["_id"]), {}).get("status") == "assigned"
+                and now[str(doc["_id"])].get("drone_id") == drone
+            }
+        pipe = self._r.pipeline(transaction=False)
+        for delivery_id in won:
+            self._sync_redis(delivery_id, "assigned", pipe)
+        pipe.execute()
+        for doc, drone, *_ in items:
+            if str(doc["_id"]) not in won:
+                self.release(drone, str(doc["_id"]))
+        return won
+
+    def claim_many(self, pairs: list[tuple[str, str]]) -> set[str]:
+        """:meth:`claim` for many (drone, delivery) pairs in one round trip; returns the
+        drones won."""
+        pipe = self._r.pipeline(transaction=False)
+        for drone_id, delivery_id in pairs:
+            pipe.set(claim_key(drone_id), delivery_id, nx=True)
+        return {drone for (drone, _), ok in zip(pairs, pipe.execute(), strict=True) if ok}
+
+    def set_fields_many(self, fields_by_id: dict[str, dict[str, Any]]) -> None:
+        if fields_by_id:
+            ops = [UpdateOne({"_id": i}, {"$set": f}) for i, f in fields_by_id.items()]
+            self._c.bulk_write(ops, ordered=False)
+
     def set_fields(self, delivery_id: str, fields: dict[str, Any]) -> None:
         """Fields outside the lifecycle (ETA, waiting reason): no version bump needed."""
         self._c.update_one({"_id": delivery_id}, {"$set": fields})
@@ -135,8 +205,9 @@ class DeliveriesRepo:
         if isinstance(drone_id, str) and (status == "pending" or status in TERMINAL):
             self.release(drone_id, delivery_id)
 
-    def _sync_redis(self, delivery_id: str, status: str) -> None:
-        pipe = self._r.pipeline(transaction=False)
+    def _sync_redis(self, delivery_id: str, status: str, pipe: Any = None) -> None:
+        own = pipe is None
+        pipe = self._r.pipeline(transaction=False) if own else pipe
         pipe.hset(STATUS_HASH, delivery_id, status)
         if status == "pending":
             pipe.zadd(PENDING, {delivery_id: 0}, nx=True)
@@ -148,7 +219,8 @@ class DeliveriesRepo:
             pipe.sadd(ACTIVE, delivery_id)
         if status in TERMINAL:
             pipe.srem(ACTIVE, delivery_id)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     # --- Redis fast paths -----------------------------------------------------------------
 
@@ -170,8 +242,15 @@ class DeliveriesRepo:
     def release(self, drone_id: str, delivery_id: str) -> None:
         self._release(keys=[claim_key(drone_id)], args=[delivery_id])
 
+    def queue_claimed(self, pipe: Any, drone_ids: list[str]) -> None:
+        """Queue the claims lookup on a pipeline (see :meth:`claims_from`)."""
+        pipe.mget([claim_key(d) for d in drone_ids])
+
+    @staticmethod
+    def claims_from(drone_ids: list[str], values: list[Any]) -> dict[str, str]:
+        return {d: str(v) for d, v in zip(drone_ids, values, strict=True) if v is not None}
+
     def claimed(self, drone_ids: list[str]) -> dict[str, str]:
         if not drone_ids:
             return {}
-        values = self._r.mget([claim_key(d) for d in drone_ids])
-        return {d: str(v) for d, v in zip(drone_ids, values, strict=True) if v is not None}
+        return self.claims_from(drone_ids, self._r.mget([claim_key(d) for d in drone_ids]))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from skyhive.adapters.mongo import Document
 from skyhive.domain.fleet import DroneSpec, DroneSpecPatch
 
 REGISTERED = "fleet:registered"
+MAX_PAYLOAD_TTL_S = 10.0
 
 
 class DuplicateDrone(Exception):
@@ -24,6 +26,7 @@ class FleetRepo:
     def __init__(self, db: Database[Document], redis_text: Any) -> None:
         self._c = db.drones
         self._r = redis_text
+        self._max_payload: tuple[float, float] | None = None
 
     def register(self, spec: DroneSpec) -> None:
         try:
@@ -31,6 +34,7 @@ class FleetRepo:
         except DuplicateKeyError:
             raise DuplicateDrone(spec.drone_id) from None
         self._r.sadd(REGISTERED, spec.drone_id)
+        self._max_payload = None
 
     def ensure_registered(self, specs: Sequence[DroneSpec]) -> int:
         """Register the drones not yet known (an operator's edits to known ones are kept)."""
@@ -42,6 +46,7 @@ class FleetRepo:
             ops.append(UpdateOne({"_id": doc.pop("_id")}, {"$setOnInsert": doc}, upsert=True))
         res = self._c.bulk_write(ops, ordered=False)
         self._r.sadd(REGISTERED, *[s.drone_id for s in specs])
+        self._max_payload = None
         return int(res.upserted_count)
 
     def get(self, drone_id: str) -> DroneSpec | None:
@@ -62,11 +67,18 @@ class FleetRepo:
         changes = patch.model_dump(exclude_none=True)
         if changes:
             self._c.update_one({"_id": drone_id}, {"$set": changes})
+            self._max_payload = None
         return self.get(drone_id)
 
     def max_payload_kg(self) -> float:
-        """The heaviest package any active drone can lift (0 with no fleet)."""
-        return max((s.max_payload_kg for s in self.list(status="active")), default=0.0)
+        """The heaviest package any active drone can lift (0 with no fleet); cached for
+        ``MAX_PAYLOAD_TTL_S``, since every order asks and the fleet rarely changes."""
+        now = time.monotonic()
+        if self._max_payload is None or now - self._max_payload[0] > MAX_PAYLOAD_TTL_S:
+            docs = self._c.find({"status": "active"}, {"max_payload_kg": 1})
+            value = max((float(d.get("max_payload_kg", 0)) for d in docs), default=0.0)
+            self._max_payload = (now, value)
+        return self._max_payload[1]
 
     def sync_registered_set(self) -> None:
         """Rebuild the Redis mirror from MongoDB (at start-up: Redis may be new)."""

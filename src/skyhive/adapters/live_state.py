@@ -133,6 +133,36 @@ class LiveState:
         )
         return [(str(member), float(dist)) for member, dist in res]
 
+    def nearby_many(
+        self, points: Sequence[tuple[float, float]], radius_km: float, limit: int
+    ) -> list[list[tuple[str, float]]]:
+        """:meth:`nearby` for many points in one round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        for lat, lon in points:
+            pipe.geosearch(
+                FLEET_GEO,
+                longitude=lon,
+                latitude=lat,
+                radius=radius_km,
+                unit="km",
+                sort="ASC",
+                count=limit,
+                withdist=True,
+            )
+        return [[(str(m), float(d)) for m, d in res] for res in pipe.execute()]
+
+    def count_near(
+        self, points: Sequence[tuple[float, float]], radius_km: float, cap: int
+    ) -> list[int]:
+        """How many drones are within ``radius_km`` of each (lat, lon), up to ``cap``; one
+        round trip for all the points."""
+        pipe = self._r.pipeline(transaction=False)
+        for lat, lon in points:
+            pipe.geosearch(
+                FLEET_GEO, longitude=lon, latitude=lat, radius=radius_km, unit="km", count=cap
+            )
+        return [len(found) for found in pipe.execute()]
+
     def seed_stations(self, stations: Sequence[Station]) -> None:
         values: list[Any] = []
         for s in stations:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from pymongo import UpdateOne
@@ -47,3 +48,27 @@ def get_station(db: Database[Document], code: str) -> Station | None:
 
 def all_stations(db: Database[Document]) -> list[Station]:
     return [station_from_document(d) for d in list_stations(db)]
+
+
+class StationCache:
+    """Stations by code, re-read from MongoDB at most every ``ttl_s``: every order and every
+    dispatch looks one up, and stations change a few times a year."""
+
+    def __init__(self, db: Database[Document], ttl_s: float = 60.0) -> None:
+        self._db = db
+        self._ttl_s = ttl_s
+        self._loaded_at = -1e9
+        self._by_code: dict[str, Station] = {}
+
+    def all(self) -> dict[str, Station]:
+        if time.monotonic() - self._loaded_at > self._ttl_s:
+            self._by_code = {s.code: s for s in all_stations(self._db)}
+            self._loaded_at = time.monotonic()
+        return self._by_code
+
+    def get(self, code: str) -> Station | None:
+        station = self.all().get(code)
+        if station is None and time.monotonic() - self._loaded_at > 1.0:
+            self._loaded_at = -1e9  # an unknown code may be a station added since: re-read
+            station = self.all().get(code)
+        return station

@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from skyhive.bench.stack import BenchStack, bench_stack, percentiles
 from skyhive.domain.stations import bart_stations
-from skyhive.embedded import EmbeddedStack, Server, die_with_parent, free_port
 
 
 @dataclass
@@ -86,49 +80,6 @@ def _publisher(host: str, port: int, rate: float, duration: float, drones: int, 
     out.put((pub.sent, pub.acked, start))  # CLOCK_MONOTONIC is system-wide on Linux
 
 
-def _mosquitto_path(progress: Any) -> str:
-    """Mosquitto's binary, installing the Debian package first when it is missing."""
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if os.path.exists(exe):
-        return exe
-    if not shutil.which("apt-get"):
-        raise SystemExit("mosquitto is not installed and there is no apt-get to install it with")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    progress("installing mosquitto (Debian package) for the benchmark ...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    return "/usr/sbin/mosquitto"
-
-
-def _mosquitto(data_dir: Path, port: int, progress: Any) -> Server:
-    conf = data_dir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_inflight_messages 0\nmax_queued_messages 0\n"
-    )
-    exe = _mosquitto_path(progress)
-    return Server(
-        "mqtt (mosquitto)", [exe, "-c", str(conf)], "127.0.0.1", port, data_dir / "mosquitto.log"
-    )
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    v = sorted(values)
-
-    def pct(p: float) -> float:
-        return round(v[min(len(v) - 1, int(p / 100 * len(v)))], 1)
-
-    return {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": round(v[-1], 1)}
-
-
 def run_ingest_bench(
     rate: float,
     duration: float,
@@ -137,127 +88,86 @@ def run_ingest_bench(
     warmup: float = 3.0,
     progress: Any = print,
 ) -> IngestReport:
-    from skyhive.bootstrap import bootstrap
-    from skyhive.settings import Settings
-    from skyhive.wiring import Clients
+    with bench_stack(("gateway", "processor"), broker, progress) as bs:
+        return _measure(bs, rate, duration, drones, broker, warmup, progress)
 
-    data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
-    mqtt_port = free_port()
-    mosq = _mosquitto(data_dir, mqtt_port, progress) if broker == "mosquitto" else None
-    stack = EmbeddedStack(
-        data_dir, mqtt_port=mqtt_port, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}" if mosq else ""
+
+def _measure(
+    bs: BenchStack,
+    rate: float,
+    duration: float,
+    drones: int,
+    broker: str,
+    warmup: float,
+    progress: Any,
+) -> IngestReport:
+    clients, settings, mqtt_port = bs.clients, bs.settings, bs.mqtt_port
+    time.sleep(warmup)
+
+    latencies: list[float] = []
+    last_update = [0.0]  # when the last live-state update was seen
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        ps = clients.redis_text.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        ps.subscribe("fleet:updates")
+        while not stop_sampling.is_set():
+            m = ps.get_message(timeout=0.2)
+            if m:
+                now_ms = time.time() * 1000
+                latencies.extend(now_ms - int(u["ts_ms"]) for u in orjson.loads(m["data"]))
+                last_update[0] = time.monotonic()
+        ps.close()
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out: Any = mp.get_context("spawn").Queue()
+    pub = mp.get_context("spawn").Process(
+        target=_publisher, args=("127.0.0.1", mqtt_port, rate, duration, drones, out)
     )
-    children: list[subprocess.Popen[bytes]] = []
-    try:
-        if mosq:
-            mosq.start()
-        urls = stack.start()
-        settings = Settings(
-            mongodb_uri=urls["mongodb_uri"],
-            redis_url=urls["redis_url"],
-            mqtt_url=urls["mqtt_url"],
-            data_dir=data_dir,
-        )
-        clients = Clients(settings)
-        bootstrap(clients)
-        env = {
-            **os.environ,
-            "SKYHIVE_MONGODB_URI": urls["mongodb_uri"],
-            "SKYHIVE_REDIS_URL": urls["redis_url"],
-            "SKYHIVE_MQTT_URL": urls["mqtt_url"],
-        }
-        logf = open(data_dir / "pipeline.log", "ab")  # noqa: SIM115
-        for role in ("gateway", "processor"):
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "skyhive", role],
-                    env=env,
-                    stdout=logf,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=die_with_parent,
-                )
-            )
-        time.sleep(warmup)
-
-        latencies: list[float] = []
-        last_update = [0.0]  # when the last live-state update was seen
-        stop_sampling = threading.Event()
-
-        def sample() -> None:
-            ps = clients.redis_text.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            ps.subscribe("fleet:updates")
-            while not stop_sampling.is_set():
-                m = ps.get_message(timeout=0.2)
-                if m:
-                    now_ms = time.time() * 1000
-                    latencies.extend(now_ms - int(u["ts_ms"]) for u in orjson.loads(m["data"]))
-                    last_update[0] = time.monotonic()
-            ps.close()
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        out: Any = mp.get_context("spawn").Queue()
-        pub = mp.get_context("spawn").Process(
-            target=_publisher, args=("127.0.0.1", mqtt_port, rate, duration, drones, out)
-        )
-        t0 = time.monotonic()
-        pub.start()
-        progress(
-            f"publishing at {rate:g} msg/s for {duration:g}s from {drones} drones via {broker} ..."
-        )
-        while pub.is_alive():
-            pub.join(5)
-            if pub.is_alive():
-                stored = clients.db.telemetry.estimated_document_count()
-                on_bus = clients.redis_bytes.xlen(settings.telemetry_stream)
-                progress(f"  t={time.monotonic() - t0:5.1f}s  on_bus={on_bus}  stored={stored}")
-        published, acked, pub_start = out.get(timeout=10)
-        progress(f"published {published} ({acked} acknowledged by the broker); draining ...")
-        stored = 0
-        deadline = time.monotonic() + max(60.0, duration * 2)
-        last_change, last_stored = time.monotonic(), -1
-        while time.monotonic() < deadline:
-            stored = clients.db.telemetry.count_documents({})
-            if stored >= published:
-                break
-            if stored != last_stored:
-                last_change, last_stored = time.monotonic(), stored
-            elif time.monotonic() - last_change > 20:
-                break  # stalled: report the loss rather than wait forever
-            time.sleep(0.2)
-        drain_end = time.monotonic()
-        stop_sampling.set()
-        sampler.join(2)
-        unique = len(
-            {d["_id"] for d in clients.db.telemetry.find({}, {"_id": 1}).batch_size(10_000)}
-        )
-        # From the first publish to the last live-state update (the processor's last step
-        # after history), so polling MongoDB for the count does not inflate it.
-        elapsed = (last_update[0] or drain_end) - pub_start
-        report = IngestReport(
-            broker=broker,
-            target_rate=rate,
-            duration_s=duration,
-            drones=drones,
-            published=published,
-            stored=stored,
-            unique_in_history=unique,
-            drain_s=round(elapsed - duration, 2),
-            sustained_rate=round(stored / elapsed, 1),
-            latency_ms=_percentiles(latencies),
-            samples=len(latencies),
-        )
-        clients.close()
-        return report
-    finally:
-        for c in children:
-            c.send_signal(signal.SIGTERM)
-        for c in children:
-            try:
-                c.wait(15)
-            except subprocess.TimeoutExpired:
-                c.kill()
-        if mosq:
-            mosq.stop()
-        stack.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    t0 = time.monotonic()
+    pub.start()
+    progress(
+        f"publishing at {rate:g} msg/s for {duration:g}s from {drones} drones via {broker} ..."
+    )
+    while pub.is_alive():
+        pub.join(5)
+        if pub.is_alive():
+            stored = clients.db.telemetry.estimated_document_count()
+            on_bus = clients.redis_bytes.xlen(settings.telemetry_stream)
+            progress(f"  t={time.monotonic() - t0:5.1f}s  on_bus={on_bus}  stored={stored}")
+    published, acked, pub_start = out.get(timeout=10)
+    progress(f"published {published} ({acked} acknowledged by the broker); draining ...")
+    stored = 0
+    deadline = time.monotonic() + max(60.0, duration * 2)
+    last_change, last_stored = time.monotonic(), -1
+    while time.monotonic() < deadline:
+        stored = clients.db.telemetry.count_documents({})
+        if stored >= published:
+            break
+        if stored != last_stored:
+            last_change, last_stored = time.monotonic(), stored
+        elif time.monotonic() - last_change > 20:
+            break  # stalled: report the loss rather than wait forever
+        time.sleep(0.2)
+    drain_end = time.monotonic()
+    stop_sampling.set()
+    sampler.join(2)
+    unique = len({d["_id"] for d in clients.db.telemetry.find({}, {"_id": 1}).batch_size(10_000)})
+    # From the first publish to the last live-state update (the processor's last step
+    # after history), so polling MongoDB for the count does not inflate it.
+    elapsed = (last_update[0] or drain_end) - pub_start
+    report = IngestReport(
+        broker=broker,
+        target_rate=rate,
+        duration_s=duration,
+        drones=drones,
+        published=published,
+        stored=stored,
+        unique_in_history=unique,
+        drain_s=round(elapsed - duration, 2),
+        sustained_rate=round(stored / elapsed, 1),
+        latency_ms=percentiles(latencies),
+        samples=len(latencies),
+    )
+    return report

@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 
 from skyhive.adapters.deliveries_repo import TransitionRefused
-from skyhive.adapters.stations_repo import get_station
 from skyhive.domain.commands import return_command
 from skyhive.domain.deliveries import (
     ACTIVE,
@@ -82,7 +81,7 @@ class DeliveryService:
         Raises :class:`DeliveryRejected` with the field at fault.
         """
         now = now or utc_now()
-        station = get_station(self._c.db, req.pickup_station)
+        station = self._c.stations.get(req.pickup_station)
         dest = req.destination
         distance_km = (
             haversine_m(station.lat, station.lon, dest.lat, dest.lon) / 1000.0 if station else None
@@ -135,7 +134,7 @@ class DeliveryService:
         doc = self._c.deliveries.transition(delivery_id, "cancelled", now, "cancelled by request")
         drone_id = doc.get("drone_id")
         if drone_id and doc.get("return_station"):
-            station = get_station(self._c.db, str(doc["return_station"]))
+            station = self._c.stations.get(str(doc["return_station"]))
             if station is not None:
                 cmd = return_command(station, now, f"delivery {delivery_id} cancelled")
                 self._c.bus.publish(self._s.commands_stream, [(str(drone_id), orjson.dumps(cmd))])

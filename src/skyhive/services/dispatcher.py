@@ -22,13 +22,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from skyhive.adapters.deliveries_repo import WAKE, TransitionRefused
-from skyhive.adapters.stations_repo import all_stations
+from skyhive.adapters.live_state import drone_key, state_from_hash
 from skyhive.domain.commands import DroneEvent, commands_topic, deliver_command
 from skyhive.domain.dispatch import (
     Candidate,
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "dispatcher"
 SPEC_TTL_S = 10.0
-CANDIDATE_COUNTS = (50, 250, 1000)
+CANDIDATE_COUNTS = (20, 100, 1000)
 RETRY_WAITING_S = 1.0  # a delivery with no eligible drone is looked at again this often
 Publish = Callable[[str, bytes], None]
 
@@ -67,6 +68,30 @@ def _parse_iso(value: object) -> datetime | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """A pending delivery with what dispatching it needs."""
+
+    doc: dict[str, Any]
+    station: Station
+    dest: tuple[float, float]
+    back: Station
+    leg_km: float
+    back_km: float
+    weight: float
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class _FleetView:
+    states: dict[str, dict[str, Any]]
+    claimed: dict[str, str]
+    specs: dict[str, DroneSpec]
+
+
 class Dispatcher:
     def __init__(
         self, settings: Settings, clients: Clients, publish: Publish, consumer: str | None = None
@@ -76,45 +101,138 @@ class Dispatcher:
         self._publish = publish
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._policy = DispatchPolicy(reserve_pct=settings.dispatch_reserve_pct)
-        self._stations: dict[str, Station] = {}
         self._specs: dict[str, tuple[float, DroneSpec]] = {}
         self._waiting: dict[str, str] = {}
         self._next_try: dict[str, float] = {}
-        self._last_monitor = 0.0
+        self._pending_docs: dict[str, dict[str, Any]] = {}
         self.assigned = 0
 
     def setup(self) -> None:
+        # Build the lazy clients here, before the monitor thread could race to build them.
+        _ = (self._c.db, self._c.redis_text, self._c.live, self._c.fleet, self._c.stations)
         for stream in (self._s.events_stream, self._s.commands_stream):
             self._c.bus.ensure_group(stream, GROUP)
-        self._stations = {s.code: s for s in all_stations(self._c.db)}
         self._c.fleet.sync_registered_set()
 
     # --- the loop -------------------------------------------------------------------------
 
     def tick(self) -> None:
+        """Events, relayed commands and assignments: the latency-critical work. The watch
+        over active deliveries (:meth:`monitor`) runs on its own thread, so a large number
+        of deliveries in flight never delays a new order."""
         self.handle_events()
         self.relay_commands()
         self.dispatch_pending()
-        if time.monotonic() - self._last_monitor >= 1.0:
-            self._last_monitor = time.monotonic()
-            self.monitor()
 
     # --- assignment -----------------------------------------------------------------------
 
     def dispatch_pending(self, limit: int = 500, retry_all: bool = False) -> int:
-        """Try the pending deliveries, oldest first: new ones at once, waiting ones once a
-        second (``retry_all`` forces every one)."""
-        done = 0
+        """Try the pending deliveries, oldest first, in batches: new ones at once, waiting
+        ones once a second (``retry_all`` forces every one)."""
         now = time.monotonic()
-        for delivery_id in self._c.deliveries.pending(limit):
-            if not retry_all and self._next_try.get(delivery_id, 0.0) > now:
-                continue
-            if self.dispatch_one(delivery_id):
-                done += 1
-                self._next_try.pop(delivery_id, None)
-            else:
-                self._next_try[delivery_id] = now + RETRY_WAITING_S
+        pending = self._c.deliveries.pending(limit)
+        for memo in (self._pending_docs, self._next_try, self._waiting):
+            for gone in memo.keys() - set(pending):
+                del memo[gone]
+        due = [d for d in pending if retry_all or self._next_try.get(d, 0.0) <= now]
+        done = 0
+        size = self._s.dispatch_batch
+        for i in range(0, len(due), size):
+            chunk = due[i : i + size]
+            started = time.monotonic()
+            won, contended = self.dispatch_batch(chunk)
+            log.debug(
+                "batch of %d: %d assigned in %.0f ms",
+                len(chunk),
+                len(won),
+                (time.monotonic() - started) * 1000,
+            )
+            done += len(won)
+            for delivery_id in chunk:
+                if delivery_id in won or delivery_id in contended:
+                    self._next_try.pop(delivery_id, None)  # done, or worth another go at once
+                else:
+                    self._next_try[delivery_id] = now + RETRY_WAITING_S
         return done
+
+    def dispatch_batch(self, delivery_ids: list[str]) -> tuple[set[str], set[str]]:
+        """Assign a batch of pending deliveries with a fixed number of round trips, whatever
+        its size. Returns (assigned, lost a race for their drone: retry at once)."""
+        orders = self._orders(self._pending(delivery_ids))
+        won: set[str] = set()
+        contended: set[str] = set()
+        verdicts_of: dict[str, list[Verdict]] = {}
+        # Nearest drones first; look further out only for orders that found none usable.
+        for count in CANDIDATE_COUNTS:
+            if not orders:
+                break
+            hits_per_order = self._nearby_many(orders, count)
+            views = self._fleet_view({d for hits in hits_per_order for d, _ in hits})
+            choices, further, taken = [], [], set[str]()
+            for order, hits in zip(orders, hits_per_order, strict=True):
+                verdicts = self._judge_all(order, hits, views, taken)
+                verdicts_of[order.id] = verdicts
+                ranked = rank(verdicts)
+                if ranked:
+                    best = ranked[0]
+                    taken.add(best.drone_id)
+                    choices.append((order, best, dict(hits)[best.drone_id], len(verdicts)))
+                elif len(hits) == count:
+                    further.append(order)
+            assigned = self._commit(choices)
+            won |= assigned
+            contended |= {o.id for o, *_ in choices} - assigned
+            orders = further
+        for delivery_id, verdicts in verdicts_of.items():
+            if delivery_id not in won and delivery_id not in contended:
+                self._wait(delivery_id, self._why_waiting(verdicts))
+        return won, contended
+
+    def _pending(self, delivery_ids: list[str]) -> list[dict[str, Any]]:
+        """The deliveries' records, in the order given. What a pending delivery asks for never
+        changes, so each is read once; a stale status only makes the conditional assignment
+        fail."""
+        missing = [d for d in delivery_ids if d not in self._pending_docs]
+        self._pending_docs.update(self._c.deliveries.get_many(missing))
+        out = []
+        for delivery_id in delivery_ids:
+            doc = self._pending_docs.get(delivery_id)
+            if doc is None or doc["status"] != "pending":
+                self._pending_docs.pop(delivery_id, None)
+                self._c.deliveries.reconcile(delivery_id, doc["status"] if doc else None)
+            else:
+                out.append(doc)
+        return out
+
+    def _orders(self, docs: list[dict[str, Any]]) -> list[_Order]:
+        known = []
+        for doc in docs:
+            station = self._c.stations.get(str(doc["pickup_station"]))
+            if station is None:
+                self._wait(str(doc["_id"]), f"pickup station {doc['pickup_station']} is unknown")
+            else:
+                known.append((doc, station))
+        dests = [
+            (doc["destination"]["coordinates"][1], doc["destination"]["coordinates"][0])
+            for doc, _ in known
+        ]
+        orders = []
+        for (doc, station), (dlat, dlon), back in zip(
+            known, dests, self.return_stations(dests), strict=True
+        ):
+            leg_km = float(doc.get("distance_km") or _km(station.lat, station.lon, dlat, dlon))
+            orders.append(
+                _Order(
+                    doc,
+                    station,
+                    (dlat, dlon),
+                    back,
+                    leg_km,
+                    _km(dlat, dlon, back.lat, back.lon),
+                    float(doc["package"]["weight_kg"]),
+                )
+            )
+        return orders
 
     def _spec_lookup(self, drone_ids: list[str]) -> dict[str, DroneSpec]:
         now = time.monotonic()
@@ -130,120 +248,104 @@ class Dispatcher:
                     self._specs.pop(d, None)
         return {d: self._specs[d][1] for d in drone_ids if d in self._specs}
 
-    def return_station(self, lat: float, lon: float) -> Station:
-        """The nearest station to (lat, lon) with a free pad (docked drones < pads)."""
-        by_distance = sorted(self._stations.values(), key=lambda s: _km(lat, lon, s.lat, s.lon))
-        for station in by_distance[:5]:
-            docked = self._c.live.nearby(station.lat, station.lon, 0.15, station.pads + 1)
-            if len(docked) < station.pads:
-                return station
-        return by_distance[0]
-
-    def dispatch_one(self, delivery_id: str) -> bool:
-        repo = self._c.deliveries
-        doc = repo.get(delivery_id)
-        if doc is None or doc["status"] != "pending":
-            repo.reconcile(delivery_id, doc["status"] if doc else None)
-            return False
-        station = self._stations.get(str(doc["pickup_station"]))
-        if station is None:
-            self._stations = {s.code: s for s in all_stations(self._c.db)}
-            station = self._stations.get(str(doc["pickup_station"]))
-            if station is None:
-                self._wait(delivery_id, f"pickup station {doc['pickup_station']} is unknown")
-                return False
-        dlon, dlat = doc["destination"]["coordinates"]
-        back = self.return_station(dlat, dlon)
-        weight = float(doc["package"]["weight_kg"])
-        leg_km = float(doc.get("distance_km") or _km(station.lat, station.lon, dlat, dlon))
-        back_km = _km(dlat, dlon, back.lat, back.lon)
-        verdicts: list[Verdict] = []
-        # Nearest first; look further out only while every drone so far is unusable.
-        for count in CANDIDATE_COUNTS:
-            hits = self._c.live.nearby(station.lat, station.lon, self._s.dispatch_radius_km, count)
-            verdicts = self._judge_all(hits, weight, leg_km, back_km)
-            for best in rank(verdicts):
-                if repo.claim(best.drone_id, delivery_id):
-                    return self._assign(doc, best, station, back, (dlat, dlon), len(verdicts))
-                # else another dispatcher took that drone a moment ago: try the next best
-            if len(hits) < count:
-                break
-        self._wait(delivery_id, self._why_waiting(verdicts))
-        return False
-
-    def _assign(
-        self,
-        doc: dict[str, Any],
-        best: Verdict,
-        station: Station,
-        back: Station,
-        dest: tuple[float, float],
-        considered: int,
-    ) -> bool:
-        repo = self._c.deliveries
-        delivery_id = str(doc["_id"])
-        now = datetime.now(UTC)
-        spec = self._specs[best.drone_id][1]
-        trip_km = float(doc.get("distance_km") or 0)
-        state = self._c.live.get(best.drone_id) or {}
-        to_pickup = (
-            _km(state["lat"], state["lon"], station.lat, station.lon)
-            if state.get("lat") is not None
-            else 0.0
-        )
-        eta = now + timedelta(seconds=eta_seconds(to_pickup + trip_km, spec.cruise_speed_mps))
-        dispatch = {
-            "drone_id": best.drone_id,
-            "reason": best.reason,
-            "score": round(best.score, 2),
-            "needed_pct": round(best.needed_pct, 1),
-            "candidates_considered": considered,
-            "dispatcher": self.consumer,
-            "assigned_at": now,
-            "latency_ms": round((now - doc["created_at"]).total_seconds() * 1000, 1),
-        }
-        try:
-            repo.transition(
-                delivery_id,
-                "assigned",
-                now,
-                f"assigned to {best.drone_id}: {best.reason}",
-                {
-                    "drone_id": best.drone_id,
-                    "return_station": back.code,
-                    "dispatch": dispatch,
-                    "eta": eta,
-                    "waiting_reason": None,
-                },
-                only_from=frozenset({"pending"}),
+    def return_stations(self, points: list[tuple[float, float]]) -> list[Station]:
+        """For each (lat, lon): the nearest station with a free pad (docked drones < pads),
+        among the five nearest; else the nearest. One round trip for all the points."""
+        stations = list(self._c.stations.all().values())
+        shortlists = [
+            sorted(stations, key=lambda s: _km(lat, lon, s.lat, s.lon))[:5] for lat, lon in points
+        ]
+        flat = [s for short in shortlists for s in short]
+        cap = max((s.pads for s in flat), default=0) + 1
+        docked = iter(self._c.live.count_near([(s.lat, s.lon) for s in flat], 0.15, cap))
+        out = []
+        for short in shortlists:
+            counts = [next(docked) for _ in short]
+            out.append(
+                next((s for s, n in zip(short, counts, strict=True) if n < s.pads), short[0])
             )
-        except TransitionRefused:
-            repo.release(best.drone_id, delivery_id)
-            return False
-        cmd = deliver_command(delivery_id, station, dest, back, now)
-        self._publish(commands_topic(best.drone_id), orjson.dumps(cmd))
-        self._waiting.pop(delivery_id, None)
-        self.assigned += 1
-        log.info("delivery %s → %s (%s)", delivery_id, best.drone_id, best.reason)
-        return True
+        return out
+
+    def _nearby_many(self, orders: list[_Order], count: int) -> list[list[tuple[str, float]]]:
+        points = [(o.station.lat, o.station.lon) for o in orders]
+        return self._c.live.nearby_many(points, self._s.dispatch_radius_km, count)
+
+    def _fleet_view(self, drone_ids: set[str]) -> _FleetView:
+        """Live state, claims and registry spec of every candidate, in one Redis round trip
+        (specs come from a short-lived cache)."""
+        ids = sorted(drone_ids)
+        if not ids:
+            return _FleetView({}, {}, {})
+        pipe = self._c.redis_text.pipeline(transaction=False)
+        for drone_id in ids:
+            pipe.hgetall(drone_key(drone_id))
+        self._c.deliveries.queue_claimed(pipe, ids)
+        *raw_states, raw_claims = pipe.execute()
+        states = {d: state_from_hash(h) for d, h in zip(ids, raw_states, strict=True) if h}
+        return _FleetView(
+            states, self._c.deliveries.claims_from(ids, raw_claims), self._spec_lookup(ids)
+        )
 
     def _judge_all(
-        self, hits: list[tuple[str, float]], weight: float, leg_km: float, back_km: float
+        self, order: _Order, hits: list[tuple[str, float]], view: _FleetView, taken: set[str]
     ) -> list[Verdict]:
-        ids = [d for d, _ in hits]
-        states = dict(zip(ids, self._c.live.get_many(ids), strict=True))
-        specs = self._spec_lookup(ids)
-        claimed = self._c.deliveries.claimed(ids)
         verdicts: list[Verdict] = []
         for drone_id, dist_km in hits:
-            spec, state = specs.get(drone_id), states.get(drone_id)
+            spec, state = view.specs.get(drone_id), view.states.get(drone_id)
             if spec is None or state is None:
                 verdicts.append(Verdict(drone_id, False, "not in the fleet registry"))
                 continue
             cand = Candidate(spec, float(state["battery_pct"] or 0), state["status"], dist_km)
-            trip = Trip(dist_km, leg_km, back_km)
-            verdicts.append(judge(cand, trip, weight, self._policy, drone_id in claimed))
+            trip = Trip(dist_km, order.leg_km, order.back_km)
+            busy = drone_id in view.claimed or drone_id in taken
+            verdicts.append(judge(cand, trip, order.weight, self._policy, busy))
         return verdicts
+
+    def _commit(self, choices: list[tuple[_Order, Verdict, float, int]]) -> set[str]:
+        """Claim the chosen drones, record the assignments in one bulk write, command the
+        drones. Returns the deliveries assigned."""
+        repo = self._c.deliveries
+        claimed = repo.claim_many([(best.drone_id, order.id) for order, best, *_ in choices])
+        now = datetime.now(UTC)
+        items = []
+        for order, best, to_pickup, considered in choices:
+            if best.drone_id in claimed:
+                fields = self._assignment(order, best, to_pickup, considered, now)
+                note = f"assigned to {best.drone_id}: {best.reason}"
+                items.append((order.doc, best.drone_id, fields, note))
+        won = repo.assign_many(items, now)
+        for order, best, *_ in choices:
+            if order.id not in won:
+                continue
+            self._pending_docs.pop(order.id, None)
+            self._waiting.pop(order.id, None)
+            cmd = deliver_command(order.id, order.station, order.dest, order.back, now)
+            self._publish(commands_topic(best.drone_id), orjson.dumps(cmd))
+            self.assigned += 1
+            log.info("delivery %s → %s (%s)", order.id, best.drone_id, best.reason)
+        return won
+
+    def _assignment(
+        self, order: _Order, best: Verdict, to_pickup: float, considered: int, now: datetime
+    ) -> dict[str, Any]:
+        spec = self._specs[best.drone_id][1]
+        eta_s = eta_seconds(to_pickup + order.leg_km, spec.cruise_speed_mps)
+        return {
+            "drone_id": best.drone_id,
+            "return_station": order.back.code,
+            "eta": now + timedelta(seconds=eta_s),
+            "waiting_reason": None,
+            "dispatch": {
+                "drone_id": best.drone_id,
+                "reason": best.reason,
+                "score": round(best.score, 2),
+                "needed_pct": round(best.needed_pct, 1),
+                "candidates_considered": considered,
+                "dispatcher": self.consumer,
+                "assigned_at": now,
+                "latency_ms": round((now - order.doc["created_at"]).total_seconds() * 1000, 1),
+            },
+        }
 
     @staticmethod
     def _why_waiting(verdicts: list[Verdict]) -> str:
@@ -335,23 +437,35 @@ class Dispatcher:
     # --- watching active deliveries -------------------------------------------------------
 
     def monitor(self) -> None:
+        """One read of every active delivery and its drone, then the transitions and ETA
+        updates they call for (ETAs in one bulk write)."""
         repo = self._c.deliveries
         now = datetime.now(UTC)
-        for delivery_id in repo.active():
-            doc = repo.get(delivery_id)
+        ids = repo.active()
+        docs = repo.get_many(ids)
+        active = []
+        for delivery_id in ids:
+            doc = docs.get(delivery_id)
             if doc is None or doc["status"] not in ("assigned", "picked_up", "in_transit"):
                 repo.reconcile(delivery_id, doc["status"] if doc else None)
-                continue
-            drone_id = str(doc.get("drone_id"))
-            state = self._c.live.get(drone_id)
+            else:
+                active.append(doc)
+        drones = [str(doc.get("drone_id")) for doc in active]
+        etas: dict[str, dict[str, Any]] = {}
+        for doc, drone_id, state in zip(active, drones, self._c.live.get_many(drones), strict=True):
             try:
-                self._watch(doc, drone_id, state, now)
+                eta = self._watch(doc, drone_id, state, now)
             except TransitionRefused:
                 continue
+            if eta is not None:
+                etas[str(doc["_id"])] = {"eta": eta}
+        repo.set_fields_many(etas)
 
     def _watch(
         self, doc: dict[str, Any], drone_id: str, state: dict[str, Any] | None, now: datetime
-    ) -> None:
+    ) -> datetime | None:
+        """Apply the silent-drone policy and the in-transit step; returns a new ETA when it
+        moved by more than a few seconds."""
         repo = self._c.deliveries
         delivery_id, status = str(doc["_id"]), str(doc["status"])
         seen = _parse_iso(state.get("updated_at")) if state else None
@@ -366,7 +480,7 @@ class Dispatcher:
                 f"{drone_id} silent for {silent_s:.0f} s before pickup; re-dispatching",
                 {"drone_id": None},
             )
-            return
+            return None
         if status != "assigned" and silent_s > self._s.dispatch_silent_loaded_s:
             repo.transition(
                 delivery_id,
@@ -374,16 +488,16 @@ class Dispatcher:
                 now,
                 f"{drone_id} silent for {silent_s:.0f} s with the package on board",
             )
-            return
+            return None
         if state is None or state.get("lat") is None:
-            return
+            return None
         if status == "picked_up" and state.get("status") == "in_flight":
             repo.transition(delivery_id, "in_transit", now, f"{drone_id} en route")
-        self._update_eta(doc, drone_id, state, now)
+        return self._new_eta(doc, drone_id, state, now)
 
-    def _update_eta(
+    def _new_eta(
         self, doc: dict[str, Any], drone_id: str, state: dict[str, Any], now: datetime
-    ) -> None:
+    ) -> datetime | None:
         dlon, dlat = doc["destination"]["coordinates"]
         plon, plat = doc["pickup_location"]["coordinates"]
         here = (float(state["lat"]), float(state["lon"]))
@@ -397,7 +511,16 @@ class Dispatcher:
         )
         old = doc.get("eta")
         if not isinstance(old, datetime) or abs((eta - old).total_seconds()) > 5:
-            self._c.deliveries.set_fields(str(doc["_id"]), {"eta": eta})
+            return eta
+        return None
+
+
+def _every(period_s: float, work: Callable[[], None], stop: threading.Event) -> None:
+    while not stop.wait(period_s):
+        try:
+            work()
+        except Exception:
+            log.exception("%s failed; trying again in %.0fs", work.__name__, period_s)
 
 
 def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
@@ -418,6 +541,10 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
             except Exception as exc:
                 log.warning("dispatcher waiting for MongoDB/Redis: %s", exc)
                 stop.wait(1.0)
+        watcher = threading.Thread(
+            target=_every, args=(1.0, dispatcher.monitor, stop), name="monitor", daemon=True
+        )
+        watcher.start()
         pubsub = clients.redis_text.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         pubsub.subscribe(WAKE)
         log.info("dispatcher %s running", dispatcher.consumer)
