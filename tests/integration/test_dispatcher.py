@@ -95,6 +95,9 @@ def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None: 
     doc = svc.get(did)
     assert doc["status"] == "assigned" and doc["drone_id"] == "far-ok"
     assert "km to pickup" in doc["dispatch"]["reason"] and doc["return_station"]
+    # Dates written by updates read back as dates (the embedded server stores them as text).
+    assert isinstance(doc["eta"], datetime) and doc["eta"] > doc["created_at"]
+    assert isinstance(doc["updated_at"], datetime) and doc["updated_at"].tzinfo is not None
     [(topic, cmd)] = sent.items
     assert topic == "skyhive/drones/far-ok/commands"
     assert cmd["type"] == "deliver" and cmd["delivery_id"] == did

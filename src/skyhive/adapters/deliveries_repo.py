@@ -11,7 +11,7 @@ from pymongo import DESCENDING, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from skyhive.adapters.mongo import Document
+from skyhive.adapters.mongo import Document, restore_datetimes
 from skyhive.domain.deliveries import TERMINAL, can_transition
 
 STATUS_HASH = "delivery_status"
@@ -25,6 +25,13 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+DATE_FIELDS = ("created_at", "updated_at", "eta", "delivered_at")
+
+
+def _dates(doc: Document | None) -> Document | None:
+    return restore_datetimes(doc, DATE_FIELDS) if doc is not None else None
 
 
 def claim_key(drone_id: str) -> str:
@@ -52,7 +59,7 @@ class DeliveriesRepo:
         try:
             self._c.insert_one(doc)
         except DuplicateKeyError:
-            existing = self._c.find_one({"_id": doc["_id"]})
+            existing = _dates(self._c.find_one({"_id": doc["_id"]}))
             if existing is None:  # raced with a delete; there is no delete, so unreachable
                 raise
             return existing, False
@@ -63,7 +70,7 @@ class DeliveriesRepo:
         return doc, True
 
     def get(self, delivery_id: str) -> Document | None:
-        return self._c.find_one({"_id": delivery_id})
+        return _dates(self._c.find_one({"_id": delivery_id}))
 
     def find(
         self,
@@ -79,7 +86,8 @@ class DeliveriesRepo:
             query["customer_id"] = customer_id
         if drone_id:
             query["drone_id"] = drone_id
-        return list(self._c.find(query).sort("created_at", DESCENDING).limit(limit))
+        docs = self._c.find(query).sort("created_at", DESCENDING).limit(limit)
+        return [restore_datetimes(d, DATE_FIELDS) for d in docs]
 
     def transition(
         self,
@@ -96,7 +104,7 @@ class DeliveriesRepo:
         one wins; the loser re-reads and is judged against the new status. ``known`` is a
         copy the caller already holds (saves a read; a stale copy just loses the race)."""
         for _ in range(5):
-            doc = known if known is not None else self._c.find_one({"_id": delivery_id})
+            doc = known if known is not None else _dates(self._c.find_one({"_id": delivery_id}))
             known = None
             if doc is None:
                 raise KeyError(delivery_id)
@@ -123,7 +131,8 @@ class DeliveriesRepo:
     def get_many(self, delivery_ids: list[str]) -> dict[str, Document]:
         if not delivery_ids:
             return {}
-        return {str(d["_id"]): d for d in self._c.find({"_id": {"$in": delivery_ids}})}
+        docs = self._c.find({"_id": {"$in": delivery_ids}})
+        return {str(d["_id"]): restore_datetimes(d, DATE_FIELDS) for d in docs}
 
     def assign_many(
         self, items: list[tuple[Document, str, dict[str, Any], str]], at: datetime

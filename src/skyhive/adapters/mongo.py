@@ -3,6 +3,7 @@ code runs on the embedded wire-compatible server and on a real replica set."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, MongoClient
@@ -33,3 +34,18 @@ def ensure_indexes(db: Database[Document]) -> None:
     )
     db.deliveries.create_index([("drone_id", ASCENDING), ("created_at", DESCENDING)], name="drone")
     db.drones.create_index([("status", ASCENDING)], name="status")
+
+
+def restore_datetimes(doc: Document, fields: tuple[str, ...]) -> Document:
+    """The embedded server stores a top-level date written by ``$set`` as a string
+    (``'2026-11-23 13:00:06.221000'``); read it back as the UTC datetime it was. A no-op on
+    MongoDB, where the value is a date already."""
+    for name in fields:
+        value = doc.get(name)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            doc[name] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return doc
