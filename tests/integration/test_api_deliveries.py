@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from api_asserts import assert_error, body
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
 from skyhive.adapters.deliveries_repo import PENDING, STATUS_HASH
 from skyhive.api import create_app
@@ -32,20 +32,6 @@ BASE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def client(clients: Clients) -> FlaskClient:
     bootstrap(clients)
     return create_app(clients.settings, clients).test_client()
-
-
-def body(resp: TestResponse) -> Any:
-    assert resp.mimetype == "application/json", resp.data[:200]
-    return orjson.loads(resp.data)
-
-
-def assert_error(resp: TestResponse, status: int, field: str | None = None) -> str:
-    """The JSON error shape, with ``field`` when given; returns the message."""
-    assert resp.status_code == status, resp.data[:300]
-    err = body(resp)["error"]
-    assert err["code"] == status and err["message"]
-    assert err.get("field") == field, err
-    return str(err["message"])
 
 
 def order(**overrides: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from api_asserts import assert_error, body
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -22,20 +23,6 @@ URL = "/api/v1/fleet/drones"
 def client(clients: Clients) -> FlaskClient:
     bootstrap(clients)
     return create_app(clients.settings, clients).test_client()
-
-
-def body(resp: TestResponse) -> Any:
-    assert resp.mimetype == "application/json", resp.data[:200]
-    return orjson.loads(resp.data)
-
-
-def assert_error(resp: TestResponse, status: int, field: str | None = None) -> str:
-    """The JSON error shape, with ``field`` when given; returns the message."""
-    assert resp.status_code == status, resp.data[:300]
-    err = body(resp)["error"]
-    assert err["code"] == status and err["message"]
-    assert err.get("field") == field, err
-    return str(err["message"])
 
 
 def spec(drone_id: str = "d1", **overrides: Any) -> dict[str, Any]:

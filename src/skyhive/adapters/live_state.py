@@ -121,17 +121,7 @@ class LiveState:
         self, lat: float, lon: float, radius_km: float, limit: int
     ) -> list[tuple[str, float]]:
         """Drone ids within the radius, nearest first, with distance in km."""
-        res = self._r.geosearch(
-            FLEET_GEO,
-            longitude=lon,
-            latitude=lat,
-            radius=radius_km,
-            unit="km",
-            sort="ASC",
-            count=limit,
-            withdist=True,
-        )
-        return [(str(member), float(dist)) for member, dist in res]
+        return self.nearby_many([(lat, lon)], radius_km, limit)[0]
 
     def nearby_many(
         self, points: Sequence[tuple[float, float]], radius_km: float, limit: int
