@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
 
@@ -22,7 +23,7 @@ from skyhive.wiring import Clients
 ORDERS, DRONES = 200, 150  # fewer drones than orders: contention for every drone
 
 
-def test_two_dispatchers_never_double_assign(clients: Clients) -> None:
+def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -> None:
     s = clients.settings
     bootstrap(clients)
     station = next(x for x in bart_stations() if x.code == "12TH")
@@ -53,20 +54,6 @@ def test_two_dispatchers_never_double_assign(clients: Clients) -> None:
     proc.setup()
     while proc.poll():
         pass
-    svc = DeliveryService(clients)
-    ids = []
-    for i in range(ORDERS):
-        req = DeliveryRequest.model_validate(
-            {
-                "customer_id": "c",
-                "pickup_station": "12TH",
-                "order_id": f"race-{i}",
-                "destination": {"lat": station.lat + 0.01, "lon": station.lon},
-                "package": {"weight_kg": 1.0, "size": "small"},
-            }
-        )
-        ids.append(str(svc.create(req)[0]["_id"]))
-
     env = {
         **os.environ,
         "SKYHIVE_MONGODB_URI": s.mongodb_uri,
@@ -76,16 +63,37 @@ def test_two_dispatchers_never_double_assign(clients: Clients) -> None:
         # Small batches, so the two processes interleave and really race for drones.
         "SKYHIVE_DISPATCH_BATCH": "5",
     }
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "skyhive", "dispatcher"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(2)
-    ]
+    logs = [tmp_path / f"dispatcher-{n}.log" for n in range(2)]
+    procs = []
+    for log in logs:
+        with log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "skyhive", "dispatcher"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=out,
+                )
+            )
     try:
+        # Orders arrive once both dispatchers are running, so the two race for every order.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(_running(log) for log in logs):
+            time.sleep(0.2)
+        assert all(_running(log) for log in logs)
+        svc = DeliveryService(clients)
+        ids = []
+        for i in range(ORDERS):
+            req = DeliveryRequest.model_validate(
+                {
+                    "customer_id": "c",
+                    "pickup_station": "12TH",
+                    "order_id": f"race-{i}",
+                    "destination": {"lat": station.lat + 0.01, "lon": station.lon},
+                    "package": {"weight_kg": 1.0, "size": "small"},
+                }
+            )
+            ids.append(str(svc.create(req)[0]["_id"]))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assigned = clients.db.deliveries.count_documents({"status": "assigned"})
@@ -110,3 +118,7 @@ def test_two_dispatchers_never_double_assign(clients: Clients) -> None:
     assert sorted(claims.values()) == sorted(d["_id"] for d in docs if d["status"] == "assigned")
     # Both processes took part.
     assert len({d["dispatch"]["dispatcher"] for d in docs if d["status"] == "assigned"}) == 2
+
+
+def _running(log: Path) -> bool:
+    return b"running" in log.read_bytes()
