@@ -434,8 +434,17 @@ def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json
     "--rate", type=click.FloatRange(min=1), default=100, show_default=True, help="Orders/s."
 )
 @click.option("--duration", type=click.FloatRange(min=1), default=8, show_default=True)
+@click.option(
+    "--telemetry-hz",
+    type=click.FloatRange(0.05, 10),
+    default=1.0,
+    show_default=True,
+    help="Telemetry rate per simulated drone.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def bench_dispatch(drones: int, rate: float, duration: float, as_json: bool) -> None:
+def bench_dispatch(
+    drones: int, rate: float, duration: float, telemetry_hz: float, as_json: bool
+) -> None:
     """Dispatch latency (order accepted → command published) with a live simulated fleet."""
     import dataclasses
 
@@ -443,7 +452,13 @@ def bench_dispatch(drones: int, rate: float, duration: float, as_json: bool) -> 
 
     from skyhive.bench.dispatch import run_dispatch_bench
 
-    report = run_dispatch_bench(drones, rate, duration, progress=lambda m: click.echo(m, err=True))
+    report = run_dispatch_bench(
+        drones,
+        rate,
+        duration,
+        progress=lambda m: click.echo(m, err=True),
+        telemetry_hz=telemetry_hz,
+    )
     if as_json:
         click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
     else:

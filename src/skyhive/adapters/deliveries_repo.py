@@ -128,10 +128,13 @@ class DeliveriesRepo:
                 return {**doc, **update}
         raise TransitionRefused("busy", new_status)
 
-    def get_many(self, delivery_ids: list[str]) -> dict[str, Document]:
+    def get_many(
+        self, delivery_ids: list[str], fields: list[str] | None = None
+    ) -> dict[str, Document]:
+        """Records by id; ``fields`` limits what is read (the timeline can be long)."""
         if not delivery_ids:
             return {}
-        docs = self._c.find({"_id": {"$in": delivery_ids}})
+        docs = self._c.find({"_id": {"$in": delivery_ids}}, fields)
         return {str(d["_id"]): restore_datetimes(d, DATE_FIELDS) for d in docs}
 
     def assign_many(

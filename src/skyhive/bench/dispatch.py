@@ -42,7 +42,11 @@ class DispatchReport:
 
 
 def run_dispatch_bench(
-    drones: int, rate: float, duration: float, progress: Progress = print
+    drones: int,
+    rate: float,
+    duration: float,
+    progress: Progress = print,
+    telemetry_hz: float = 1.0,
 ) -> DispatchReport:
     api_port = free_port()
     roles = ("gateway", "processor", "dispatcher", "api")
@@ -53,7 +57,7 @@ def run_dispatch_bench(
             "--drones",
             str(drones),
             "--rate",
-            "1",
+            str(telemetry_hz),
             "--no-autonomous-legs",
             "--seed",
             "1",

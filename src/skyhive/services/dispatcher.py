@@ -51,7 +51,16 @@ log = logging.getLogger(__name__)
 GROUP = "dispatcher"
 SPEC_TTL_S = 10.0
 CANDIDATE_COUNTS = (20, 100, 1000)
-RETRY_WAITING_S = 1.0  # a delivery with no eligible drone is looked at again this often
+RETRY_WAITING_S = 1.0
+# What watching an active delivery needs; not the timeline or the dispatch record.
+WATCH_FIELDS = [
+    "status",
+    "drone_id",
+    "destination",
+    "pickup_location",
+    "eta",
+    "updated_at",
+]  # a delivery with no eligible drone is looked at again this often
 Publish = Callable[[str, bytes], None]
 
 
@@ -442,7 +451,7 @@ class Dispatcher:
         repo = self._c.deliveries
         now = datetime.now(UTC)
         ids = repo.active()
-        docs = repo.get_many(ids)
+        docs = repo.get_many(ids, WATCH_FIELDS)
         active = []
         for delivery_id in ids:
             doc = docs.get(delivery_id)
@@ -469,7 +478,7 @@ class Dispatcher:
         repo = self._c.deliveries
         delivery_id, status = str(doc["_id"]), str(doc["status"])
         seen = _parse_iso(state.get("updated_at")) if state else None
-        since = doc["timeline"][-1]["at"]
+        since = doc["updated_at"]  # the time of the last transition
         last = max(seen, since) if seen else since
         silent_s = (now - last).total_seconds()
         if status == "assigned" and silent_s > self._s.dispatch_silent_assigned_s:
