@@ -101,6 +101,7 @@ def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None: 
     [(topic, cmd)] = sent.items
     assert topic == "skyhive/drones/far-ok/commands"
     assert cmd["type"] == "deliver" and cmd["delivery_id"] == did
+    assert cmd["payload_kg"] == 1.0  # the package's weight, so the drone reports it
     assert cmd["pickup"]["station"] == "12TH"  # type: ignore[index]
     assert clients.redis_text.hget("delivery_status", did) == "assigned"
 

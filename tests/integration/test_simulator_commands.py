@@ -87,7 +87,7 @@ def test_a_commanded_drone_delivers_and_reports_its_events(
 
         pickup = bart_stations()[0]
         dest = destination_point(pickup.lat, pickup.lon, 45.0, 1000.0)
-        cmd = deliver_command("dlv-it-1", pickup, dest, pickup, datetime.now(UTC))
+        cmd = deliver_command("dlv-it-1", pickup, dest, pickup, datetime.now(UTC), 1.5)
         for target, payload in [
             (DRONE, b"{not json"),  # ignored, with a warning
             ("drone-9999", orjson.dumps(cmd)),  # not this simulator's drone

@@ -80,7 +80,7 @@ def delivery(
 ) -> dict[str, Any]:
     """A deliver command to a point ``km`` east of ``pickup``, as the drone receives it."""
     dest = destination_point(pickup.lat, pickup.lon, 90.0, km * 1000.0)
-    cmd = deliver_command(delivery_id, pickup, dest, return_station or pickup, issued_at)
+    cmd = deliver_command(delivery_id, pickup, dest, return_station or pickup, issued_at, 2.2)
     received: dict[str, Any] = orjson.loads(orjson.dumps(cmd))
     return received
 
@@ -194,7 +194,7 @@ def test_telemetry_tells_the_mission_stage() -> None:
     )
     assert all(r["delivery_id"] == "dlv-1" and r["status"] == "in_flight" for r in to_pickup)
     assert all("payload_kg" not in r for r in to_pickup)  # nothing on board yet
-    assert all(r["delivery_id"] == "dlv-1" and r["payload_kg"] > 0 for r in loaded)
+    assert all(r["delivery_id"] == "dlv-1" and r["payload_kg"] == 2.2 for r in loaded)
     assert all(r["status"] == "in_flight" for r in loaded)
     assert all(r["status"] == "returning" and "delivery_id" not in r for r in back)
     cruise = [r["speed_mps"] for r in flight.readings if r["alt_m"] >= CRUISE_ALT_M[0]]
@@ -483,6 +483,8 @@ GOOD = delivery()
         (_with(GOOD, math.nan, "return_station", "lon"), "return_station.lon"),
         (_with(GOOD, [1, 2], "destination"), "destination"),
         ({"type": "return_to_station"}, "return_station"),
+        (_with(GOOD, -1, "payload_kg"), "payload_kg"),
+        (_with(GOOD, "2", "payload_kg"), "payload_kg"),
     ],
 )
 def test_an_unusable_command_is_rejected_and_changes_nothing(

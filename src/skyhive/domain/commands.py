@@ -36,12 +36,14 @@ def deliver_command(
     destination: tuple[float, float],
     return_station: Station,
     issued_at: datetime,
+    payload_kg: float,
 ) -> dict[str, Any]:
-    """Fly to ``pickup``, collect, fly to ``destination`` (lat, lon), drop, land at
-    ``return_station`` and charge."""
+    """Fly to ``pickup``, collect the ``payload_kg`` package, fly to ``destination``
+    (lat, lon), drop, land at ``return_station`` and charge."""
     return {
         "type": "deliver",
         "delivery_id": delivery_id,
+        "payload_kg": payload_kg,
         "pickup": _station(pickup),
         "destination": {"lat": destination[0], "lon": destination[1]},
         "return_station": _station(return_station),

@@ -328,7 +328,9 @@ class Dispatcher:
                 continue
             self._pending_docs.pop(order.id, None)
             self._waiting.pop(order.id, None)
-            cmd = deliver_command(order.id, order.station, order.dest, order.back, now)
+            cmd = deliver_command(
+                order.id, order.station, order.dest, order.back, now, order.weight
+            )
             self._publish(commands_topic(best.drone_id), orjson.dumps(cmd))
             self.assigned += 1
             log.info("delivery %s → %s (%s)", order.id, best.drone_id, best.reason)

@@ -57,7 +57,7 @@ PAYLOAD_KG = (0.5, 2.5)
 LOADING_S = (5.0, 10.0)
 DROP_S = 5.0
 DROP_ALT_M = 15.0  # the package is lowered on a tether: no landing in a customer's garden
-MISSION_PAYLOAD_KG = 1.0  # deliver commands do not say what the package weighs
+MISSION_PAYLOAD_KG = 1.0  # when a deliver command does not say what the package weighs
 MAX_DELIVERY_ID_LEN = 128  # as the event schema allows
 RECENT_COMMANDS = 32  # deliver commands remembered, to ignore QoS 1 redeliveries
 EMERGENCY_S = (15.0, 60.0)
@@ -95,6 +95,7 @@ class Mission:
     pickup: Station
     destination: tuple[float, float]
     return_station: Station
+    payload_kg: float = MISSION_PAYLOAD_KG
     loaded: bool = False
 
 
@@ -228,6 +229,7 @@ class SimDrone:
             _station_field(cmd, "pickup"),
             _point_field(cmd, "destination"),
             _station_field(cmd, "return_station"),
+            _payload_field(cmd),
         )
         key = (delivery_id, cmd.get("issued_at"))
         if key in self._accepted:
@@ -474,7 +476,7 @@ class SimDrone:
             self._fly_to(home, *pad_position(home, rng))
         else:
             mission.loaded = True
-            self.payload_kg = MISSION_PAYLOAD_KG
+            self.payload_kg = mission.payload_kg
             self._emit(mission.delivery_id, "picked_up", now_ms)
             self._fly_to(mission.return_station, *mission.destination)
         return dt_s - used_s
@@ -590,6 +592,13 @@ def _legs_from(origin: Station) -> tuple[tuple[Station, float], ...]:
 @cache
 def _station_names() -> dict[str, str]:
     return {s.code: s.name for s in bart_stations()}
+
+
+def _payload_field(cmd: Mapping[str, Any]) -> float:
+    value = cmd.get("payload_kg", MISSION_PAYLOAD_KG)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1000:
+        raise InvalidCommand("payload_kg must be a number in (0, 1000]")
+    return float(value)
 
 
 def _station_field(cmd: Mapping[str, Any], key: str) -> Station:
