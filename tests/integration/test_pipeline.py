@@ -233,3 +233,23 @@ def test_messages_published_while_gateway_is_down_are_not_lost(
     second = run_once(lambda gw: gw.accepted >= 5)
     assert second.accepted == 5
     assert clients.redis_bytes.xlen(settings.telemetry_stream) == 5
+
+
+def test_drone_events_go_to_their_stream_and_bad_ones_are_dead_lettered(
+    clients: Clients, ingest: Ingest
+) -> None:
+    good = {"delivery_id": "dlv-1", "event": "picked_up", "ts": BASE_MS}
+    res = ingest.submit(
+        [
+            RawMessage(orjson.dumps(good), "mqtt:skyhive/drones/e1/events", "e1", "event"),
+            RawMessage(b"{oops", "mqtt:skyhive/drones/e1/events", "e1", "event"),
+            RawMessage(orjson.dumps({**good, "event": "teleported"}), "mqtt:x", "e1", "event"),
+            RawMessage(orjson.dumps({**good, "drone_id": "other"}), "mqtt:x", "e1", "event"),
+        ]
+    )
+    assert (res.accepted, res.rejected) == (1, 3)
+    [(_, fields)] = clients.redis_bytes.xrange(clients.settings.events_stream)
+    assert fields[b"k"] == b"e1" and orjson.loads(fields[b"v"])["event"] == "picked_up"
+    reasons = " | ".join(d["reason"] for d in clients.deadletters.list())
+    assert "not JSON" in reasons and "event" in reasons and "does not match topic" in reasons
+    assert clients.redis_bytes.xlen(clients.settings.telemetry_stream) == 0
