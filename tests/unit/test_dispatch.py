@@ -12,8 +12,10 @@ from skyhive.domain.dispatch import (
     eta_seconds,
     judge,
     rank,
+    remaining_km,
 )
 from skyhive.domain.fleet import DroneSpec
+from skyhive.domain.geo import haversine_m
 
 POLICY = DispatchPolicy(reserve_pct=20.0)
 TRIP = Trip(to_pickup_km=1.0, pickup_to_destination_km=3.0, destination_to_station_km=1.0)
@@ -84,3 +86,12 @@ def test_ties_are_broken_by_drone_id() -> None:
 
 def test_eta_from_distance_and_cruise_speed() -> None:
     assert eta_seconds(3.0, 15.0) == pytest.approx(200.0)
+
+
+def test_remaining_distance_goes_via_the_pickup_until_the_package_is_on_board() -> None:
+    here, pickup, dest = (37.80, -122.27), (37.81, -122.27), (37.83, -122.27)
+    to_pickup, leg = haversine_m(*here, *pickup) / 1000, haversine_m(*pickup, *dest) / 1000
+    assert remaining_km("assigned", here, pickup, dest) == pytest.approx(to_pickup + leg)
+    for status in ("picked_up", "in_transit"):
+        direct = haversine_m(*here, *dest) / 1000
+        assert remaining_km(status, here, pickup, dest) == pytest.approx(direct)

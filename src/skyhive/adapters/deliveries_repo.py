@@ -34,6 +34,21 @@ def _dates(doc: Document | None) -> Document | None:
     return restore_datetimes(doc, DATE_FIELDS) if doc is not None else None
 
 
+def _advanced(
+    doc: Document, status: str, at: datetime, note: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``$set`` that moves ``doc`` to ``status``: the timeline is rewritten whole (the
+    embedded server mangles ``$push`` of sub-documents) and the version bumped."""
+    timeline = [*doc.get("timeline", []), {"status": status, "at": at, "note": note}]
+    return {
+        **fields,
+        "status": status,
+        "timeline": timeline,
+        "updated_at": at,
+        "version": int(doc.get("version", 0)) + 1,
+    }
+
+
 def claim_key(drone_id: str) -> str:
     return f"drone:assignment:{drone_id}"
 
@@ -112,14 +127,7 @@ class DeliveriesRepo:
             allowed = only_from is None or current in only_from
             if not allowed or not can_transition(current, new_status):
                 raise TransitionRefused(current, new_status)
-            timeline = [*doc.get("timeline", []), {"status": new_status, "at": at, "note": note}]
-            update = {
-                **(fields or {}),
-                "status": new_status,
-                "timeline": timeline,
-                "updated_at": at,
-                "version": int(doc.get("version", 0)) + 1,
-            }
+            update = _advanced(doc, new_status, at, note, fields or {})
             res = self._c.update_one(
                 {"_id": delivery_id, "version": doc.get("version", 0)}, {"$set": update}
             )
@@ -148,15 +156,8 @@ class DeliveriesRepo:
             return set()
         ops = []
         for doc, _drone, fields, note in items:
+            update = _advanced(doc, "assigned", at, note, fields)
             version = int(doc.get("version", 0))
-            timeline = [*doc.get("timeline", []), {"status": "assigned", "at": at, "note": note}]
-            update = {
-                **fields,
-                "status": "assigned",
-                "timeline": timeline,
-                "updated_at": at,
-                "version": version + 1,
-            }
             ops.append(
                 UpdateOne(
                     {"_id": doc["_id"], "version": version, "status": "pending"}, {"$set": update}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skyhive.domain.fleet import DroneSpec
+from skyhive.domain.geo import haversine_m
 
 DISPATCHABLE_STATUSES = frozenset({"idle", "charging"})
 
@@ -92,6 +93,19 @@ def judge(
 def rank(verdicts: list[Verdict]) -> list[Verdict]:
     """Eligible verdicts, best (lowest score) first; drone id breaks ties for determinism."""
     return sorted((v for v in verdicts if v.eligible), key=lambda v: (v.score, v.drone_id))
+
+
+DEFAULT_CRUISE_MPS: float = DroneSpec.model_fields["cruise_speed_mps"].default
+
+
+LatLon = tuple[float, float]
+
+
+def remaining_km(status: str, here: LatLon, pickup: LatLon, destination: LatLon) -> float:
+    """What a delivery's drone still has to fly: via the pickup until it has the package."""
+    if status == "assigned":
+        return (haversine_m(*here, *pickup) + haversine_m(*pickup, *destination)) / 1000.0
+    return haversine_m(*here, *destination) / 1000.0
 
 
 def eta_seconds(remaining_km: float, cruise_speed_mps: float) -> float:

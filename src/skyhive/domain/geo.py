@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -37,3 +38,9 @@ def destination_point(
         math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2)
     )
     return math.degrees(p2), (math.degrees(l2) + 540.0) % 360.0 - 180.0
+
+
+def point_lat_lon(point: dict[str, Any]) -> tuple[float, float]:
+    """(lat, lon) of a GeoJSON point, whose coordinates are [lon, lat]."""
+    lon, lat = point["coordinates"]
+    return float(lat), float(lon)

@@ -16,8 +16,8 @@ from skyhive.domain.deliveries import (
     PriceModel,
     check_serviceable,
 )
-from skyhive.domain.dispatch import eta_seconds
-from skyhive.domain.geo import haversine_m
+from skyhive.domain.dispatch import DEFAULT_CRUISE_MPS, eta_seconds, remaining_km
+from skyhive.domain.geo import haversine_m, point_lat_lon
 from skyhive.wiring import Clients
 
 
@@ -37,13 +37,13 @@ def iso(value: Any) -> Any:
 
 def serialize(doc: dict[str, Any]) -> dict[str, Any]:
     """The API's view of a delivery document."""
-    dest = doc["destination"]["coordinates"]
+    lat, lon = point_lat_lon(doc["destination"])
     out = {
         "id": doc["_id"],
         "order_id": doc.get("order_id"),
         "customer_id": doc["customer_id"],
         "pickup_station": doc["pickup_station"],
-        "destination": {"lat": dest[1], "lon": dest[0]},
+        "destination": {"lat": lat, "lon": lon},
         "package": doc["package"],
         "status": doc["status"],
         "drone_id": doc.get("drone_id"),
@@ -155,17 +155,16 @@ class DeliveryService:
             out["remaining_km"] = None
             out["eta"] = iso(doc.get("eta"))
             return out
-        dlon, dlat = doc["destination"]["coordinates"]
-        plon, plat = doc["pickup_location"]["coordinates"]
-        here = (state["lat"], state["lon"])
-        if doc["status"] == "assigned":
-            remaining = haversine_m(*here, plat, plon) + haversine_m(plat, plon, dlat, dlon)
-        else:
-            remaining = haversine_m(*here, dlat, dlon)
-        out["remaining_km"] = round(remaining / 1000.0, 3)
+        remaining = remaining_km(
+            doc["status"],
+            (state["lat"], state["lon"]),
+            point_lat_lon(doc["pickup_location"]),
+            point_lat_lon(doc["destination"]),
+        )
+        out["remaining_km"] = round(remaining, 3)
         spec = self._c.fleet.get(str(drone_id))
-        speed = spec.cruise_speed_mps if spec else 15.0
-        out["eta_seconds"] = round(eta_seconds(remaining / 1000.0, speed), 1)
+        speed = spec.cruise_speed_mps if spec else DEFAULT_CRUISE_MPS
+        out["eta_seconds"] = round(eta_seconds(remaining, speed), 1)
         return out
 
 

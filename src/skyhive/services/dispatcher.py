@@ -7,7 +7,8 @@ Every tick (and at once when an order arrives, via ``dispatch:wake``):
   judged by payload and energy (``domain/dispatch.py``), best score first; the drone is
   claimed atomically (SET NX) and the delivery moved pending → assigned with a conditional
   update, so two dispatchers never double-book a drone or a delivery;
-- once a second, watch active deliveries: in transit, ETA, and silent drones.
+- and, on a thread of its own, once a second: watch active deliveries (in transit, ETA,
+  silent drones), so many flights in progress never delay a new order.
 
 Policy for a drone that goes silent (no telemetry processed for a while) or reports a failure:
 before pickup the delivery goes back to ``pending`` and is re-dispatched to another drone;
@@ -29,9 +30,10 @@ from typing import Any
 import orjson
 
 from skyhive.adapters.deliveries_repo import WAKE, TransitionRefused
-from skyhive.adapters.live_state import drone_key, state_from_hash
+from skyhive.adapters.live_state import states_from
 from skyhive.domain.commands import DroneEvent, commands_topic, deliver_command
 from skyhive.domain.dispatch import (
+    DEFAULT_CRUISE_MPS,
     Candidate,
     DispatchPolicy,
     Trip,
@@ -39,9 +41,10 @@ from skyhive.domain.dispatch import (
     eta_seconds,
     judge,
     rank,
+    remaining_km,
 )
 from skyhive.domain.fleet import DroneSpec
-from skyhive.domain.geo import haversine_m
+from skyhive.domain.geo import haversine_m, point_lat_lon
 from skyhive.domain.stations import Station
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
@@ -51,17 +54,11 @@ log = logging.getLogger(__name__)
 GROUP = "dispatcher"
 SPEC_TTL_S = 10.0
 CANDIDATE_COUNTS = (20, 100, 1000)
-RETRY_WAITING_S = 1.0
+RETRY_WAITING_S = 1.0  # a delivery with no eligible drone is looked at again this often
 # What watching an active delivery needs; not the timeline or the dispatch record.
-WATCH_FIELDS = [
-    "status",
-    "drone_id",
-    "destination",
-    "pickup_location",
-    "eta",
-    "updated_at",
-]  # a delivery with no eligible drone is looked at again this often
+WATCH_FIELDS = ["status", "drone_id", "destination", "pickup_location", "eta", "updated_at"]
 Publish = Callable[[str, bytes], None]
+_REASON_KINDS = (("battery", "battery too low"), ("payload", "payload too heavy"))
 
 
 def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -221,10 +218,7 @@ class Dispatcher:
                 self._wait(str(doc["_id"]), f"pickup station {doc['pickup_station']} is unknown")
             else:
                 known.append((doc, station))
-        dests = [
-            (doc["destination"]["coordinates"][1], doc["destination"]["coordinates"][0])
-            for doc, _ in known
-        ]
+        dests = [point_lat_lon(doc["destination"]) for doc, _ in known]
         orders = []
         for (doc, station), (dlat, dlon), back in zip(
             known, dests, self.return_stations(dests), strict=True
@@ -286,11 +280,10 @@ class Dispatcher:
         if not ids:
             return _FleetView({}, {}, {})
         pipe = self._c.redis_text.pipeline(transaction=False)
-        for drone_id in ids:
-            pipe.hgetall(drone_key(drone_id))
+        self._c.live.queue_get_many(pipe, ids)
         self._c.deliveries.queue_claimed(pipe, ids)
         *raw_states, raw_claims = pipe.execute()
-        states = {d: state_from_hash(h) for d, h in zip(ids, raw_states, strict=True) if h}
+        states = {d: state for d, state in zip(ids, states_from(raw_states), strict=True) if state}
         return _FleetView(
             states, self._c.deliveries.claims_from(ids, raw_claims), self._spec_lookup(ids)
         )
@@ -364,9 +357,10 @@ class Dispatcher:
             return "no drone within range of the pickup station"
         reasons: dict[str, int] = {}
         for v in verdicts:
-            key = v.reason.split(" (")[0] if v.reason.startswith("battery") else v.reason
-            key = "battery too low" if key.startswith("battery") else key
-            key = "payload too heavy" if key.startswith("payload") else key
+            # Battery and payload reasons carry per-drone figures: count them as one kind.
+            key = next(
+                (kind for prefix, kind in _REASON_KINDS if v.reason.startswith(prefix)), v.reason
+            )
             reasons[key] = reasons.get(key, 0) + 1
         summary = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
         return f"no eligible drone among {len(verdicts)} nearby: {summary}"
@@ -509,17 +503,15 @@ class Dispatcher:
     def _new_eta(
         self, doc: dict[str, Any], drone_id: str, state: dict[str, Any], now: datetime
     ) -> datetime | None:
-        dlon, dlat = doc["destination"]["coordinates"]
-        plon, plat = doc["pickup_location"]["coordinates"]
-        here = (float(state["lat"]), float(state["lon"]))
-        if doc["status"] == "assigned":
-            remaining = _km(*here, plat, plon) + _km(plat, plon, dlat, dlon)
-        else:
-            remaining = _km(*here, dlat, dlon)
-        spec = self._spec_lookup([drone_id]).get(drone_id)
-        eta = now + timedelta(
-            seconds=eta_seconds(remaining, spec.cruise_speed_mps if spec else 15.0)
+        remaining = remaining_km(
+            doc["status"],
+            (float(state["lat"]), float(state["lon"])),
+            point_lat_lon(doc["pickup_location"]),
+            point_lat_lon(doc["destination"]),
         )
+        spec = self._spec_lookup([drone_id]).get(drone_id)
+        speed = spec.cruise_speed_mps if spec else DEFAULT_CRUISE_MPS
+        eta = now + timedelta(seconds=eta_seconds(remaining, speed))
         old = doc.get("eta")
         if not isinstance(old, datetime) or abs((eta - old).total_seconds()) > 5:
             return eta
@@ -543,6 +535,7 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
     publisher = MqttPublisher(host, port, client_id=f"skyhive-dispatcher-{os.getpid()}")
     dispatcher = Dispatcher(settings, clients, publisher.publish)
     pubsub = None
+    watcher: threading.Thread | None = None
     try:
         publisher.start()
         while not stop.is_set():
@@ -553,7 +546,7 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
                 log.warning("dispatcher waiting for MongoDB/Redis: %s", exc)
                 stop.wait(1.0)
         watcher = threading.Thread(
-            target=_every, args=(1.0, dispatcher.monitor, stop), name="monitor", daemon=True
+            target=_every, args=(1.0, dispatcher.monitor, stop), name="monitor"
         )
         watcher.start()
         pubsub = clients.redis_text.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
@@ -574,6 +567,9 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
     finally:
+        stop.set()  # also on an error: the watcher must end before its clients close
+        if watcher is not None:
+            watcher.join(timeout=30)
         if pubsub is not None:
             pubsub.close()
         publisher.stop()
