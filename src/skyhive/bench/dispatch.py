@@ -1,7 +1,8 @@
 """Dispatch benchmark: order accepted → command published to the drone.
 
 A fresh stack with every process (gateway, processor, dispatcher, API) and the simulator
-flying ``drones`` drones at 1 Hz (docked until commanded, 20 per station). Orders are POSTed
+flying ``drones`` drones reporting at ``telemetry_hz`` (docked until commanded, spread evenly
+over the stations). Orders are POSTed
 to the API at ``rate`` per second for ``duration`` seconds, pickups spread over all stations.
 A subscriber on ``skyhive/drones/+/commands`` timestamps each deliver command; the latency is
 that moment minus the order's ``created_at`` (the API's acceptance time; same clock).
@@ -69,7 +70,7 @@ def run_dispatch_bench(
             sim.wait(20)
 
 
-def _wait(cond: Any, timeout: float, what: str, progress: Progress) -> None:
+def _wait(cond: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -86,9 +87,9 @@ def _measure(
 ) -> DispatchReport:
     r = bs.clients.redis_text
     progress(f"waiting for {drones} drones to be registered and live ...")
-    _wait(lambda: r.scard("fleet:registered") >= drones, 120, "registry", progress)
-    _wait(lambda: r.scard("fleet:ids") >= drones, 120, "live drones", progress)
-    _wait(lambda: _get(api_port, "/readyz") == 200, 60, "API ready", progress)
+    _wait(lambda: r.scard("fleet:registered") >= drones, 120, "registry")
+    _wait(lambda: r.scard("fleet:ids") >= drones, 120, "live drones")
+    _wait(lambda: _get(api_port, "/readyz") == 200, 60, "API ready")
     time.sleep(2.0)  # a couple of telemetry rounds, so every drone's state is current
 
     received: dict[str, float] = {}
