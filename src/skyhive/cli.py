@@ -171,6 +171,15 @@ def dispatcher(ctx: click.Context) -> None:
     run_dispatcher(_settings(ctx), _stop_on_signals())
 
 
+@cli.command()
+@click.pass_context
+def tracker(ctx: click.Context) -> None:
+    """Run the delivery tracker: drone events, ETAs, silent drones (several may run)."""
+    from skyhive.services.tracker import run_tracker
+
+    run_tracker(_settings(ctx), _stop_on_signals())
+
+
 @cli.group()
 def drones() -> None:
     """The fleet registry."""
@@ -441,9 +450,12 @@ def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json
     show_default=True,
     help="Telemetry rate per simulated drone.",
 )
+@click.option(
+    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def bench_dispatch(
-    drones: int, rate: float, duration: float, telemetry_hz: float, as_json: bool
+    drones: int, rate: float, duration: float, telemetry_hz: float, broker: str, as_json: bool
 ) -> None:
     """Dispatch latency (order accepted → command published) with a live simulated fleet."""
     import dataclasses
@@ -458,6 +470,7 @@ def bench_dispatch(
         duration,
         progress=lambda m: click.echo(m, err=True),
         telemetry_hz=telemetry_hz,
+        broker=broker,
     )
     if as_json:
         click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
@@ -466,7 +479,8 @@ def bench_dispatch(
         click.echo(
             f"drones={report.drones} orders={report.orders} at {report.rate:g}/s "
             f"rejected={report.rejected} commanded={report.commanded} "
-            f"double_booked={report.double_booked}\n"
+            f"double_booked={report.double_booked} "
+            f"telemetry_ingested={report.telemetry_per_s:g}/s\n"
             f"order accepted → command received (ms): p50={lat.get('p50')} p99={lat.get('p99')} "
             f"max={lat.get('max')}\n"
             f"order accepted → assigned, in the dispatcher (ms): p50={inner.get('p50')} "

@@ -20,6 +20,7 @@ from skyhive.services.deliveries import DeliveryService
 from skyhive.services.dispatcher import Dispatcher
 from skyhive.services.ingest import RawMessage, ingest_for
 from skyhive.services.processor import Processor
+from skyhive.services.tracker import DeliveryTracker
 from skyhive.wiring import Clients
 
 STATION = next(s for s in bart_stations() if s.code == "12TH")
@@ -43,6 +44,20 @@ def world(clients: Clients) -> tuple[Clients, Dispatcher, Sent, DeliveryService]
 
 
 _seq = [0]
+
+
+def tracker(clients: Clients, **settings: object) -> DeliveryTracker:
+    t = DeliveryTracker(clients.settings.model_copy(update=settings), clients, consumer="t")
+    t.setup()
+    return t
+
+
+def dispatch(d: Dispatcher, retry_all: bool = False) -> int:
+    """One dispatch pass, then its assignments recorded in MongoDB (which the dispatcher
+    leaves to its recorder thread)."""
+    n = d.dispatch_pending(retry_all=retry_all)
+    d.recorder.drain()
+    return n
 
 
 def fly(clients: Clients, drone: str, lat: float, lon: float, battery: float, status: str) -> None:
@@ -91,7 +106,7 @@ def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None: 
     fly(clients, "far-ok", STATION.lat + 0.01, STATION.lon, 90, "charging")
     fly(clients, "heavy-no", STATION.lat, STATION.lon + 0.001, 95, "idle")
     did = order(svc)
-    assert d.dispatch_pending() == 1
+    assert dispatch(d) == 1
     doc = svc.get(did)
     assert doc["status"] == "assigned" and doc["drone_id"] == "far-ok"
     assert "km to pickup" in doc["dispatch"]["reason"] and doc["return_station"]
@@ -111,11 +126,11 @@ def test_waits_with_a_reason_then_dispatches_when_a_drone_becomes_eligible(world
     register(clients, "busy")
     fly(clients, "busy", STATION.lat, STATION.lon, 90, "in_flight")
     did = order(svc)
-    assert d.dispatch_pending() == 0
+    assert dispatch(d) == 0
     assert "flight status in_flight" in svc.get(did)["waiting_reason"]
     fly(clients, "busy", STATION.lat, STATION.lon, 90, "idle")
-    assert d.dispatch_pending() == 0  # a waiting delivery is looked at again after a second
-    assert d.dispatch_pending(retry_all=True) == 1
+    assert dispatch(d) == 0  # a waiting delivery is looked at again after a second
+    assert dispatch(d, retry_all=True) == 1
     assert svc.get(did)["drone_id"] == "busy"
 
 
@@ -126,7 +141,7 @@ def test_a_drone_is_never_given_two_deliveries(world: tuple) -> None:  # type: i
     first, second = order(svc), order(svc)
     other = Dispatcher(clients.settings, clients, sent, consumer="t2")
     other.setup()
-    assert d.dispatch_pending() + other.dispatch_pending() == 1
+    assert dispatch(d) + dispatch(other) == 1
     statuses = sorted(svc.get(x)["status"] for x in (first, second))
     assert statuses == ["assigned", "pending"]
 
@@ -136,16 +151,16 @@ def test_events_drive_the_lifecycle_and_free_the_drone(world: tuple) -> None:  #
     register(clients, "d1")
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
-    d.dispatch_pending()
+    dispatch(d)
 
     def event(name: str, **extra: object) -> None:
         body = {"delivery_id": did, "event": name, "ts": int(time.time() * 1000), **extra}
         ingest_for(clients).submit([RawMessage(orjson.dumps(body), "t", "d1", "event")])
-        d.handle_events()
+        tracker(clients).handle_events()
 
     event("picked_up")
     fly(clients, "d1", STATION.lat + 0.01, STATION.lon, 95, "in_flight")
-    d.monitor()
+    tracker(clients).monitor()
     assert svc.get(did)["status"] == "in_transit"
     event("delivered")
     event("delivered")  # a duplicate report changes nothing
@@ -166,34 +181,32 @@ def test_failure_before_pickup_redispatches_after_pickup_fails(world: tuple) -> 
     register(clients, "d1")
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
-    d.dispatch_pending()
-    d.apply_event(_ev("d1", did, "failed", reason="busy"))
+    dispatch(d)
+    t = tracker(clients)
+    t.apply_event(_ev("d1", did, "failed", reason="busy"))
     assert svc.get(did)["status"] == "pending"
-    d.dispatch_pending(retry_all=True)
-    d.apply_event(_ev("d1", did, "picked_up"))
-    d.apply_event(_ev("d1", did, "failed", reason="motor fault"))
+    dispatch(d, retry_all=True)
+    t.apply_event(_ev("d1", did, "picked_up"))
+    t.apply_event(_ev("d1", did, "failed", reason="motor fault"))
     doc = svc.get(did)
     assert doc["status"] == "failed" and "motor fault" in doc["timeline"][-1]["note"]
 
 
 def test_silent_drone_before_pickup_is_replaced(world: tuple) -> None:  # type: ignore[type-arg]
-    clients, d, sent, svc = world
+    clients, d, _sent, svc = world
     register(clients, "quiet")
     register(clients, "backup")
     fly(clients, "quiet", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
-    d.dispatch_pending()
+    dispatch(d)
     assert svc.get(did)["drone_id"] == "quiet"
     fly(clients, "backup", STATION.lat, STATION.lon, 100, "idle")
-    quick = Dispatcher(
-        clients.settings.model_copy(update={"dispatch_silent_assigned_s": 0.2}), clients, sent, "q"
-    )
-    quick.setup()
+    impatient = tracker(clients, dispatch_silent_assigned_s=0.2)
     clients.redis_text.hset("drone:quiet", "updated_at", "2000-01-01T00:00:00+00:00")
     time.sleep(0.3)
-    quick.monitor()
+    impatient.monitor()
     assert svc.get(did)["status"] == "pending"
-    quick.dispatch_pending()
+    dispatch(d, retry_all=True)
     assert svc.get(did)["drone_id"] == "backup"
 
 
@@ -202,7 +215,7 @@ def test_cancel_of_assigned_delivery_recalls_the_drone(world: tuple) -> None:  #
     register(clients, "d1")
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
-    d.dispatch_pending()
+    dispatch(d)
     svc.cancel(did)
     d.relay_commands()
     assert sent.items[-1][0] == "skyhive/drones/d1/commands"
@@ -222,3 +235,65 @@ def _ev(drone: str, did: str, name: str, **extra: object):  # type: ignore[no-un
             **extra,
         }
     )
+
+
+def test_cancel_racing_the_record_write_recalls_the_drone(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    assert d.dispatch_pending() == 1  # commanded; the MongoDB record is not written yet
+    assert sent.items[-1][1]["type"] == "deliver"
+    assert svc.get(did)["status"] == "pending"
+    svc.cancel(did)  # wins in MongoDB: the record still said pending
+    d.recorder.drain()
+    assert d.relay_commands() == 1  # the recall goes out through the commands stream
+    doc = svc.get(did)
+    assert doc["status"] == "cancelled" and "assigned" not in [t["status"] for t in doc["timeline"]]
+    assert sent.items[-1][0] == "skyhive/drones/d1/commands"
+    assert sent.items[-1][1]["type"] == "return_to_station"
+    assert clients.deliveries.claimed(["d1"]) == {}
+    assert clients.redis_text.hget("delivery_status", did) == "cancelled"
+    assert clients.deliveries.journal() == {}
+
+
+def test_assignments_a_crashed_dispatcher_journaled_are_recorded_by_the_next(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    d.dispatch_pending()  # ... and the process dies before its recorder runs
+    assert did in clients.deliveries.journal()
+    successor = Dispatcher(clients.settings, clients, sent, consumer="next")
+    successor.setup()
+    assert successor.recorder.drain() == 1
+    doc = svc.get(did)
+    assert doc["status"] == "assigned" and doc["drone_id"] == "d1"
+    assert doc["dispatch"]["dispatcher"] == "t" and doc["dispatch"]["latency_ms"] >= 0
+    assert clients.deliveries.journal() == {}
+    assert successor.recorder.drain() == 0  # recording twice changes nothing
+    assert [t["status"] for t in svc.get(did)["timeline"]] == ["pending", "assigned"]
+
+
+def test_an_event_before_the_record_is_written_is_not_lost(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, _sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    d.dispatch_pending()
+    body = {"delivery_id": did, "event": "picked_up", "ts": int(time.time() * 1000)}
+    ingest_for(clients).submit([RawMessage(orjson.dumps(body), "t", "d1", "event")])
+    assert tracker(clients).handle_events() == 1
+    assert svc.get(did)["status"] == "picked_up"
+
+
+def test_pending_deliveries_redis_lost_are_requeued_at_start(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, _d, sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    clients.redis_text.delete("deliveries:pending", "deliveries:orders", "delivery_status")
+    fresh = Dispatcher(clients.settings, clients, sent, consumer="fresh")
+    fresh.setup()
+    assert dispatch(fresh) == 1
+    assert svc.get(did)["drone_id"] == "d1"

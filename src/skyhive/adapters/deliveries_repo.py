@@ -1,12 +1,17 @@
 """Deliveries in MongoDB ``deliveries`` (the record, with its timeline) and the fast paths in
 Redis: ``delivery_status`` (id → status), ``deliveries:pending`` (zset by creation time),
-``drone:assignment:{drone}`` (the atomic claim of a drone by one delivery)."""
+``deliveries:orders`` (id → what dispatching needs, so the dispatcher never reads MongoDB),
+``drone:assignment:{drone}`` (the atomic claim of a drone by one delivery) and
+``deliveries:assigning`` (the journal of assignments made in Redis and not yet recorded in
+MongoDB: the dispatcher commands the drone first and records after, off its critical path)."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pymongo import DESCENDING, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -18,6 +23,8 @@ STATUS_HASH = "delivery_status"
 PENDING = "deliveries:pending"
 ACTIVE = "deliveries:active"
 WAKE = "dispatch:wake"
+ORDERS = "deliveries:orders"
+JOURNAL = "deliveries:assigning"
 
 # Delete the claim only if it is still ours: a stale release must not free a drone that a
 # later delivery has claimed since.
@@ -27,7 +34,54 @@ return 0
 """
 
 
+# Assign each (delivery, drone) pair whose delivery is still pending and whose drone nobody
+# holds: the claim, the status, the queue and the journal change together or not at all, so
+# two dispatchers never double-book and a crash never loses an assignment already commanded.
+# KEYS: status hash, pending zset, journal, then one claim key per pair;
+# ARGV: (delivery id, record) per pair. Returns the delivery ids assigned.
+_CLAIM_ASSIGN = """
+local won = {}
+for i = 1, #ARGV / 2 do
+  local id, rec = ARGV[2 * i - 1], ARGV[2 * i]
+  if redis.call('HGET', KEYS[1], id) == 'pending'
+     and redis.call('SET', KEYS[3 + i], id, 'NX') then
+    redis.call('HSET', KEYS[1], id, 'assigned')
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('HSET', KEYS[3], id, rec)
+    won[#won + 1] = id
+  end
+end
+return won
+"""
+
+
 DATE_FIELDS = ("created_at", "updated_at", "eta", "delivered_at")
+
+
+def order_summary(doc: Document, accepted_at: float) -> bytes:
+    """What the dispatcher needs of a pending delivery (it never changes while pending)."""
+    lon, lat = doc["destination"]["coordinates"]
+    return orjson.dumps(
+        {
+            "station": doc["pickup_station"],
+            "lat": lat,
+            "lon": lon,
+            "kg": doc["package"]["weight_kg"],
+            "km": doc.get("distance_km"),
+            "accepted_at": accepted_at,
+        }
+    )
+
+
+def _journal_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A journal record's fields as the MongoDB record stores them (dates as dates)."""
+    fields = dict(record["fields"])
+    fields["eta"] = datetime.fromisoformat(fields["eta"])
+    dispatch = dict(fields["dispatch"])
+    for name in ("assigned_at", "accepted_at"):
+        dispatch[name] = datetime.fromisoformat(dispatch[name])
+    fields["dispatch"] = dispatch
+    return fields
 
 
 def _dates(doc: Document | None) -> Document | None:
@@ -65,6 +119,7 @@ class DeliveriesRepo:
         self._c = db.deliveries
         self._r = redis_text
         self._release = redis_text.register_script(_RELEASE)
+        self._claim_assign = redis_text.register_script(_CLAIM_ASSIGN)
 
     # --- MongoDB record -------------------------------------------------------------------
 
@@ -78,11 +133,30 @@ class DeliveriesRepo:
             if existing is None:  # raced with a delete; there is no delete, so unreachable
                 raise
             return existing, False
-        self._r.hset(STATUS_HASH, doc["_id"], doc["status"])
-        if doc["status"] == "pending":
-            self._r.zadd(PENDING, {doc["_id"]: doc["created_at"].timestamp()})
-            self._r.publish(WAKE, doc["_id"])
+        self._enqueue(doc, time.time())
         return doc, True
+
+    def _enqueue(self, doc: Document, accepted_at: float) -> None:
+        """Make a pending delivery visible to the dispatchers and wake them."""
+        delivery_id = str(doc["_id"])
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hset(STATUS_HASH, delivery_id, "pending")
+        pipe.hset(ORDERS, delivery_id, order_summary(doc, accepted_at))
+        pipe.zadd(PENDING, {delivery_id: doc["created_at"].timestamp()}, nx=True)
+        pipe.publish(WAKE, delivery_id)
+        pipe.execute()
+
+    def requeue_pending(self) -> int:
+        """Queue every delivery MongoDB holds as pending that Redis lost track of (a crash
+        between the two writes, a Redis restored from an older file). Run at dispatcher start."""
+        queued = set(self.pending(1_000_000))
+        n = 0
+        for doc in self._c.find({"status": "pending"}):
+            if str(doc["_id"]) not in queued:
+                doc = restore_datetimes(doc, DATE_FIELDS)
+                self._enqueue(doc, doc["created_at"].timestamp())
+                n += 1
+        return n
 
     def get(self, delivery_id: str) -> Document | None:
         return _dates(self._c.find_one({"_id": delivery_id}))
@@ -145,55 +219,108 @@ class DeliveriesRepo:
         docs = self._c.find({"_id": {"$in": delivery_ids}}, fields)
         return {str(d["_id"]): restore_datetimes(d, DATE_FIELDS) for d in docs}
 
-    def assign_many(
-        self, items: list[tuple[Document, str, dict[str, Any], str]], at: datetime
-    ) -> set[str]:
-        """Move many pending deliveries to ``assigned`` in one bulk write: (the copy the
-        caller holds, drone id, fields, timeline note) each. Each update is conditional on
-        the copy's version and on ``pending``, so one a concurrent writer changed is left
-        alone; its claim on the drone is released. Returns the ids assigned."""
-        if not items:
-            return set()
-        ops = []
-        for doc, _drone, fields, note in items:
-            update = _advanced(doc, "assigned", at, note, fields)
-            version = int(doc.get("version", 0))
-            ops.append(
-                UpdateOne(
-                    {"_id": doc["_id"], "version": version, "status": "pending"}, {"$set": update}
-                )
-            )
-        res = self._c.bulk_write(ops, ordered=False)
-        ids = [str(doc["_id"]) for doc, *_ in items]
-        if res.matched_count == len(items):
-            won = set(ids)
-        else:
-            now = {
-                str(d["_id"]): d
-                for d in self._c.find({"_id": {"$in": ids}}, {"status": 1, "drone_id": 1})
-            }
-            won = {
-                str(doc["_id"])
-                for doc, drone, *_ in items
-                if now.get(str(doc["_id"]), {}).get("status") == "assigned"
-                and now[str(doc["_id"])].get("drone_id") == drone
-            }
+    def pending_orders(self, delivery_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The summaries of those of ``delivery_ids`` still pending, in one round trip. Ids no
+        longer pending leave the queue; a pending one without a summary (queued before
+        summaries existed, or after a partial write) gets one rebuilt from MongoDB."""
+        if not delivery_ids:
+            return {}
         pipe = self._r.pipeline(transaction=False)
-        for delivery_id in won:
-            self._sync_redis(delivery_id, "assigned", pipe)
-        pipe.execute()
-        for doc, drone, *_ in items:
-            if str(doc["_id"]) not in won:
-                self.release(drone, str(doc["_id"]))
-        return won
+        pipe.hmget(STATUS_HASH, delivery_ids)
+        pipe.hmget(ORDERS, delivery_ids)
+        statuses, raw = pipe.execute()
+        out: dict[str, dict[str, Any]] = {}
+        rebuild = []
+        for delivery_id, status, summary in zip(delivery_ids, statuses, raw, strict=True):
+            if status != "pending":
+                self._r.zrem(PENDING, delivery_id)
+            elif summary is None:
+                rebuild.append(delivery_id)
+            else:
+                out[delivery_id] = orjson.loads(summary)
+        for delivery_id, doc in self.get_many(rebuild).items():
+            if doc["status"] == "pending":
+                summary = order_summary(doc, doc["created_at"].timestamp())
+                self._r.hset(ORDERS, delivery_id, summary)
+                out[delivery_id] = orjson.loads(summary)
+            else:
+                self.reconcile(delivery_id, str(doc["status"]))
+        return out
 
-    def claim_many(self, pairs: list[tuple[str, str]]) -> set[str]:
-        """:meth:`claim` for many (drone, delivery) pairs in one round trip; returns the
-        drones won."""
+    def claim_assign(self, pairs: list[tuple[str, str, dict[str, Any]]]) -> set[str]:
+        """Atomically assign (delivery id, drone id, journal record) pairs; see
+        ``_CLAIM_ASSIGN``. Returns the deliveries assigned."""
+        if not pairs:
+            return set()
+        keys = [STATUS_HASH, PENDING, JOURNAL, *(claim_key(drone) for _, drone, _ in pairs)]
+        args: list[Any] = []
+        for delivery_id, _, record in pairs:
+            args += [delivery_id, orjson.dumps(record)]
+        return {str(x) for x in self._claim_assign(keys=keys, args=args)}
+
+    def journal(self, limit: int = 500) -> dict[str, dict[str, Any]]:
+        """Assignments made in Redis and not yet recorded in MongoDB."""
+        _, items = self._r.hscan(JOURNAL, 0, count=limit)
+        return {str(k): orjson.loads(v) for k, v in items.items()}
+
+    def record_journal(
+        self, records: dict[str, dict[str, Any]]
+    ) -> dict[str, tuple[str, str | None]]:
+        """Write journaled assignments to MongoDB in one bulk write (each conditional on the
+        record still being the pending copy just read), then drop them from the journal.
+
+        Idempotent: one already recorded is just dropped. Returns the assignments that lost
+        to a change made in MongoDB meanwhile (a cancel): delivery id → (drone, status now);
+        their claims are released and their drones must be recalled by the caller. One that
+        lost only the version race stays in the journal for the next call."""
+        ids = list(records)
+        docs = {
+            str(d["_id"]): restore_datetimes(d, DATE_FIELDS)
+            for d in self._c.find({"_id": {"$in": ids}})
+        }
+        done: list[str] = []
+        lost: dict[str, tuple[str, str | None]] = {}
+        ops, written = [], []
+        for delivery_id, record in records.items():
+            doc, drone = docs.get(delivery_id), str(record["drone_id"])
+            if doc is None:
+                lost[delivery_id] = (drone, None)
+            elif doc["status"] == "assigned" and doc.get("drone_id") == drone:
+                done.append(delivery_id)
+            elif doc["status"] != "pending":
+                lost[delivery_id] = (drone, str(doc["status"]))
+            else:
+                at = datetime.fromisoformat(record["at"])
+                update = _advanced(doc, "assigned", at, record["note"], _journal_fields(record))
+                query = {"_id": delivery_id, "version": doc.get("version", 0), "status": "pending"}
+                ops.append(UpdateOne(query, {"$set": update}))
+                written.append(delivery_id)
+        if ops:
+            res = self._c.bulk_write(ops, ordered=False)
+            if res.matched_count == len(ops):
+                done += written
+            else:
+                now = self._c.find({"_id": {"$in": written}}, {"status": 1, "drone_id": 1})
+                done += [
+                    str(d["_id"])
+                    for d in now
+                    if d["status"] == "assigned"
+                    and d.get("drone_id") == records[str(d["_id"])]["drone_id"]
+                ]
         pipe = self._r.pipeline(transaction=False)
-        for drone_id, delivery_id in pairs:
-            pipe.set(claim_key(drone_id), delivery_id, nx=True)
-        return {drone for (drone, _), ok in zip(pairs, pipe.execute(), strict=True) if ok}
+        for delivery_id in done:
+            pipe.sadd(ACTIVE, delivery_id)
+            pipe.hdel(JOURNAL, delivery_id)
+        for delivery_id, (_, status) in lost.items():
+            pipe.hdel(JOURNAL, delivery_id)
+            if status is None:
+                pipe.hdel(STATUS_HASH, delivery_id)
+            else:
+                self._sync_redis(delivery_id, status, pipe)
+        pipe.execute()
+        for delivery_id, (drone, _) in lost.items():
+            self.release(drone, delivery_id)
+        return lost
 
     def set_fields_many(self, fields_by_id: dict[str, dict[str, Any]]) -> None:
         if fields_by_id:
@@ -232,6 +359,7 @@ class DeliveriesRepo:
             pipe.sadd(ACTIVE, delivery_id)
         if status in TERMINAL:
             pipe.srem(ACTIVE, delivery_id)
+            pipe.hdel(ORDERS, delivery_id)
         if own:
             pipe.execute()
 
@@ -246,11 +374,6 @@ class DeliveriesRepo:
 
     def active(self) -> list[str]:
         return sorted(str(x) for x in self._r.smembers(ACTIVE))
-
-    def claim(self, drone_id: str, delivery_id: str) -> bool:
-        """Atomically reserve a drone for one delivery (SET NX): two dispatchers can never
-        both win the same drone."""
-        return bool(self._r.set(claim_key(drone_id), delivery_id, nx=True))
 
     def release(self, drone_id: str, delivery_id: str) -> None:
         self._release(keys=[claim_key(drone_id)], args=[delivery_id])

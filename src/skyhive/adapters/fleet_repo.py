@@ -80,6 +80,9 @@ class FleetRepo:
             self._max_payload = (now, value)
         return self._max_payload[1]
 
+    def registered_ids(self) -> set[str]:
+        return {str(x) for x in self._r.smembers(REGISTERED)}
+
     def sync_registered_set(self) -> None:
         """Rebuild the Redis mirror from MongoDB (at start-up: Redis may be new)."""
         ids = [str(d["_id"]) for d in self._c.find({}, {"_id": 1})]

@@ -1,31 +1,34 @@
 """Dispatch benchmark: order accepted → command published to the drone.
 
-A fresh stack with every process (gateway, processor, dispatcher, API) and the simulator
+A fresh stack with every process (gateway, processor, dispatcher, tracker, API) and the simulator
 flying ``drones`` drones reporting at ``telemetry_hz`` (docked until commanded, spread evenly
 over the stations). Orders are POSTed
 to the API at ``rate`` per second for ``duration`` seconds, pickups spread over all stations.
 A subscriber on ``skyhive/drones/+/commands`` timestamps each deliver command; the latency is
-that moment minus the order's ``created_at`` (the API's acceptance time; same clock).
+that moment minus the order's acceptance (``dispatch.accepted_at``: the moment the API had
+stored it, just before it answers 201; same clock). The POST round trip is reported apart.
 """
 
 from __future__ import annotations
 
 import http.client
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from skyhive.bench.command_watch import read as read_seen
 from skyhive.bench.stack import BenchStack, Progress, bench_stack, percentiles
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
-from skyhive.embedded import free_port
+from skyhive.embedded import die_with_parent, free_port
 
 
 @dataclass
@@ -40,6 +43,7 @@ class DispatchReport:
     dispatcher_latency_ms: dict[str, float] = field(default_factory=dict)
     api_post_ms: dict[str, float] = field(default_factory=dict)
     double_booked: int = 0
+    telemetry_per_s: float = 0.0  # telemetry ingested while the orders were posted
 
 
 def run_dispatch_bench(
@@ -48,11 +52,12 @@ def run_dispatch_bench(
     duration: float,
     progress: Progress = print,
     telemetry_hz: float = 1.0,
+    broker: str = "amqtt",
 ) -> DispatchReport:
     api_port = free_port()
-    roles = ("gateway", "processor", "dispatcher", "api")
+    roles = ("gateway", "processor", "dispatcher", "tracker", "api")
     env = {"SKYHIVE_API_PORT": str(api_port)}
-    with bench_stack(roles, "amqtt", progress, extra_env=env) as bs:
+    with bench_stack(roles, broker, progress, extra_env=env) as bs:
         sim = bs.spawn(
             "simulate",
             "--drones",
@@ -67,7 +72,12 @@ def run_dispatch_bench(
             return _measure(bs, api_port, drones, rate, duration, progress)
         finally:
             sim.terminate()
-            sim.wait(20)
+            try:
+                sim.wait(20)
+            except subprocess.TimeoutExpired:
+                progress("the simulator did not stop within 20 s of SIGTERM; killed")
+                sim.kill()
+                sim.wait()
 
 
 def _wait(cond: Any, timeout: float, what: str) -> None:
@@ -92,27 +102,36 @@ def _measure(
     _wait(lambda: _get(api_port, "/readyz") == 200, 60, "API ready")
     time.sleep(2.0)  # a couple of telemetry rounds, so every drone's state is current
 
-    received: dict[str, float] = {}
+    seen_file = bs.data_dir / "commands-seen.txt"
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "skyhive.bench.command_watch", str(bs.mqtt_port), str(seen_file)],
+        stdout=subprocess.PIPE,
+        preexec_fn=die_with_parent,
+    )
+    assert watch.stdout is not None
+    if watch.stdout.readline().strip() != b"ready":
+        raise SystemExit("benchmark setup failed: the command watcher did not subscribe")
+    try:
+        return _post_orders(bs, api_port, drones, rate, duration, progress, seen_file)
+    finally:
+        watch.terminate()
+        watch.wait(10)
+
+
+def _post_orders(
+    bs: BenchStack,
+    api_port: int,
+    drones: int,
+    rate: float,
+    duration: float,
+    progress: Progress,
+    seen_file: Path,
+) -> DispatchReport:
     lock = threading.Lock()
-
-    def on_message(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
-        now = time.time()
-        cmd = orjson.loads(m.payload)
-        if cmd.get("type") == "deliver":
-            with lock:
-                received.setdefault(cmd["delivery_id"], now)
-
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-dispatch-watch")
-    sub.on_message = on_message
-    sub.connect("127.0.0.1", bs.mqtt_port)
-    sub.subscribe("skyhive/drones/+/commands", qos=1)
-    sub.loop_start()
-    time.sleep(0.5)
-
     stations = bart_stations()
     total = int(rate * duration)
     start = time.monotonic() + 0.5
-    accepted: dict[str, float] = {}
+    accepted: set[str] = set()
     rejected = [0]
     post_ms: list[float] = []
     local = threading.local()
@@ -142,26 +161,34 @@ def _measure(
         if resp.status != 201:
             rejected[0] += 1
             return
-        created = datetime.fromisoformat(data["created_at"]).timestamp()
         with lock:
-            accepted[data["id"]] = created
+            accepted.add(data["id"])
 
     progress(f"posting {total} orders at {rate:g}/s over {duration:g}s ...")
+    stream = bs.settings.telemetry_stream
+    ingested_before, window_start = bs.clients.redis_text.xlen(stream), time.monotonic()
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(post, range(total)))
+    ingested = bs.clients.redis_text.xlen(stream) - ingested_before
+    telemetry_per_s = ingested / (time.monotonic() - window_start)
     deadline = time.monotonic() + 30
+    received: dict[str, float] = {}
     while time.monotonic() < deadline:
-        with lock:
-            if all(d in received for d in accepted):
-                break
-        time.sleep(0.2)
-    sub.loop_stop()
-    sub.disconnect()
+        received = read_seen(seen_file) if seen_file.exists() else {}
+        if all(d in received for d in accepted):
+            break
+        time.sleep(0.5)
 
+    time.sleep(1.0)  # the dispatcher records assignments in MongoDB just after commanding
     docs = list(bs.clients.db.deliveries.find({}, {"dispatch": 1, "drone_id": 1, "status": 1}))
-    internal = [d["dispatch"]["latency_ms"] for d in docs if d.get("dispatch")]
+    dispatched = {str(d["_id"]): d["dispatch"] for d in docs if d.get("dispatch")}
+    internal = [x["latency_ms"] for x in dispatched.values()]
     assigned = [d["drone_id"] for d in docs if d.get("drone_id")]
-    latencies = [(received[d] - t) * 1000 for d, t in accepted.items() if d in received]
+    latencies = [
+        (received[d] - _epoch(dispatched[d]["accepted_at"])) * 1000
+        for d in accepted
+        if d in received and d in dispatched
+    ]
     return DispatchReport(
         drones=drones,
         rate=rate,
@@ -173,7 +200,13 @@ def _measure(
         dispatcher_latency_ms=percentiles(internal),
         api_post_ms=percentiles(post_ms),
         double_booked=len(assigned) - len(set(assigned)),
+        telemetry_per_s=round(telemetry_per_s, 1),
     )
+
+
+def _epoch(value: datetime | str) -> float:
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _get(port: int, path: str) -> int:

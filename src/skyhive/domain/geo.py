@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
 import math
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -15,6 +19,21 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dl = math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def nearest(
+    lat: float, lon: float, points: Sequence[T], where: Callable[[T], tuple[float, float]], k: int
+) -> list[T]:
+    """The ``k`` items of ``points`` nearest to (lat, lon), nearest first. Ranks by the
+    equirectangular approximation: exact enough to order points a city apart, and several
+    times cheaper than the haversine on a hot path."""
+    kx = math.cos(math.radians(lat))
+
+    def d2(item: T) -> float:
+        plat, plon = where(item)
+        return (plat - lat) ** 2 + ((plon - lon) * kx) ** 2
+
+    return heapq.nsmallest(k, points, key=d2)
 
 
 def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

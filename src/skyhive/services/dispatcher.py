@@ -1,18 +1,16 @@
 """Dispatcher: assigns pending deliveries to drones and drives the delivery lifecycle.
 
 Every tick (and at once when an order arrives, via ``dispatch:wake``):
-- apply drone events from the bus (picked_up, delivered, failed);
 - relay queued commands (e.g. a cancelled delivery's recall) to the drones over MQTT;
 - try to assign each pending delivery: candidates near the pickup station from Redis GEO,
-  judged by payload and energy (``domain/dispatch.py``), best score first; the drone is
-  claimed atomically (SET NX) and the delivery moved pending → assigned with a conditional
-  update, so two dispatchers never double-book a drone or a delivery;
-- and, on a thread of its own, once a second: watch active deliveries (in transit, ETA,
-  silent drones), so many flights in progress never delay a new order.
+  judged by payload and energy (``domain/dispatch.py``), best score first. One Redis script
+  claims the drone, moves the delivery pending → assigned and journals the assignment, all
+  or nothing, so two dispatchers never double-book a drone or a delivery; the drone is
+  commanded at once and the MongoDB record written behind (``assignment_recorder.py``).
+  The dispatch path reads and writes Redis only.
 
-Policy for a drone that goes silent (no telemetry processed for a while) or reports a failure:
-before pickup the delivery goes back to ``pending`` and is re-dispatched to another drone;
-with the package on board it is ``failed`` (someone must recover the package).
+The recorder runs on a thread of its own; what happens after assignment (drone events,
+ETA, silent drones) is the tracker's (``tracker.py``), in another process.
 """
 
 from __future__ import annotations
@@ -29,11 +27,9 @@ from typing import Any
 
 import orjson
 
-from skyhive.adapters.deliveries_repo import WAKE, TransitionRefused
-from skyhive.adapters.live_state import states_from
-from skyhive.domain.commands import DroneEvent, commands_topic, deliver_command
+from skyhive.adapters.deliveries_repo import WAKE, claim_key
+from skyhive.domain.commands import commands_topic, deliver_command
 from skyhive.domain.dispatch import (
-    DEFAULT_CRUISE_MPS,
     Candidate,
     DispatchPolicy,
     Trip,
@@ -41,22 +37,28 @@ from skyhive.domain.dispatch import (
     eta_seconds,
     judge,
     rank,
-    remaining_km,
 )
 from skyhive.domain.fleet import DroneSpec
-from skyhive.domain.geo import haversine_m, point_lat_lon
+from skyhive.domain.geo import haversine_m, nearest
 from skyhive.domain.stations import Station
+from skyhive.services.assignment_recorder import AssignmentRecorder
+from skyhive.services.periodic import start_every
+from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
 GROUP = "dispatcher"
-SPEC_TTL_S = 10.0
-CANDIDATE_COUNTS = (20, 100, 1000)
+# Where to look for candidates: (radius km, None = the configured radius; how many nearest).
+# Nearest first, further only for orders that found none usable: a search's cost in Redis
+# grows with the drones inside its radius, and most orders are served by the drones docked
+# at or near their pickup station.
+SEARCH_STEPS: tuple[tuple[float | None, int], ...] = ((2.0, 10), (None, 50), (None, 1000))
 RETRY_WAITING_S = 1.0  # a delivery with no eligible drone is looked at again this often
-# What watching an active delivery needs; not the timeline or the dispatch record.
-WATCH_FIELDS = ["status", "drone_id", "destination", "pickup_location", "eta", "updated_at"]
+DOCKED_TTL_S = 1.0  # how long a station's count of docked drones is trusted
+# What judging a candidate needs of its live state.
+VIEW_FIELDS = ("battery_pct", "status")
 Publish = Callable[[str, bytes], None]
 _REASON_KINDS = (("battery", "battery too low"), ("payload", "payload too heavy"))
 
@@ -65,35 +67,31 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return haversine_m(lat1, lon1, lat2, lon2) / 1000.0
 
 
-def _parse_iso(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+def _where(station: Station) -> tuple[float, float]:
+    return station.lat, station.lon
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
 
 
 @dataclass(frozen=True, slots=True)
 class _Order:
     """A pending delivery with what dispatching it needs."""
 
-    doc: dict[str, Any]
+    id: str
     station: Station
     dest: tuple[float, float]
     back: Station
     leg_km: float
     back_km: float
     weight: float
-
-    @property
-    def id(self) -> str:
-        return str(self.doc["_id"])
+    accepted_at: float  # epoch seconds: when the API had the order stored
 
 
 @dataclass(frozen=True, slots=True)
 class _FleetView:
-    states: dict[str, dict[str, Any]]
+    states: dict[str, tuple[float, str]]  # drone → (battery %, flight status)
     claimed: dict[str, str]
     specs: dict[str, DroneSpec]
 
@@ -107,26 +105,26 @@ class Dispatcher:
         self._publish = publish
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._policy = DispatchPolicy(reserve_pct=settings.dispatch_reserve_pct)
-        self._specs: dict[str, tuple[float, DroneSpec]] = {}
+        self._specs = SpecCache(clients.fleet)
         self._waiting: dict[str, str] = {}
         self._next_try: dict[str, float] = {}
-        self._pending_docs: dict[str, dict[str, Any]] = {}
+        self._docked: dict[str, tuple[float, int]] = {}
+        self.recorder = AssignmentRecorder(clients)
         self.assigned = 0
 
     def setup(self) -> None:
-        # Build the lazy clients here, before the monitor thread could race to build them.
+        # Build the lazy clients here, before the recorder thread could race to build them.
         _ = (self._c.db, self._c.redis_text, self._c.live, self._c.fleet, self._c.stations)
-        for stream in (self._s.events_stream, self._s.commands_stream):
-            self._c.bus.ensure_group(stream, GROUP)
+        self._c.bus.ensure_group(self._s.commands_stream, GROUP)
         self._c.fleet.sync_registered_set()
+        self._specs.refresh()
+        if requeued := self._c.deliveries.requeue_pending():
+            log.info("re-queued %d pending deliveries Redis had lost track of", requeued)
 
     # --- the loop -------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Events, relayed commands and assignments: the latency-critical work. The watch
-        over active deliveries (:meth:`monitor`) runs on its own thread, so a large number
-        of deliveries in flight never delays a new order."""
-        self.handle_events()
+        """Relayed commands and assignments: the latency-critical work."""
         self.relay_commands()
         self.dispatch_pending()
 
@@ -137,7 +135,7 @@ class Dispatcher:
         ones once a second (``retry_all`` forces every one)."""
         now = time.monotonic()
         pending = self._c.deliveries.pending(limit)
-        for memo in (self._pending_docs, self._next_try, self._waiting):
+        for memo in (self._next_try, self._waiting):
             for gone in memo.keys() - set(pending):
                 del memo[gone]
         due = [d for d in pending if retry_all or self._next_try.get(d, 0.0) <= now]
@@ -164,15 +162,16 @@ class Dispatcher:
     def dispatch_batch(self, delivery_ids: list[str]) -> tuple[set[str], set[str]]:
         """Assign a batch of pending deliveries with a fixed number of round trips, whatever
         its size. Returns (assigned, lost a race for their drone: retry at once)."""
-        orders = self._orders(self._pending(delivery_ids))
+        orders = self._orders(self._c.deliveries.pending_orders(delivery_ids))
         won: set[str] = set()
         contended: set[str] = set()
         verdicts_of: dict[str, list[Verdict]] = {}
         # Nearest drones first; look further out only for orders that found none usable.
-        for count in CANDIDATE_COUNTS:
+        for step_km, count in SEARCH_STEPS:
             if not orders:
                 break
-            hits_per_order = self._nearby_many(orders, count)
+            radius = min(step_km or self._s.dispatch_radius_km, self._s.dispatch_radius_km)
+            hits_per_order = self._nearby_many(orders, radius, count)
             views = self._fleet_view({d for hits in hits_per_order for d, _ in hits})
             choices, further, taken = [], [], set[str]()
             for order, hits in zip(orders, hits_per_order, strict=True):
@@ -183,7 +182,7 @@ class Dispatcher:
                     best = ranked[0]
                     taken.add(best.drone_id)
                     choices.append((order, best, dict(hits)[best.drone_id], len(verdicts)))
-                elif len(hits) == count:
+                elif len(hits) == count or radius < self._s.dispatch_radius_km:
                     further.append(order)
             assigned = self._commit(choices)
             won |= assigned
@@ -194,84 +193,64 @@ class Dispatcher:
                 self._wait(delivery_id, self._why_waiting(verdicts))
         return won, contended
 
-    def _pending(self, delivery_ids: list[str]) -> list[dict[str, Any]]:
-        """The deliveries' records, in the order given. What a pending delivery asks for never
-        changes, so each is read once; a stale status only makes the conditional assignment
-        fail."""
-        missing = [d for d in delivery_ids if d not in self._pending_docs]
-        self._pending_docs.update(self._c.deliveries.get_many(missing))
-        out = []
-        for delivery_id in delivery_ids:
-            doc = self._pending_docs.get(delivery_id)
-            if doc is None or doc["status"] != "pending":
-                self._pending_docs.pop(delivery_id, None)
-                self._c.deliveries.reconcile(delivery_id, doc["status"] if doc else None)
-            else:
-                out.append(doc)
-        return out
-
-    def _orders(self, docs: list[dict[str, Any]]) -> list[_Order]:
+    def _orders(self, summaries: dict[str, dict[str, Any]]) -> list[_Order]:
         known = []
-        for doc in docs:
-            station = self._c.stations.get(str(doc["pickup_station"]))
+        for delivery_id, summary in summaries.items():
+            station = self._c.stations.get(str(summary["station"]))
             if station is None:
-                self._wait(str(doc["_id"]), f"pickup station {doc['pickup_station']} is unknown")
+                self._wait(delivery_id, f"pickup station {summary['station']} is unknown")
             else:
-                known.append((doc, station))
-        dests = [point_lat_lon(doc["destination"]) for doc, _ in known]
+                known.append((delivery_id, summary, station))
+        dests = [(float(o["lat"]), float(o["lon"])) for _, o, _ in known]
         orders = []
-        for (doc, station), (dlat, dlon), back in zip(
+        for (delivery_id, o, station), (dlat, dlon), back in zip(
             known, dests, self.return_stations(dests), strict=True
         ):
-            leg_km = float(doc.get("distance_km") or _km(station.lat, station.lon, dlat, dlon))
             orders.append(
                 _Order(
-                    doc,
+                    delivery_id,
                     station,
                     (dlat, dlon),
                     back,
-                    leg_km,
+                    float(o.get("km") or _km(station.lat, station.lon, dlat, dlon)),
                     _km(dlat, dlon, back.lat, back.lon),
-                    float(doc["package"]["weight_kg"]),
+                    float(o["kg"]),
+                    float(o["accepted_at"]),
                 )
             )
         return orders
 
-    def _spec_lookup(self, drone_ids: list[str]) -> dict[str, DroneSpec]:
-        now = time.monotonic()
-        stale = [
-            d for d in drone_ids if d not in self._specs or now - self._specs[d][0] > SPEC_TTL_S
-        ]
-        if stale:
-            fresh = self._c.fleet.specs(stale)
-            for d in stale:
-                if d in fresh:
-                    self._specs[d] = (now, fresh[d])
-                else:
-                    self._specs.pop(d, None)
-        return {d: self._specs[d][1] for d in drone_ids if d in self._specs}
+    def refresh_specs(self) -> None:
+        self._specs.refresh()
 
     def return_stations(self, points: list[tuple[float, float]]) -> list[Station]:
         """For each (lat, lon): the nearest station with a free pad (docked drones < pads),
-        among the five nearest; else the nearest. One round trip for all the points."""
+        among the five nearest; else the nearest. Counts are read at most once a second per
+        station, in one round trip for all the points."""
         stations = list(self._c.stations.all().values())
-        shortlists = [
-            sorted(stations, key=lambda s: _km(lat, lon, s.lat, s.lon))[:5] for lat, lon in points
+        shortlists = [nearest(lat, lon, stations, _where, 5) for lat, lon in points]
+        docked = self._docked_counts({s.code: s for short in shortlists for s in short})
+        return [
+            next((s for s in short if docked[s.code] < s.pads), short[0]) for short in shortlists
         ]
-        flat = [s for short in shortlists for s in short]
-        cap = max((s.pads for s in flat), default=0) + 1
-        docked = iter(self._c.live.count_near([(s.lat, s.lon) for s in flat], 0.15, cap))
-        out = []
-        for short in shortlists:
-            counts = [next(docked) for _ in short]
-            out.append(
-                next((s for s, n in zip(short, counts, strict=True) if n < s.pads), short[0])
-            )
-        return out
 
-    def _nearby_many(self, orders: list[_Order], count: int) -> list[list[tuple[str, float]]]:
+    def _docked_counts(self, stations: dict[str, Station]) -> dict[str, int]:
+        now = time.monotonic()
+        stale = [
+            s for c, s in stations.items() if now - self._docked.get(c, (-1e9, 0))[0] > DOCKED_TTL_S
+        ]
+        if stale:
+            cap = max(s.pads for s in stale) + 1
+            counts = self._c.live.count_near([(s.lat, s.lon) for s in stale], 0.15, cap)
+            for s, n in zip(stale, counts, strict=True):
+                self._docked[s.code] = (now, n)
+        return {c: self._docked[c][1] for c in stations}
+
+    def _nearby_many(
+        self, orders: list[_Order], radius_km: float, count: int
+    ) -> list[list[tuple[str, float]]]:
         points = [(o.station.lat, o.station.lon) for o in orders]
-        return self._c.live.nearby_many(points, self._s.dispatch_radius_km, count)
+        return self._c.live.nearby_many(points, radius_km, count)
 
     def _fleet_view(self, drone_ids: set[str]) -> _FleetView:
         """Live state, claims and registry spec of every candidate, in one Redis round trip
@@ -279,14 +258,14 @@ class Dispatcher:
         ids = sorted(drone_ids)
         if not ids:
             return _FleetView({}, {}, {})
-        pipe = self._c.redis_text.pipeline(transaction=False)
-        self._c.live.queue_get_many(pipe, ids)
-        self._c.deliveries.queue_claimed(pipe, ids)
-        *raw_states, raw_claims = pipe.execute()
-        states = {d: state for d, state in zip(ids, states_from(raw_states), strict=True) if state}
-        return _FleetView(
-            states, self._c.deliveries.claims_from(ids, raw_claims), self._spec_lookup(ids)
-        )
+        rows = self._c.live.read_with(ids, VIEW_FIELDS, [claim_key(d) for d in ids])
+        states, claimed = {}, {}
+        for drone_id, ((battery, status), claim) in zip(ids, rows, strict=True):
+            if status is not None:
+                states[drone_id] = (float(battery or 0), status)
+            if claim is not None:
+                claimed[drone_id] = claim
+        return _FleetView(states, claimed, self._specs.get_many(ids))
 
     def _judge_all(
         self, order: _Order, hits: list[tuple[str, float]], view: _FleetView, taken: set[str]
@@ -297,29 +276,25 @@ class Dispatcher:
             if spec is None or state is None:
                 verdicts.append(Verdict(drone_id, False, "not in the fleet registry"))
                 continue
-            cand = Candidate(spec, float(state["battery_pct"] or 0), state["status"], dist_km)
+            cand = Candidate(spec, state[0], state[1], dist_km)
             trip = Trip(dist_km, order.leg_km, order.back_km)
             busy = drone_id in view.claimed or drone_id in taken
             verdicts.append(judge(cand, trip, order.weight, self._policy, busy))
         return verdicts
 
     def _commit(self, choices: list[tuple[_Order, Verdict, float, int]]) -> set[str]:
-        """Claim the chosen drones, record the assignments in one bulk write, command the
-        drones. Returns the deliveries assigned."""
-        repo = self._c.deliveries
-        claimed = repo.claim_many([(best.drone_id, order.id) for order, best, *_ in choices])
+        """Claim the chosen drones and assign in one Redis script, command the drones, and
+        leave the MongoDB record to the recorder. Returns the deliveries assigned."""
         now = datetime.now(UTC)
-        items = []
-        for order, best, to_pickup, considered in choices:
-            if best.drone_id in claimed:
-                fields = self._assignment(order, best, to_pickup, considered, now)
-                note = f"assigned to {best.drone_id}: {best.reason}"
-                items.append((order.doc, best.drone_id, fields, note))
-        won = repo.assign_many(items, now)
+        won = self._c.deliveries.claim_assign(
+            [
+                (order.id, best.drone_id, self._assignment(order, best, to_pickup, considered, now))
+                for order, best, to_pickup, considered in choices
+            ]
+        )
         for order, best, *_ in choices:
             if order.id not in won:
                 continue
-            self._pending_docs.pop(order.id, None)
             self._waiting.pop(order.id, None)
             cmd = deliver_command(
                 order.id, order.station, order.dest, order.back, now, order.weight
@@ -327,27 +302,37 @@ class Dispatcher:
             self._publish(commands_topic(best.drone_id), orjson.dumps(cmd))
             self.assigned += 1
             log.info("delivery %s → %s (%s)", order.id, best.drone_id, best.reason)
+        if won:
+            self.recorder.notify()
         return won
 
     def _assignment(
         self, order: _Order, best: Verdict, to_pickup: float, considered: int, now: datetime
     ) -> dict[str, Any]:
-        spec = self._specs[best.drone_id][1]
+        """The journal record of an assignment (see ``DeliveriesRepo.record_journal``)."""
+        spec = self._specs.get_many([best.drone_id])[best.drone_id]
         eta_s = eta_seconds(to_pickup + order.leg_km, spec.cruise_speed_mps)
+        accepted = datetime.fromtimestamp(order.accepted_at, UTC)
         return {
             "drone_id": best.drone_id,
-            "return_station": order.back.code,
-            "eta": now + timedelta(seconds=eta_s),
-            "waiting_reason": None,
-            "dispatch": {
+            "at": _iso(now),
+            "note": f"assigned to {best.drone_id}: {best.reason}",
+            "fields": {
                 "drone_id": best.drone_id,
-                "reason": best.reason,
-                "score": round(best.score, 2),
-                "needed_pct": round(best.needed_pct, 1),
-                "candidates_considered": considered,
-                "dispatcher": self.consumer,
-                "assigned_at": now,
-                "latency_ms": round((now - order.doc["created_at"]).total_seconds() * 1000, 1),
+                "return_station": order.back.code,
+                "eta": _iso(now + timedelta(seconds=eta_s)),
+                "waiting_reason": None,
+                "dispatch": {
+                    "drone_id": best.drone_id,
+                    "reason": best.reason,
+                    "score": round(best.score, 2),
+                    "needed_pct": round(best.needed_pct, 1),
+                    "candidates_considered": considered,
+                    "dispatcher": self.consumer,
+                    "accepted_at": _iso(accepted),
+                    "assigned_at": _iso(now),
+                    "latency_ms": round((now - accepted).total_seconds() * 1000, 1),
+                },
             },
         }
 
@@ -369,65 +354,7 @@ class Dispatcher:
         """Record why a delivery waits, writing only when the reason changes."""
         if self._waiting.get(delivery_id) != reason:
             self._waiting[delivery_id] = reason
-            self._c.deliveries.set_fields(delivery_id, {"waiting_reason": reason})
-
-    # --- drone events ---------------------------------------------------------------------
-
-    def handle_events(self, count: int = 200) -> int:
-        bus, stream = self._c.bus, self._s.events_stream
-        msgs = bus.claim_stale(stream, GROUP, self.consumer, 30_000, count)
-        msgs += bus.consume(stream, GROUP, self.consumer, count, 0) if not msgs else []
-        for m in msgs:
-            try:
-                self.apply_event(DroneEvent.model_validate(orjson.loads(m.value), strict=False))
-            except (ValueError, KeyError) as exc:
-                log.warning("ignoring drone event %s: %s", m.id, exc)
-        bus.ack(stream, GROUP, [m.id for m in msgs])
-        return len(msgs)
-
-    def apply_event(self, ev: DroneEvent) -> None:
-        repo = self._c.deliveries
-        doc = repo.get(ev.delivery_id)
-        if doc is None or doc.get("drone_id") != ev.drone_id:
-            log.warning(
-                "event %s from %s for delivery %s it does not hold; ignored",
-                ev.event,
-                ev.drone_id,
-                ev.delivery_id,
-            )
-            return
-        now = datetime.now(UTC)
-        status = str(doc["status"])
-        try:
-            if ev.event == "picked_up":
-                repo.transition(ev.delivery_id, "picked_up", now, f"picked up by {ev.drone_id}")
-            elif ev.event == "delivered":
-                if status == "assigned":  # the pickup report was lost; the drop proves it
-                    repo.transition(ev.delivery_id, "picked_up", now, "pickup implied by delivery")
-                repo.transition(
-                    ev.delivery_id,
-                    "delivered",
-                    now,
-                    f"delivered by {ev.drone_id}",
-                    {"price_final": doc.get("price_estimate"), "delivered_at": now, "eta": None},
-                )
-            elif status == "assigned":
-                repo.transition(
-                    ev.delivery_id,
-                    "pending",
-                    now,
-                    f"{ev.drone_id} could not take it ({ev.reason or 'no reason given'}); re-dispatching",
-                    {"drone_id": None},
-                )
-            else:
-                repo.transition(
-                    ev.delivery_id,
-                    "failed",
-                    now,
-                    f"{ev.drone_id} reported failure: {ev.reason or 'no reason given'}",
-                )
-        except TransitionRefused as exc:
-            log.info("event %s for %s ignored: %s", ev.event, ev.delivery_id, exc)
+            self.recorder.note_waiting(delivery_id, reason)
 
     # --- commands queued by other processes -----------------------------------------------
 
@@ -439,92 +366,6 @@ class Dispatcher:
         bus.ack(stream, GROUP, [m.id for m in msgs])
         return len(msgs)
 
-    # --- watching active deliveries -------------------------------------------------------
-
-    def monitor(self) -> None:
-        """One read of every active delivery and its drone, then the transitions and ETA
-        updates they call for (ETAs in one bulk write)."""
-        repo = self._c.deliveries
-        now = datetime.now(UTC)
-        ids = repo.active()
-        docs = repo.get_many(ids, WATCH_FIELDS)
-        active = []
-        for delivery_id in ids:
-            doc = docs.get(delivery_id)
-            if doc is None or doc["status"] not in ("assigned", "picked_up", "in_transit"):
-                repo.reconcile(delivery_id, doc["status"] if doc else None)
-            else:
-                active.append(doc)
-        drones = [str(doc.get("drone_id")) for doc in active]
-        etas: dict[str, dict[str, Any]] = {}
-        for doc, drone_id, state in zip(active, drones, self._c.live.get_many(drones), strict=True):
-            try:
-                eta = self._watch(doc, drone_id, state, now)
-            except TransitionRefused:
-                continue
-            if eta is not None:
-                etas[str(doc["_id"])] = {"eta": eta}
-        repo.set_fields_many(etas)
-
-    def _watch(
-        self, doc: dict[str, Any], drone_id: str, state: dict[str, Any] | None, now: datetime
-    ) -> datetime | None:
-        """Apply the silent-drone policy and the in-transit step; returns a new ETA when it
-        moved by more than a few seconds."""
-        repo = self._c.deliveries
-        delivery_id, status = str(doc["_id"]), str(doc["status"])
-        seen = _parse_iso(state.get("updated_at")) if state else None
-        since = doc["updated_at"]  # the time of the last transition
-        last = max(seen, since) if seen else since
-        silent_s = (now - last).total_seconds()
-        if status == "assigned" and silent_s > self._s.dispatch_silent_assigned_s:
-            repo.transition(
-                delivery_id,
-                "pending",
-                now,
-                f"{drone_id} silent for {silent_s:.0f} s before pickup; re-dispatching",
-                {"drone_id": None},
-            )
-            return None
-        if status != "assigned" and silent_s > self._s.dispatch_silent_loaded_s:
-            repo.transition(
-                delivery_id,
-                "failed",
-                now,
-                f"{drone_id} silent for {silent_s:.0f} s with the package on board",
-            )
-            return None
-        if state is None or state.get("lat") is None:
-            return None
-        if status == "picked_up" and state.get("status") == "in_flight":
-            repo.transition(delivery_id, "in_transit", now, f"{drone_id} en route")
-        return self._new_eta(doc, drone_id, state, now)
-
-    def _new_eta(
-        self, doc: dict[str, Any], drone_id: str, state: dict[str, Any], now: datetime
-    ) -> datetime | None:
-        remaining = remaining_km(
-            doc["status"],
-            (float(state["lat"]), float(state["lon"])),
-            point_lat_lon(doc["pickup_location"]),
-            point_lat_lon(doc["destination"]),
-        )
-        spec = self._spec_lookup([drone_id]).get(drone_id)
-        speed = spec.cruise_speed_mps if spec else DEFAULT_CRUISE_MPS
-        eta = now + timedelta(seconds=eta_seconds(remaining, speed))
-        old = doc.get("eta")
-        if not isinstance(old, datetime) or abs((eta - old).total_seconds()) > 5:
-            return eta
-        return None
-
-
-def _every(period_s: float, work: Callable[[], None], stop: threading.Event) -> None:
-    while not stop.wait(period_s):
-        try:
-            work()
-        except Exception:
-            log.exception("%s failed; trying again in %.0fs", work.__name__, period_s)
-
 
 def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
     from skyhive.adapters.mqtt_url import parse_mqtt_url
@@ -535,7 +376,7 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
     publisher = MqttPublisher(host, port, client_id=f"skyhive-dispatcher-{os.getpid()}")
     dispatcher = Dispatcher(settings, clients, publisher.publish)
     pubsub = None
-    watcher: threading.Thread | None = None
+    helpers: list[threading.Thread] = []
     try:
         publisher.start()
         while not stop.is_set():
@@ -545,10 +386,10 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
             except Exception as exc:
                 log.warning("dispatcher waiting for MongoDB/Redis: %s", exc)
                 stop.wait(1.0)
-        watcher = threading.Thread(
-            target=_every, args=(1.0, dispatcher.monitor, stop), name="monitor"
-        )
-        watcher.start()
+        recorder = threading.Thread(target=dispatcher.recorder.run, args=(stop,), name="recorder")
+        recorder.start()
+        # Registry specs are refreshed here, so the dispatch path finds them cached.
+        helpers = [recorder, start_every(1.0, dispatcher.refresh_specs, stop, "specs")]
         pubsub = clients.redis_text.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         pubsub.subscribe(WAKE)
         log.info("dispatcher %s running", dispatcher.consumer)
@@ -567,9 +408,13 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
     finally:
-        stop.set()  # also on an error: the watcher must end before its clients close
-        if watcher is not None:
-            watcher.join(timeout=30)
+        stop.set()  # also on an error: the helpers must end before their clients close
+        for thread in helpers:
+            thread.join(timeout=30)
+        try:
+            dispatcher.recorder.drain()  # what is left stays journaled for the next dispatcher
+        except Exception as exc:
+            log.warning("could not record the last assignments on the way out: %s", exc)
         if pubsub is not None:
             pubsub.close()
         publisher.stop()

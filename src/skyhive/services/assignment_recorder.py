@@ -1,0 +1,88 @@
+"""Writes the dispatcher's decisions to MongoDB behind its back.
+
+An assignment is made in Redis (claim, status and a journal entry, atomically) and the drone
+is commanded at once; this recorder then copies journaled assignments into the MongoDB record
+in bulk. A dispatcher that crashes in between leaves its entries in the Redis journal, and
+whichever dispatcher runs next records them. An assignment that lost to a cancel made in
+MongoDB meanwhile is undone: its drone is released and recalled to its return station (through
+the commands stream, which the dispatchers relay to the drones).
+
+Waiting reasons (why a delivery has no drone yet) are written here too: they are advice for
+people, recomputed every second, and have no place on the dispatch path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from skyhive.domain.commands import return_command
+from skyhive.wiring import Clients
+
+log = logging.getLogger(__name__)
+
+JOURNAL_BATCH = 500
+
+
+class AssignmentRecorder:
+    def __init__(self, clients: Clients) -> None:
+        self._c = clients
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._waiting: dict[str, str] = {}
+
+    def notify(self) -> None:
+        """New journal entries: record them soon."""
+        self._wake.set()
+
+    def note_waiting(self, delivery_id: str, reason: str) -> None:
+        with self._lock:
+            self._waiting[delivery_id] = reason
+        self._wake.set()
+
+    def drain(self) -> int:
+        """Record everything journaled so far; returns how many entries were looked at."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+            repo = self._c.deliveries
+            if waiting:
+                repo.set_fields_many({d: {"waiting_reason": r} for d, r in waiting.items()})
+            records = repo.journal(JOURNAL_BATCH)
+            if not records:
+                return 0
+            lost = repo.record_journal(records)
+        for delivery_id, (drone, status) in lost.items():
+            self._recall(delivery_id, drone, status, records[delivery_id])
+        if len(records) >= JOURNAL_BATCH:
+            self._wake.set()  # more to do
+        return len(records)
+
+    def _recall(
+        self, delivery_id: str, drone: str, status: str | None, record: dict[str, Any]
+    ) -> None:
+        log.warning(
+            "assignment of %s to %s lost to a concurrent change (now %s); recalling the drone",
+            delivery_id,
+            drone,
+            status,
+        )
+        station = self._c.stations.get(str(record["fields"]["return_station"]))
+        if station is not None:
+            cmd = return_command(station, datetime.now(UTC), f"delivery {delivery_id} {status}")
+            self._c.bus.publish(self._c.settings.commands_stream, [(drone, orjson.dumps(cmd))])
+
+    def run(self, stop: threading.Event) -> None:
+        """Record as entries arrive (and at least every half second, to pick up what a
+        crashed dispatcher left)."""
+        while not stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self.drain()
+            except Exception:
+                log.exception("recording assignments failed; retrying")
+                stop.wait(1.0)
