@@ -8,9 +8,15 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from skyhive.domain.alert_config import AlertConfig, NotifyConfig
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SKYHIVE_", frozen=True, extra="ignore")
+    # Nested sections by "__": SKYHIVE_ALERTS__DEFAULTS__ALTITUDE_CEILING_M=150,
+    # SKYHIVE_NOTIFY__CHANNELS='[{"name": "ops", "url": "discord://id/token"}]'.
+    model_config = SettingsConfigDict(
+        env_prefix="SKYHIVE_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
 
     # Servers. Empty means "not configured": `skyhive up` then starts an embedded one.
     mongodb_uri: str = ""
@@ -58,9 +64,11 @@ class Settings(BaseSettings):
     dispatch_silent_assigned_s: float = Field(default=30.0, gt=0)
     dispatch_silent_loaded_s: float = Field(default=120.0, gt=0)
 
-    # Alert thresholds (percent).
-    low_battery_warning_pct: float = 25.0
-    low_battery_critical_pct: float = 10.0
+    # Alerting and notification (see domain/alert_config.py).
+    alerts: AlertConfig = AlertConfig()
+    notify: NotifyConfig = NotifyConfig()
+    notifier_group: str = "notifier"
+    alerts_sweep_s: float = Field(default=1.0, gt=0)  # offline checks and reminders
 
     def mongo_uri_or_default(self) -> str:
         return self.mongodb_uri or "mongodb://127.0.0.1:27017"
