@@ -180,6 +180,15 @@ def tracker(ctx: click.Context) -> None:
     run_tracker(_settings(ctx), _stop_on_signals())
 
 
+@cli.command()
+@click.pass_context
+def notifier(ctx: click.Context) -> None:
+    """Run the alert notifier: alert changes and reminders to the notification channels."""
+    from skyhive.services.notifier import run_notifier
+
+    run_notifier(_settings(ctx), _stop_on_signals())
+
+
 @cli.group()
 def drones() -> None:
     """The fleet registry."""
@@ -296,6 +305,65 @@ def api(ctx: click.Context) -> None:
 @click.option("--id-prefix", default="drone", show_default=True)
 @click.option("--emergency-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--battery-drain-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option(
+    "--gps-jump-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="One reading's position off by 2-5 km.",
+)
+@click.option(
+    "--overspeed-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="On the way: 5-12 s at 31-40 m/s (a gust or a runaway).",
+)
+@click.option(
+    "--altitude-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="On the way: up to 125-150 m, 8-20 s above the 120 m ceiling.",
+)
+@click.option(
+    "--battery-drop-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="A cell failure: the battery 20-30 points lower at once, for good.",
+)
+@click.option(
+    "--offline-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="A radio outage: the drone publishes nothing for --offline-s seconds.",
+)
+@click.option(
+    "--offline-s",
+    type=click.FloatRange(min=0.1, max=86_400),
+    default=30.0,
+    show_default=True,
+    help="How long a radio outage lasts (wall-clock seconds, whatever --time-scale).",
+)
+@click.option(
+    "--fault-once",
+    "fault_once",
+    type=click.Choice(
+        [
+            "emergency",
+            "battery_drain",
+            "gps_jump",
+            "overspeed",
+            "altitude",
+            "battery_drop",
+            "offline",
+        ]
+    ),
+    multiple=True,
+    help="Every drone has this fault once, right after its first take-off (repeatable).",
+)
 @click.option("--duplicate-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--out-of-order-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--malformed-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
@@ -323,6 +391,13 @@ def simulate(
     id_prefix: str,
     emergency_rate: float,
     battery_drain_rate: float,
+    gps_jump_rate: float,
+    overspeed_rate: float,
+    altitude_rate: float,
+    battery_drop_rate: float,
+    offline_rate: float,
+    offline_s: float,
+    fault_once: tuple[str, ...],
     duplicate_rate: float,
     out_of_order_rate: float,
     malformed_rate: float,
@@ -332,10 +407,13 @@ def simulate(
 ) -> None:
     """Fly a simulated fleet between BART stations, publishing telemetry over MQTT.
 
-    The drones obey dispatch commands and are registered in the fleet registry on start."""
+    The drones obey dispatch commands and are registered in the fleet registry on start.
+    The --*-rate options inject faults (per-message probabilities); --fault-once makes every
+    drone have a fault right after it takes off, for a demonstration or a test."""
     from skyhive.adapters.mqtt_url import parse_mqtt_url
     from skyhive.domain.fleet import DroneSpec
     from skyhive.simulator import FaultRates, SimulatorConfig, run_simulator
+    from skyhive.simulator.faults import FaultKind
     from skyhive.wiring import Clients
 
     settings = _settings(ctx)
@@ -343,6 +421,11 @@ def simulate(
     faults = FaultRates(
         emergency=emergency_rate,
         battery_drain=battery_drain_rate,
+        gps_jump=gps_jump_rate,
+        overspeed=overspeed_rate,
+        altitude=altitude_rate,
+        battery_drop=battery_drop_rate,
+        offline=offline_rate,
         duplicate=duplicate_rate,
         out_of_order=out_of_order_rate,
         malformed=malformed_rate,
@@ -356,6 +439,8 @@ def simulate(
         faults=faults,
         autonomous_legs=autonomous_legs,
         time_scale=time_scale,
+        fault_once=tuple(FaultKind(k) for k in fault_once),
+        offline_s=offline_s,
     )
     clients = Clients(settings)
 
@@ -434,6 +519,55 @@ def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json
             f"max={lat.get('max')} (samples={report.samples})"
         )
     if not report.zero_loss:
+        sys.exit(1)
+
+
+@bench.command("alerts")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=2000,
+    show_default=True,
+    help="Background telemetry, messages/s.",
+)
+@click.option("--duration", type=click.FloatRange(min=5), default=20, show_default=True)
+@click.option("--drones", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option(
+    "--triggers",
+    type=click.FloatRange(0.1, 100),
+    default=5,
+    show_default=True,
+    help="Emergencies per second, each from a new drone.",
+)
+@click.option(
+    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bench_alerts(
+    rate: float, duration: float, drones: int, triggers: float, broker: str, as_json: bool
+) -> None:
+    """Alert latency: MQTT publish of an emergency → webhook received, under load."""
+    import dataclasses
+
+    import orjson
+
+    from skyhive.bench.alerts import run_alert_bench
+
+    report = run_alert_bench(
+        rate, duration, drones, triggers, broker, progress=lambda m: click.echo(m, err=True)
+    )
+    if as_json:
+        click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+    else:
+        lat = report.latency_ms
+        click.echo(
+            f"broker={report.broker} background={report.rate:g}/s offered, "
+            f"{report.telemetry_per_s:g}/s ingested; triggered={report.triggered} "
+            f"notified={report.notified}\n"
+            f"publish → webhook (ms): p50={lat.get('p50')} p99={lat.get('p99')} "
+            f"max={lat.get('max')}"
+        )
+    if report.notified < report.triggered:
         sys.exit(1)
 
 

@@ -14,7 +14,9 @@ from skyhive.adapters.alerts_repo import AlertsRepo
 from skyhive.adapters.deadletters import DeadLetters
 from skyhive.adapters.deliveries_repo import DeliveriesRepo
 from skyhive.adapters.fleet_repo import FleetRepo
+from skyhive.adapters.geofences_repo import GeofencesRepo
 from skyhive.adapters.live_state import LiveState
+from skyhive.adapters.notifications_repo import NotificationsRepo
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.adapters.stations_repo import StationCache
 from skyhive.adapters.telemetry_repo import TelemetryRepo
@@ -68,6 +70,10 @@ class Clients:
         return AlertsRepo(self.db)
 
     @cached_property
+    def notifications(self) -> NotificationsRepo:
+        return NotificationsRepo(self.db)
+
+    @cached_property
     def telemetry(self) -> TelemetryRepo:
         return TelemetryRepo(self.db)
 
@@ -82,6 +88,10 @@ class Clients:
     @cached_property
     def stations(self) -> StationCache:
         return StationCache(self.db)
+
+    @cached_property
+    def geofences(self) -> GeofencesRepo:
+        return GeofencesRepo(self.db, self.redis_text)
 
     def close(self) -> None:
         cached: dict[str, Any] = self.__dict__

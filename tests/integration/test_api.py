@@ -21,7 +21,9 @@ from werkzeug.test import TestResponse
 from skyhive.adapters import mongo
 from skyhive.adapters.stations_repo import seed_stations
 from skyhive.api import MAX_BODY_BYTES, create_app
-from skyhive.domain.alert_rules import Thresholds, evaluate, fold
+from skyhive.domain.alert_config import AlertConfig
+from skyhive.domain.alert_lifecycle import fold
+from skyhive.domain.alert_rules import Context, Memory, evaluate
 from skyhive.domain.stations import bart_stations
 from skyhive.domain.telemetry import Telemetry, validate_telemetry
 from skyhive.embedded import free_port
@@ -252,8 +254,12 @@ def alerts(clients: Clients) -> None:
         telemetry("a2", 1, battery=60, status="emergency"),  # emergency critical
         telemetry("a3", 1, battery=5),  # low_battery critical, resolved below
     ]
-    conditions = [c for t in readings for c in evaluate(t, Thresholds())]
-    clients.alerts.apply(fold(conditions, {}))
+    cfg = AlertConfig()
+    found = [
+        (t.drone_id, f) for t in readings for f in evaluate(t, Context(cfg.defaults), Memory())
+    ]
+    updates, _ = fold(found, {}, cfg.resolves_itself)
+    clients.alerts.apply(updates)
     clients.db.alerts.update_one({"drone_id": "a3"}, {"$set": {"state": "resolved"}})
 
 

@@ -1,4 +1,9 @@
-"""Alerts in MongoDB ``alerts``: one document per alert, upserted by a deterministic id."""
+"""Alerts in MongoDB ``alerts``: one document per alert, upserted by a deterministic id.
+
+The active alert of each (drone, type) is mirrored in Redis (``alertstate:{drone}``: type →
+``id|severity|state``) so the processor never queries MongoDB to know what is open; the
+existence of that hash says whether a drone has any.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,42 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING, UpdateOne
+from pymongo import DESCENDING, ReturnDocument, UpdateOne
 from pymongo.database import Database
 
-from skyhive.adapters.mongo import Document
-from skyhive.domain.alert_rules import AlertChange
+from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.domain.alert_lifecycle import ACTIVE_STATES, AlertUpdate
+
+DATE_FIELDS = ("opened_at", "last_seen", "resolved_at", "acknowledged_at")
 
 
-def upsert_ops(changes: Sequence[AlertChange]) -> list[UpdateOne]:
-    return [
-        UpdateOne(
-            {"_id": ch.alert_id},
-            {
-                "$setOnInsert": {
-                    "drone_id": ch.drone_id,
-                    "type": ch.type,
-                    "state": "open",
-                    "opened_at": ch.first_ts,
-                },
-                "$set": {"severity": ch.severity, "details": ch.details},
-                "$max": {"last_seen": ch.last_ts},
-                "$inc": {"count": ch.count},
-            },
-            upsert=True,
-        )
-        for ch in changes
-    ]
+def alert_state_key(drone_id: str) -> str:
+    return f"alertstate:{drone_id}"
+
+
+def upsert_ops(updates: Sequence[AlertUpdate]) -> list[UpdateOne]:
+    ops = []
+    for u in updates:
+        on_insert: dict[str, Any] = {
+            "drone_id": u.drone_id,
+            "type": u.type,
+            "opened_at": u.first_ts,
+        }
+        fields: dict[str, Any] = {"severity": u.severity}
+        if u.details:
+            fields["details"] = u.details
+        if u.resolved_at is not None:
+            fields.update(state="resolved", resolved_at=u.resolved_at, resolved_by="auto")
+        else:
+            on_insert["state"] = "open"
+        update: dict[str, Any] = {"$setOnInsert": on_insert, "$set": fields}
+        if u.count:
+            update["$inc"] = {"count": u.count}
+            update["$max"] = {"last_seen": u.last_ts}
+        else:
+            update["$setOnInsert"]["count"] = 0
+        ops.append(UpdateOne({"_id": u.alert_id}, update, upsert=True))
+    return ops
 
 
 def serialize(doc: Document) -> dict[str, Any]:
@@ -47,19 +62,55 @@ class AlertsRepo:
     def __init__(self, db: Database[Document]) -> None:
         self._c = db.alerts
 
-    def apply(self, changes: Sequence[AlertChange]) -> None:
-        if changes:
-            self._c.bulk_write(upsert_ops(changes), ordered=False)
+    def apply(self, updates: Sequence[AlertUpdate]) -> None:
+        if updates:
+            self._c.bulk_write(upsert_ops(updates), ordered=False)
+
+    def get(self, alert_id: str) -> Document | None:
+        doc = self._c.find_one({"_id": alert_id})
+        return restore_datetimes(doc, DATE_FIELDS) if doc else None
 
     def get_many(self, ids: Sequence[str]) -> list[Document]:
-        return list(self._c.find({"_id": {"$in": list(ids)}}))
+        docs = self._c.find({"_id": {"$in": list(ids)}})
+        return [restore_datetimes(d, DATE_FIELDS) for d in docs]
 
     def list(
-        self, state: str | None = None, drone_id: str | None = None, limit: int = 100
+        self,
+        state: str | None = None,
+        drone_id: str | None = None,
+        limit: int = 100,
+        severity: str | None = None,
+        alert_type: str | None = None,
+        since: datetime | None = None,
     ) -> list[Document]:
         query: dict[str, Any] = {}
-        if state:
-            query["state"] = state
-        if drone_id:
-            query["drone_id"] = drone_id
-        return list(self._c.find(query).sort("opened_at", DESCENDING).limit(limit))
+        for name, value in (
+            ("state", state),
+            ("drone_id", drone_id),
+            ("severity", severity),
+            ("type", alert_type),
+        ):
+            if value:
+                query[name] = value
+        if since is not None:
+            query["last_seen"] = {"$gte": since}
+        docs = self._c.find(query).sort("opened_at", DESCENDING).limit(limit)
+        return [restore_datetimes(d, DATE_FIELDS) for d in docs]
+
+    def set_fields(self, alert_id: str, fields: dict[str, Any]) -> None:
+        self._c.update_one({"_id": alert_id}, {"$set": fields})
+
+    def change_state(
+        self, alert_id: str, from_states: Sequence[str], fields: dict[str, Any]
+    ) -> Document | None:
+        """Set ``fields`` if the alert is in one of ``from_states``; returns the new document,
+        or None when it is not (missing, or in another state)."""
+        doc = self._c.find_one_and_update(
+            {"_id": alert_id, "state": {"$in": list(from_states)}},
+            {"$set": fields},
+            return_document=ReturnDocument.AFTER,
+        )
+        return restore_datetimes(doc, DATE_FIELDS) if doc else None
+
+
+__all__ = ["ACTIVE_STATES", "AlertsRepo", "alert_state_key", "serialize"]

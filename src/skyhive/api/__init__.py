@@ -28,10 +28,12 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         deliveries,
         drones,
         fleet,
+        geofences,
         health,
         ingest,
         openapi,
         stations,
+        stream,
     )
     from skyhive.api.metrics import init_metrics
 
@@ -42,7 +44,19 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     app.extensions[EXTENSION_KEY] = clients
     register_error_handlers(app)
     init_metrics(app)
-    blueprints = (drones, fleet, deliveries, alerts, stations, deadletters, ingest, health, openapi)
+    blueprints = (
+        drones,
+        fleet,
+        deliveries,
+        alerts,
+        geofences,
+        stream,
+        stations,
+        deadletters,
+        ingest,
+        health,
+        openapi,
+    )
     for module in blueprints:
         app.register_blueprint(module.bp)
     return app

@@ -14,15 +14,20 @@ from flask import Blueprint, Response
 from pydantic import BaseModel
 
 from skyhive import __version__
-from skyhive.api.alerts import ALERT_STATES
+from skyhive.api.alerts import ALERT_STATES, AlertAction
 from skyhive.api.deliveries import DELIVERY_STATUSES
 from skyhive.api.drones import DEFAULT_RADIUS_KM, MAX_RADIUS_KM, MIN_RADIUS_KM
 from skyhive.api.fleet import REGISTRY_STATUSES
+from skyhive.api.geofences import ACTIVE_VALUES
 from skyhive.api.ingest import MAX_ERRORS_LISTED, MAX_ITEMS
 from skyhive.api.params import DEFAULT_LIMIT, MAX_LIMIT
 from skyhive.api.responses import json_response
+from skyhive.api.stream import KEEPALIVE_S, MAX_STREAM_CLIENTS, RETRY_MS
+from skyhive.domain.alert_config import ALERT_TYPES
 from skyhive.domain.deliveries import ID_PATTERN, DeliveryRequest
 from skyhive.domain.fleet import DroneSpec, DroneSpecPatch
+from skyhive.domain.geofence import ID_PATTERN as GEOFENCE_ID_PATTERN
+from skyhive.domain.geofence import Geofence, GeofenceSpec
 from skyhive.domain.telemetry import DRONE_ID_RE
 
 bp = Blueprint("openapi", __name__)
@@ -232,13 +237,35 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "id": {"type": "string"},
             "drone_id": {"type": "string"},
-            "type": {"type": "string", "examples": ["low_battery", "emergency"]},
+            "type": {"type": "string", "enum": list(ALERT_TYPES)},
             "severity": {"type": "string", "enum": ["warning", "critical"]},
             "state": {"type": "string", "enum": list(ALERT_STATES)},
             "opened_at": {"type": "string", "format": "date-time"},
             "last_seen": {"type": "string", "format": "date-time"},
-            "count": {"type": "integer", "minimum": 1, "description": "Readings that fired it."},
-            "details": {"type": "object", "additionalProperties": True},
+            "count": {"type": "integer", "minimum": 0, "description": "Findings that fired it."},
+            "details": {
+                "type": "object",
+                "additionalProperties": True,
+                "description": "What the last finding saw: position, battery, and per type "
+                "e.g. the zones entered, the station out of reach, the implied speed.",
+            },
+            "action": {
+                "type": "object",
+                "additionalProperties": True,
+                "description": "An automatic action taken (cannot_reach_station: the drone "
+                "was ordered to `station`).",
+            },
+            "acknowledged_by": {"type": "string"},
+            "acknowledged_at": {"type": "string", "format": "date-time"},
+            "ack_note": {"type": ["string", "null"]},
+            "resolved_by": {"type": "string", "description": "`auto`, or who resolved it."},
+            "resolved_at": {"type": "string", "format": "date-time"},
+            "resolve_note": {"type": ["string", "null"]},
+            "notifications": {
+                "type": "array",
+                "description": "Every notification attempt (one alert read only).",
+                "items": {"type": "object", "additionalProperties": True},
+            },
         },
     },
     "Station": {
@@ -299,6 +326,17 @@ SCHEMAS: dict[str, Schema] = {
         DroneSpecPatch,
         "Fields to change; absent or `null` fields keep their value. At least one is needed.",
     ),
+    **_from_model(
+        GeofenceSpec,
+        "A no-fly zone to create, or to replace one with (PUT: fields left out take their "
+        "defaults). It applies to a position inside or on the boundary of `geometry`, at an "
+        "altitude in [`floor_m`, `ceiling_m`) (an unknown altitude counts as inside), at a "
+        "time in [`active_from`, `active_until`) and, with `daily`, in [`start`, `end`) UTC "
+        "each day (wrapping midnight when `end` is before `start`). Without `id` one is "
+        "generated (`gf-…`).",
+    ),
+    **_from_model(Geofence, "A stored no-fly zone; times are UTC, to the millisecond."),
+    **_from_model(AlertAction, "Who acts on an alert, and why."),
     **_from_model(
         DeliveryRequest,
         "A delivery order. Give `order_id` to make retries safe: the same `order_id` again "
@@ -494,6 +532,28 @@ PARAMETERS: dict[str, Schema] = {
         "description": "Exclusive upper bound on `ts`; not before `since`. " + RFC3339_OR_EPOCH_MS,
         "schema": {"type": "string"},
     },
+    "AlertId": {
+        "name": "alert_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "maxLength": 200},
+    },
+    "AlertSeverity": {
+        "name": "severity",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["warning", "critical"]},
+    },
+    "AlertType": {
+        "name": "type",
+        "in": "query",
+        "schema": {"type": "string", "enum": list(ALERT_TYPES)},
+    },
+    "AlertSince": {
+        "name": "since",
+        "in": "query",
+        "description": "Only alerts seen at or after this time. " + RFC3339_OR_EPOCH_MS,
+        "schema": {"type": "string"},
+    },
     "AlertState": {
         "name": "state",
         "in": "query",
@@ -540,6 +600,19 @@ PARAMETERS: dict[str, Schema] = {
         "in": "query",
         "description": "Only deliveries assigned to this drone.",
         "schema": {"type": "string", "pattern": DRONE_ID_RE.pattern},
+    },
+    "GeofenceId": {
+        "name": "geofence_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": GEOFENCE_ID_PATTERN},
+    },
+    "GeofenceActive": {
+        "name": "active",
+        "in": "query",
+        "description": "`true`: only zones in force now (enabled and within their time "
+        "windows); `false`: only the others. Default: every zone.",
+        "schema": {"type": "string", "enum": list(ACTIVE_VALUES)},
     },
     "Before": {
         "name": "before",
@@ -760,8 +833,141 @@ PATHS: dict[str, Schema] = {
             "alerts",
             _json(_list_of("Alert"), "Matching alerts."),
             "BadRequest",
-            params=[_param("AlertState"), _param("DroneIdQuery"), _param("Limit")],
+            params=[
+                _param("AlertState"),
+                _param("DroneIdQuery"),
+                _param("AlertSeverity"),
+                _param("AlertType"),
+                _param("AlertSince"),
+                _param("Limit"),
+            ],
         )
+    },
+    "/api/v1/alerts/{alert_id}": {
+        "get": _op(
+            "getAlert",
+            "One alert, with every notification attempt made for it",
+            "alerts",
+            _json(_ref("Alert"), "The alert."),
+            "NotFound",
+            params=[_param("AlertId")],
+        )
+    },
+    "/api/v1/alerts/{alert_id}/ack": {
+        "post": _op(
+            "acknowledgeAlert",
+            "Acknowledge an open alert (stops its reminders)",
+            "alerts",
+            _json(_ref("Alert"), "Acknowledged."),
+            "BadRequest",
+            "NotFound",
+            "Conflict",
+            "UnsupportedMediaType",
+            "Unprocessable",
+            params=[_param("AlertId")],
+            requestBody=_body("AlertAction", "Who acknowledges, and a note."),
+            description="409 when the alert is not open (already acknowledged or resolved).",
+        )
+    },
+    "/api/v1/alerts/{alert_id}/resolve": {
+        "post": _op(
+            "resolveAlert",
+            "Resolve an open or acknowledged alert",
+            "alerts",
+            _json(_ref("Alert"), "Resolved."),
+            "BadRequest",
+            "NotFound",
+            "Conflict",
+            "UnsupportedMediaType",
+            "Unprocessable",
+            params=[_param("AlertId")],
+            requestBody=_body("AlertAction", "Who resolves it, and a note."),
+            description="409 when it is resolved already. If the condition persists, the "
+            "next finding opens a new alert.",
+        )
+    },
+    "/api/v1/stream/alerts": {
+        "get": _op(
+            "streamAlerts",
+            "Alert changes as they happen (Server-Sent Events)",
+            "alerts",
+            {
+                "description": f"An endless `text/event-stream`: `retry: {RETRY_MS}` first, "
+                "then an `event: alert` frame per opened, escalated or otherwise changed "
+                "alert, its `data` one Alert object as JSON; a `: keepalive` comment after "
+                f"{KEEPALIVE_S:g} s without events. Only changes made while connected are "
+                "sent: list the alerts first, then follow the stream.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "headers": {
+                    "Cache-Control": {"schema": {"const": "no-cache"}},
+                    "X-Accel-Buffering": {"schema": {"const": "no"}},
+                },
+            },
+        )
+    },
+    "/api/v1/geofences": {
+        "post": _op(
+            "createGeofence",
+            "Create a no-fly zone",
+            "geofences",
+            _json(_ref("Geofence"), "Created; `Location` is its URL."),
+            "BadRequest",
+            "Conflict",
+            "TooLarge",
+            "UnsupportedMediaType",
+            "Unprocessable",
+            status="201",
+            description="422 naming the field for a body that breaks the schema, including "
+            "a `geometry` that is not a valid polygon (ring not closed or under 4 positions, "
+            "position out of range, self-intersection: the message gives the reason and "
+            "where). 409 when `id` is taken. The processor applies the change within about "
+            "a second.",
+            requestBody=_body("GeofenceSpec", "The zone."),
+        ),
+        "get": _op(
+            "listGeofences",
+            "No-fly zones, by id",
+            "geofences",
+            _json(_list_of("Geofence"), "Matching zones."),
+            "BadRequest",
+            params=[_param("GeofenceActive")],
+        ),
+    },
+    "/api/v1/geofences/{geofence_id}": {
+        "get": _op(
+            "getGeofence",
+            "One no-fly zone",
+            "geofences",
+            _json(_ref("Geofence"), "The zone."),
+            "BadRequest",
+            "NotFound",
+            params=[_param("GeofenceId")],
+        ),
+        "put": _op(
+            "replaceGeofence",
+            "Replace a no-fly zone",
+            "geofences",
+            _json(_ref("Geofence"), "The zone as replaced; `created_at` is kept."),
+            "BadRequest",
+            "NotFound",
+            "TooLarge",
+            "UnsupportedMediaType",
+            "Unprocessable",
+            params=[_param("GeofenceId")],
+            description="As create, validated the same way; an `id` in the body must match "
+            "the URL (else 422).",
+            requestBody=_body("GeofenceSpec", "The whole zone."),
+        ),
+        "delete": _op(
+            "deleteGeofence",
+            "Delete a no-fly zone",
+            "geofences",
+            {"description": "Deleted."},
+            "BadRequest",
+            "NotFound",
+            params=[_param("GeofenceId")],
+            status="204",
+        ),
     },
     "/api/v1/stations": {
         "get": _op(
@@ -836,6 +1042,13 @@ PATHS: dict[str, Schema] = {
 PATHS["/api/v1/deliveries"]["post"]["responses"]["200"] = _json(
     _ref("Delivery"), "`order_id` was used before by this customer: the existing delivery."
 )
+PATHS["/api/v1/stream/alerts"]["get"]["responses"]["503"] = {
+    **_error_response(
+        f"Redis is unreachable, or {MAX_STREAM_CLIENTS} streams are open already (each holds "
+        "a server thread); retry after `Retry-After`."
+    ),
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+}
 # /readyz answers 503 with the check results rather than the error shape.
 PATHS["/readyz"]["get"]["responses"]["503"] = _json(
     _ref("Readiness"), "At least one dependency did not answer; `checks` says which."
@@ -859,6 +1072,7 @@ DOCUMENT: Schema = {
             "deliveries",
             "telemetry",
             "alerts",
+            "geofences",
             "stations",
             "deadletters",
             "meta",

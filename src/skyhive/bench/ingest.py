@@ -61,7 +61,7 @@ def _publisher(host: str, port: int, rate: float, duration: float, drones: int, 
                 "drone_id": f"bench-{i}",
                 "seq": seqs[i],
                 "ts": int(time.time() * 1000),
-                "lat": st.lat + (seqs[i] % 100) * 1e-5,
+                "lat": st.lat + seqs[i] * 1e-6,  # creeping north: no jumps, no alerts
                 "lon": st.lon,
                 "alt_m": 80.0,
                 "speed_mps": 15.0,

@@ -1,44 +1,120 @@
-"""Alert rules over telemetry: which conditions a reading shows, and what that does to the
-one open alert per (drone, type)."""
+"""Alert rules over telemetry: what each reading says about each alert type.
+
+A rule looks at one reading in its context (the drone's thresholds and registry spec, the
+nearest station, the no-fly zones it is in) and its memory of the drone's previous readings,
+and returns a :class:`Finding` per alert type it can judge: a severity (the condition holds)
+or ``None`` (it does not). A rule that cannot judge (no position, no spec) says nothing, so
+an open alert is left as it is. The lifecycle (``alert_lifecycle.py``) turns findings into
+opened, escalated, de-escalated and resolved alerts.
+
+Readings older than the last one judged (out of order, replayed) are not judged at all: they
+are history, and must not move an alert back in time.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
+from skyhive.domain.alert_config import Severity, Thresholds
+from skyhive.domain.fleet import DroneSpec
+from skyhive.domain.geo import haversine_m
 from skyhive.domain.telemetry import Telemetry
 
-Severity = Literal["warning", "critical"]
-SEVERITY_RANK: dict[str, int] = {"warning": 1, "critical": 2}
+AIRBORNE = frozenset({"in_flight", "returning", "emergency"})
+# Battery must climb this far above the warning threshold to clear low_battery: sensor noise
+# around the threshold must not open and resolve alerts every second.
+LOW_BATTERY_HYSTERESIS_PCT = 2.0
+# Battery samples kept for battery_drop: at most one per this many seconds.
+SAMPLE_SPACING_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class Thresholds:
-    low_battery_warning_pct: float = 25.0
-    low_battery_critical_pct: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """A rule firing on one reading."""
-
-    drone_id: str
+class Finding:
     type: str
-    severity: Severity
+    severity: Severity | None  # None: the condition does not hold
     ts: datetime
-    details: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate(t: Telemetry, th: Thresholds) -> list[Condition]:
-    found: list[Condition] = []
-    if t.is_emergency:
-        found.append(Condition(t.drone_id, "emergency", "critical", t.ts, _where(t)))
-    if t.battery_pct < th.low_battery_critical_pct:
-        found.append(Condition(t.drone_id, "low_battery", "critical", t.ts, _where(t)))
-    elif t.battery_pct < th.low_battery_warning_pct:
-        found.append(Condition(t.drone_id, "low_battery", "warning", t.ts, _where(t)))
-    return found
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A no-fly zone the reading is in (from the geofence index)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    thresholds: Thresholds
+    spec: DroneSpec | None = None
+    nearest_station: tuple[str, float] | None = None  # (code, km)
+    zones: tuple[Zone, ...] | None = None  # None: not checked (no position)
+
+
+@dataclass(slots=True)
+class Memory:
+    """What the rules remember of a drone between readings (kept in Redis)."""
+
+    ts_ms: int = -1
+    seq: int = -1
+    lat: float | None = None
+    lon: float | None = None
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (epoch s, battery %)
+
+    def encode(self) -> dict[str, Any]:
+        return {"t": self.ts_ms, "s": self.seq, "la": self.lat, "lo": self.lon, "b": self.samples}
+
+    @staticmethod
+    def decode(raw: dict[str, Any] | None) -> Memory:
+        if not raw:
+            return Memory()
+        return Memory(
+            int(raw.get("t", -1)),
+            int(raw.get("s", -1)),
+            raw.get("la"),
+            raw.get("lo"),
+            [(float(a), float(b)) for a, b in raw.get("b", [])],
+        )
+
+    def is_newer(self, t: Telemetry) -> bool:
+        return t.newer_than(self.ts_ms, self.seq)
+
+
+def evaluate(t: Telemetry, ctx: Context, mem: Memory) -> list[Finding]:
+    """Findings for one reading, and ``mem`` updated with it. Call only for readings newer
+    than ``mem`` (:meth:`Memory.is_newer`), oldest first."""
+    th = ctx.thresholds
+    out = [
+        Finding("offline", None, t.ts),  # any reading means the drone is heard again
+        Finding("emergency", "critical" if t.is_emergency else None, t.ts, _where(t)),
+    ]
+    judged, low = _low_battery(t, th)
+    if judged:
+        out.append(Finding("low_battery", low, t.ts, _where(t)))
+    reach = _cannot_reach(t, ctx)
+    if reach is not None:
+        out.append(reach)
+    if ctx.zones is not None:
+        zones = [{"id": z.id, "name": z.name} for z in ctx.zones]
+        sev: Severity | None = "critical" if zones else None
+        out.append(Finding("geofence", sev, t.ts, {**_where(t), "zones": zones}))
+    if t.alt_m is not None:
+        above = t.alt_m > th.altitude_ceiling_m
+        details = {**_where(t), "ceiling_m": th.altitude_ceiling_m}
+        out.append(Finding("altitude", "warning" if above else None, t.ts, details))
+    if t.speed_mps is not None:
+        fast = t.speed_mps > th.overspeed_mps
+        details = {**_where(t), "speed_mps": t.speed_mps, "limit_mps": th.overspeed_mps}
+        out.append(Finding("overspeed", "warning" if fast else None, t.ts, details))
+    jump = _gps_jump(t, th, mem)
+    if jump is not None:
+        out.append(jump)
+    out.append(_battery_drop(t, th, mem))
+    _remember(t, th, mem)
+    return out
 
 
 def _where(t: Telemetry) -> dict[str, Any]:
@@ -46,79 +122,104 @@ def _where(t: Telemetry) -> dict[str, Any]:
         "battery_pct": t.battery_pct,
         "lat": t.lat,
         "lon": t.lon,
+        "alt_m": t.alt_m,
         "seq": t.seq,
         "status": t.status,
     }
 
 
-@dataclass(frozen=True, slots=True)
-class OpenAlert:
-    """What the processor remembers (in Redis) about a drone's open alert of one type."""
-
-    alert_id: str
-    severity: Severity
-
-    def encode(self) -> str:
-        return f"{self.alert_id}|{self.severity}"
-
-    @staticmethod
-    def decode(raw: str) -> OpenAlert:
-        alert_id, _, severity = raw.rpartition("|")
-        return OpenAlert(alert_id, "critical" if severity == "critical" else "warning")
+def _low_battery(t: Telemetry, th: Thresholds) -> tuple[bool, Severity | None]:
+    """(judged, severity): not judged inside the hysteresis band above the warning
+    threshold, where an open alert stays as it is."""
+    if t.battery_pct < th.low_battery_critical_pct:
+        return True, "critical"
+    if t.battery_pct < th.low_battery_warning_pct:
+        return True, "warning"
+    return t.battery_pct >= th.low_battery_warning_pct + LOW_BATTERY_HYSTERESIS_PCT, None
 
 
-@dataclass(slots=True)
-class AlertChange:
-    """The net effect of a batch of conditions on one (drone, type) alert."""
-
-    alert_id: str
-    drone_id: str
-    type: str
-    severity: Severity
-    opened: bool  # a new alert
-    escalated: bool  # severity rose
-    first_ts: datetime
-    last_ts: datetime
-    count: int
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def notify(self) -> bool:
-        return self.opened or self.escalated
+def energy_to_reach_pct(spec: DroneSpec, km: float) -> float:
+    """Battery share (%) needed to fly ``km`` at the drone's consumption."""
+    return km * spec.consumption_wh_per_km / spec.battery_capacity_wh * 100.0
 
 
-def alert_id_for(c: Condition) -> str:
-    """Deterministic id, so a replayed batch upserts the same alert rather than a new one."""
-    return f"{c.drone_id}:{c.type}:{int(c.ts.timestamp() * 1000)}"
+def _cannot_reach(t: Telemetry, ctx: Context) -> Finding | None:
+    """Critical when the battery left cannot carry the drone to the nearest station with the
+    reserve to spare. Judged only in the air (a docked drone is at a station)."""
+    if t.status is not None and t.status not in AIRBORNE:
+        return Finding("cannot_reach_station", None, t.ts)
+    if ctx.spec is None or ctx.nearest_station is None:
+        return None
+    code, km = ctx.nearest_station
+    needed = energy_to_reach_pct(ctx.spec, km)
+    spare = t.battery_pct - needed
+    details = {
+        **_where(t),
+        "station": code,
+        "distance_km": round(km, 3),
+        "needed_pct": round(needed, 1),
+        "reserve_pct": ctx.thresholds.reach_reserve_pct,
+    }
+    short = spare < ctx.thresholds.reach_reserve_pct
+    return Finding("cannot_reach_station", "critical" if short else None, t.ts, details)
 
 
-def fold(
-    conditions: list[Condition], current: dict[tuple[str, str], OpenAlert]
-) -> list[AlertChange]:
-    """Combine a batch's conditions (in event-time order) with the open alerts.
+def _gps_jump(t: Telemetry, th: Thresholds, mem: Memory) -> Finding | None:
+    if t.lat is None or t.lon is None or mem.lat is None or mem.lon is None:
+        return None
+    dt = (t.ts_ms - mem.ts_ms) / 1000.0
+    if dt <= 0:
+        return None
+    metres = haversine_m(mem.lat, mem.lon, t.lat, t.lon)
+    implied = metres / dt
+    details = {
+        **_where(t),
+        "from": {"lat": mem.lat, "lon": mem.lon},
+        "distance_m": round(metres, 1),
+        "seconds": round(dt, 3),
+        "implied_mps": round(implied, 1),
+        "limit_mps": th.gps_jump_mps,
+    }
+    return Finding("gps_jump", "critical" if implied > th.gps_jump_mps else None, t.ts, details)
 
-    One open alert per (drone, type): the first condition opens it, repeats count, a higher
-    severity escalates it. Severity never drops while it stays open.
-    """
-    changes: dict[tuple[str, str], AlertChange] = {}
-    for c in sorted(conditions, key=lambda c: c.ts):
-        key = (c.drone_id, c.type)
-        ch = changes.get(key)
-        if ch is None:
-            prev = current.get(key)
-            if prev is None:
-                ch = AlertChange(
-                    alert_id_for(c), c.drone_id, c.type, c.severity, True, False, c.ts, c.ts, 0
-                )
-            else:
-                ch = AlertChange(
-                    prev.alert_id, c.drone_id, c.type, prev.severity, False, False, c.ts, c.ts, 0
-                )
-            changes[key] = ch
-        if SEVERITY_RANK[c.severity] > SEVERITY_RANK[ch.severity]:
-            ch.severity = c.severity
-            ch.escalated = not ch.opened
-        ch.count += 1
-        ch.last_ts = max(ch.last_ts, c.ts)
-        ch.details = c.details
-    return list(changes.values())
+
+def _battery_drop(t: Telemetry, th: Thresholds, mem: Memory) -> Finding:
+    now = t.ts_ms / 1000.0
+    window = [(at, pct) for at, pct in mem.samples if now - at <= th.battery_drop_window_s]
+    peak = max((pct for _, pct in window), default=t.battery_pct)
+    drop = peak - t.battery_pct
+    details = {
+        **_where(t),
+        "drop_pct": round(drop, 1),
+        "window_s": th.battery_drop_window_s,
+        "limit_pct": th.battery_drop_pct,
+    }
+    sev: Severity | None = "critical" if drop > th.battery_drop_pct else None
+    return Finding("battery_drop", sev, t.ts, details)
+
+
+def _remember(t: Telemetry, th: Thresholds, mem: Memory) -> None:
+    now = t.ts_ms / 1000.0
+    mem.ts_ms, mem.seq = t.ts_ms, t.seq
+    if t.lat is not None and t.lon is not None:
+        mem.lat, mem.lon = t.lat, t.lon
+    kept = [(at, pct) for at, pct in mem.samples if now - at <= th.battery_drop_window_s]
+    if not kept or now - kept[-1][0] >= SAMPLE_SPACING_S:
+        kept.append((now, t.battery_pct))
+    else:
+        # Keep the window's peak: a sample replaced by a lower one could hide a drop.
+        at, pct = kept[-1]
+        kept[-1] = (at, max(pct, t.battery_pct))
+    mem.samples = kept
+
+
+def offline_finding(
+    silent_s: float, airborne: bool, th: Thresholds, at: datetime, last_status: str | None
+) -> Finding | None:
+    """The offline rule, run by a timer rather than by a reading: in the air a drone must be
+    heard every ``offline_in_flight_s``, docked every ``offline_docked_s``."""
+    limit = th.offline_in_flight_s if airborne else th.offline_docked_s
+    if silent_s <= limit:
+        return None
+    details = {"silent_s": round(silent_s, 1), "limit_s": limit, "last_status": last_status}
+    return Finding("offline", "critical" if airborne else "warning", at, details)

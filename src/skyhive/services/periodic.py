@@ -9,7 +9,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
-def every(period_s: float, work: Callable[[], None], stop: threading.Event) -> None:
+def every(period_s: float, work: Callable[[], object], stop: threading.Event) -> None:
     """Call ``work`` every ``period_s`` until ``stop``; a failure is logged and retried at the
     next period (a dead helper thread would go unnoticed)."""
     while not stop.wait(period_s):
@@ -20,7 +20,7 @@ def every(period_s: float, work: Callable[[], None], stop: threading.Event) -> N
 
 
 def start_every(
-    period_s: float, work: Callable[[], None], stop: threading.Event, name: str
+    period_s: float, work: Callable[[], object], stop: threading.Event, name: str
 ) -> threading.Thread:
     thread = threading.Thread(target=every, args=(period_s, work, stop), name=name)
     thread.start()

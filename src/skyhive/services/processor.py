@@ -1,10 +1,13 @@
 """Stream processor: telemetry from the bus → live state (Redis), history (MongoDB), alerts.
 
-Per batch: decode and validate; drop duplicates by (drone_id, seq); write history in bulk with
-idempotent ids; update live state in one Redis pipeline (never moving a drone backwards);
-fold alert conditions into the open alerts and emit the changes; acknowledge last. A crash
-anywhere before the acknowledgement replays the batch, and every write is keyed so a replay
-is harmless.
+Per batch: decode and validate; drop duplicates by (drone_id, seq); run the alert rules over
+each drone's new readings (``domain/alert_rules.py``) and fold their findings into its alerts
+(``services/alerting.py``) first, so alerts never wait for history; write history in bulk
+with idempotent ids; update live state, rule memory and active alerts in one Redis pipeline
+(never moving a drone backwards); acknowledge last. A crash anywhere before the
+acknowledgement replays the batch, and every write is keyed so a replay is harmless.
+Everything a batch needs from Redis before the writes (seen sequence numbers, registry
+membership, rule memory, active alerts, nearest stations) comes in one round trip.
 """
 
 from __future__ import annotations
@@ -17,27 +20,50 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
-from skyhive.adapters.alerts_repo import serialize
+from skyhive.adapters.alerts_repo import alert_state_key
 from skyhive.adapters.bus import BusMessage
 from skyhive.adapters.deadletters import DeadLetter
 from skyhive.adapters.fleet_repo import REGISTERED
-from skyhive.adapters.live_state import FLEET_UPDATES
-from skyhive.domain.alert_rules import AlertChange, OpenAlert, Thresholds, evaluate, fold
+from skyhive.adapters.live_state import FLEET_UPDATES, STATIONS_GEO
+from skyhive.domain.alert_lifecycle import AlertUpdate
+from skyhive.domain.alert_rules import AIRBORNE, Context, Finding, Memory, Zone, evaluate
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
+from skyhive.services.alerting import ALERTS_LIVE, AlertEngine
+from skyhive.services.geofence_cache import GeofenceCache
 from skyhive.services.ingest import encode_for_bus
+from skyhive.services.offline_watch import HEARD, OfflineWatch
+from skyhive.services.periodic import start_every
+from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
-ALERTS_LIVE = "alerts:live"
+__all__ = ["ALERTS_LIVE", "Processor", "memory_key", "run_processor"]
+
+MEMORY_TTL_S = 7 * 86400
+NEAREST_STATION_KM = 100.0
+SPEC_REFRESH_S = 5.0
 
 
-def alert_state_key(drone_id: str) -> str:
-    return f"alertstate:{drone_id}"
+def memory_key(drone_id: str) -> str:
+    return f"alertmem:{drone_id}"
+
+
+@dataclass(slots=True)
+class _DroneView:
+    """What a batch reads from Redis about one of its drones before writing."""
+
+    readings: dict[int, Telemetry]  # by seq, the batch's first of each
+    seen: list[float | None]  # per reading: None when its seq was not seen before
+    registered: bool = True
+    memory: Memory | None = None
+    has_alerts: bool = False
+    nearest: tuple[str, float] | None = None
 
 
 @dataclass(slots=True)
@@ -55,9 +81,10 @@ class Processor:
         self._s = settings
         self._c = clients
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self._thresholds = Thresholds(
-            settings.low_battery_warning_pct, settings.low_battery_critical_pct
-        )
+        self._engine = AlertEngine(settings, clients)
+        self._specs = SpecCache(clients.fleet)
+        self._specs_at = 0.0
+        self._zones = GeofenceCache(clients.geofences)
         self.totals = BatchStats()
         self._retry_own = False  # after a failed batch, its entries are still ours and pending
 
@@ -109,8 +136,14 @@ class Processor:
         st = BatchStats(received=len(msgs))
         readings, invalid = self._decode(msgs)
         st.invalid = len(invalid)
-        fresh, unregistered = self._drop_seen(readings)
+        views = self._read_views(readings)
+        fresh = self._drop_seen(views)
+        unregistered = {d for d, v in views.items() if not v.registered}
         st.duplicates = len(readings) - len(fresh)
+        # Alerts first: a batch's history write (the slowest step) must not delay them.
+        pipe = self._c.redis_text.pipeline(transaction=False)
+        changes = self._alerts(fresh, views, pipe)
+        st.alert_changes = len(changes)
         docs = [t.history_document() for t in fresh]
         for doc in docs:
             if doc["drone_id"] in unregistered:
@@ -123,9 +156,10 @@ class Processor:
             ]
             fresh = [t for i, t in enumerate(fresh) if i not in refused]
             st.invalid = len(invalid)
-        changes = self._alerts(fresh)
-        st.alert_changes = len(changes)
-        st.live_updates = self._update_live(fresh, changes, unregistered)
+        if readings:
+            heard = time.time()
+            pipe.zadd(HEARD, dict.fromkeys(views, heard), gt=True)
+        st.live_updates = self._update_live(fresh, unregistered, pipe)
         self._c.deadletters.add(invalid)
         self._add(st)
         return st
@@ -139,58 +173,105 @@ class Processor:
                 invalid.append(DeadLetter(exc.reason, m.value, "processor"))
         return readings, invalid
 
-    def _drop_seen(self, readings: list[Telemetry]) -> tuple[list[Telemetry], set[str]]:
-        """Duplicates within the batch, then against each drone's recent-sequence window.
-
-        Also returns the drones of the batch that are not in the fleet registry."""
+    def _read_views(self, readings: list[Telemetry]) -> dict[str, _DroneView]:
+        """One pipeline for everything the batch needs to know first, per drone: which
+        sequence numbers were seen, registry membership, rule memory, whether it has active
+        alerts, and (in the air) its nearest station."""
         by_drone: dict[str, dict[int, Telemetry]] = defaultdict(dict)
         for t in readings:
             by_drone[t.drone_id].setdefault(t.seq, t)
+        if not by_drone:
+            return {}
+        live = self._c.live
         pipe = self._c.redis_text.pipeline(transaction=False)
-        order = list(by_drone.items())
-        for drone_id, seqs in order:
-            self._c.live.queue_seen_check(pipe, drone_id, list(seqs))
-        if order:
-            pipe.smismember(REGISTERED, [drone_id for drone_id, _ in order])
-        results = pipe.execute()
-        fresh: list[Telemetry] = []
-        for (_, seqs), scores in zip(order, results, strict=False):
-            fresh.extend(t for t, score in zip(seqs.values(), scores, strict=True) if score is None)
-        known = results[-1] if order else []
-        unregistered = {d for (d, _), ok in zip(order, known, strict=True) if not ok}
-        return fresh, unregistered
-
-    def _alerts(self, fresh: list[Telemetry]) -> list[AlertChange]:
-        conditions = [c for t in fresh for c in evaluate(t, self._thresholds)]
-        if not conditions:
-            return []
-        drones = sorted({c.drone_id for c in conditions})
-        pipe = self._c.redis_text.pipeline(transaction=False)
-        for d in drones:
-            pipe.hgetall(alert_state_key(d))
-        current: dict[tuple[str, str], OpenAlert] = {}
-        for d, state in zip(drones, pipe.execute(), strict=True):
-            for alert_type, raw in state.items():
-                current[(d, alert_type)] = OpenAlert.decode(raw)
-        changes = fold(conditions, current)
-        self._c.alerts.apply(changes)
-        notify = [ch for ch in changes if ch.notify]
-        if notify:
-            docs = {d["_id"]: d for d in self._c.alerts.get_many([ch.alert_id for ch in notify])}
-            events = []
-            for ch in notify:
-                body = serialize(docs[ch.alert_id]) if ch.alert_id in docs else {"id": ch.alert_id}
-                body["change"] = "opened" if ch.opened else "escalated"
-                events.append((ch.drone_id, orjson.dumps(body)))
-            self._c.bus.publish(self._s.alerts_stream, events)
-            self._c.redis_text.publish(
-                ALERTS_LIVE, orjson.dumps([orjson.loads(v) for _, v in events])
+        airborne: list[tuple[str, Telemetry]] = []
+        for drone_id, seqs in by_drone.items():
+            live.queue_seen_check(pipe, drone_id, list(seqs))
+            pipe.get(memory_key(drone_id))
+            pipe.exists(alert_state_key(drone_id))
+            last = max(seqs.values(), key=lambda t: (t.ts_ms, t.seq))
+            if last.lat is not None and last.lon is not None and last.status in AIRBORNE:
+                airborne.append((drone_id, last))
+        for _, last in airborne:
+            assert last.lat is not None and last.lon is not None
+            pipe.geosearch(
+                STATIONS_GEO,
+                longitude=last.lon,
+                latitude=last.lat,
+                radius=NEAREST_STATION_KM,
+                unit="km",
+                sort="ASC",
+                count=1,
+                withdist=True,
             )
-        return changes
+        pipe.smismember(REGISTERED, list(by_drone))
+        results = iter(pipe.execute())
+        views: dict[str, _DroneView] = {}
+        for drone_id in by_drone:
+            seen, raw_mem, has_alerts = next(results), next(results), next(results)
+            mem = Memory.decode(orjson.loads(raw_mem)) if raw_mem else Memory()
+            views[drone_id] = _DroneView(
+                by_drone[drone_id], seen, memory=mem, has_alerts=bool(has_alerts)
+            )
+        for drone_id, _ in airborne:
+            found = next(results)
+            if found:
+                code, km = found[0]
+                views[drone_id].nearest = (str(code), float(km))
+        for drone_id, ok in zip(by_drone, next(results), strict=True):
+            views[drone_id].registered = bool(ok)
+        return views
 
-    def _update_live(
-        self, fresh: list[Telemetry], changes: list[AlertChange], unregistered: set[str]
-    ) -> int:
+    @staticmethod
+    def _drop_seen(views: dict[str, _DroneView]) -> list[Telemetry]:
+        """Duplicates within the batch, then against each drone's recent-sequence window."""
+        fresh: list[Telemetry] = []
+        for view in views.values():
+            pairs = zip(view.readings.values(), view.seen, strict=True)
+            fresh.extend(t for t, score in pairs if score is None)
+        return fresh
+
+    def _alerts(
+        self, fresh: list[Telemetry], views: dict[str, _DroneView], pipe: Any
+    ) -> list[AlertUpdate]:
+        """Run the rules over each drone's readings newer than the last judged (oldest
+        first), remember what they need next time, and fold the findings into the alerts of
+        drones that have some or got some."""
+        now = time.monotonic()
+        if now - self._specs_at > SPEC_REFRESH_S:
+            self._specs.refresh()
+            self._specs_at = now
+        by_drone: dict[str, list[Telemetry]] = defaultdict(list)
+        for t in fresh:
+            by_drone[t.drone_id].append(t)
+        specs = self._specs.get_many(list(by_drone))
+        zones = self._zones.current()
+        config = self._s.alerts
+        findings: list[tuple[str, Finding]] = []
+        for drone_id, items in by_drone.items():
+            view = views[drone_id]
+            mem = view.memory or Memory()
+            spec = specs.get(drone_id)
+            th = config.for_model(spec.model if spec else None)
+            mine: list[Finding] = []
+            for t in sorted(items, key=lambda t: (t.ts_ms, t.seq)):
+                if not mem.is_newer(t):
+                    continue  # out of order or replayed: history only
+                inside = None
+                if t.lat is not None and t.lon is not None:
+                    hits = zones.violations(t.lat, t.lon, t.alt_m, t.ts)
+                    inside = tuple(Zone(z.id, z.name) for z in hits)
+                ctx = Context(th, spec, view.nearest, inside)
+                mine += evaluate(t, ctx, mem)
+            if mine:
+                pipe.set(memory_key(drone_id), orjson.dumps(mem.encode()), ex=MEMORY_TTL_S)
+            if view.has_alerts or any(f.severity for f in mine):
+                findings += [(drone_id, f) for f in mine]
+        return self._engine.apply(findings, pipe)
+
+    def _update_live(self, fresh: list[Telemetry], unregistered: set[str], pipe: Any) -> int:
+        """Queue the live state and seen marks on ``pipe`` (which already holds the batch's
+        other Redis writes) and run it."""
         latest: dict[str, Telemetry] = {}
         for t in fresh:
             cur = latest.get(t.drone_id)
@@ -198,7 +279,7 @@ class Processor:
                 latest[t.drone_id] = t
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         live = self._c.live
-        pipe = self._c.redis_text.pipeline(transaction=False)
+        first = len(pipe)
         for t in latest.values():
             live.queue_apply(pipe, t, now, registered=t.drone_id not in unregistered)
         seqs: dict[str, list[int]] = defaultdict(list)
@@ -206,11 +287,7 @@ class Processor:
             seqs[t.drone_id].append(t.seq)
         for drone_id, drone_seqs in seqs.items():
             live.queue_mark_seen(pipe, drone_id, drone_seqs, self._s.dedup_window)
-        for ch in changes:
-            pipe.hset(
-                alert_state_key(ch.drone_id), ch.type, OpenAlert(ch.alert_id, ch.severity).encode()
-            )
-        results = pipe.execute()
+        results = pipe.execute()[first:]
         applied = [t for t, ok in zip(latest.values(), results, strict=False) if ok == 1]
         if applied:
             updates = [{**t.live_fields(), "updated_at": now} for t in applied]
@@ -226,6 +303,7 @@ def run_processor(settings: Settings, stop: threading.Event) -> None:
     clients = Clients(settings)
     proc = Processor(settings, clients)
     backoff = 0.5
+    sweeper = None
     try:
         while not stop.is_set():
             try:
@@ -234,6 +312,8 @@ def run_processor(settings: Settings, stop: threading.Event) -> None:
             except Exception as exc:
                 log.warning("processor waiting for the bus: %s", exc)
                 stop.wait(backoff)
+        watch = OfflineWatch(settings, clients, AlertEngine(settings, clients))
+        sweeper = start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch")
         log.info("processor %s consuming %s", proc.consumer, settings.telemetry_stream)
         last_log = time.monotonic()
         while not stop.is_set():
@@ -260,4 +340,7 @@ def run_processor(settings: Settings, stop: threading.Event) -> None:
                 )
                 last_log = time.monotonic()
     finally:
+        stop.set()  # the sweeper must end before its clients close
+        if sweeper is not None:
+            sweeper.join(timeout=30)
         clients.close()

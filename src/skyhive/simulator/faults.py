@@ -1,8 +1,30 @@
 """Pure fault injection: which readings go out wrong, and how.
 
-State faults (emergency, battery drain) change what a drone does, so :class:`SimDrone` applies
-them. The message faults here (duplicate, out-of-order, malformed) only change which bytes are
-published, so the pipeline's dedup, ordering and dead-letter paths can be exercised on demand.
+Drone faults (:class:`FaultKind`) change what a drone does or reports, so :class:`SimDrone`
+applies them; each one trips one of SkyHive's alert rules:
+
+- ``emergency``: the drone declares an emergency and hovers where it is for 15-60 s.
+- ``battery_drain``: a fault drains the battery about ten times too fast for 1-3 minutes, so
+  the drone gets low (``low_battery``) and diverts to the nearest station.
+- ``gps_jump``: one reading's position is off by 2-5 km (a GPS glitch or spoofing); the drone
+  itself does not move, so the next reading is back where it was (``gps_jump``).
+- ``overspeed``: on its way (climbing or cruising), a gust or a runaway controller drives the
+  drone at 31-40 m/s for 5-12 s (``overspeed``); it covers ground that much faster.
+- ``altitude``: on its way, an updraft or an altitude-hold fault takes the drone up to
+  125-150 m; it stays above the 120 m ceiling for 8-20 s, then comes back down to its cruise
+  altitude (``altitude``).
+- ``battery_drop``: a cell fails; the battery reads 20-30 points lower at once and stays there
+  (``battery_drop``, and ``low_battery`` if that takes it low).
+- ``offline``: the radio link drops for ``offline_s`` seconds: nothing the drone sends gets out
+  (``offline``). It keeps flying; its readings meanwhile are lost and its delivery events are
+  sent when the link is back.
+
+Message faults (duplicate, out-of-order, malformed) only change which bytes are published, so
+the pipeline's dedup, ordering and dead-letter paths can be exercised on demand; they are
+applied here, by :class:`MessageFaults`.
+
+Every fault has a per-message probability in :class:`FaultRates`; a drone fault can also be
+forced once per drone (``SimDrone.fault_once``), for deterministic tests.
 """
 
 from __future__ import annotations
@@ -17,12 +39,33 @@ import orjson
 Reading = dict[str, Any]
 
 
+class FaultKind(StrEnum):
+    """A drone fault; its value is also its field in :class:`FaultRates`."""
+
+    EMERGENCY = "emergency"
+    BATTERY_DRAIN = "battery_drain"
+    GPS_JUMP = "gps_jump"
+    OVERSPEED = "overspeed"
+    ALTITUDE = "altitude"
+    BATTERY_DROP = "battery_drop"
+    OFFLINE = "offline"
+
+
 @dataclass(frozen=True, slots=True)
 class FaultRates:
-    """Per-message probability of each fault: 0 never happens, 1 happens on every message."""
+    """Per-message probability of each fault: 0 never happens, 1 happens on every message.
+
+    A drone fault already under way is not started again; ``overspeed`` and ``altitude``
+    only start while the drone is on its way (climbing or cruising).
+    """
 
     emergency: float = 0.0
     battery_drain: float = 0.0
+    gps_jump: float = 0.0
+    overspeed: float = 0.0
+    altitude: float = 0.0
+    battery_drop: float = 0.0
+    offline: float = 0.0
     duplicate: float = 0.0
     out_of_order: float = 0.0
     malformed: float = 0.0

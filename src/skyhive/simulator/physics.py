@@ -10,9 +10,11 @@ charging again. Left to itself (``autonomous``) it flies a leg to a station 2-12
 (vertical climb, great-circle cruise, vertical descent onto a pad). Commanded, it flies a
 delivery mission: to the pickup station, land and load, to the destination, hover low to
 drop, then back to the return station. Legs and missions are only flown when the battery
-covers them with a reserve, so in normal operation a drone never runs flat; injected faults
-(emergency hover, fast drain) break that on purpose, and a drone that gets low in the air
-diverts to the nearest station ("returning"), abandoning any delivery.
+covers them with a reserve, so in normal operation a drone never runs flat, keeps below the
+ceiling and to its cruise speed, and reports steadily. Injected faults (see ``faults.py``:
+emergency hover, fast drain, GPS glitch, gust, altitude excursion, cell failure, radio
+outage) break that on purpose; a drone that gets low in the air diverts to the nearest
+station ("returning"), abandoning any delivery.
 
 Battery use follows the drone's registry spec, so the dispatcher's energy model holds:
 cruising costs ``pct_per_km`` per km; climbing, descending and hovering cost time on top, a
@@ -22,8 +24,8 @@ few percent per flight that the dispatcher's landing reserve absorbs.
 from __future__ import annotations
 
 import random
-from collections import deque
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -33,7 +35,7 @@ from typing import Any
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import bearing_deg, destination_point, haversine_m
 from skyhive.domain.stations import Station, bart_stations
-from skyhive.simulator.faults import FaultRates, Reading
+from skyhive.simulator.faults import FaultKind, FaultRates, Reading
 
 MAX_ALT_M = 120.0  # legal ceiling for small drones (FAA Part 107: 400 ft)
 CRUISE_ALT_M = (60.0, 110.0)
@@ -63,6 +65,13 @@ RECENT_COMMANDS = 32  # deliver commands remembered, to ignore QoS 1 redeliverie
 EMERGENCY_S = (15.0, 60.0)
 FAULT_DRAIN_S = (60.0, 180.0)
 FAULT_DRAIN_PCT_PER_S = 0.4  # about ten times the normal in-flight drain
+GPS_JUMP_M = (2_000.0, 5_000.0)  # how far off a glitched reading's position is
+GUST_S = (5.0, 12.0)
+GUST_SPEED_MPS = (31.0, 40.0)  # above the 30 m/s a delivery drone is allowed
+EXCURSION_ALT_M = (125.0, 150.0)  # where an altitude excursion peaks, above MAX_ALT_M
+EXCURSION_ABOVE_S = (8.0, 20.0)  # time spent above MAX_ALT_M before coming back down
+CELL_FAILURE_PCT = (20.0, 30.0)  # battery lost at once when a cell fails
+OFFLINE_S = 30.0  # how long a radio outage lasts unless told otherwise
 
 Event = dict[str, Any]
 
@@ -81,6 +90,7 @@ class Phase(StrEnum):
 
 _GROUND_STATUS = {Phase.DOCKED: "idle", Phase.CHARGING: "charging"}
 _AIRBORNE = frozenset({Phase.CLIMB, Phase.CRUISE, Phase.DESCENT, Phase.DROP})
+_EN_ROUTE = frozenset({Phase.CLIMB, Phase.CRUISE})  # where gusts and excursions happen
 
 
 class InvalidCommand(ValueError):
@@ -101,7 +111,14 @@ class Mission:
 
 @dataclass(slots=True)
 class SimDrone:
-    """One simulated drone. ``station`` is where it is docked, or the next one it docks at."""
+    """One simulated drone. ``station`` is where it is docked, or the next one it docks at.
+
+    ``fault_once`` lists faults the drone has exactly once, in that order, right after it
+    first takes off (at its first step on the way, so its last reading already said it was
+    in flight), whatever ``faults`` says. ``offline_s`` is how long its radio outages last,
+    in message time (``now_ms``, the wall clock in the runner): the server judges silence by
+    when messages arrive, so an outage is not shortened by ``time_scale``.
+    """
 
     spec: DroneSpec
     station: Station
@@ -127,7 +144,15 @@ class SimDrone:
     mission: Mission | None = None
     emergency_left_s: float = 0.0
     drain_left_s: float = 0.0
-    emergencies_started: int = 0
+    offline_s: float = OFFLINE_S
+    fault_once: tuple[FaultKind, ...] = ()
+    gust_left_s: float = 0.0
+    gust_speed_mps: float = 0.0
+    excursion_left_s: float = 0.0  # counts down only while above MAX_ALT_M
+    excursion_alt_m: float = 0.0
+    glitch: tuple[float, float] | None = None  # (bearing, metres) off for the next reading
+    offline_until_ms: int = 0  # silent while now_ms is before this
+    faults_started: Counter[FaultKind] = field(default_factory=Counter)
     _outbox: list[Event] = field(default_factory=list, init=False, repr=False)
     _accepted: deque[tuple[str, object]] = field(
         default_factory=lambda: deque(maxlen=RECENT_COMMANDS), init=False, repr=False
@@ -160,6 +185,14 @@ class SimDrone:
         return self.phase in _AIRBORNE
 
     @property
+    def emergencies_started(self) -> int:
+        return self.faults_started[FaultKind.EMERGENCY]
+
+    def is_silent(self, now_ms: int) -> bool:
+        """In a radio outage: nothing it sends at ``now_ms`` gets out."""
+        return now_ms < self.offline_until_ms
+
+    @property
     def on_standby(self) -> bool:
         """On a pad, idle or charging, and fit to take a delivery."""
         return self.phase in _GROUND_STATUS and self.emergency_left_s <= 0.0
@@ -168,17 +201,18 @@ class SimDrone:
         """Advance by ``dt_s`` simulated seconds; called once per published reading.
 
         Returns the delivery events this progress produced (``picked_up``, ``delivered``, or
-        ``failed`` on a low-battery diversion), oldest first, stamped ``now_ms``.
+        ``failed`` on a low-battery diversion), oldest first, stamped ``now_ms``. During a
+        radio outage none are returned: they are kept, and returned once the link is back.
         """
         remaining = max(dt_s, 0.0)
         self._count_down_faults(remaining)
-        self._roll_faults(rng)
+        self._roll_faults(now_ms, rng)
         if self.emergency_left_s > 0.0:
             self._hold(remaining)
         else:
             while remaining > 0.0:  # a long step can span several flight phases
                 remaining = self._advance(now_ms, remaining, rng)
-        return self._take_events()
+        return self._take_events(now_ms)
 
     def command(self, cmd: Mapping[str, Any], now_ms: int, rng: random.Random) -> list[Event]:
         """Apply a command (``deliver`` or ``return_to_station``, as built by
@@ -193,18 +227,24 @@ class SimDrone:
             self._recall(_station_field(cmd, "return_station"), now_ms, rng)
         else:
             raise InvalidCommand(f"unknown command type {kind!r}")
-        return self._take_events()
+        return self._take_events(now_ms)
 
     def reading(self, now_ms: int) -> Reading:
-        """The telemetry v1 message for the current state; consumes the next ``seq``."""
+        """The telemetry v1 message for the current state; consumes the next ``seq`` (and a
+        pending GPS glitch, which puts this one reading's position off)."""
         seq = self.seq
         self.seq += 1
+        lat, lon = self.lat, self.lon
+        if self.glitch is not None:
+            bearing, metres = self.glitch
+            self.glitch = None
+            lat, lon = destination_point(lat, lon, bearing, metres)
         msg: Reading = {
             "drone_id": self.drone_id,
             "seq": seq,
             "ts": format_ts(now_ms),
-            "lat": round(self.lat, 7),
-            "lon": round(self.lon, 7),
+            "lat": round(lat, 7),
+            "lon": round(lon, 7),
             "alt_m": round(self.alt_m, 1),
             "speed_mps": round(self.speed_mps, 2),
             "heading_deg": round(self.heading_deg, 1) % 360.0,
@@ -299,8 +339,8 @@ class SimDrone:
             ev["reason"] = reason
         self._outbox.append(ev)
 
-    def _take_events(self) -> list[Event]:
-        if not self._outbox:
+    def _take_events(self, now_ms: int) -> list[Event]:
+        if not self._outbox or self.is_silent(now_ms):
             return []
         events, self._outbox = self._outbox, []
         return events
@@ -311,21 +351,63 @@ class SimDrone:
     # -- faults ----------------------------------------------------------------------------
 
     def _count_down_faults(self, dt_s: float) -> None:
-        """Time runs out on active faults; a fast drain empties the battery meanwhile."""
+        """Time runs out on active faults; a fast drain empties the battery meanwhile. An
+        altitude excursion's clock runs only while the drone is above the ceiling."""
         if self.emergency_left_s > 0.0:
             self.emergency_left_s = max(self.emergency_left_s - dt_s, 0.0)
         if self.drain_left_s > 0.0:
             drained_s = min(dt_s, self.drain_left_s)
             self.battery_pct = max(0.0, self.battery_pct - FAULT_DRAIN_PCT_PER_S * drained_s)
             self.drain_left_s -= drained_s
+        if self.gust_left_s > 0.0:
+            self.gust_left_s = max(self.gust_left_s - dt_s, 0.0)
+        if self.excursion_left_s > 0.0 and self.alt_m > MAX_ALT_M:
+            self.excursion_left_s = max(self.excursion_left_s - dt_s, 0.0)
 
-    def _roll_faults(self, rng: random.Random) -> None:
-        rates = self.faults
-        if self.emergency_left_s <= 0.0 and rates.emergency and rng.random() < rates.emergency:
+    def _roll_faults(self, now_ms: int, rng: random.Random) -> None:
+        """Start the faults due: the forced ones once the drone is on its way, then each
+        fault not already under way with its probability (no draw for a zero rate)."""
+        en_route = self.phase in _EN_ROUTE
+        if self.fault_once and en_route:
+            kinds, self.fault_once = self.fault_once, ()
+            for kind in kinds:
+                self.start_fault(kind, now_ms, rng)
+        r = self.faults
+        if self.emergency_left_s <= 0.0 and r.emergency and rng.random() < r.emergency:
+            self.start_fault(FaultKind.EMERGENCY, now_ms, rng)
+        if self.drain_left_s <= 0.0 and r.battery_drain and rng.random() < r.battery_drain:
+            self.start_fault(FaultKind.BATTERY_DRAIN, now_ms, rng)
+        if self.glitch is None and r.gps_jump and rng.random() < r.gps_jump:
+            self.start_fault(FaultKind.GPS_JUMP, now_ms, rng)
+        if en_route and self.gust_left_s <= 0.0 and r.overspeed and rng.random() < r.overspeed:
+            self.start_fault(FaultKind.OVERSPEED, now_ms, rng)
+        if en_route and self.excursion_left_s <= 0.0 and r.altitude and rng.random() < r.altitude:
+            self.start_fault(FaultKind.ALTITUDE, now_ms, rng)
+        if r.battery_drop and rng.random() < r.battery_drop:
+            self.start_fault(FaultKind.BATTERY_DROP, now_ms, rng)
+        if not self.is_silent(now_ms) and r.offline and rng.random() < r.offline:
+            self.start_fault(FaultKind.OFFLINE, now_ms, rng)
+
+    def start_fault(self, kind: FaultKind, now_ms: int, rng: random.Random) -> None:
+        """Start ``kind`` now (restarting it if under way). ``overspeed`` and ``altitude``
+        act only on the way (climbing or cruising) and end when the drone descends."""
+        if kind is FaultKind.EMERGENCY:
             self.emergency_left_s = rng.uniform(*EMERGENCY_S)
-            self.emergencies_started += 1
-        if self.drain_left_s <= 0.0 and rates.battery_drain and rng.random() < rates.battery_drain:
+        elif kind is FaultKind.BATTERY_DRAIN:
             self.drain_left_s = rng.uniform(*FAULT_DRAIN_S)
+        elif kind is FaultKind.GPS_JUMP:
+            self.glitch = (rng.uniform(0.0, 360.0), rng.uniform(*GPS_JUMP_M))
+        elif kind is FaultKind.OVERSPEED:
+            self.gust_left_s = rng.uniform(*GUST_S)
+            self.gust_speed_mps = rng.uniform(*GUST_SPEED_MPS)
+        elif kind is FaultKind.ALTITUDE:
+            self.excursion_alt_m = rng.uniform(*EXCURSION_ALT_M)
+            self.excursion_left_s = rng.uniform(*EXCURSION_ABOVE_S)
+        elif kind is FaultKind.BATTERY_DROP:
+            self.battery_pct = max(0.0, self.battery_pct - rng.uniform(*CELL_FAILURE_PCT))
+        else:
+            self.offline_until_ms = now_ms + round(self.offline_s * 1000.0)
+        self.faults_started[kind] += 1
 
     def _hold(self, dt_s: float) -> None:
         """Emergency: stop where it is (hovering if airborne) until the emergency clears."""
@@ -396,20 +478,25 @@ class SimDrone:
         self.phase = Phase.CLIMB
 
     def _climb(self, now_ms: int, dt_s: float) -> float:
-        to_top_s = max(self.cruise_alt_m - self.alt_m, 0.0) / CLIMB_RATE_MPS
+        """Straight up to cruise altitude (or to an excursion's peak); a gust meanwhile
+        blows the drone along its course."""
+        top = self._level_alt()
+        to_top_s = max(top - self.alt_m, 0.0) / CLIMB_RATE_MPS
         self.speed_mps = CLIMB_RATE_MPS
         if dt_s < to_top_s:
             self.alt_m += CLIMB_RATE_MPS * dt_s
             self._hover_drain(dt_s)
+            self._blown(dt_s)
             self._divert_if_low(now_ms)
             return 0.0
-        self.alt_m = self.cruise_alt_m
+        self.alt_m = max(self.alt_m, top)
         self._hover_drain(to_top_s)
+        self._blown(to_top_s)
         self.phase = Phase.CRUISE
         return dt_s - to_top_s
 
     def _cruise(self, now_ms: int, dt_s: float) -> float:
-        speed = self.cruise_speed_mps
+        speed = self.gust_speed_mps if self.gust_left_s > 0.0 else self.cruise_speed_mps
         self.speed_mps = speed
         left_m = haversine_m(self.lat, self.lon, self.target_lat, self.target_lon)
         if speed * dt_s < left_m:
@@ -417,15 +504,50 @@ class SimDrone:
             self.lat, self.lon = destination_point(self.lat, self.lon, course, speed * dt_s)
             self.heading_deg = bearing_deg(self.lat, self.lon, self.target_lat, self.target_lon)
             self._distance_drain(speed * dt_s)
+            self._level(dt_s)
             self._divert_if_low(now_ms)
             return 0.0
         self.lat, self.lon = self.target_lat, self.target_lon
         self._distance_drain(left_m)
+        self._level(left_m / speed)
         self.phase = Phase.DESCENT
         return dt_s - left_m / speed
 
+    def _level_alt(self) -> float:
+        """The altitude to hold on the way: cruise altitude, or an excursion's peak."""
+        if self.excursion_left_s > 0.0:
+            return max(self.cruise_alt_m, self.excursion_alt_m)
+        return self.cruise_alt_m
+
+    def _level(self, dt_s: float) -> None:
+        """Cruising: climb or sink towards the altitude to hold (off it only in an altitude
+        excursion); vertical motion costs as hovering does."""
+        target = self._level_alt()
+        if self.alt_m < target:
+            rise_s = min((target - self.alt_m) / CLIMB_RATE_MPS, dt_s)
+            self.alt_m = min(self.alt_m + CLIMB_RATE_MPS * rise_s, target)
+            self._hover_drain(rise_s)
+        elif self.alt_m > target:
+            sink_s = min((self.alt_m - target) / DESCENT_RATE_MPS, dt_s)
+            self.alt_m = max(self.alt_m - DESCENT_RATE_MPS * sink_s, target)
+            self._hover_drain(sink_s)
+
+    def _blown(self, dt_s: float) -> None:
+        """Climbing in a gust: carried along the course (never past the target) at the
+        gust's speed, which is what the drone's ground speed reads."""
+        if self.gust_left_s <= 0.0:
+            return
+        self.speed_mps = self.gust_speed_mps
+        left_m = haversine_m(self.lat, self.lon, self.target_lat, self.target_lon)
+        push_m = min(self.gust_speed_mps * dt_s, left_m)
+        if push_m > 0.0:
+            course = bearing_deg(self.lat, self.lon, self.target_lat, self.target_lon)
+            self.lat, self.lon = destination_point(self.lat, self.lon, course, push_m)
+
     def _descend(self, dt_s: float, rng: random.Random) -> float:
-        """Down onto the pad, or to drop height over a delivery's destination."""
+        """Down onto the pad, or to drop height over a delivery's destination. Gusts and
+        altitude excursions are over by then."""
+        self.gust_left_s = self.excursion_left_s = 0.0
         floor_m = DROP_ALT_M if self.mission is not None and self.mission.loaded else 0.0
         to_floor_s = max(self.alt_m - floor_m, 0.0) / DESCENT_RATE_MPS
         self.speed_mps = DESCENT_RATE_MPS
@@ -527,10 +649,13 @@ def make_fleet(
     id_prefix: str = "drone",
     faults: FaultRates | None = None,
     autonomous_legs: bool = True,
+    offline_s: float = OFFLINE_S,
+    fault_once: Sequence[FaultKind] = (),
 ) -> list[SimDrone]:
     """``count`` drones docked round-robin across the stations, each with the registry's
     default :class:`DroneSpec` (home: the station it starts at), so the dispatcher's energy
-    model matches what the drones burn.
+    model matches what the drones burn. Every drone has the ``fault_once`` faults once, right
+    after its first take-off; radio outages last ``offline_s``.
 
     ``seq`` starts at ``now_ms`` (epoch ms): a restarted simulator then never reuses a
     ``(drone_id, seq)`` idempotency key of an earlier run.
@@ -542,7 +667,10 @@ def make_fleet(
     for i in range(count):
         station = stations[i % len(stations)]
         spec = DroneSpec(drone_id=f"{id_prefix}-{i + 1:0{width}d}", home_station=station.code)
-        fleet.append(_new_drone(spec, station, now_ms, rng, rates, autonomous_legs))
+        drone = _new_drone(spec, station, now_ms, rng, rates, autonomous_legs)
+        drone.offline_s = offline_s
+        drone.fault_once = tuple(fault_once)
+        fleet.append(drone)
     return fleet
 
 

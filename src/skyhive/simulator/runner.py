@@ -8,6 +8,10 @@ thousands of messages per second.
 The same client takes the dispatcher's commands. paho delivers them on its network thread,
 so they are only queued there; the publish loop applies them between slots, which keeps
 every drone owned by one thread, and publishes the delivery events they cause.
+
+A drone in a radio outage (the ``offline`` fault) publishes nothing: its readings are lost,
+its delivery events wait in the drone, and commands for it wait in the queue (as a broker
+holds them for a persistent session) until the link is back.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,8 +36,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from skyhive.domain.commands import commands_topic
 from skyhive.domain.fleet import DroneSpec
-from skyhive.simulator.faults import FaultRates, MessageFaults
-from skyhive.simulator.physics import Event, InvalidCommand, SimDrone, make_fleet
+from skyhive.simulator.faults import FaultKind, FaultRates, MessageFaults
+from skyhive.simulator.physics import OFFLINE_S, Event, InvalidCommand, SimDrone, make_fleet
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,10 @@ class SimulatorConfig:
     ``autonomous_legs=False`` keeps drones docked until commanded, so every flight is one the
     dispatcher asked for. ``time_scale`` runs simulated time that many times faster than the
     wall clock (messages keep wall-clock timestamps), for tests and benchmarks.
+
+    ``fault_once``: every drone has these faults once, right after its first take-off (for
+    tests that need a given alert now). ``offline_s``: how long a radio outage lasts, in
+    wall-clock seconds whatever ``time_scale`` (the server times silence by its own clock).
     """
 
     drones: int = 50
@@ -69,6 +77,8 @@ class SimulatorConfig:
     faults: FaultRates = field(default_factory=FaultRates)
     autonomous_legs: bool = True
     time_scale: float = 1.0
+    fault_once: tuple[FaultKind, ...] = ()
+    offline_s: float = OFFLINE_S
 
     def __post_init__(self) -> None:
         if self.drones < 1:
@@ -81,6 +91,11 @@ class SimulatorConfig:
             raise ValueError(f"id_prefix must be 1-40 of [A-Za-z0-9_-], got {self.id_prefix!r}")
         if not 0.0 < self.time_scale < math.inf:
             raise ValueError(f"time_scale must be positive and finite, got {self.time_scale}")
+        if not 0.0 < self.offline_s < math.inf:
+            raise ValueError(f"offline_s must be positive and finite, got {self.offline_s}")
+        unknown = [k for k in self.fault_once if not isinstance(k, FaultKind)]
+        if unknown:
+            raise ValueError(f"fault_once takes FaultKind values, got {unknown!r}")
 
 
 @dataclass(slots=True)
@@ -94,7 +109,14 @@ class SimStats:
     duplicates: int = 0
     out_of_order: int = 0
     malformed: int = 0
-    emergencies: int = 0
+    emergencies: int = 0  # drone faults started, by kind
+    battery_drains: int = 0
+    gps_jumps: int = 0
+    overspeeds: int = 0
+    altitude_excursions: int = 0
+    battery_drops: int = 0
+    outages: int = 0
+    silent: int = 0  # readings lost in radio outages (not published)
     commands: int = 0  # commands applied to our drones
     bad_commands: int = 0  # commands for our drones that could not be applied
     events: int = 0  # delivery events published
@@ -102,6 +124,17 @@ class SimStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_STAT_OF_FAULT = {
+    FaultKind.EMERGENCY: "emergencies",
+    FaultKind.BATTERY_DRAIN: "battery_drains",
+    FaultKind.GPS_JUMP: "gps_jumps",
+    FaultKind.OVERSPEED: "overspeeds",
+    FaultKind.ALTITUDE: "altitude_excursions",
+    FaultKind.BATTERY_DROP: "battery_drops",
+    FaultKind.OFFLINE: "outages",
+}
 
 
 def telemetry_topic(drone_id: str) -> str:
@@ -266,6 +299,8 @@ class _Publisher:
             config.id_prefix,
             config.faults,
             config.autonomous_legs,
+            config.offline_s,
+            config.fault_once,
         )
         self.by_id = {d.drone_id: d for d in self.fleet}
         self.topics = [telemetry_topic(d.drone_id) for d in self.fleet]
@@ -300,25 +335,32 @@ class _Publisher:
         self._snapshot(time.monotonic() - t0)
 
     def _apply_commands(self) -> None:
-        """Commands received since the last tick; a bad one is logged and skipped."""
+        """Commands received since the last tick; a bad one is logged and skipped. Those
+        for a drone in a radio outage stay queued, in order, until its link is back."""
         commands = self.commands
+        now_ms = _wall_ms()
+        waiting: list[tuple[str, bytes]] = []
         while commands:
             topic, payload = commands.popleft()
             levels = topic.split("/")  # skyhive/drones/{id}/commands, as subscribed
             drone = self.by_id.get(levels[2]) if len(levels) == 4 else None
             if drone is None:
                 continue  # another simulator's drone
+            if drone.is_silent(now_ms):
+                waiting.append((topic, payload))
+                continue
             try:
                 cmd = orjson.loads(payload)
                 if not isinstance(cmd, dict):
                     raise InvalidCommand(f"not a JSON object: {type(cmd).__name__}")
-                events = drone.command(cmd, _wall_ms(), self.rng)
+                events = drone.command(cmd, now_ms, self.rng)
             except ValueError as exc:  # orjson.JSONDecodeError or InvalidCommand
                 self.stats.bad_commands += 1
                 log.warning("ignoring bad command for %s: %s", drone.drone_id, exc)
                 continue
             self.stats.commands += 1
             self._publish_events(events)
+        commands.extendleft(reversed(waiting))
 
     def _publish_events(self, events: list[Event]) -> None:
         for event in events:
@@ -337,7 +379,11 @@ class _Publisher:
             last_ms[i] = now_ms
             if events:
                 self._publish_events(events)
-            for payload in self.faults.emit(drone.drone_id, drone.reading(now_ms), rng):
+            reading = drone.reading(now_ms)
+            if drone.is_silent(now_ms):
+                self.stats.silent += 1  # lost in a radio outage
+                continue
+            for payload in self.faults.emit(drone.drone_id, reading, rng):
                 self._publish(topics[i], payload)
 
     def _publish(self, topic: str, payload: bytes) -> None:
@@ -357,7 +403,12 @@ class _Publisher:
         stats.duplicates = counts.duplicates
         stats.out_of_order = counts.out_of_order
         stats.malformed = counts.malformed
-        stats.emergencies = sum(d.emergencies_started for d in self.fleet)
+        started: Counter[FaultKind] = Counter()
+        for d in self.fleet:
+            if d.faults_started:
+                started.update(d.faults_started)
+        for kind, name in _STAT_OF_FAULT.items():
+            setattr(stats, name, started[kind])
         stats.elapsed_s = round(elapsed_s, 3)
         return stats.as_dict()
 

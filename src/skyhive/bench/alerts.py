@@ -1,0 +1,144 @@
+"""Alert latency: MQTT publish of the triggering message → webhook received.
+
+A fresh stack (gateway, processor, notifier) with one notification channel: a generic JSON
+webhook (``json://``) to a local receiver in its own process (``bench/webhook_sink.py``).
+Background telemetry flows at ``rate`` messages/s from ``drones`` drones in flight (creeping
+slowly, nothing alarming: no alerts of their own). Every ``1/triggers`` s a new drone
+publishes one reading with its emergency flag set; the latency of each is the moment the
+webhook carrying its alert arrives minus the moment its PUBLISH was written to the broker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from skyhive.bench.ingest import _publisher
+from skyhive.bench.mqtt_load import LoadPublisher
+from skyhive.bench.stack import BenchStack, Progress, bench_stack, percentiles
+from skyhive.bench.webhook_sink import read as read_sink
+from skyhive.embedded import die_with_parent, free_port
+
+TRIGGER_ID = re.compile(r"alert-bench-\d+")
+
+
+@dataclass
+class AlertReport:
+    broker: str
+    rate: float
+    duration_s: float
+    triggered: int
+    notified: int
+    telemetry_per_s: float
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def run_alert_bench(
+    rate: float,
+    duration: float,
+    drones: int,
+    triggers: float,
+    broker: str = "amqtt",
+    progress: Progress = print,
+) -> AlertReport:
+    sink_port = free_port()
+    channels = [
+        {"name": "bench", "url": f"json://127.0.0.1:{sink_port}/alerts", "types": ["emergency"]}
+    ]
+    env = {
+        "SKYHIVE_NOTIFY__CHANNELS": orjson.dumps(channels).decode(),
+        "SKYHIVE_NOTIFY__THROTTLE_S": "0",
+    }
+    with bench_stack(("gateway", "processor", "notifier"), broker, progress, extra_env=env) as bs:
+        sink_file = bs.data_dir / "webhooks.txt"
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "skyhive.bench.webhook_sink", str(sink_port), str(sink_file)],
+            stdout=subprocess.PIPE,
+            preexec_fn=die_with_parent,
+        )
+        try:
+            assert sink.stdout is not None
+            if sink.stdout.readline().strip() != b"ready":
+                raise SystemExit("benchmark setup failed: the webhook receiver did not start")
+            return _measure(bs, rate, duration, drones, triggers, broker, sink_file, progress)
+        finally:
+            sink.terminate()
+            sink.wait(10)
+
+
+def _measure(
+    bs: BenchStack,
+    rate: float,
+    duration: float,
+    drones: int,
+    triggers: float,
+    broker: str,
+    sink_file: Any,
+    progress: Progress,
+) -> AlertReport:
+    time.sleep(3.0)  # the notifier and processor up and subscribed
+    stream = bs.settings.telemetry_stream
+    out: Any = mp.get_context("spawn").Queue()
+    load = mp.get_context("spawn").Process(
+        target=_publisher, args=("127.0.0.1", bs.mqtt_port, rate, duration, drones, out)
+    )
+    progress(f"background telemetry at {rate:g} msg/s from {drones} drones via {broker}; ")
+    progress(f"an emergency from a new drone {triggers:g} times a second for {duration:g}s ...")
+    load.start()
+    time.sleep(2.0)  # into the steady state before the first trigger
+    ingested_before, window_start = bs.clients.redis_text.xlen(stream), time.monotonic()
+    pub = LoadPublisher("127.0.0.1", bs.mqtt_port, client_id="bench-alert-trigger")
+    sent_at: dict[str, float] = {}
+    k = 0
+    end = time.monotonic() + duration - 3.0
+    while time.monotonic() < end:
+        drone = f"alert-bench-{k}"
+        body = {
+            "drone_id": drone,
+            "seq": 1,
+            "ts": int(time.time() * 1000),
+            "lat": 37.8,
+            "lon": -122.27,
+            "alt_m": 60.0,
+            "battery_pct": 70.0,
+            "status": "in_flight",
+            "emergency": True,
+        }
+        pub.publish(f"skyhive/drones/{drone}/telemetry", orjson.dumps(body))
+        sent_at[drone] = time.time()
+        pub.pump()
+        k += 1
+        time.sleep(1.0 / triggers)
+    ingested = bs.clients.redis_text.xlen(stream) - ingested_before
+    telemetry_per_s = ingested / (time.monotonic() - window_start)
+    load.join(duration + 120)
+    deadline = time.monotonic() + 30
+    received: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        pub.pump()
+        received = {}
+        for at, text in read_sink(sink_file) if sink_file.exists() else []:
+            match = TRIGGER_ID.search(text)
+            if match and match.group(0) in sent_at:
+                received.setdefault(match.group(0), at)
+        if len(received) >= len(sent_at):
+            break
+        time.sleep(0.5)
+    pub.close()
+    latencies = [(received[d] - t) * 1000 for d, t in sent_at.items() if d in received]
+    return AlertReport(
+        broker=broker,
+        rate=rate,
+        duration_s=duration,
+        triggered=len(sent_at),
+        notified=len(received),
+        telemetry_per_s=round(telemetry_per_s, 1),
+        latency_ms=percentiles(latencies),
+    )

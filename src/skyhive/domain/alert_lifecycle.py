@@ -1,0 +1,115 @@
+"""The alert lifecycle: ``open → acknowledged → resolved``, one active alert per drone and type.
+
+:func:`fold` applies a batch of findings (in event-time order per drone) to the active alerts:
+the first finding of a condition opens an alert, repeats count and move its severity up
+(escalated) or down (de-escalated), and a finding that the condition no longer holds resolves
+it when its type resolves by itself. After a resolution the next finding opens a new alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from skyhive.domain.alert_config import SEVERITY_RANK, Severity
+from skyhive.domain.alert_rules import Finding
+
+ACTIVE_STATES = ("open", "acknowledged")
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAlert:
+    """What is remembered (in Redis) of a drone's active alert of one type."""
+
+    alert_id: str
+    severity: Severity
+    state: str = "open"
+
+    def encode(self) -> str:
+        return f"{self.alert_id}|{self.severity}|{self.state}"
+
+    @staticmethod
+    def decode(raw: str) -> ActiveAlert:
+        parts = raw.rsplit("|", 2)
+        if len(parts) == 3 and parts[2] in ACTIVE_STATES:
+            alert_id, severity, state = parts
+        else:  # written by an older version: "id|severity"
+            alert_id, _, severity = raw.rpartition("|")
+            state = "open"
+        return ActiveAlert(alert_id, "critical" if severity == "critical" else "warning", state)
+
+
+@dataclass(slots=True)
+class AlertUpdate:
+    """The net effect of a batch on one alert document, and what happened to it, in order."""
+
+    alert_id: str
+    drone_id: str
+    type: str
+    severity: Severity
+    first_ts: datetime
+    last_ts: datetime
+    count: int = 0
+    opened: bool = False
+    resolved_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)  # opened, escalated, deescalated, resolved
+
+
+def alert_id_for(drone_id: str, alert_type: str, ts: datetime) -> str:
+    """Deterministic, so a replayed batch upserts the same alert rather than a new one."""
+    return f"{drone_id}:{alert_type}:{int(ts.timestamp() * 1000)}"
+
+
+Key = tuple[str, str]  # (drone id, alert type)
+
+
+def fold(
+    findings: Iterable[tuple[str, Finding]],
+    active: dict[Key, ActiveAlert],
+    resolves_itself: Callable[[str], bool],
+) -> tuple[list[AlertUpdate], dict[Key, ActiveAlert | None]]:
+    """Apply (drone id, finding) pairs, in event-time order per drone, to the ``active``
+    alerts. Returns the alert updates and the new active alert of every key that changed
+    (None: none is active any more)."""
+    state: dict[Key, ActiveAlert | None] = {}
+    updates: dict[str, AlertUpdate] = {}
+
+    def current(key: Key) -> ActiveAlert | None:
+        return state[key] if key in state else active.get(key)
+
+    for drone_id, f in findings:
+        key = (drone_id, f.type)
+        cur = current(key)
+        if f.severity is None:
+            if cur is not None and resolves_itself(f.type):
+                upd = updates.get(cur.alert_id) or _existing(cur, drone_id, f)
+                upd.resolved_at = f.ts
+                upd.events.append("resolved")
+                updates[cur.alert_id] = upd
+                state[key] = None
+            continue
+        if cur is None:
+            alert_id = alert_id_for(drone_id, f.type, f.ts)
+            upd = AlertUpdate(alert_id, drone_id, f.type, f.severity, f.ts, f.ts, opened=True)
+            upd.events.append("opened")
+            cur = ActiveAlert(alert_id, f.severity)
+        else:
+            upd = updates.get(cur.alert_id) or _existing(cur, drone_id, f)
+            rise = SEVERITY_RANK[f.severity] - SEVERITY_RANK[upd.severity]
+            if rise:
+                upd.events.append("escalated" if rise > 0 else "deescalated")
+            upd.severity = f.severity
+        upd.count += 1
+        upd.first_ts = min(upd.first_ts, f.ts)
+        upd.last_ts = max(upd.last_ts, f.ts)
+        upd.details = f.details
+        updates[upd.alert_id] = upd
+        state[key] = ActiveAlert(upd.alert_id, f.severity, cur.state)
+    return list(updates.values()), state
+
+
+def _existing(cur: ActiveAlert, drone_id: str, f: Finding) -> AlertUpdate:
+    return AlertUpdate(cur.alert_id, drone_id, f.type, cur.severity, f.ts, f.ts)

@@ -1,0 +1,294 @@
+"""The alerting engine against the real embedded Redis and MongoDB: telemetry in through the
+real ingest and processor, alerts out on the stream, in MongoDB and in Redis."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+
+from skyhive.api import create_app
+from skyhive.bootstrap import bootstrap
+from skyhive.domain.fleet import DroneSpec
+from skyhive.domain.geo import destination_point
+from skyhive.domain.stations import bart_stations
+from skyhive.services.alerting import AlertEngine
+from skyhive.services.ingest import RawMessage, ingest_for
+from skyhive.services.offline_watch import OfflineWatch
+from skyhive.services.processor import Processor
+from skyhive.settings import Settings
+from skyhive.wiring import Clients
+
+STATION = next(s for s in bart_stations() if s.code == "12TH")
+_seq: dict[str, int] = {}
+
+
+@pytest.fixture
+def world(clients: Clients) -> tuple[Clients, Processor]:
+    bootstrap(clients)
+    p = Processor(clients.settings, clients, consumer="t")
+    p.setup()
+    return clients, p
+
+
+def report(
+    world: tuple[Clients, Processor], drone: str, battery: float = 80.0, **extra: Any
+) -> None:
+    """One reading through the real ingest and processor, a second after the previous."""
+    clients, p = world
+    _seq[drone] = _seq.get(drone, 0) + 1
+    seq = _seq[drone]
+    body = {
+        "drone_id": drone,
+        "seq": seq,
+        "ts": int(time.time() * 1000) + seq * 1000,
+        "battery_pct": battery,
+        "lat": STATION.lat,
+        "lon": STATION.lon,
+        "status": "in_flight",
+        **extra,
+    }
+    ingest_for(clients).submit([RawMessage(orjson.dumps(body), "test")])
+    while p.poll():
+        pass
+
+
+def alerts_of(clients: Clients, drone: str, state: str | None = None) -> dict[str, dict[str, Any]]:
+    return {a["type"]: a for a in clients.alerts.list(state=state, drone_id=drone)}
+
+
+def changes(clients: Clients) -> list[tuple[str, str, str]]:
+    stream = clients.redis_bytes.xrange(clients.settings.alerts_stream)
+    out = []
+    for _, fields in stream:
+        body = orjson.loads(fields[b"v"])
+        out.append((body["drone_id"], body["type"], body["change"]))
+    return out
+
+
+def test_low_battery_opens_escalates_deescalates_and_resolves_itself(world: Any) -> None:
+    clients, _ = world
+    report(world, "b1", 20)
+    report(world, "b1", 8)
+    report(world, "b1", 20)
+    report(world, "b1", 26)  # inside the hysteresis band: still open
+    assert alerts_of(clients, "b1")["low_battery"]["state"] == "open"
+    report(world, "b1", 60)
+    alert = alerts_of(clients, "b1")["low_battery"]
+    assert alert["state"] == "resolved" and alert["resolved_by"] == "auto"
+    assert alert["count"] == 3 and alert["severity"] == "warning"
+    kinds = [c for d, t, c in changes(clients) if (d, t) == ("b1", "low_battery")]
+    assert kinds == ["opened", "escalated", "deescalated", "resolved"]
+    assert clients.redis_text.hgetall("alertstate:b1") == {}
+
+
+def test_out_of_order_and_duplicate_readings_never_move_an_alert_back(world: Any) -> None:
+    clients, p = world
+    now = int(time.time() * 1000)
+    sub = ingest_for(clients).submit
+
+    def send(seq: int, battery: float) -> None:
+        body = {"drone_id": "o1", "seq": seq, "ts": now + seq * 1000, "battery_pct": battery}
+        sub([RawMessage(orjson.dumps(body), "test")])
+        while p.poll():
+            pass
+
+    send(5, 8)  # critical
+    send(4, 60)  # older, arriving late: history only
+    send(5, 8)  # duplicate
+    alert = alerts_of(clients, "o1")["low_battery"]
+    assert alert["state"] == "open" and alert["severity"] == "critical" and alert["count"] == 1
+    assert clients.db.telemetry.count_documents({"drone_id": "o1"}) == 2
+
+
+def test_cannot_reach_station_commands_the_drone_home_and_says_so(world: Any) -> None:
+    clients, _ = world
+    clients.fleet.register(DroneSpec(drone_id="r1", home_station="12TH"))
+    # 40 km west of Oakland, over the Pacific, 25 km from Daly City: the 40 % that needs
+    # leaves 5 % of 45, under the 10 % reserve, far above the low-battery thresholds.
+    lat, lon = destination_point(STATION.lat, STATION.lon, 270, 40_000)
+    report(world, "r1", 45, lat=lat, lon=lon)
+    alert = alerts_of(clients, "r1")["cannot_reach_station"]
+    assert alert["severity"] == "critical" and "low_battery" not in alerts_of(clients, "r1")
+    assert alert["details"]["station"] == "DALY" and alert["details"]["needed_pct"] == 40.1
+    action = alert["action"]
+    assert (
+        action["type"] == "return_to_station" and action["station"] == alert["details"]["station"]
+    )
+    [(_, fields)] = clients.redis_bytes.xrange(clients.settings.commands_stream)
+    assert fields[b"k"] == b"r1"
+    command = orjson.loads(fields[b"v"])
+    assert command["type"] == "return_to_station"
+    assert command["return_station"]["station"] == action["station"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad", "good"),
+    [
+        ("altitude", {"alt_m": 150.0}, {"alt_m": 80.0}),
+        ("overspeed", {"speed_mps": 45.0}, {"speed_mps": 12.0}),
+        ("emergency", {"emergency": True}, {"emergency": False}),
+    ],
+)
+def test_conditions_open_and_resolve_with_the_readings(
+    world: Any, kind: str, bad: dict[str, Any], good: dict[str, Any]
+) -> None:
+    clients, _ = world
+    drone = f"c-{kind}"
+    report(world, drone, **good)
+    report(world, drone, **bad)
+    assert alerts_of(clients, drone, "open")[kind]["details"]["seq"] == _seq[drone]
+    report(world, drone, **good)
+    assert alerts_of(clients, drone)[kind]["state"] == "resolved"
+
+
+def test_gps_jump_stays_open_until_a_person_resolves_it(world: Any) -> None:
+    clients, _ = world
+    report(world, "j1")
+    lat, lon = destination_point(STATION.lat, STATION.lon, 0, 5_000)  # 5 km in a second
+    report(world, "j1", lat=lat, lon=lon)
+    report(world, "j1", lat=lat, lon=lon)
+    alert = alerts_of(clients, "j1")["gps_jump"]
+    assert alert["state"] == "open" and alert["details"]["implied_mps"] > 1000
+
+
+def test_offline_by_the_server_clock_and_resolved_when_heard_again(
+    world: Any, make_settings: Any
+) -> None:
+    clients, _ = world
+    quick: Settings = make_settings(
+        mongodb_db=clients.settings.mongodb_db,
+        alerts={"defaults": {"offline_in_flight_s": 1.0, "offline_docked_s": 2.5}},
+    )
+    watch = OfflineWatch(quick, clients, AlertEngine(quick, clients))
+    # A drone whose clock is an hour behind is not silent: it is heard now.
+    report(world, "f1", ts=int(time.time() * 1000) - 3_600_000)
+    report(world, "f2", status="charging")
+    assert watch.sweep() == 0
+    time.sleep(1.1)
+    clients.redis_text.delete("alerting:offline:lock")
+    assert watch.sweep() == 1  # the flying one; the docked one has 2.5 s
+    alert = alerts_of(clients, "f1")["offline"]
+    assert alert["severity"] == "critical" and alert["details"]["last_status"] == "in_flight"
+    time.sleep(1.5)
+    clients.redis_text.delete("alerting:offline:lock")
+    assert watch.sweep() == 1  # now the docked one, as a warning
+    assert alerts_of(clients, "f2")["offline"]["severity"] == "warning"
+    clients.redis_text.delete("alerting:offline:lock")
+    assert watch.sweep() == 0  # raised once, not again every sweep
+    report(world, "f1")
+    assert alerts_of(clients, "f1")["offline"]["state"] == "resolved"
+
+
+def test_a_restart_forgets_nothing(world: Any) -> None:
+    clients, _ = world
+    report(world, "s1", 20)
+    fresh = Processor(clients.settings, clients, consumer="after-restart")
+    fresh.setup()
+    report((clients, fresh), "s1", 5)
+    [alert] = clients.alerts.list(drone_id="s1")
+    assert alert["severity"] == "critical" and alert["count"] == 2
+
+
+# --- people acting on alerts --------------------------------------------------------------
+
+
+@pytest.fixture
+def client(clients: Clients) -> FlaskClient:
+    return create_app(clients.settings, clients).test_client()
+
+
+def test_acknowledge_then_resolve_through_the_api(world: Any, client: FlaskClient) -> None:
+    clients, _ = world
+    report(world, "h1", 5)
+    alert_id = alerts_of(clients, "h1")["low_battery"]["_id"]
+    r = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "dana", "note": "on it"})
+    assert r.status_code == 200 and r.json["state"] == "acknowledged"
+    assert r.json["acknowledged_by"] == "dana" and r.json["ack_note"] == "on it"
+    again = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "dana"})
+    assert again.status_code == 409 and "acknowledged" in again.json["error"]["message"]
+    report(world, "h1", 4)  # repeats count on the acknowledged alert, which stays acknowledged
+    doc = client.get(f"/api/v1/alerts/{alert_id}").json
+    assert doc["state"] == "acknowledged" and doc["count"] == 2 and doc["notifications"] == []
+    r = client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"by": "dana", "note": "landed"})
+    assert r.status_code == 200 and r.json["state"] == "resolved"
+    assert clients.redis_text.hget("alertstate:h1", "low_battery") is None
+    kinds = [c for d, _, c in changes(clients) if d == "h1"]
+    assert kinds == ["opened", "acknowledged", "resolved"]
+
+
+def test_alert_actions_reject_bad_input(client: FlaskClient) -> None:
+    missing = client.post("/api/v1/alerts/nope/ack", json={"by": "dana"})
+    assert missing.status_code == 404 and missing.json["error"]["field"] == "alert_id"
+    no_body = client.post("/api/v1/alerts/nope/ack", data="x", content_type="application/json")
+    assert no_body.status_code == 400
+    no_one = client.post("/api/v1/alerts/nope/resolve", json={"by": ""})
+    assert no_one.status_code in (400, 422) and no_one.json["error"]["field"] == "by"
+
+
+def test_alerts_filtered_by_severity_type_and_since(world: Any, client: FlaskClient) -> None:
+    report(world, "q1", 20)
+    report(world, "q2", 5, alt_m=200.0)
+    assert {
+        a["drone_id"] for a in client.get("/api/v1/alerts?severity=critical").json["items"]
+    } == {"q2"}
+    assert [a["type"] for a in client.get("/api/v1/alerts?type=altitude").json["items"]] == [
+        "altitude"
+    ]
+    assert client.get("/api/v1/alerts?since=2099-01-01T00:00:00Z").json["items"] == []
+    assert len(client.get("/api/v1/alerts?since=2000-01-01T00:00:00Z").json["items"]) == 3
+    assert client.get("/api/v1/alerts?type=bogus").status_code == 400
+
+
+def test_entering_a_no_fly_zone_is_critical_with_its_name(world: Any) -> None:
+    from skyhive.domain.geofence import GeofenceSpec
+
+    clients, _ = world
+    d = 0.005  # a square of about 1 km around the station
+    ring = [
+        [STATION.lon - d, STATION.lat - d],
+        [STATION.lon + d, STATION.lat - d],
+        [STATION.lon + d, STATION.lat + d],
+        [STATION.lon - d, STATION.lat + d],
+        [STATION.lon - d, STATION.lat - d],
+    ]
+    spec = GeofenceSpec.model_validate(
+        {
+            "name": "Oakland City Hall TFR",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "ceiling_m": 150,
+        }
+    )
+    zone = clients.geofences.create(spec)  # before the processor's first batch: no wait
+    report(world, "z1", alt_m=50.0)  # inside, below the zone's ceiling
+    alert = alerts_of(clients, "z1", "open")["geofence"]
+    assert alert["severity"] == "critical"
+    assert alert["details"]["zones"] == [{"id": zone.id, "name": "Oakland City Hall TFR"}]
+    report(world, "z1", alt_m=200.0)  # above the zone's band: out of it
+    assert alerts_of(clients, "z1")["geofence"]["state"] == "resolved"
+
+
+def test_one_batch_of_many_drones_judges_each_with_its_own_context(world: Any) -> None:
+    clients, p = world
+    now = int(time.time() * 1000)
+    lat, lon = destination_point(STATION.lat, STATION.lon, 270, 40_000)  # 25 km from DALY
+    for d in ("m1", "m2"):
+        clients.fleet.register(DroneSpec(drone_id=d, home_station="12TH"))
+    bodies = [
+        {"drone_id": "m0", "status": "charging", "battery_pct": 5.0},
+        {"drone_id": "m1", "status": "in_flight", "battery_pct": 45.0, "lat": lat, "lon": lon},
+        {"drone_id": "m2", "status": "in_flight", "battery_pct": 90.0, "lat": lat, "lon": lon},
+        {"drone_id": "m3", "status": "in_flight", "battery_pct": 80.0, "emergency": True},
+    ]
+    ingest_for(clients).submit(
+        [RawMessage(orjson.dumps({"seq": 1, "ts": now, **b}), "test") for b in bodies]
+    )
+    while p.poll():
+        pass
+    assert set(alerts_of(clients, "m0")) == {"low_battery"}
+    assert set(alerts_of(clients, "m1")) == {"cannot_reach_station"}
+    assert alerts_of(clients, "m2") == {}
+    assert set(alerts_of(clients, "m3")) == {"emergency"}
