@@ -164,6 +164,15 @@ def processor(ctx: click.Context) -> None:
 
 @cli.command()
 @click.pass_context
+def archiver(ctx: click.Context) -> None:
+    """Run one archiver: telemetry history into MongoDB (consumer group; run several)."""
+    from skyhive.services.archiver import run_archiver
+
+    run_archiver(_settings(ctx), _stop_on_signals())
+
+
+@cli.command()
+@click.pass_context
 def dispatcher(ctx: click.Context) -> None:
     """Run one dispatcher (several may run: drone claims are atomic)."""
     from skyhive.services.dispatcher import run_dispatcher

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     processor_linger_ms: int = Field(default=20, ge=0)
     processor_claim_idle_ms: int = Field(default=30_000, ge=100)
     dedup_window: int = Field(default=2048, ge=16)
+    archiver_group: str = "archiver"
+    archiver_batch_size: int = Field(default=2000, ge=1)
 
     # Deliveries and dispatch.
     events_stream: str = "events"

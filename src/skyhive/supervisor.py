@@ -146,7 +146,15 @@ def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) 
         stack_file(settings.data_dir).write_text(json.dumps(urls))
         roles = {
             r: [sys.executable, "-m", "skyhive", r]
-            for r in ("gateway", "processor", "dispatcher", "tracker", "notifier", "api")
+            for r in (
+                "gateway",
+                "processor",
+                "archiver",
+                "dispatcher",
+                "tracker",
+                "notifier",
+                "api",
+            )
         }
         roles.update(extra_roles or {})
         children = [Child(role, argv, env) for role, argv in roles.items()]

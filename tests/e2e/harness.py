@@ -18,14 +18,23 @@ from skyhive.embedded import free_port
 
 
 class Up:
-    def __init__(self, data_dir: Path) -> None:
+    """`skyhive up` on ``data_dir``. The parent's ``SKYHIVE_*`` variables are not passed on;
+    ``env`` (e.g. short alert thresholds) is, to `up` and to the commands run beside it."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = dict(env or {})
         self.api_port = free_port()
         self.mqtt_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYHIVE_")}
+        env.update(self.env)
+        return env
+
+    def start(self) -> None:
+        env = self._env()
         self.log = open(self.data_dir.parent / f"up-{self.data_dir.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -78,7 +87,7 @@ class Up:
     def skyhive(self, *args: str) -> subprocess.Popen[bytes]:
         """Another `skyhive` command beside the running stack (it finds the servers through
         the data dir's stack file)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SKYHIVE_")}
+        env = self._env()
         env["SKYHIVE_DATA_DIR"] = str(self.data_dir)
         return subprocess.Popen(
             [sys.executable, "-m", "skyhive", *args], env=env, stdout=self.log, stderr=self.log

@@ -16,6 +16,7 @@ from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
 from skyhive.services.alerting import AlertEngine
+from skyhive.services.archiver import Archiver
 from skyhive.services.ingest import RawMessage, ingest_for
 from skyhive.services.offline_watch import OfflineWatch
 from skyhive.services.processor import Processor
@@ -101,7 +102,11 @@ def test_out_of_order_and_duplicate_readings_never_move_an_alert_back(world: Any
     send(5, 8)  # duplicate
     alert = alerts_of(clients, "o1")["low_battery"]
     assert alert["state"] == "open" and alert["severity"] == "critical" and alert["count"] == 1
-    assert clients.db.telemetry.count_documents({"drone_id": "o1"}) == 2
+    archiver = Archiver(clients.settings, clients, consumer="t")
+    archiver.setup()
+    while archiver.poll():
+        pass
+    assert clients.db.telemetry.count_documents({"drone_id": "o1"}) == 2  # both in history
 
 
 def test_cannot_reach_station_commands_the_drone_home_and_says_so(world: Any) -> None:

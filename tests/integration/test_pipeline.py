@@ -13,6 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from skyhive.bootstrap import bootstrap
+from skyhive.services.archiver import Archiver
 from skyhive.services.gateway import MqttGateway
 from skyhive.services.ingest import Ingest, RawMessage, ingest_for
 from skyhive.services.processor import Processor
@@ -54,7 +55,16 @@ def submit(ingest: Ingest, *bodies: dict[str, object] | bytes) -> None:
 
 
 def drain(p: Processor) -> None:
+    """Process everything on the bus: live state and alerts, then history."""
     while p.poll():
+        pass
+    archive(p.clients)
+
+
+def archive(clients: Clients) -> None:
+    archiver = Archiver(clients.settings, clients, consumer="test-archiver")
+    archiver.setup()
+    while archiver.poll():
         pass
 
 
@@ -144,6 +154,7 @@ def test_replayed_batch_after_a_crash_is_harmless(
     )
     time.sleep(0.2)
     assert rescuer.poll() == 2  # re-claimed from the dead consumer
+    archive(clients)
     assert clients.db.telemetry.count_documents({"drone_id": "d7"}) == 2
     assert clients.bus.pending_count(s.telemetry_stream, s.processor_group) == 0
     [alert] = clients.alerts.list(drone_id="d7")
@@ -253,3 +264,17 @@ def test_drone_events_go_to_their_stream_and_bad_ones_are_dead_lettered(
     reasons = " | ".join(d["reason"] for d in clients.deadletters.list())
     assert "not JSON" in reasons and "event" in reasons and "does not match topic" in reasons
     assert clients.redis_bytes.xlen(clients.settings.telemetry_stream) == 0
+
+
+def test_alerts_never_wait_for_history(
+    clients: Clients, ingest: Ingest, processor: Processor
+) -> None:
+    submit(ingest, msg("w1", 1, emergency=True), b"broken")
+    while processor.poll():
+        pass  # the processor alone: no archiver has run
+    assert [a["type"] for a in clients.alerts.list(drone_id="w1")] == ["emergency"]
+    assert clients.db.telemetry.count_documents({"drone_id": "w1"}) == 0
+    archive(clients)
+    [doc] = clients.db.telemetry.find({"drone_id": "w1"})
+    assert doc["unregistered"] is True and doc["emergency"] is True
+    assert len(clients.deadletters.list()) == 1  # the broken one, once: by the processor

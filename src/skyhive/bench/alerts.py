@@ -56,7 +56,8 @@ def run_alert_bench(
         "SKYHIVE_NOTIFY__CHANNELS": orjson.dumps(channels).decode(),
         "SKYHIVE_NOTIFY__THROTTLE_S": "0",
     }
-    with bench_stack(("gateway", "processor", "notifier"), broker, progress, extra_env=env) as bs:
+    roles = ("gateway", "processor", "archiver", "notifier")
+    with bench_stack(roles, broker, progress, extra_env=env) as bs:
         sink_file = bs.data_dir / "webhooks.txt"
         sink = subprocess.Popen(
             [sys.executable, "-m", "skyhive.bench.webhook_sink", str(sink_port), str(sink_file)],

@@ -88,7 +88,7 @@ def run_ingest_bench(
     warmup: float = 3.0,
     progress: Any = print,
 ) -> IngestReport:
-    with bench_stack(("gateway", "processor"), broker, progress) as bs:
+    with bench_stack(("gateway", "processor", "archiver"), broker, progress) as bs:
         return _measure(bs, rate, duration, drones, broker, warmup, progress)
 
 

@@ -4,24 +4,13 @@ and the notification channels. Read from ``SKYHIVE_ALERTS__*`` / ``SKYHIVE_NOTIF
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Severity = Literal["warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"warning": 1, "critical": 2}
 
-ALERT_TYPES = (
-    "emergency",
-    "low_battery",
-    "cannot_reach_station",
-    "geofence",
-    "offline",
-    "altitude",
-    "overspeed",
-    "gps_jump",
-    "battery_drop",
-)
 AlertType = Literal[
     "emergency",
     "low_battery",
@@ -33,6 +22,7 @@ AlertType = Literal[
     "gps_jump",
     "battery_drop",
 ]
+ALERT_TYPES: tuple[str, ...] = get_args(AlertType)
 
 
 class Thresholds(BaseModel):

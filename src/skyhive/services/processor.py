@@ -1,13 +1,14 @@
-"""Stream processor: telemetry from the bus → live state (Redis), history (MongoDB), alerts.
+"""Stream processor: telemetry from the bus → live state and alerts (Redis, MongoDB alerts).
 
-Per batch: decode and validate; drop duplicates by (drone_id, seq); run the alert rules over
-each drone's new readings (``domain/alert_rules.py``) and fold their findings into its alerts
-(``services/alerting.py``) first, so alerts never wait for history; write history in bulk
-with idempotent ids; update live state, rule memory and active alerts in one Redis pipeline
-(never moving a drone backwards); acknowledge last. A crash anywhere before the
-acknowledgement replays the batch, and every write is keyed so a replay is harmless.
-Everything a batch needs from Redis before the writes (seen sequence numbers, registry
-membership, rule memory, active alerts, nearest stations) comes in one round trip.
+History is the archiver's (``archiver.py``, a consumer group of its own on the same stream),
+so alerts never wait behind history writes. Per batch: decode and validate; drop duplicates
+by (drone_id, seq); run the alert rules over each drone's new readings
+(``domain/alert_rules.py``) and fold their findings into its alerts (``services/alerting.py``);
+update live state, rule memory and active alerts in one Redis pipeline (never moving a drone
+backwards); acknowledge last. A crash anywhere before the acknowledgement replays the batch,
+and every write is keyed so a replay is harmless. Everything a batch needs from Redis before
+the writes (seen sequence numbers, registry membership, rule memory, active alerts, nearest
+stations) comes in one round trip.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from skyhive.domain.alert_rules import AIRBORNE, Context, Finding, Memory, Zone,
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
 from skyhive.services.alerting import ALERTS_LIVE, AlertEngine
 from skyhive.services.geofence_cache import GeofenceCache
-from skyhive.services.ingest import encode_for_bus
+from skyhive.services.group_consumer import GroupConsumer, run_polling
 from skyhive.services.offline_watch import HEARD, OfflineWatch
 from skyhive.services.periodic import start_every
 from skyhive.services.spec_cache import SpecCache
@@ -71,7 +72,6 @@ class BatchStats:
     received: int = 0
     invalid: int = 0
     duplicates: int = 0
-    stored: int = 0
     live_updates: int = 0
     alert_changes: int = 0
 
@@ -86,51 +86,26 @@ class Processor:
         self._specs_at = 0.0
         self._zones = GeofenceCache(clients.geofences)
         self.totals = BatchStats()
-        self._retry_own = False  # after a failed batch, its entries are still ours and pending
+        self._group = GroupConsumer(
+            clients.bus,
+            settings.telemetry_stream,
+            settings.processor_group,
+            self.consumer,
+            settings.processor_batch_size,
+            settings.processor_block_ms,
+            settings.processor_claim_idle_ms,
+        )
+
+    @property
+    def clients(self) -> Clients:
+        return self._c
 
     def setup(self) -> None:
-        self._c.bus.ensure_group(self._s.telemetry_stream, self._s.processor_group)
+        self._group.setup()
 
     def poll(self) -> int:
         """Process one batch (stale entries of dead consumers first); returns its size."""
-        s = self._s
-        if self._retry_own:
-            msgs = self._c.bus.consume(
-                s.telemetry_stream,
-                s.processor_group,
-                self.consumer,
-                s.processor_batch_size,
-                0,
-                own_pending=True,
-            )
-            if msgs:
-                self._run(msgs)
-                return len(msgs)
-            self._retry_own = False
-        msgs = self._c.bus.claim_stale(
-            s.telemetry_stream,
-            s.processor_group,
-            self.consumer,
-            s.processor_claim_idle_ms,
-            s.processor_batch_size,
-        )
-        if not msgs:
-            msgs = self._c.bus.consume(
-                s.telemetry_stream,
-                s.processor_group,
-                self.consumer,
-                s.processor_batch_size,
-                s.processor_block_ms,
-            )
-        if msgs:
-            self._run(msgs)
-        return len(msgs)
-
-    def _run(self, msgs: list[BusMessage]) -> None:
-        self._retry_own = True
-        self.process(msgs)
-        self._c.bus.ack(self._s.telemetry_stream, self._s.processor_group, [m.id for m in msgs])
-        self._retry_own = False
+        return self._group.poll(self.process)
 
     def process(self, msgs: list[BusMessage]) -> BatchStats:
         st = BatchStats(received=len(msgs))
@@ -140,22 +115,9 @@ class Processor:
         fresh = self._drop_seen(views)
         unregistered = {d for d, v in views.items() if not v.registered}
         st.duplicates = len(readings) - len(fresh)
-        # Alerts first: a batch's history write (the slowest step) must not delay them.
         pipe = self._c.redis_text.pipeline(transaction=False)
         changes = self._alerts(fresh, views, pipe)
         st.alert_changes = len(changes)
-        docs = [t.history_document() for t in fresh]
-        for doc in docs:
-            if doc["drone_id"] in unregistered:
-                doc["unregistered"] = True  # ingested all the same, but flagged
-        st.stored, refused = self._c.telemetry.insert(docs)
-        if refused:
-            invalid += [
-                DeadLetter(f"history write refused: {m}", encode_for_bus(fresh[i]), "processor")
-                for i, m in refused.items()
-            ]
-            fresh = [t for i, t in enumerate(fresh) if i not in refused]
-            st.invalid = len(invalid)
         if readings:
             heard = time.time()
             pipe.zadd(HEARD, dict.fromkeys(views, heard), gt=True)
@@ -302,45 +264,23 @@ class Processor:
 def run_processor(settings: Settings, stop: threading.Event) -> None:
     clients = Clients(settings)
     proc = Processor(settings, clients)
-    backoff = 0.5
-    sweeper = None
+    watch = OfflineWatch(settings, clients, AlertEngine(settings, clients))
+    sweeper = start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch")
     try:
-        while not stop.is_set():
-            try:
-                proc.setup()
-                break
-            except Exception as exc:
-                log.warning("processor waiting for the bus: %s", exc)
-                stop.wait(backoff)
-        watch = OfflineWatch(settings, clients, AlertEngine(settings, clients))
-        sweeper = start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch")
-        log.info("processor %s consuming %s", proc.consumer, settings.telemetry_stream)
-        last_log = time.monotonic()
-        while not stop.is_set():
-            try:
-                n = proc.poll()
-                backoff = 0.5
-                if 0 < n < settings.processor_batch_size // 4:
-                    # Let a fuller batch form: per-batch round trips dominate small batches.
-                    stop.wait(settings.processor_linger_ms / 1000.0)
-            except Exception:
-                # Unacknowledged entries stay pending and are re-read after the backoff.
-                log.exception("processor batch failed; retrying in %.1fs", backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-            if time.monotonic() - last_log > 30:
-                t = proc.totals
-                log.info(
-                    "processor: %d received, %d stored, %d duplicates, %d invalid, %d alert changes",
-                    t.received,
-                    t.stored,
-                    t.duplicates,
-                    t.invalid,
-                    t.alert_changes,
-                )
-                last_log = time.monotonic()
+        t = proc.totals
+        run_polling(
+            f"processor {proc.consumer}",
+            proc.setup,
+            proc.poll,
+            settings.processor_batch_size,
+            settings.processor_linger_ms / 1000.0,
+            stop,
+            lambda: (
+                f"{t.received} received, {t.duplicates} duplicates, {t.invalid} invalid, "
+                f"{t.alert_changes} alert changes"
+            ),
+        )
     finally:
         stop.set()  # the sweeper must end before its clients close
-        if sweeper is not None:
-            sweeper.join(timeout=30)
+        sweeper.join(timeout=30)
         clients.close()

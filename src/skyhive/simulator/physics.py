@@ -91,6 +91,7 @@ class Phase(StrEnum):
 _GROUND_STATUS = {Phase.DOCKED: "idle", Phase.CHARGING: "charging"}
 _AIRBORNE = frozenset({Phase.CLIMB, Phase.CRUISE, Phase.DESCENT, Phase.DROP})
 _EN_ROUTE = frozenset({Phase.CLIMB, Phase.CRUISE})  # where gusts and excursions happen
+_EN_ROUTE_FAULTS = frozenset({FaultKind.OVERSPEED, FaultKind.ALTITUDE})
 
 
 class InvalidCommand(ValueError):
@@ -390,7 +391,10 @@ class SimDrone:
 
     def start_fault(self, kind: FaultKind, now_ms: int, rng: random.Random) -> None:
         """Start ``kind`` now (restarting it if under way). ``overspeed`` and ``altitude``
-        act only on the way (climbing or cruising) and end when the drone descends."""
+        start only on the way (climbing or cruising; elsewhere nothing happens) and end when
+        the drone descends."""
+        if kind in _EN_ROUTE_FAULTS and self.phase not in _EN_ROUTE:
+            return
         if kind is FaultKind.EMERGENCY:
             self.emergency_left_s = rng.uniform(*EMERGENCY_S)
         elif kind is FaultKind.BATTERY_DRAIN:
