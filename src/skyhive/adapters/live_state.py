@@ -6,7 +6,7 @@ Keys: ``drone:{id}`` (latest state), ``fleet:ids`` (every drone seen), ``fleet:g
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -106,19 +106,6 @@ class LiveState:
             args=[str(t.ts_ms), str(t.seq), lon, lat, t.drone_id, *flat],
             client=pipe,
         )
-
-    def queue_seen_check(
-        self, pipe: redis.client.Pipeline, drone_id: str, seqs: Sequence[int]
-    ) -> None:
-        pipe.zmscore(seen_key(drone_id), [str(s) for s in seqs])
-
-    def queue_mark_seen(
-        self, pipe: redis.client.Pipeline, drone_id: str, seqs: Iterable[int], window: int
-    ) -> None:
-        key = seen_key(drone_id)
-        pipe.zadd(key, {str(s): s for s in seqs})
-        pipe.zremrangebyrank(key, 0, -(window + 1))
-        pipe.expire(key, 7 * 86400)
 
     def get(self, drone_id: str) -> dict[str, Any] | None:
         h = self._r.hgetall(drone_key(drone_id))

@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from skyhive.adapters.alerts_repo import alert_state_key
 from skyhive.adapters.bus import BusMessage
 from skyhive.adapters.deadletters import DeadLetter
+from skyhive.adapters.drone_memory import DroneMemory
 from skyhive.adapters.fleet_repo import REGISTERED
 from skyhive.adapters.live_state import FLEET_UPDATES, STATIONS_GEO
 from skyhive.domain.alert_lifecycle import AlertUpdate
@@ -44,15 +44,10 @@ from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ALERTS_LIVE", "Processor", "memory_key", "run_processor"]
+__all__ = ["ALERTS_LIVE", "Processor", "run_processor"]
 
-MEMORY_TTL_S = 7 * 86400
 NEAREST_STATION_KM = 100.0
 SPEC_REFRESH_S = 5.0
-
-
-def memory_key(drone_id: str) -> str:
-    return f"alertmem:{drone_id}"
 
 
 @dataclass(slots=True)
@@ -60,11 +55,12 @@ class _DroneView:
     """What a batch reads from Redis about one of its drones before writing."""
 
     readings: dict[int, Telemetry]  # by seq, the batch's first of each
-    seen: list[float | None]  # per reading: None when its seq was not seen before
+    seen: list[bool]  # per reading: its seq was seen before
     registered: bool = True
     memory: Memory | None = None
     has_alerts: bool = False
     nearest: tuple[str, float] | None = None
+    remember: bytes | None = None  # the rules' memory to store, when it changed
 
 
 @dataclass(slots=True)
@@ -85,6 +81,7 @@ class Processor:
         self._specs = SpecCache(clients.fleet)
         self._specs_at = 0.0
         self._zones = GeofenceCache(clients.geofences)
+        self._memory = DroneMemory(clients.redis_text)
         self.totals = BatchStats()
         self._group = GroupConsumer(
             clients.bus,
@@ -113,7 +110,6 @@ class Processor:
         st.invalid = len(invalid)
         views = self._read_views(readings)
         fresh = self._drop_seen(views)
-        unregistered = {d for d, v in views.items() if not v.registered}
         st.duplicates = len(readings) - len(fresh)
         pipe = self._c.redis_text.pipeline(transaction=False)
         changes = self._alerts(fresh, views, pipe)
@@ -121,7 +117,7 @@ class Processor:
         if readings:
             heard = time.time()
             pipe.zadd(HEARD, dict.fromkeys(views, heard), gt=True)
-        st.live_updates = self._update_live(fresh, unregistered, pipe)
+        st.live_updates = self._update_live(fresh, views, pipe)
         self._c.deadletters.add(invalid)
         self._add(st)
         return st
@@ -144,13 +140,10 @@ class Processor:
             by_drone[t.drone_id].setdefault(t.seq, t)
         if not by_drone:
             return {}
-        live = self._c.live
         pipe = self._c.redis_text.pipeline(transaction=False)
         airborne: list[tuple[str, Telemetry]] = []
         for drone_id, seqs in by_drone.items():
-            live.queue_seen_check(pipe, drone_id, list(seqs))
-            pipe.get(memory_key(drone_id))
-            pipe.exists(alert_state_key(drone_id))
+            self._memory.queue_recall(pipe, drone_id, list(seqs))
             last = max(seqs.values(), key=lambda t: (t.ts_ms, t.seq))
             if last.lat is not None and last.lon is not None and last.status in AIRBORNE:
                 airborne.append((drone_id, last))
@@ -170,10 +163,10 @@ class Processor:
         results = iter(pipe.execute())
         views: dict[str, _DroneView] = {}
         for drone_id in by_drone:
-            seen, raw_mem, has_alerts = next(results), next(results), next(results)
-            mem = Memory.decode(orjson.loads(raw_mem)) if raw_mem else Memory()
+            got = DroneMemory.recalled(next(results))
+            mem = Memory.decode(orjson.loads(got.memory)) if got.memory else Memory()
             views[drone_id] = _DroneView(
-                by_drone[drone_id], seen, memory=mem, has_alerts=bool(has_alerts)
+                by_drone[drone_id], got.seen, memory=mem, has_alerts=got.has_alerts
             )
         for drone_id, _ in airborne:
             found = next(results)
@@ -190,7 +183,7 @@ class Processor:
         fresh: list[Telemetry] = []
         for view in views.values():
             pairs = zip(view.readings.values(), view.seen, strict=True)
-            fresh.extend(t for t, score in pairs if score is None)
+            fresh.extend(t for t, seen in pairs if not seen)
         return fresh
 
     def _alerts(
@@ -226,14 +219,14 @@ class Processor:
                 ctx = Context(th, spec, view.nearest, inside)
                 mine += evaluate(t, ctx, mem)
             if mine:
-                pipe.set(memory_key(drone_id), orjson.dumps(mem.encode()), ex=MEMORY_TTL_S)
+                view.remember = orjson.dumps(mem.encode())
             if view.has_alerts or any(f.severity for f in mine):
                 findings += [(drone_id, f) for f in mine]
         return self._engine.apply(findings, pipe)
 
-    def _update_live(self, fresh: list[Telemetry], unregistered: set[str], pipe: Any) -> int:
-        """Queue the live state and seen marks on ``pipe`` (which already holds the batch's
-        other Redis writes) and run it."""
+    def _update_live(self, fresh: list[Telemetry], views: dict[str, _DroneView], pipe: Any) -> int:
+        """Queue the live state, seen marks and rule memory on ``pipe`` (which already holds
+        the batch's other Redis writes) and run it."""
         latest: dict[str, Telemetry] = {}
         for t in fresh:
             cur = latest.get(t.drone_id)
@@ -243,12 +236,14 @@ class Processor:
         live = self._c.live
         first = len(pipe)
         for t in latest.values():
-            live.queue_apply(pipe, t, now, registered=t.drone_id not in unregistered)
+            live.queue_apply(pipe, t, now, registered=views[t.drone_id].registered)
         seqs: dict[str, list[int]] = defaultdict(list)
         for t in fresh:
             seqs[t.drone_id].append(t.seq)
+        window = self._s.dedup_window
         for drone_id, drone_seqs in seqs.items():
-            live.queue_mark_seen(pipe, drone_id, drone_seqs, self._s.dedup_window)
+            remember = views[drone_id].remember
+            self._memory.queue_remember(pipe, drone_id, drone_seqs, window, remember)
         results = pipe.execute()[first:]
         applied = [t for t, ok in zip(latest.values(), results, strict=False) if ok == 1]
         if applied:
