@@ -129,6 +129,17 @@ def demo(ctx: click.Context, /, drones: int, rate: float, **opts: object) -> Non
         "0.002",
         "--malformed-rate",
         "0.001",
+        # A trickle of every alert-raising fault, so the alerting can be seen at work.
+        "--gps-jump-rate",
+        "0.0002",
+        "--overspeed-rate",
+        "0.0002",
+        "--altitude-rate",
+        "0.0002",
+        "--battery-drop-rate",
+        "0.0001",
+        "--offline-rate",
+        "0.0001",
     ]
     _run_up(_up_settings(ctx, **opts), extra_roles={"simulator": sim})
 

@@ -166,3 +166,23 @@ def test_thresholds_per_model_and_validation() -> None:
 
 def _copy(mem: Memory) -> Memory:
     return Memory.decode(mem.encode())
+
+
+def test_a_jumped_position_is_an_outlier_until_confirmed() -> None:
+    mem = Memory()
+    far = destination_point(37.8, -122.27, 0, 5_000)
+    evaluate(reading(1, lat=37.8, lon=-122.27), Context(TH), mem)
+    assert judge(reading(2, lat=far[0], lon=far[1]), mem=mem)["gps_jump"].severity == "critical"
+    # back where it was: compared with the last trusted position, not with the jump
+    assert judge(reading(3, lat=37.8, lon=-122.27), mem=_copy(mem))["gps_jump"].severity is None
+    # the drone really is there: after three readings in a row there, it is accepted
+    for seq in (3, 4):
+        evaluate(reading(seq, lat=far[0], lon=far[1]), Context(TH), mem)
+    assert judge(reading(5, lat=far[0], lon=far[1]), mem=mem)["gps_jump"].severity is None
+
+
+def test_a_battery_drop_is_reported_once_not_again_from_the_same_samples() -> None:
+    mem = Memory()
+    evaluate(reading(1, 90), Context(TH), mem)
+    assert judge(reading(2, 65), mem=mem)["battery_drop"].severity == "critical"
+    assert judge(reading(3, 65), mem=mem)["battery_drop"].severity is None

@@ -28,6 +28,9 @@ AIRBORNE = frozenset({"in_flight", "returning", "emergency"})
 LOW_BATTERY_HYSTERESIS_PCT = 2.0
 # Battery samples kept for battery_drop: at most one per this many seconds.
 SAMPLE_SPACING_S = 5.0
+# A position that jumped is not trusted as the next reference, unless this many in a row
+# agree (the drone really is there: a GPS reset, a relocated drone).
+JUMPS_TO_ACCEPT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +66,19 @@ class Memory:
     lat: float | None = None
     lon: float | None = None
     samples: list[tuple[float, float]] = field(default_factory=list)  # (epoch s, battery %)
+    jumps: int = 0  # consecutive positions that jumped
+    pos_ts_ms: int = -1  # when (lat, lon) was reported
 
     def encode(self) -> dict[str, Any]:
-        return {"t": self.ts_ms, "s": self.seq, "la": self.lat, "lo": self.lon, "b": self.samples}
+        return {
+            "t": self.ts_ms,
+            "s": self.seq,
+            "la": self.lat,
+            "lo": self.lon,
+            "b": self.samples,
+            "j": self.jumps,
+            "p": self.pos_ts_ms,
+        }
 
     @staticmethod
     def decode(raw: dict[str, Any] | None) -> Memory:
@@ -77,6 +90,8 @@ class Memory:
             raw.get("la"),
             raw.get("lo"),
             [(float(a), float(b)) for a, b in raw.get("b", [])],
+            int(raw.get("j", 0)),
+            int(raw.get("p", raw.get("t", -1))),
         )
 
     def is_newer(self, t: Telemetry) -> bool:
@@ -112,8 +127,13 @@ def evaluate(t: Telemetry, ctx: Context, mem: Memory) -> list[Finding]:
     jump = _gps_jump(t, th, mem)
     if jump is not None:
         out.append(jump)
-    out.append(_battery_drop(t, th, mem))
-    _remember(t, th, mem)
+    drop = _battery_drop(t, th, mem)
+    out.append(drop)
+    _remember(t, th, mem, jumped=jump is not None and jump.severity is not None)
+    if drop.severity is not None:
+        # Judge later readings against the level after the drop: the drop is reported
+        # once, and a person who resolves it does not see it reopen from the same samples.
+        mem.samples = [(t.ts_ms / 1000.0, t.battery_pct)]
     return out
 
 
@@ -167,7 +187,7 @@ def _cannot_reach(t: Telemetry, ctx: Context) -> Finding | None:
 def _gps_jump(t: Telemetry, th: Thresholds, mem: Memory) -> Finding | None:
     if t.lat is None or t.lon is None or mem.lat is None or mem.lon is None:
         return None
-    dt = (t.ts_ms - mem.ts_ms) / 1000.0
+    dt = (t.ts_ms - mem.pos_ts_ms) / 1000.0
     if dt <= 0:
         return None
     metres = haversine_m(mem.lat, mem.lon, t.lat, t.lon)
@@ -198,11 +218,15 @@ def _battery_drop(t: Telemetry, th: Thresholds, mem: Memory) -> Finding:
     return Finding("battery_drop", sev, t.ts, details)
 
 
-def _remember(t: Telemetry, th: Thresholds, mem: Memory) -> None:
+def _remember(t: Telemetry, th: Thresholds, mem: Memory, jumped: bool) -> None:
     now = t.ts_ms / 1000.0
     mem.ts_ms, mem.seq = t.ts_ms, t.seq
-    if t.lat is not None and t.lon is not None:
-        mem.lat, mem.lon = t.lat, t.lon
+    mem.jumps = mem.jumps + 1 if jumped else 0
+    if t.lat is not None and t.lon is not None and mem.jumps in (0, JUMPS_TO_ACCEPT):
+        # A jumped position is an outlier until it is confirmed: the next good reading is
+        # compared with the last trusted one, so the jump back is not a second jump.
+        mem.lat, mem.lon, mem.pos_ts_ms = t.lat, t.lon, t.ts_ms
+        mem.jumps = 0
     kept = [(at, pct) for at, pct in mem.samples if now - at <= th.battery_drop_window_s]
     if not kept or now - kept[-1][0] >= SAMPLE_SPACING_S:
         kept.append((now, t.battery_pct))
