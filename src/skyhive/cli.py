@@ -542,6 +542,10 @@ def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json
         sys.exit(1)
 
 
+def _pp(stats: dict[str, float]) -> str:
+    return f"{stats.get('p50')}/{stats.get('p99')} ms"
+
+
 @bench.command("alerts")
 @click.option(
     "--rate",
@@ -585,7 +589,9 @@ def bench_alerts(
             f"{report.telemetry_per_s:g}/s ingested; triggered={report.triggered} "
             f"notified={report.notified}\n"
             f"publish → webhook (ms): p50={lat.get('p50')} p99={lat.get('p99')} "
-            f"max={lat.get('max')}"
+            f"max={lat.get('max')}\n"
+            f"  publish → telemetry bus p50/p99: {_pp(report.to_bus_ms)}; "
+            f"→ alerts stream: {_pp(report.to_alert_ms)}; → webhook: {_pp(report.to_webhook_ms)}"
         )
     if report.notified < report.triggered:
         sys.exit(1)

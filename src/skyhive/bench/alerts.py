@@ -38,6 +38,11 @@ class AlertReport:
     notified: int
     telemetry_per_s: float
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # Where the time goes: publish → on the telemetry bus (broker + gateway), → alert on the
+    # alerts stream (processor), → webhook received (notifier + HTTP).
+    to_bus_ms: dict[str, float] = field(default_factory=dict)
+    to_alert_ms: dict[str, float] = field(default_factory=dict)
+    to_webhook_ms: dict[str, float] = field(default_factory=dict)
 
 
 def run_alert_bench(
@@ -134,6 +139,13 @@ def _measure(
         time.sleep(0.5)
     pub.close()
     latencies = [(received[d] - t) * 1000 for d, t in sent_at.items() if d in received]
+    on_bus = _stream_times(bs, bs.settings.telemetry_stream, sent_at)
+    on_alerts = _stream_times(bs, bs.settings.alerts_stream, sent_at)
+    stages = [
+        [(on_bus[d] - sent_at[d]) * 1000 for d in on_bus],
+        [(on_alerts[d] - on_bus[d]) * 1000 for d in on_alerts if d in on_bus],
+        [(received[d] - on_alerts[d]) * 1000 for d in received if d in on_alerts],
+    ]
     return AlertReport(
         broker=broker,
         rate=rate,
@@ -142,4 +154,26 @@ def _measure(
         notified=len(received),
         telemetry_per_s=round(telemetry_per_s, 1),
         latency_ms=percentiles(latencies),
+        to_bus_ms=percentiles(stages[0]),
+        to_alert_ms=percentiles(stages[1]),
+        to_webhook_ms=percentiles(stages[2]),
     )
+
+
+def _stream_times(bs: BenchStack, stream: str, drones: dict[str, float]) -> dict[str, float]:
+    """When each trigger drone's first entry was appended to ``stream`` (the entry id's
+    milliseconds: Redis's clock, the same machine's)."""
+    first: dict[str, float] = {}
+    last = "-"
+    redis_text: Any = bs.clients.redis_text  # redis-py's stream reply types are too loose
+    while True:
+        batch = redis_text.xrange(stream, min=last, count=10_000)
+        if last != "-":
+            batch = batch[1:]
+        if not batch:
+            return first
+        for entry_id, fields in batch:
+            key = str(fields["k"])
+            if key in drones and key not in first:
+                first[key] = int(str(entry_id).split("-")[0]) / 1000.0
+        last = str(batch[-1][0])
