@@ -104,26 +104,25 @@ def evaluate(t: Telemetry, ctx: Context, mem: Memory) -> list[Finding]:
     th = ctx.thresholds
     out = [
         Finding("offline", None, t.ts),  # any reading means the drone is heard again
-        Finding("emergency", "critical" if t.is_emergency else None, t.ts, _where(t)),
+        _found("emergency", "critical" if t.is_emergency else None, t),
     ]
     judged, low = _low_battery(t, th)
     if judged:
-        out.append(Finding("low_battery", low, t.ts, _where(t)))
+        out.append(_found("low_battery", low, t))
     reach = _cannot_reach(t, ctx)
     if reach is not None:
         out.append(reach)
     if ctx.zones is not None:
         zones = [{"id": z.id, "name": z.name} for z in ctx.zones]
-        sev: Severity | None = "critical" if zones else None
-        out.append(Finding("geofence", sev, t.ts, {**_where(t), "zones": zones}))
+        out.append(_found("geofence", "critical" if zones else None, t, zones=zones))
     if t.alt_m is not None:
         above = t.alt_m > th.altitude_ceiling_m
-        details = {**_where(t), "ceiling_m": th.altitude_ceiling_m}
-        out.append(Finding("altitude", "warning" if above else None, t.ts, details))
+        out.append(
+            _found("altitude", "warning" if above else None, t, ceiling_m=th.altitude_ceiling_m)
+        )
     if t.speed_mps is not None:
         fast = t.speed_mps > th.overspeed_mps
-        details = {**_where(t), "speed_mps": t.speed_mps, "limit_mps": th.overspeed_mps}
-        out.append(Finding("overspeed", "warning" if fast else None, t.ts, details))
+        out.append(_found("overspeed", "warning" if fast else None, t, limit_mps=th.overspeed_mps))
     jump = _gps_jump(t, th, mem)
     if jump is not None:
         out.append(jump)
@@ -137,6 +136,12 @@ def evaluate(t: Telemetry, ctx: Context, mem: Memory) -> list[Finding]:
     return out
 
 
+def _found(kind: str, severity: Severity | None, t: Telemetry, **extra: Any) -> Finding:
+    """A finding; what the reading showed is kept only when the condition holds (a clear
+    finding's details are never stored: they would only cost time on the hot path)."""
+    return Finding(kind, severity, t.ts, {**_where(t), **extra} if severity else {})
+
+
 def _where(t: Telemetry) -> dict[str, Any]:
     return {
         "battery_pct": t.battery_pct,
@@ -145,6 +150,7 @@ def _where(t: Telemetry) -> dict[str, Any]:
         "alt_m": t.alt_m,
         "seq": t.seq,
         "status": t.status,
+        "speed_mps": t.speed_mps,
     }
 
 
@@ -172,16 +178,16 @@ def _cannot_reach(t: Telemetry, ctx: Context) -> Finding | None:
         return None
     code, km = ctx.nearest_station
     needed = energy_to_reach_pct(ctx.spec, km)
-    spare = t.battery_pct - needed
-    details = {
-        **_where(t),
-        "station": code,
-        "distance_km": round(km, 3),
-        "needed_pct": round(needed, 1),
-        "reserve_pct": ctx.thresholds.reach_reserve_pct,
-    }
-    short = spare < ctx.thresholds.reach_reserve_pct
-    return Finding("cannot_reach_station", "critical" if short else None, t.ts, details)
+    short = t.battery_pct - needed < ctx.thresholds.reach_reserve_pct
+    return _found(
+        "cannot_reach_station",
+        "critical" if short else None,
+        t,
+        station=code,
+        distance_km=round(km, 3),
+        needed_pct=round(needed, 1),
+        reserve_pct=ctx.thresholds.reach_reserve_pct,
+    )
 
 
 def _gps_jump(t: Telemetry, th: Thresholds, mem: Memory) -> Finding | None:
@@ -192,15 +198,18 @@ def _gps_jump(t: Telemetry, th: Thresholds, mem: Memory) -> Finding | None:
         return None
     metres = haversine_m(mem.lat, mem.lon, t.lat, t.lon)
     implied = metres / dt
-    details = {
-        **_where(t),
-        "from": {"lat": mem.lat, "lon": mem.lon},
-        "distance_m": round(metres, 1),
-        "seconds": round(dt, 3),
-        "implied_mps": round(implied, 1),
-        "limit_mps": th.gps_jump_mps,
-    }
-    return Finding("gps_jump", "critical" if implied > th.gps_jump_mps else None, t.ts, details)
+    if implied <= th.gps_jump_mps:
+        return Finding("gps_jump", None, t.ts)
+    return _found(
+        "gps_jump",
+        "critical",
+        t,
+        **{"from": {"lat": mem.lat, "lon": mem.lon}},
+        distance_m=round(metres, 1),
+        seconds=round(dt, 3),
+        implied_mps=round(implied, 1),
+        limit_mps=th.gps_jump_mps,
+    )
 
 
 def _battery_drop(t: Telemetry, th: Thresholds, mem: Memory) -> Finding:
@@ -208,14 +217,14 @@ def _battery_drop(t: Telemetry, th: Thresholds, mem: Memory) -> Finding:
     window = [(at, pct) for at, pct in mem.samples if now - at <= th.battery_drop_window_s]
     peak = max((pct for _, pct in window), default=t.battery_pct)
     drop = peak - t.battery_pct
-    details = {
-        **_where(t),
-        "drop_pct": round(drop, 1),
-        "window_s": th.battery_drop_window_s,
-        "limit_pct": th.battery_drop_pct,
-    }
-    sev: Severity | None = "critical" if drop > th.battery_drop_pct else None
-    return Finding("battery_drop", sev, t.ts, details)
+    return _found(
+        "battery_drop",
+        "critical" if drop > th.battery_drop_pct else None,
+        t,
+        drop_pct=round(drop, 1),
+        window_s=th.battery_drop_window_s,
+        limit_pct=th.battery_drop_pct,
+    )
 
 
 def _remember(t: Telemetry, th: Thresholds, mem: Memory, jumped: bool) -> None:

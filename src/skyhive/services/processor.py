@@ -32,6 +32,7 @@ from skyhive.adapters.fleet_repo import REGISTERED
 from skyhive.adapters.live_state import FLEET_UPDATES, STATIONS_GEO
 from skyhive.domain.alert_lifecycle import AlertUpdate
 from skyhive.domain.alert_rules import AIRBORNE, Context, Finding, Memory, Zone, evaluate
+from skyhive.domain.geo import haversine_m
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
 from skyhive.services.alerting import ALERTS_LIVE, AlertEngine
 from skyhive.services.geofence_cache import GeofenceCache
@@ -48,6 +49,11 @@ __all__ = ["ALERTS_LIVE", "Processor", "run_processor"]
 
 NEAREST_STATION_KM = 100.0
 SPEC_REFRESH_S = 5.0
+
+
+def _cell(t: Telemetry) -> tuple[float, float]:
+    """A ~1 km cell: the nearest station is the same from anywhere in it, within a km."""
+    return (round(t.lat or 0.0, 2), round(t.lon or 0.0, 2))
 
 
 @dataclass(slots=True)
@@ -82,6 +88,8 @@ class Processor:
         self._specs_at = 0.0
         self._zones = GeofenceCache(clients.geofences)
         self._memory = DroneMemory(clients.redis_text)
+        self._nearest: dict[tuple[float, float], str] = {}  # position cell → nearest station
+        self._nearest_hits: dict[str, tuple[str, float]] = {}
         self.totals = BatchStats()
         self._group = GroupConsumer(
             clients.bus,
@@ -147,6 +155,7 @@ class Processor:
             last = max(seqs.values(), key=lambda t: (t.ts_ms, t.seq))
             if last.lat is not None and last.lon is not None and last.status in AIRBORNE:
                 airborne.append((drone_id, last))
+        airborne = [(d, t) for d, t in airborne if not self._nearest_known(d, t)]
         for _, last in airborne:
             assert last.lat is not None and last.lon is not None
             pipe.geosearch(
@@ -168,14 +177,29 @@ class Processor:
             views[drone_id] = _DroneView(
                 by_drone[drone_id], got.seen, memory=mem, has_alerts=got.has_alerts
             )
-        for drone_id, _ in airborne:
+        for drone_id, last in airborne:
             found = next(results)
             if found:
                 code, km = found[0]
+                self._nearest[_cell(last)] = str(code)
                 views[drone_id].nearest = (str(code), float(km))
+        for drone_id, nearest in self._nearest_hits.items():
+            views[drone_id].nearest = nearest
+        self._nearest_hits = {}
         for drone_id, ok in zip(by_drone, next(results), strict=True):
             views[drone_id].registered = bool(ok)
         return views
+
+    def _nearest_known(self, drone_id: str, t: Telemetry) -> bool:
+        """The nearest station from the per-cell cache, when this ~1 km cell was searched
+        before (stations do not move); the distance is computed from the reading itself."""
+        code = self._nearest.get(_cell(t))
+        station = self._c.stations.get(code) if code else None
+        if station is None or t.lat is None or t.lon is None:
+            return False
+        km = haversine_m(t.lat, t.lon, station.lat, station.lon) / 1000.0
+        self._nearest_hits[drone_id] = (station.code, km)
+        return True
 
     @staticmethod
     def _drop_seen(views: dict[str, _DroneView]) -> list[Telemetry]:
