@@ -90,6 +90,10 @@ def test_twenty_deliveries_are_flown_and_delivered(tmp_path: Path) -> None:
             )
 
         wait_for(all_docked, 120, "every drone back at a station")
+        # Flown at ten times real time, stamped with simulated time: no position looks like a
+        # jump, no drone like a speeder.
+        for kind in ("gps_jump", "overspeed"):
+            assert up.get(f"/api/v1/alerts?type={kind}")["items"] == [], kind
     finally:
         sim.terminate()
         sim.wait(20)

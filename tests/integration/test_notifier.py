@@ -28,6 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from skyhive.adapters.alerts_repo import serialize
+from skyhive.adapters.apprise_sender import url_secrets
 from skyhive.adapters.notifications_repo import COLLECTION
 from skyhive.domain.alert_config import Channel, NotifyConfig
 from skyhive.embedded import free_port
@@ -36,7 +37,6 @@ from skyhive.services.notifier import (
     REMINDERS,
     Notifier,
     run_notifier,
-    url_secrets,
 )
 from skyhive.settings import Settings
 from skyhive.wiring import Clients

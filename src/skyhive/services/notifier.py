@@ -8,17 +8,8 @@ alerts never wait behind history writes.
   channel that wants the alert's type and severity; ``deescalated`` and ``resolved`` also go
   to a channel that was told of the alert before, though it no longer wants the new severity
   (a critical-only channel hears that its critical alert is over). ``acknowledged``: nothing.
-- Each channel has its own worker thread and queue: a channel that is down or slow holds back
-  no other. A send is bounded by ``notify.timeout_s``: apprise's connect and read timeouts
-  (``cto``/``rto``, unless the URL sets them; per socket operation, so a server trickling
-  bytes can take longer; SMTP uses the connect one throughout), and retried ``notify.retries`` times, ``backoff_s``
-  doubling. A channel that just gave up on a message gets one attempt per message until a
-  send succeeds again, so a dead channel cannot build a backlog that stalls the consumer.
-- Throttling: at most one message per (drone, type, channel) per ``notify.throttle_s``
-  (shared by every notifier through Redis); escalations and reminders are never throttled.
-- Every attempt is recorded in ``alert_notifications`` (``adapters/notifications_repo.py``);
-  the final one under a deterministic id, checked before sending, so a message redelivered
-  after a crash is not sent again once recorded.
+- Each channel sends, retries, throttles and records on its own worker
+  (``services/channel_worker.py``).
 - A stream entry is acknowledged when every channel is done with it (sent, throttled or gave
   up); entries finish out of order.
 - Reminders: an open (unacknowledged) critical alert is reminded every
@@ -28,34 +19,27 @@ alerts never wait behind history writes.
   forgets nothing; a due reminder is leased, and rescheduled only once every channel is done
   with it. The alert is read back from MongoDB first: once acknowledged, resolved or no longer
   critical, it is dropped from the schedule.
-
-Channel URLs carry secrets: logs and recorded errors show them masked.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import os
-import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
 
-import apprise
 import orjson
 
 from skyhive.adapters.alerts_repo import serialize
+from skyhive.adapters.apprise_sender import install_capture
 from skyhive.adapters.bus import BusMessage
 from skyhive.adapters.deadletters import DeadLetter
 from skyhive.adapters.mongo import restore_datetimes
-from skyhive.adapters.notifications_repo import NotificationsRepo, Outcome, record_id
-from skyhive.domain.alert_config import Channel, NotifyConfig
+from skyhive.services.channel_worker import ChannelWorker, Job, Task, Throttle, enqueue
+from skyhive.services.notify_message import render
 from skyhive.services.periodic import start_every
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
@@ -66,7 +50,6 @@ NOTIFIED_CHANGES = ("opened", "escalated", "deescalated", "resolved")
 CLOSING_CHANGES = ("deescalated", "resolved")  # also to channels told of the alert before
 REMINDERS = "alerts:reminders"  # ZSET alert id → due epoch seconds
 REMINDER_COUNTS = "alerts:reminder_counts"  # HASH alert id → "<start ms>:<reminders sent>"
-THROTTLE_PREFIX = "notify:throttle"
 CLAIM_IDLE_MS = 30_000  # an entry unacknowledged this long belongs to a dead notifier
 MAX_IN_FLIGHT = 1000  # stream entries read but not yet finished; reading pauses beyond
 BATCH = 100
@@ -107,379 +90,6 @@ return 1
 """
 
 
-# --- messages --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    title: str
-    body: str
-    notify_type: apprise.NotifyType
-
-
-def _where(details: dict[str, Any]) -> str | None:
-    lat, lon = details.get("lat"), details.get("lon")
-    if isinstance(lat, int | float) and isinstance(lon, int | float):
-        return f"{lat:.5f}, {lon:.5f}"
-    return None
-
-
-def _details_line(details: dict[str, Any]) -> str:
-    shown = []
-    for k, v in details.items():
-        if k in ("lat", "lon"):
-            continue
-        text = orjson.dumps(v).decode() if isinstance(v, dict | list) else str(v)
-        shown.append(f"{k}={text[:80]}")
-    return ", ".join(shown)[:500]
-
-
-def render(alert: dict[str, Any], change: str, reminder: int = 0) -> Message:
-    """Title and plain-text body of a notification. ``change`` is a stream change or
-    ``reminder`` / ``escalation`` (``reminder`` is then the reminder's number)."""
-    drone, kind = alert.get("drone_id", "?"), alert.get("type", "?")
-    severity = str(alert.get("severity", "warning"))
-    raw_details = alert.get("details")
-    details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
-    where = _where(details)
-    alert_id = alert.get("id", "?")
-    if change == "resolved":
-        by = alert.get("resolved_by")
-        at = alert.get("resolved_at") or alert.get("last_seen") or "now"
-        lines = [
-            f"Drone {drone}: {kind} resolved at {at}" + (f" by {by}." if by else "."),
-            f"Alert id: {alert_id}",
-        ]
-        return Message(
-            f"[RESOLVED] {kind} on {drone}", "\n".join(lines), apprise.NotifyType.SUCCESS
-        )
-    label = {
-        "opened": "opened",
-        "escalated": "escalated to critical" if severity == "critical" else "escalated",
-        "deescalated": f"de-escalated to {severity}",
-        "reminder": f"still unacknowledged (reminder {reminder})",
-        "escalation": f"ESCALATED: unacknowledged after {reminder} reminders",
-    }.get(change, change)
-    prefix = "ESCALATION" if change == "escalation" else severity.upper()
-    lines = [
-        f"Drone: {drone}",
-        f"Alert: {kind}, {severity} — {label}",
-        f"Count: {alert.get('count', 1)} reading(s)",
-    ]
-    if where:
-        lines.append(f"Where: {where}")
-    lines.append(f"Time: {alert.get('last_seen') or 'now'} (opened {alert.get('opened_at', '?')})")
-    if extra := _details_line(details):
-        lines.append(f"Details: {extra}")
-    if alert.get("acknowledged_by"):
-        lines.append(f"Acknowledged by: {alert['acknowledged_by']}")
-    lines.append(f"Alert id: {alert_id}")
-    kind_of = (
-        apprise.NotifyType.FAILURE
-        if severity == "critical" or change == "escalation"
-        else apprise.NotifyType.WARNING
-    )
-    return Message(f"[{prefix}] {kind} on {drone} {label}", "\n".join(lines), kind_of)
-
-
-# --- apprise ---------------------------------------------------------------------------------
-
-
-class _ThreadCapture(logging.Handler):
-    """Collects apprise's warnings of the current thread only (its senders log the reason of
-    a failure; ``notify`` returns only False)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self._local = threading.local()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        lines: list[str] | None = getattr(self._local, "lines", None)
-        if lines is not None:
-            lines.append(record.getMessage())
-
-    @contextlib.contextmanager
-    def capture(self) -> Iterator[list[str]]:
-        lines: list[str] = []
-        self._local.lines = lines
-        try:
-            yield lines
-        finally:
-            self._local.lines = None
-
-
-_CAPTURE = _ThreadCapture()
-_capture_lock = threading.Lock()
-
-
-def _install_capture() -> None:
-    apprise_log = logging.getLogger("apprise")
-    with _capture_lock:
-        if _CAPTURE not in apprise_log.handlers:
-            apprise_log.addHandler(_CAPTURE)
-        # Apprise's debug lines carry the full request URLs, with their tokens.
-        if apprise_log.getEffectiveLevel() < logging.INFO:
-            apprise_log.setLevel(logging.INFO)
-
-
-def url_secrets(url: str) -> list[str]:
-    """The parts of an apprise URL that may be secret: credentials, tokens in the host or the
-    path (``discord://ID/TOKEN``, ``slack://A/B/C``), query values. Longest first."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        found = [parts.username or "", parts.password or ""]
-    except ValueError:
-        return [url]
-    if "." not in host:  # a token, not a host name or an address
-        found.append(host)
-    found += [p for p in parts.path.split("/") if len(p) >= 6]
-    found += [v for _, v in parse_qsl(parts.query) if len(v) >= 6]
-    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
-
-
-class AppriseSender:
-    """One channel's apprise object, with the per-send timeout and masked diagnostics."""
-
-    def __init__(self, url: str, timeout_s: float) -> None:
-        asset = apprise.AppriseAsset(async_mode=False)  # send on the caller's thread
-        self._apprise = apprise.Apprise(asset=asset)
-        self._secrets = url_secrets(url)
-        plugin = apprise.Apprise.instantiate(url, asset=asset)
-        self.valid = plugin is not None
-        if plugin is None:
-            self.display = url.split("://", 1)[0] + "://(invalid URL)"
-            return
-        query = {k for k, _ in parse_qsl(urlsplit(url).query)}
-        if "cto" not in query:
-            plugin.socket_connect_timeout = timeout_s
-        if "rto" not in query:
-            plugin.socket_read_timeout = timeout_s
-        self._apprise.add(plugin)
-        self.display = self.scrub(str(plugin.url(privacy=True)))  # type: ignore[no-untyped-call]
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def send(self, msg: Message) -> str | None:
-        """None once sent, else why not (secrets masked)."""
-        if not self.valid:
-            return "invalid apprise URL"
-        with _CAPTURE.capture() as lines:
-            try:
-                ok = self._apprise.notify(
-                    body=msg.body,
-                    title=msg.title,
-                    notify_type=msg.notify_type,
-                    body_format=apprise.NotifyFormat.TEXT,
-                )
-            except Exception as exc:  # a plugin bug must not kill the worker
-                ok = False
-                lines.append(f"{type(exc).__name__}: {exc}")
-        if ok:
-            return None
-        return self.scrub("; ".join(lines[-3:]) or "the notification service refused it")[:1000]
-
-
-# --- channel workers -------------------------------------------------------------------------
-
-
-class _Stopped(Exception):
-    pass
-
-
-@dataclass(slots=True)
-class _Job:
-    """One message (a stream entry or a reminder) fanned out to its channels."""
-
-    pending: int
-    on_done: Callable[[], None]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def finish(self) -> None:
-        with self.lock:
-            self.pending -= 1
-            done = self.pending == 0
-        if done:
-            self.on_done()
-
-
-Throttle = Literal["check", "take", "none"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Task:
-    job: _Job
-    alert_id: str
-    drone_id: str
-    alert_type: str
-    change: str  # the recorded change: a stream change, "reminder" or "escalation"
-    occurrence: str  # which message of the alert's (see ``record_id``)
-    message: Message
-    throttle: Throttle
-    only_if_told: bool = False  # send only if this channel was sent this alert before
-    extra: dict[str, Any] = field(default_factory=dict)  # recorded with the attempts
-
-
-class ChannelWorker:
-    """A channel's queue and thread: sends, retries, throttles and records its messages."""
-
-    def __init__(
-        self,
-        channel: Channel,
-        config: NotifyConfig,
-        clients: Clients,
-    ) -> None:
-        self.channel = channel
-        self.name = channel.name
-        self.sender = AppriseSender(channel.url, config.timeout_s)
-        self._cfg = config
-        self._repo: NotificationsRepo = clients.notifications
-        self._redis: Any = clients.redis_text
-        self._stop = threading.Event()
-        self._queue: queue.Queue[_Task] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self.down = False  # gave up on the last message: one attempt each until a success
-        self.sent = self.failed = self.gave_up = self.throttled = 0
-
-    def start(self, stop: threading.Event) -> None:
-        self._stop = stop
-        self._thread = threading.Thread(target=self._run, name=f"notify-{self.name}", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def put(self, task: _Task) -> None:
-        self._queue.put(task)
-
-    def backlog(self) -> int:
-        return self._queue.qsize()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                task = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            backoff = 0.5
-            while not self._stop.is_set():
-                try:
-                    self._handle(task)
-                    break
-                except _Stopped:
-                    return
-                except Exception as exc:  # MongoDB or Redis away: keep the task, try again
-                    log.warning(
-                        "channel %s: alert %s %s not handled (%s); retrying in %.1fs",
-                        self.name,
-                        task.alert_id,
-                        task.change,
-                        self.sender.scrub(str(exc)),
-                        backoff,
-                    )
-                    if self._stop.wait(backoff):
-                        return
-                    backoff = min(backoff * 2, 30.0)
-        # Tasks left in the queue are not finished: their entries stay unacknowledged and are
-        # delivered again, their reminders come due again.
-
-    def _handle(self, task: _Task) -> None:
-        rid = record_id(task.alert_id, task.occurrence, self.name)
-        if self._repo.final(rid) is not None:
-            log.debug("channel %s: %s done before (redelivered)", self.name, rid)
-            task.job.finish()
-            return
-        if task.only_if_told and not self._repo.was_sent(task.alert_id, self.name):
-            task.job.finish()
-            return
-
-        def record(outcome: Outcome, attempt: int, error: str | None = None) -> None:
-            final = None if outcome == "failed" else rid
-            self._repo.record(
-                task.alert_id,
-                self.name,
-                task.change,
-                outcome,
-                attempt,
-                error,
-                final_id=final,
-                extra=task.extra,
-            )
-
-        if not self._may_send(task, rid):
-            record("throttled", 0)
-            self.throttled += 1
-            task.job.finish()
-            return
-        attempts = 1 if self.down or not self.sender.valid else self._cfg.retries + 1
-        for n in range(1, attempts + 1):
-            error = self.sender.send(task.message)
-            if error is None:
-                record("sent", n)
-                self.sent += 1
-                if self.down:
-                    log.info("channel %s: sending again", self.name)
-                self.down = False
-                task.job.finish()
-                return
-            if n == attempts:
-                record("gave_up", n, error)
-                self.gave_up += 1
-                self.down = True
-                log.error(
-                    "channel %s (%s): gave up on alert %s %s after %d attempt(s): %s",
-                    self.name,
-                    self.sender.display,
-                    task.alert_id,
-                    task.change,
-                    n,
-                    error,
-                )
-                task.job.finish()
-                return
-            record("failed", n, error)
-            self.failed += 1
-            delay = self._cfg.backoff_s * 2 ** (n - 1)
-            log.warning(
-                "channel %s: alert %s %s, attempt %d of %d failed: %s; retrying in %.1fs",
-                self.name,
-                task.alert_id,
-                task.change,
-                n,
-                attempts,
-                error,
-                delay,
-            )
-            if self._stop.wait(delay):
-                raise _Stopped
-
-    def _may_send(self, task: _Task, rid: str) -> bool:
-        """The throttle: one message per (drone, type, channel) per ``throttle_s``, shared by
-        every notifier through Redis. The slot remembers which message took it, so that
-        message, delivered again after a crash, is not throttled by itself."""
-        if task.throttle == "none" or self._cfg.throttle_s <= 0:
-            return True
-        key = f"{THROTTLE_PREFIX}:{self.name}:{task.drone_id}:{task.alert_type}"
-        ttl_ms = max(1, int(self._cfg.throttle_s * 1000))
-        if task.throttle == "take":  # an escalation: always sent, and restarts the window
-            self._redis.set(key, rid, px=ttl_ms)
-            return True
-        for _ in range(3):
-            if self._redis.set(key, rid, px=ttl_ms, nx=True):
-                return True
-            holder = self._redis.get(key)
-            if holder is not None:
-                return bool(holder == rid)
-        return True
-
-
-# --- the notifier ----------------------------------------------------------------------------
-
-
 class Notifier:
     def __init__(
         self,
@@ -490,7 +100,7 @@ class Notifier:
         claim_idle_ms: int = CLAIM_IDLE_MS,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        _install_capture()
+        install_capture()
         self._s = settings
         self._cfg = settings.notify
         self._c = clients
@@ -649,17 +259,17 @@ class Notifier:
             return
         self.dispatched += 1
         self._track_reminders(alert)
-        job = _Job(0, lambda: self._done.append(m.id))
+        job = Job(0, lambda: self._done.append(m.id))
         tasks = self._event_tasks(alert, m.id, job)
         if not tasks:
             self._done.append(m.id)
             return
         self._in_flight[m.id] = time.monotonic()
-        _enqueue(job, tasks)
+        enqueue(job, tasks)
 
     def _event_tasks(
-        self, alert: dict[str, Any], entry_id: str, job: _Job
-    ) -> list[tuple[ChannelWorker, _Task]]:
+        self, alert: dict[str, Any], entry_id: str, job: Job
+    ) -> list[tuple[ChannelWorker, Task]]:
         change = alert["change"]
         if change not in NOTIFIED_CHANGES:
             return []
@@ -679,7 +289,7 @@ class Notifier:
             closing = change in CLOSING_CHANGES and (ch.types is None or kind in ch.types)
             if not wants and not closing:
                 continue
-            task = _Task(
+            task = Task(
                 job,
                 alert["id"],
                 alert["drone_id"],
@@ -751,13 +361,13 @@ class Notifier:
         n = sent + 1
         alert_id, kind = alert["id"], str(alert.get("type", "?"))
         escalate = n >= self._cfg.escalate_after_reminders
-        job = _Job(0, lambda: self._reminded(alert_id, start, sent))
-        tasks: list[tuple[ChannelWorker, _Task]] = []
+        job = Job(0, lambda: self._reminded(alert_id, start, sent))
+        tasks: list[tuple[ChannelWorker, Task]] = []
         for w in self.workers:
             if not w.channel.wants(kind, "critical") or (w.channel.escalation and not escalate):
                 continue
             change = "escalation" if w.channel.escalation else "reminder"
-            task = _Task(
+            task = Task(
                 job,
                 alert_id,
                 str(alert.get("drone_id", "?")),
@@ -775,7 +385,7 @@ class Notifier:
             return
         with self._reminding_lock:
             self._reminding.add(alert_id)
-        _enqueue(job, tasks)
+        enqueue(job, tasks)
 
     def _release_reminders(self) -> None:
         """Reminders taken but not finished are due again at once, for the next notifier
@@ -802,12 +412,6 @@ class Notifier:
             )
         except Exception as exc:  # its lease runs out and the reminder is done again
             log.warning("could not reschedule the reminders of %s: %s", alert_id, exc)
-
-
-def _enqueue(job: _Job, tasks: list[tuple[ChannelWorker, _Task]]) -> None:
-    job.pending = len(tasks)  # before the first task can finish
-    for worker, task in tasks:
-        worker.put(task)
 
 
 def run_notifier(settings: Settings, stop: threading.Event) -> None:

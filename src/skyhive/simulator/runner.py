@@ -62,7 +62,9 @@ class SimulatorConfig:
 
     ``autonomous_legs=False`` keeps drones docked until commanded, so every flight is one the
     dispatcher asked for. ``time_scale`` runs simulated time that many times faster than the
-    wall clock (messages keep wall-clock timestamps), for tests and benchmarks.
+    wall clock, for tests and benchmarks; telemetry is stamped with simulated time, so the
+    speed its positions imply is the drone's real speed (wall-clock stamps would make a
+    drone at ten times cover 150 m per stamped second and look like a GPS jump).
 
     ``fault_once``: every drone has these faults once, right after its first take-off (for
     tests that need a given alert now). ``offline_s``: how long a radio outage lasts, in
@@ -379,12 +381,16 @@ class _Publisher:
             last_ms[i] = now_ms
             if events:
                 self._publish_events(events)
-            reading = drone.reading(now_ms)
+            reading = drone.reading(self._message_ms(now_ms))
             if drone.is_silent(now_ms):
                 self.stats.silent += 1  # lost in a radio outage
                 continue
             for payload in self.faults.emit(drone.drone_id, reading, rng):
                 self._publish(topics[i], payload)
+
+    def _message_ms(self, wall_ms: int) -> int:
+        """The simulated clock: the wall clock at the start, then ``time_scale`` times as fast."""
+        return self.started_ms + int((wall_ms - self.started_ms) * self.config.time_scale)
 
     def _publish(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=QOS)
