@@ -12,6 +12,8 @@ from flask.testing import FlaskClient
 
 from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
+from skyhive.domain.alert_lifecycle import fold
+from skyhive.domain.alert_rules import Finding
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
@@ -297,3 +299,39 @@ def test_one_batch_of_many_drones_judges_each_with_its_own_context(world: Any) -
     assert set(alerts_of(clients, "m1")) == {"cannot_reach_station"}
     assert alerts_of(clients, "m2") == {}
     assert set(alerts_of(clients, "m3")) == {"emergency"}
+
+
+def test_an_alert_resolved_while_a_batch_folds_onto_it_stays_resolved(
+    world: Any, client: FlaskClient
+) -> None:
+    clients, _ = world
+    report(world, "x1", 5)
+    alert_id = alerts_of(clients, "x1")["low_battery"]["_id"]
+    engine = AlertEngine(clients.settings, clients)
+    before = engine.active(["x1"])  # a batch reads the active alert ...
+    client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"by": "dana"})  # ... a person acts
+    finding = Finding(
+        "low_battery", "critical", alerts_of(clients, "x1")["low_battery"]["last_seen"]
+    )
+    _, state = fold([("x1", finding)], before, clients.settings.alerts.resolves_itself)
+    pipe = clients.redis_text.pipeline(transaction=False)
+    engine.queue_state(pipe, state, before)
+    assert pipe.execute() == [0]  # ... and the batch's write is refused
+    assert clients.redis_text.hget("alertstate:x1", "low_battery") is None
+    report(world, "x1", 4)  # the condition persists: a new alert, not the resolved one
+    states = sorted(a["state"] for a in clients.alerts.list(drone_id="x1"))
+    assert states == ["open", "resolved"]
+
+
+def test_an_acknowledgement_survives_a_batch_folding_onto_the_alert(
+    world: Any, client: FlaskClient
+) -> None:
+    clients, _ = world
+    report(world, "x2", 5)
+    alert_id = alerts_of(clients, "x2")["low_battery"]["_id"]
+    client.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "dana"})
+    report(world, "x2", 20)  # de-escalates: the processor rewrites the active alert
+    assert (
+        clients.redis_text.hget("alertstate:x2", "low_battery")
+        == f"{alert_id}|warning|acknowledged"
+    )

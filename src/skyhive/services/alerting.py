@@ -12,7 +12,6 @@ deterministic, so the same alerts are upserted again, never new ones.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +37,7 @@ class AlertEngine:
         self._s = settings
         self._c = clients
         self._config: AlertConfig = settings.alerts
+        self._swap = clients.redis_text.register_script(_SWAP)
 
     def active(self, drone_ids: Sequence[str]) -> dict[Key, ActiveAlert]:
         """The active alerts of these drones, in one round trip."""
@@ -59,7 +59,8 @@ class AlertEngine:
         if not findings:
             return []
         drones = sorted({d for d, _ in findings})
-        updates, state = fold(findings, self.active(drones), self._config.resolves_itself)
+        before = self.active(drones)
+        updates, state = fold(findings, before, self._config.resolves_itself)
         if not updates:
             return []
         self._c.alerts.apply(updates)
@@ -67,10 +68,20 @@ class AlertEngine:
         self._publish(updates)
         own = pipe is None
         pipe = self._c.redis_text.pipeline(transaction=False) if own else pipe
-        queue_state(pipe, state)
+        self.queue_state(pipe, state, before)
         if own:
             pipe.execute()
         return updates
+
+    def queue_state(
+        self, pipe: Any, state: dict[Key, ActiveAlert | None], before: dict[Key, ActiveAlert]
+    ) -> None:
+        """Queue the Redis writes for new active alerts (None: none any more), each conditional
+        on the alert the batch started from still being the active one (see ``_SWAP``)."""
+        for (drone_id, alert_type), active in state.items():
+            prev = before.get((drone_id, alert_type))
+            args = [alert_type, prev.encode() if prev else "", active.encode() if active else ""]
+            self._swap(keys=[alert_state_key(drone_id)], args=args, client=pipe)
 
     def _act(self, updates: list[AlertUpdate]) -> None:
         """Automatic actions: a drone that cannot reach a station is ordered to the nearest
@@ -112,15 +123,25 @@ class AlertEngine:
         self._c.redis_text.publish(ALERTS_LIVE, b"[" + body + b"]")
 
 
-def queue_state(pipe: Any, state: dict[Key, ActiveAlert | None]) -> None:
-    """Queue the Redis writes for new active alerts (None: none any more)."""
-    by_drone: dict[str, list[tuple[str, ActiveAlert | None]]] = defaultdict(list)
-    for (drone_id, alert_type), active in state.items():
-        by_drone[drone_id].append((alert_type, active))
-    for drone_id, items in by_drone.items():
-        key = alert_state_key(drone_id)
-        for alert_type, active in items:
-            if active is None:
-                pipe.hdel(key, alert_type)
-            else:
-                pipe.hset(key, alert_type, active.encode())
+# Replace a drone's active alert of one type only if it is still the one the batch read: a
+# person may have resolved it meanwhile, and a resolved alert must not come back to life
+# (its next finding opens a new one); one they acknowledged stays acknowledged.
+# KEYS: alertstate hash; ARGV: type, expected ('' = none), new ('' = delete).
+_SWAP = """
+local function id_of(v)
+  return string.match(v, '^(.*)|[^|]*|[^|]*$') or string.match(v, '^(.*)|[^|]*$') or v
+end
+local cur = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if id_of(cur) ~= id_of(ARGV[2]) then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+local new = ARGV[3]
+local state = string.match(cur, '|(acknowledged)$')
+if state and id_of(cur) == id_of(new) then
+  new = (string.gsub(new, '|[^|]*$', '|' .. state))  -- keep a person's acknowledgement
+end
+redis.call('HSET', KEYS[1], ARGV[1], new)
+return 1
+"""
