@@ -327,10 +327,6 @@ class DeliveriesRepo:
             ops = [UpdateOne({"_id": i}, {"$set": f}) for i, f in fields_by_id.items()]
             self._c.bulk_write(ops, ordered=False)
 
-    def set_fields(self, delivery_id: str, fields: dict[str, Any]) -> None:
-        """Fields outside the lifecycle (ETA, waiting reason): no version bump needed."""
-        self._c.update_one({"_id": delivery_id}, {"$set": fields})
-
     def reconcile(self, delivery_id: str, status: str | None) -> None:
         """Bring the Redis fast paths in line with the record (after a crash between the two
         writes): a delivery leaves the pending queue and active set unless its status says."""
@@ -378,15 +374,9 @@ class DeliveriesRepo:
     def release(self, drone_id: str, delivery_id: str) -> None:
         self._release(keys=[claim_key(drone_id)], args=[delivery_id])
 
-    def queue_claimed(self, pipe: Any, drone_ids: list[str]) -> None:
-        """Queue the claims lookup on a pipeline (see :meth:`claims_from`)."""
-        pipe.mget([claim_key(d) for d in drone_ids])
-
-    @staticmethod
-    def claims_from(drone_ids: list[str], values: list[Any]) -> dict[str, str]:
-        return {d: str(v) for d, v in zip(drone_ids, values, strict=True) if v is not None}
-
     def claimed(self, drone_ids: list[str]) -> dict[str, str]:
+        """Which of these drones are claimed, and by which delivery."""
         if not drone_ids:
             return {}
-        return self.claims_from(drone_ids, self._r.mget([claim_key(d) for d in drone_ids]))
+        values = self._r.mget([claim_key(d) for d in drone_ids])
+        return {d: str(v) for d, v in zip(drone_ids, values, strict=True) if v is not None}

@@ -79,10 +79,6 @@ def state_from_hash(h: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def states_from(replies: Sequence[Mapping[str, str]]) -> list[dict[str, Any] | None]:
-    return [state_from_hash(h) if h else None for h in replies]
-
-
 class LiveState:
     def __init__(self, client: redis.Redis) -> None:
         """``client`` must decode responses (str)."""
@@ -116,15 +112,9 @@ class LiveState:
         if not drone_ids:
             return []
         pipe = self._r.pipeline(transaction=False)
-        self.queue_get_many(pipe, drone_ids)
-        return states_from(pipe.execute())
-
-    @staticmethod
-    def queue_get_many(pipe: Any, drone_ids: Sequence[str]) -> None:
-        """Queue the reads of :meth:`get_many` on a pipeline shared with other commands;
-        :func:`states_from` turns their replies into states."""
         for drone_id in drone_ids:
             pipe.hgetall(drone_key(drone_id))
+        return [state_from_hash(h) if h else None for h in pipe.execute()]
 
     def read_with(
         self, drone_ids: Sequence[str], fields: Sequence[str], other_keys: Sequence[str]
