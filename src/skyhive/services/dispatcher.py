@@ -42,7 +42,7 @@ from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import haversine_m, nearest
 from skyhive.domain.stations import Station
 from skyhive.services.assignment_recorder import AssignmentRecorder
-from skyhive.services.periodic import start_every
+from skyhive.services.periodic import retry_until_ready, start_every
 from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
@@ -379,13 +379,8 @@ def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
     helpers: list[threading.Thread] = []
     try:
         publisher.start()
-        while not stop.is_set():
-            try:
-                dispatcher.setup()
-                break
-            except Exception as exc:
-                log.warning("dispatcher waiting for MongoDB/Redis: %s", exc)
-                stop.wait(1.0)
+        if not retry_until_ready("dispatcher", dispatcher.setup, stop):
+            return
         recorder = threading.Thread(target=dispatcher.recorder.run, args=(stop,), name="recorder")
         recorder.start()
         # Registry specs are refreshed here, so the dispatch path finds them cached.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from skyhive.adapters.bus import Bus, BusMessage
+from skyhive.services.periodic import retry_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,10 @@ def run_polling(
     lingering after a small batch (per-batch round trips dominate small batches) and backing
     off after a failure (its entries stay pending and are read again); ``status`` is logged
     every 30 s."""
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            setup()
-            break
-        except Exception as exc:
-            log.warning("%s waiting for the bus: %s", name, exc)
-            stop.wait(backoff)
+    if not retry_until_ready(name, setup, stop):
+        return
     log.info("%s consuming", name)
+    backoff = 0.5
     last_log = time.monotonic()
     while not stop.is_set():
         try:

@@ -40,7 +40,7 @@ from skyhive.adapters.deadletters import DeadLetter
 from skyhive.adapters.mongo import restore_datetimes
 from skyhive.services.channel_worker import ChannelWorker, Job, Task, Throttle, enqueue
 from skyhive.services.notify_message import render
-from skyhive.services.periodic import start_every
+from skyhive.services.periodic import retry_until_ready, start_every
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
@@ -418,14 +418,7 @@ def run_notifier(settings: Settings, stop: threading.Event) -> None:
     clients = Clients(settings)
     notifier = Notifier(settings, clients)
     try:
-        while not stop.is_set():
-            try:
-                notifier.setup()
-                break
-            except Exception as exc:
-                log.warning("notifier waiting for MongoDB/Redis: %s", exc)
-                stop.wait(1.0)
-        if stop.is_set():
+        if not retry_until_ready("notifier", notifier.setup, stop):
             return
         if not settings.notify.channels:
             log.warning("no notification channels configured (SKYHIVE_NOTIFY__CHANNELS)")

@@ -28,7 +28,7 @@ from skyhive.domain.commands import DroneEvent
 from skyhive.domain.dispatch import DEFAULT_CRUISE_MPS, eta_seconds, remaining_km
 from skyhive.domain.geo import point_lat_lon
 from skyhive.services.assignment_recorder import AssignmentRecorder
-from skyhive.services.periodic import start_every
+from skyhive.services.periodic import retry_until_ready, start_every
 from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
@@ -206,13 +206,8 @@ def run_tracker(settings: Settings, stop: threading.Event) -> None:
     tracker = DeliveryTracker(settings, clients)
     watcher: threading.Thread | None = None
     try:
-        while not stop.is_set():
-            try:
-                tracker.setup()
-                break
-            except Exception as exc:
-                log.warning("tracker waiting for MongoDB/Redis: %s", exc)
-                stop.wait(1.0)
+        if not retry_until_ready("tracker", tracker.setup, stop):
+            return
         watcher = start_every(1.0, tracker.monitor, stop, "monitor")
         log.info("tracker %s running", tracker.consumer)
         while not stop.is_set():
