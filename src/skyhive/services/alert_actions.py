@@ -14,7 +14,7 @@ from typing import Any
 from skyhive.adapters.alerts_repo import alert_state_key
 from skyhive.domain.alert_lifecycle import ACTIVE_STATES, ActiveAlert
 from skyhive.services.alerting import AlertEngine
-from skyhive.services.offline_watch import OfflineWatch
+from skyhive.services.offline_watch import stop_watching
 from skyhive.wiring import Clients
 
 
@@ -58,7 +58,7 @@ class AlertActions:
         if self._active(doc) is not None:
             self._c.redis_text.hdel(alert_state_key(doc["drone_id"]), doc["type"])
         if doc["type"] == "offline":
-            OfflineWatch(self._c.settings, self._c, self._engine).forget(str(doc["drone_id"]))
+            stop_watching(self._c.redis_text, str(doc["drone_id"]))
         return doc
 
     def _change(

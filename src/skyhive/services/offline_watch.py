@@ -32,11 +32,19 @@ MAX_PER_SWEEP = 10_000
 
 
 class OfflineWatch:
-    def __init__(self, settings: Settings, clients: Clients, engine: AlertEngine) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: Clients,
+        engine: AlertEngine,
+        specs: SpecCache | None = None,
+    ) -> None:
+        """``specs``: a registry cache someone keeps fresh (the processor's); without one,
+        specs are read once and kept."""
         self._s = settings
         self._c = clients
         self._engine = engine
-        self._specs = SpecCache(clients.fleet)
+        self._specs = specs or SpecCache(clients.fleet)
         cfg = settings.alerts
         limits = [cfg.defaults.offline_in_flight_s, cfg.defaults.offline_docked_s]
         for model in cfg.models:
@@ -80,7 +88,8 @@ class OfflineWatch:
             findings.append((str(drone_id), found))
         return len(self._engine.apply(findings))
 
-    def forget(self, drone_id: str) -> None:
-        """Stop watching a drone until it is heard again (a person resolved its offline
-        alert: it must not be raised again at the next sweep)."""
-        self._c.redis_text.zrem(HEARD, drone_id)
+
+def stop_watching(redis_text: Any, drone_id: str) -> None:
+    """Stop watching a drone until it is heard again (a person resolved its offline alert:
+    it must not be raised again at the next sweep)."""
+    redis_text.zrem(HEARD, drone_id)

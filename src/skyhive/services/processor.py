@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ALERTS_LIVE", "Processor", "run_processor"]
 
 NEAREST_STATION_KM = 100.0
-SPEC_REFRESH_S = 5.0
+SPEC_REFRESH_S = 5.0  # registry changes reach the rules within this (plus the cache's TTL)
 
 
 def _cell(t: Telemetry) -> tuple[float, float]:
@@ -84,12 +84,11 @@ class Processor:
         self._c = clients
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._engine = AlertEngine(settings, clients)
-        self._specs = SpecCache(clients.fleet)
-        self._specs_at = 0.0
+        # Specs missing from the cache are read on the way; run_processor refreshes it.
+        self.specs = SpecCache(clients.fleet)
         self._zones = GeofenceCache(clients.geofences)
         self._memory = DroneMemory(clients.redis_text)
         self._nearest: dict[tuple[float, float], str] = {}  # position cell → nearest station
-        self._nearest_hits: dict[str, tuple[str, float]] = {}
         self.totals = BatchStats()
         self._group = GroupConsumer(
             clients.bus,
@@ -155,7 +154,8 @@ class Processor:
             last = max(seqs.values(), key=lambda t: (t.ts_ms, t.seq))
             if last.lat is not None and last.lon is not None and last.status in AIRBORNE:
                 airborne.append((drone_id, last))
-        airborne = [(d, t) for d, t in airborne if not self._nearest_known(d, t)]
+        cached = {d: hit for d, t in airborne if (hit := self._cached_nearest(t)) is not None}
+        airborne = [(d, t) for d, t in airborne if d not in cached]
         for _, last in airborne:
             assert last.lat is not None and last.lon is not None
             pipe.geosearch(
@@ -183,23 +183,20 @@ class Processor:
                 code, km = found[0]
                 self._nearest[_cell(last)] = str(code)
                 views[drone_id].nearest = (str(code), float(km))
-        for drone_id, nearest in self._nearest_hits.items():
+        for drone_id, nearest in cached.items():
             views[drone_id].nearest = nearest
-        self._nearest_hits = {}
         for drone_id, ok in zip(by_drone, next(results), strict=True):
             views[drone_id].registered = bool(ok)
         return views
 
-    def _nearest_known(self, drone_id: str, t: Telemetry) -> bool:
-        """The nearest station from the per-cell cache, when this ~1 km cell was searched
-        before (stations do not move); the distance is computed from the reading itself."""
+    def _cached_nearest(self, t: Telemetry) -> tuple[str, float] | None:
+        """The nearest station (code, km) from the per-cell cache, when this ~1 km cell was
+        searched before (stations do not move); the distance is the reading's own."""
         code = self._nearest.get(_cell(t))
         station = self._c.stations.get(code) if code else None
         if station is None or t.lat is None or t.lon is None:
-            return False
-        km = haversine_m(t.lat, t.lon, station.lat, station.lon) / 1000.0
-        self._nearest_hits[drone_id] = (station.code, km)
-        return True
+            return None
+        return station.code, haversine_m(t.lat, t.lon, station.lat, station.lon) / 1000.0
 
     @staticmethod
     def _drop_seen(views: dict[str, _DroneView]) -> list[Telemetry]:
@@ -216,14 +213,10 @@ class Processor:
         """Run the rules over each drone's readings newer than the last judged (oldest
         first), remember what they need next time, and fold the findings into the alerts of
         drones that have some or got some."""
-        now = time.monotonic()
-        if now - self._specs_at > SPEC_REFRESH_S:
-            self._specs.refresh()
-            self._specs_at = now
         by_drone: dict[str, list[Telemetry]] = defaultdict(list)
         for t in fresh:
             by_drone[t.drone_id].append(t)
-        specs = self._specs.get_many(list(by_drone))
+        specs = self.specs.get_many(list(by_drone))
         zones = self._zones.current()
         config = self._s.alerts
         findings: list[tuple[str, Finding]] = []
@@ -283,8 +276,11 @@ class Processor:
 def run_processor(settings: Settings, stop: threading.Event) -> None:
     clients = Clients(settings)
     proc = Processor(settings, clients)
-    watch = OfflineWatch(settings, clients, AlertEngine(settings, clients))
-    sweeper = start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch")
+    watch = OfflineWatch(settings, clients, AlertEngine(settings, clients), proc.specs)
+    helpers = [
+        start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch"),
+        start_every(SPEC_REFRESH_S, proc.specs.refresh, stop, "specs"),
+    ]
     try:
         t = proc.totals
         run_polling(
@@ -300,6 +296,7 @@ def run_processor(settings: Settings, stop: threading.Event) -> None:
             ),
         )
     finally:
-        stop.set()  # the sweeper must end before its clients close
-        sweeper.join(timeout=30)
+        stop.set()  # the helpers must end before their clients close
+        for thread in helpers:
+            thread.join(timeout=30)
         clients.close()

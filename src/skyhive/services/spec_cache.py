@@ -9,19 +9,35 @@ from skyhive.adapters.fleet_repo import FleetRepo
 from skyhive.domain.fleet import DroneSpec
 
 SPEC_TTL_S = 10.0
+# A drone not in the registry is remembered as such this long: telemetry from unregistered
+# drones must not cost a registry read in every batch.
+ABSENT_TTL_S = 5.0
 
 
 class SpecCache:
-    def __init__(self, fleet: FleetRepo) -> None:
+    def __init__(self, fleet: FleetRepo, absent_ttl_s: float = ABSENT_TTL_S) -> None:
         self._fleet = fleet
-        self._specs: dict[str, tuple[float, DroneSpec]] = {}
+        self._absent_ttl_s = absent_ttl_s
+        self._specs: dict[str, tuple[float, DroneSpec | None]] = {}  # None: not registered
 
     def get_many(self, drone_ids: list[str]) -> dict[str, DroneSpec]:
-        """Specs from the cache; only drones never seen are read on the way."""
-        missing = [d for d in drone_ids if d not in self._specs]
+        """Specs from the cache; only drones never seen (or found unregistered more than
+        ``absent_ttl_s`` ago) are read on the way."""
+        now = time.monotonic()
+        missing = [
+            d
+            for d in drone_ids
+            if (hit := self._specs.get(d)) is None
+            or (hit[1] is None and now - hit[0] > self._absent_ttl_s)
+        ]
         if missing:
             self._load(missing)
-        return {d: self._specs[d][1] for d in drone_ids if d in self._specs}
+        out = {}
+        for d in drone_ids:
+            spec = self._specs[d][1]
+            if spec is not None:
+                out[d] = spec
+        return out
 
     def get(self, drone_id: str) -> DroneSpec | None:
         return self.get_many([drone_id]).get(drone_id)
@@ -39,7 +55,4 @@ class SpecCache:
         now = time.monotonic()
         fresh = self._fleet.specs(drone_ids)
         for d in drone_ids:
-            if d in fresh:
-                self._specs[d] = (now, fresh[d])
-            else:
-                self._specs.pop(d, None)
+            self._specs[d] = (now, fresh.get(d))
