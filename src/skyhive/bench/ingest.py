@@ -141,9 +141,11 @@ def _measure(
     stored = 0
     deadline = time.monotonic() + max(60.0, duration * 2)
     last_change, last_stored = time.monotonic(), -1
+    history_done = None  # when history held every message (the archiver runs apart)
     while time.monotonic() < deadline:
         stored = clients.db.telemetry.count_documents({})
         if stored >= published:
+            history_done = time.monotonic()
             break
         if stored != last_stored:
             last_change, last_stored = time.monotonic(), stored
@@ -154,9 +156,9 @@ def _measure(
     stop_sampling.set()
     sampler.join(2)
     unique = len({d["_id"] for d in clients.db.telemetry.find({}, {"_id": 1}).batch_size(10_000)})
-    # From the first publish to the last live-state update (the processor's last step
-    # after history), so polling MongoDB for the count does not inflate it.
-    elapsed = (last_update[0] or drain_end) - pub_start
+    # From the first publish to the later of the last live-state update (the processor) and
+    # history complete (the archiver): both pipelines must have kept up.
+    elapsed = max(last_update[0], history_done or drain_end) - pub_start
     report = IngestReport(
         broker=broker,
         target_rate=rate,
