@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +20,9 @@ import orjson
 
 from skyhive.bench.ingest import _publisher
 from skyhive.bench.mqtt_load import LoadPublisher
-from skyhive.bench.stack import BenchStack, Progress, bench_stack, percentiles
+from skyhive.bench.stack import BenchStack, Progress, bench_stack, helper_process, percentiles
 from skyhive.bench.webhook_sink import read as read_sink
-from skyhive.embedded import die_with_parent, free_port
+from skyhive.embedded import free_port
 
 TRIGGER_ID = re.compile(r"alert-bench-\d+")
 
@@ -64,19 +62,9 @@ def run_alert_bench(
     roles = ("gateway", "processor", "archiver", "notifier")
     with bench_stack(roles, broker, progress, extra_env=env) as bs:
         sink_file = bs.data_dir / "webhooks.txt"
-        sink = subprocess.Popen(
-            [sys.executable, "-m", "skyhive.bench.webhook_sink", str(sink_port), str(sink_file)],
-            stdout=subprocess.PIPE,
-            preexec_fn=die_with_parent,
-        )
-        try:
-            assert sink.stdout is not None
-            if sink.stdout.readline().strip() != b"ready":
-                raise SystemExit("benchmark setup failed: the webhook receiver did not start")
+        sink = ("skyhive.bench.webhook_sink", str(sink_port), str(sink_file))
+        with helper_process(*sink, what="the webhook receiver"):
             return _measure(bs, rate, duration, drones, triggers, broker, sink_file, progress)
-        finally:
-            sink.terminate()
-            sink.wait(10)
 
 
 def _measure(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.client
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +24,10 @@ from typing import Any
 import orjson
 
 from skyhive.bench.command_watch import read as read_seen
-from skyhive.bench.stack import BenchStack, Progress, bench_stack, percentiles
+from skyhive.bench.stack import BenchStack, Progress, bench_stack, helper_process, percentiles
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
-from skyhive.embedded import die_with_parent, free_port
+from skyhive.embedded import free_port
 
 
 @dataclass
@@ -103,19 +102,9 @@ def _measure(
     time.sleep(2.0)  # a couple of telemetry rounds, so every drone's state is current
 
     seen_file = bs.data_dir / "commands-seen.txt"
-    watch = subprocess.Popen(
-        [sys.executable, "-m", "skyhive.bench.command_watch", str(bs.mqtt_port), str(seen_file)],
-        stdout=subprocess.PIPE,
-        preexec_fn=die_with_parent,
-    )
-    assert watch.stdout is not None
-    if watch.stdout.readline().strip() != b"ready":
-        raise SystemExit("benchmark setup failed: the command watcher did not subscribe")
-    try:
+    watcher = ("skyhive.bench.command_watch", str(bs.mqtt_port), str(seen_file))
+    with helper_process(*watcher, what="the command watcher"):
         return _post_orders(bs, api_port, drones, rate, duration, progress, seen_file)
-    finally:
-        watch.terminate()
-        watch.wait(10)
 
 
 def _post_orders(

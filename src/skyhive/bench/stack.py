@@ -76,6 +76,23 @@ class BenchStack:
 
 
 @contextlib.contextmanager
+def helper_process(module: str, *args: str, what: str) -> Iterator[None]:
+    """``python -m module ARGS``, a measuring helper in a process of its own (its timestamps
+    never wait for the benchmark's threads), once it has printed ``ready``; stopped on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args], stdout=subprocess.PIPE, preexec_fn=die_with_parent
+    )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise SystemExit(f"benchmark setup failed: {what} did not start")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
 def bench_stack(
     roles: tuple[str, ...],
     broker: str,
