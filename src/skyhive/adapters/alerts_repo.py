@@ -35,6 +35,8 @@ def upsert_ops(updates: Sequence[AlertUpdate]) -> list[UpdateOne]:
         fields: dict[str, Any] = {"severity": u.severity}
         if u.details:
             fields["details"] = u.details
+        if u.action:
+            fields["action"] = u.action
         if u.resolved_at is not None:
             fields.update(state="resolved", resolved_at=u.resolved_at, resolved_by="auto")
         else:
@@ -96,9 +98,6 @@ class AlertsRepo:
             query["last_seen"] = {"$gte": since}
         docs = self._c.find(query).sort("opened_at", DESCENDING).limit(limit)
         return [restore_datetimes(d, DATE_FIELDS) for d in docs]
-
-    def set_fields(self, alert_id: str, fields: dict[str, Any]) -> None:
-        self._c.update_one({"_id": alert_id}, {"$set": fields})
 
     def change_state(
         self, alert_id: str, from_states: Sequence[str], fields: dict[str, Any]

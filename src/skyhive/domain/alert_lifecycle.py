@@ -56,6 +56,7 @@ class AlertUpdate:
     resolved_at: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)  # opened, escalated, deescalated, resolved
+    action: dict[str, Any] | None = None  # an automatic action taken, recorded with it
 
 
 def alert_id_for(drone_id: str, alert_type: str, ts: datetime) -> str:

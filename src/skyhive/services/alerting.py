@@ -63,8 +63,10 @@ class AlertEngine:
         updates, state = fold(findings, before, self._config.resolves_itself)
         if not updates:
             return []
+        commands = self._plan_actions(updates)
         self._c.alerts.apply(updates)
-        self._act(updates)
+        if commands:
+            self._c.bus.publish(self._s.commands_stream, commands)
         self._publish(updates)
         own = pipe is None
         pipe = self._c.redis_text.pipeline(transaction=False) if own else pipe
@@ -83,9 +85,10 @@ class AlertEngine:
             args = [alert_type, prev.encode() if prev else "", active.encode() if active else ""]
             self._swap(keys=[alert_state_key(drone_id)], args=args, client=pipe)
 
-    def _act(self, updates: list[AlertUpdate]) -> None:
+    def _plan_actions(self, updates: list[AlertUpdate]) -> list[tuple[str, bytes]]:
         """Automatic actions: a drone that cannot reach a station is ordered to the nearest
-        one (through the commands stream the dispatchers relay), and the alert says so."""
+        one (the commands returned go on the stream the dispatchers relay), and the alert
+        records it (``AlertUpdate.action``, written with the alert)."""
         now = datetime.now(UTC)
         commands = []
         for u in updates:
@@ -96,11 +99,8 @@ class AlertEngine:
                 continue
             reason = f"alert {u.alert_id}: battery cannot reach a station with the reserve"
             commands.append((u.drone_id, orjson.dumps(return_command(station, now, reason))))
-            action = {"type": "return_to_station", "station": station.code, "at": now}
-            self._c.alerts.set_fields(u.alert_id, {"action": action})
-            u.details = {**u.details, "action": action}
-        if commands:
-            self._c.bus.publish(self._s.commands_stream, commands)
+            u.action = {"type": "return_to_station", "station": station.code, "at": now}
+        return commands
 
     def _publish(self, updates: list[AlertUpdate]) -> None:
         notify = [u for u in updates if any(e in NOTIFY_EVENTS for e in u.events)]

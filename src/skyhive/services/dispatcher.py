@@ -110,7 +110,6 @@ class Dispatcher:
         self._next_try: dict[str, float] = {}
         self._docked: dict[str, tuple[float, int]] = {}
         self.recorder = AssignmentRecorder(clients)
-        self.assigned = 0
 
     def setup(self) -> None:
         # Build the lazy clients here, before the recorder thread could race to build them.
@@ -300,7 +299,6 @@ class Dispatcher:
                 order.id, order.station, order.dest, order.back, now, order.weight
             )
             self._publish(commands_topic(best.drone_id), orjson.dumps(cmd))
-            self.assigned += 1
             log.info("delivery %s → %s (%s)", order.id, best.drone_id, best.reason)
         if won:
             self.recorder.notify()
