@@ -38,6 +38,7 @@ class Settings(BaseSettings):
 
     # Bus (Redis Streams).
     telemetry_stream: str = "telemetry"
+    urgent_stream: str = "telemetry:urgent"  # emergencies, also on the telemetry stream
     alerts_stream: str = "alerts"
     deadletter_stream: str = "deadletters"
     stream_maxlen: int = Field(default=2_000_000, ge=1000)

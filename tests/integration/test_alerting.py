@@ -10,6 +10,7 @@ import orjson
 import pytest
 from flask.testing import FlaskClient
 
+from skyhive.adapters.alerts_repo import serialize
 from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.alert_lifecycle import fold
@@ -335,3 +336,42 @@ def test_an_acknowledgement_survives_a_batch_folding_onto_the_alert(
         clients.redis_text.hget("alertstate:x2", "low_battery")
         == f"{alert_id}|warning|acknowledged"
     )
+
+
+def test_an_emergency_is_judged_past_the_routine_backlog_and_only_once(world: Any) -> None:
+    clients, main = world
+    urgent = Processor(
+        clients.settings, clients, consumer="u", stream=clients.settings.urgent_stream
+    )
+    urgent.setup()
+    ingest = ingest_for(clients)
+    base = int(time.time() * 1000)
+    routine = [
+        {"drone_id": f"r{i}", "seq": 1, "ts": base, "battery_pct": 80.0, "status": "in_flight"}
+        for i in range(300)
+    ]
+    sos = {"drone_id": "e1", "seq": 1, "ts": base, "battery_pct": 70.0, "emergency": True}
+    ingest.submit([RawMessage(orjson.dumps(b), "test") for b in [*routine, sos]])
+
+    # The main lane has not read anything yet; the urgent lane sees only the emergency.
+    assert urgent.poll() == 1
+    assert alerts_of(clients, "e1")["emergency"]["state"] == "open"
+
+    while main.poll():
+        pass
+    assert main.totals.received == 301
+    assert main.totals.duplicates == 1  # the emergency, judged already
+    emergency = alerts_of(clients, "e1")["emergency"]
+    assert emergency["count"] == 1
+    assert [c for c in changes(clients) if c[0] == "e1"] == [("e1", "emergency", "opened")]
+
+
+def test_a_new_alert_is_announced_with_the_document_it_is_stored_as(world: Any) -> None:
+    clients, _ = world
+    report(world, "n1", 8)  # opens low_battery, critical
+    (entry,) = clients.redis_bytes.xrange(clients.settings.alerts_stream)
+    announced = orjson.loads(entry[1][b"v"])
+    assert announced.pop("change") == "opened"
+    stored = clients.alerts.get(announced["id"])
+    assert stored is not None
+    assert announced == orjson.loads(orjson.dumps(serialize(stored)))

@@ -51,6 +51,24 @@ def upsert_ops(updates: Sequence[AlertUpdate]) -> list[UpdateOne]:
     return ops
 
 
+def new_document(u: AlertUpdate) -> Document:
+    """The document that upserting ``u`` creates when the alert is new (``u.opened``): all of
+    it is in the update, so it can be announced without reading MongoDB back."""
+    doc: Document = {"_id": u.alert_id, "drone_id": u.drone_id, "type": u.type}
+    doc.update(opened_at=u.first_ts, severity=u.severity, count=u.count)
+    if u.details:
+        doc["details"] = u.details
+    if u.action:
+        doc["action"] = u.action
+    if u.count:
+        doc["last_seen"] = u.last_ts
+    if u.resolved_at is not None:
+        doc.update(state="resolved", resolved_at=u.resolved_at, resolved_by="auto")
+    else:
+        doc["state"] = "open"
+    return doc
+
+
 def serialize(doc: Document) -> dict[str, Any]:
     out = {k: v for k, v in doc.items() if k != "_id"}
     out["id"] = str(doc["_id"])

@@ -37,10 +37,6 @@ class NotificationsRepo:
     def ensure_indexes(self) -> None:
         self._c.create_index([("alert_id", ASCENDING), ("at", ASCENDING)], name="alert_at")
 
-    def final(self, rid: str) -> Document | None:
-        """The final record with this id, if the message is done with on that channel."""
-        return self._c.find_one({"_id": rid})
-
     def was_sent(self, alert_id: str, channel: str) -> bool:
         """Whether this channel was sent any message about the alert."""
         query = {"alert_id": alert_id, "channel": channel, "outcome": "sent"}

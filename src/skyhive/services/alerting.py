@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from skyhive.adapters.alerts_repo import alert_state_key, serialize
+from skyhive.adapters.alerts_repo import alert_state_key, new_document, serialize
 from skyhive.domain.alert_config import AlertConfig
 from skyhive.domain.alert_lifecycle import ActiveAlert, AlertUpdate, Key, fold
 from skyhive.domain.alert_rules import Finding
@@ -64,10 +64,14 @@ class AlertEngine:
         if not updates:
             return []
         commands = self._plan_actions(updates)
-        self._c.alerts.apply(updates)
         if commands:
             self._c.bus.publish(self._s.commands_stream, commands)
-        self._publish(updates)
+        # A new alert is announced before it is written: its document is all in the update,
+        # and MongoDB, busy with history, may take a few hundred ms. A crash before the write
+        # replays the batch; the notifier knows the alert id and does not notify twice.
+        self._publish([(u, new_document(u)) for u in updates if u.opened])
+        self._c.alerts.apply(updates)
+        self._publish_read_back([u for u in updates if not u.opened])
         own = pipe is None
         pipe = self._c.redis_text.pipeline(transaction=False) if own else pipe
         self.queue_state(pipe, state, before)
@@ -102,16 +106,25 @@ class AlertEngine:
             u.action = {"type": "return_to_station", "station": station.code, "at": now}
         return commands
 
-    def _publish(self, updates: list[AlertUpdate]) -> None:
-        notify = [u for u in updates if any(e in NOTIFY_EVENTS for e in u.events)]
-        if not notify:
-            return
-        docs = {str(d["_id"]): d for d in self._c.alerts.get_many([u.alert_id for u in notify])}
+    def _publish_read_back(self, updates: list[AlertUpdate]) -> None:
+        """Changes to existing alerts, announced with their documents as now stored."""
+        updates = [u for u in updates if _notifiable(u)]
+        if updates:
+            docs = {
+                str(d["_id"]): d for d in self._c.alerts.get_many([u.alert_id for u in updates])
+            }
+            self._publish([(u, docs.get(u.alert_id, {"_id": u.alert_id})) for u in updates])
+
+    def _publish(self, changed: list[tuple[AlertUpdate, dict[str, Any]]]) -> None:
         events = []
-        for u in notify:
-            body = serialize(docs[u.alert_id]) if u.alert_id in docs else {"id": u.alert_id}
+        for u, doc in changed:
+            if not _notifiable(u):
+                continue
+            body = serialize(doc)
             for change in u.events:
                 events.append((u.drone_id, orjson.dumps({**body, "change": change})))
+        if not events:
+            return
         self._c.bus.publish(self._s.alerts_stream, events)
         self._c.redis_text.publish(ALERTS_LIVE, b"[" + b",".join(v for _, v in events) + b"]")
 
@@ -121,6 +134,10 @@ class AlertEngine:
         body = orjson.dumps({**serialize(doc), "change": change})
         self._c.bus.publish(self._s.alerts_stream, [(str(doc["drone_id"]), body)])
         self._c.redis_text.publish(ALERTS_LIVE, b"[" + body + b"]")
+
+
+def _notifiable(u: AlertUpdate) -> bool:
+    return any(e in NOTIFY_EVENTS for e in u.events)
 
 
 # Replace a drone's active alert of one type only if it is still the one the batch read: a

@@ -6,9 +6,12 @@ back no other.
   cannot build a backlog that stalls the consumer.
 - Throttling: at most one message per (drone, type, channel) per ``notify.throttle_s``
   (shared by every notifier through Redis); escalations and reminders are never throttled.
-- Every attempt is recorded in ``alert_notifications`` (``adapters/notifications_repo.py``);
-  the final one under a deterministic id, checked before sending, so a message redelivered
-  after a crash is not sent again once recorded.
+- Every attempt is recorded in ``alert_notifications`` (``adapters/notifications_repo.py``),
+  the final one under a deterministic id. That id is also marked done in Redis, and the mark
+  is checked before sending, so a message redelivered after a crash (or published again by a
+  replayed batch) is not sent twice. The mark, not the MongoDB record, is checked: MongoDB
+  busy with history could add a few hundred ms to every alert, and the mark lives in the
+  same Redis as the stream entries that could be replayed.
 - A message fanned out to several channels (a :class:`Job`) is done when every channel is
   done with it (sent, throttled or gave up).
 """
@@ -30,6 +33,8 @@ from skyhive.wiring import Clients
 log = logging.getLogger(__name__)
 
 THROTTLE_PREFIX = "notify:throttle"
+DONE_PREFIX = "notify:done"
+DONE_TTL_S = 7 * 86400  # longer than an entry can wait in the alerts stream
 
 
 class _Stopped(Exception):
@@ -135,7 +140,8 @@ class ChannelWorker:
 
     def _handle(self, task: Task) -> None:
         rid = record_id(task.alert_id, task.occurrence, self.name)
-        if self._repo.final(rid) is not None:
+        done_key = f"{DONE_PREFIX}:{rid}"
+        if self._redis.exists(done_key):
             log.debug("channel %s: %s done before (redelivered)", self.name, rid)
             task.job.finish()
             return
@@ -145,6 +151,8 @@ class ChannelWorker:
 
         def record(outcome: Outcome, attempt: int, error: str | None = None) -> None:
             final = None if outcome == "failed" else rid
+            if final is not None:
+                self._redis.set(done_key, 1, ex=DONE_TTL_S)
             self._repo.record(
                 task.alert_id,
                 self.name,

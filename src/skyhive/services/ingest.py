@@ -56,10 +56,12 @@ class Ingest:
         stream: str,
         max_bytes: int,
         events_stream: str = "events",
+        urgent_stream: str = "telemetry:urgent",
     ) -> None:
         self._bus = bus
         self._dead = deadletters
         self._stream = stream
+        self._urgent_stream = urgent_stream
         self._events_stream = events_stream
         self._max_bytes = max_bytes
 
@@ -83,9 +85,12 @@ class Ingest:
         """Validate, then write good messages to the bus and bad ones to the dead-letter stream.
 
         Returns only after both writes succeeded, so the caller may acknowledge its input.
+        Emergencies are also written, first, to the urgent stream, which the processor
+        reads apart from the routine backlog.
         """
         result = IngestResult()
         good: list[tuple[str, bytes]] = []
+        urgent: list[tuple[str, bytes]] = []
         events: list[tuple[str, bytes]] = []
         bad: list[DeadLetter] = []
         for i, msg in enumerate(batch):
@@ -96,9 +101,12 @@ class Ingest:
                 else:
                     t = self.validate(msg)
                     good.append((t.drone_id, encode_for_bus(t)))
+                    if t.is_emergency:
+                        urgent.append(good[-1])
             except InvalidTelemetry as exc:
                 bad.append(DeadLetter(exc.reason, msg.raw_bytes(), msg.source))
                 result.errors.append((i, exc.reason))
+        self._bus.publish(self._urgent_stream, urgent)
         self._bus.publish(self._stream, good)
         self._bus.publish(self._events_stream, events)
         good += events
@@ -110,5 +118,10 @@ class Ingest:
 def ingest_for(clients: Clients) -> Ingest:
     s = clients.settings
     return Ingest(
-        clients.bus, clients.deadletters, s.telemetry_stream, s.max_message_bytes, s.events_stream
+        clients.bus,
+        clients.deadletters,
+        s.telemetry_stream,
+        s.max_message_bytes,
+        s.events_stream,
+        s.urgent_stream,
     )

@@ -79,20 +79,27 @@ class BatchStats:
 
 
 class Processor:
-    def __init__(self, settings: Settings, clients: Clients, consumer: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: Clients,
+        consumer: str | None = None,
+        stream: str | None = None,
+        specs: SpecCache | None = None,
+    ) -> None:
         self._s = settings
         self._c = clients
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._engine = AlertEngine(settings, clients)
         # Specs missing from the cache are read on the way; run_processor refreshes it.
-        self.specs = SpecCache(clients.fleet)
+        self.specs = specs or SpecCache(clients.fleet)
         self._zones = GeofenceCache(clients.geofences)
         self._memory = DroneMemory(clients.redis_text)
         self._nearest: dict[tuple[float, float], str] = {}  # position cell → nearest station
         self.totals = BatchStats()
         self._group = GroupConsumer(
             clients.bus,
-            settings.telemetry_stream,
+            stream or settings.telemetry_stream,
             settings.processor_group,
             self.consumer,
             settings.processor_batch_size,
@@ -216,7 +223,8 @@ class Processor:
         by_drone: dict[str, list[Telemetry]] = defaultdict(list)
         for t in fresh:
             by_drone[t.drone_id].append(t)
-        specs = self.specs.get_many(list(by_drone))
+        # Only registered drones have specs: the others must not cost a registry read.
+        specs = self.specs.get_many([d for d in by_drone if views[d].registered])
         zones = self._zones.current()
         config = self._s.alerts
         findings: list[tuple[str, Finding]] = []
@@ -273,14 +281,26 @@ class Processor:
             setattr(self.totals, name, getattr(self.totals, name) + getattr(st, name))
 
 
+def _run_urgent_lane(proc: Processor, stop: threading.Event) -> None:
+    """Emergencies, on their own stream, judged as soon as they arrive: never queued behind a
+    backlog of routine telemetry. The same readings reach the main stream too (for history);
+    the main lane finds them already seen and skips them."""
+    t = proc.totals
+    status = lambda: f"{t.received} emergencies judged, {t.alert_changes} alert changes"  # noqa: E731
+    run_polling(f"urgent lane {proc.consumer}", proc.setup, proc.poll, 1, 0.0, stop, status)
+
+
 def run_processor(settings: Settings, stop: threading.Event) -> None:
     clients = Clients(settings)
     proc = Processor(settings, clients)
+    urgent = Processor(settings, clients, stream=settings.urgent_stream, specs=proc.specs)
     watch = OfflineWatch(settings, clients, AlertEngine(settings, clients), proc.specs)
     helpers = [
         start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch"),
         start_every(SPEC_REFRESH_S, proc.specs.refresh, stop, "specs"),
+        threading.Thread(target=_run_urgent_lane, args=(urgent, stop), name="urgent-lane"),
     ]
+    helpers[-1].start()  # start_every's threads are started already
     try:
         t = proc.totals
         run_polling(
