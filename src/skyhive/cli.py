@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 import click
 
@@ -154,11 +155,19 @@ def gateway(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option(
+    "--lane",
+    type=click.Choice(["all", "routine", "urgent"]),
+    default="all",
+    show_default=True,
+    help="routine: all telemetry and the offline watch; urgent: emergencies only, judged "
+    "ahead of any backlog; all: both, in one process.",
+)
 @click.pass_context
-def processor(ctx: click.Context) -> None:
+def processor(ctx: click.Context, lane: str) -> None:
     """Run one stream processor against the configured servers."""
     from skyhive.bootstrap import bootstrap
-    from skyhive.services.processor import run_processor
+    from skyhive.services.processor import Lane, run_processor
     from skyhive.wiring import Clients
 
     settings = _settings(ctx)
@@ -170,7 +179,7 @@ def processor(ctx: click.Context) -> None:
         raise click.ClickException(f"cannot reach MongoDB/Redis: {exc}") from None
     finally:
         clients.close()
-    run_processor(settings, stop)
+    run_processor(settings, stop, cast(Lane, lane))
 
 
 @cli.command()

@@ -78,6 +78,21 @@ class Child:
             self.proc.wait()
 
 
+# The processes of a stack: role → `skyhive` arguments. The processor's urgent lane runs in
+# a process of its own, so emergencies never wait for the routine lane's share of an
+# interpreter.
+ROLES: dict[str, tuple[str, ...]] = {
+    "gateway": ("gateway",),
+    "processor": ("processor", "--lane", "routine"),
+    "urgent": ("processor", "--lane", "urgent"),
+    "archiver": ("archiver",),
+    "dispatcher": ("dispatcher",),
+    "tracker": ("tracker",),
+    "notifier": ("notifier",),
+    "api": ("api",),
+}
+
+
 def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -144,18 +159,7 @@ def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) 
             clients.close()
         env = child_env(settings, urls)
         stack_file(settings.data_dir).write_text(json.dumps(urls))
-        roles = {
-            r: [sys.executable, "-m", "skyhive", r]
-            for r in (
-                "gateway",
-                "processor",
-                "archiver",
-                "dispatcher",
-                "tracker",
-                "notifier",
-                "api",
-            )
-        }
+        roles = {r: [sys.executable, "-m", "skyhive", *args] for r, args in ROLES.items()}
         roles.update(extra_roles or {})
         children = [Child(role, argv, env) for role, argv in roles.items()]
         for c in children:

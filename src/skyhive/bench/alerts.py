@@ -59,7 +59,7 @@ def run_alert_bench(
         "SKYHIVE_NOTIFY__CHANNELS": orjson.dumps(channels).decode(),
         "SKYHIVE_NOTIFY__THROTTLE_S": "0",
     }
-    roles = ("gateway", "processor", "archiver", "notifier")
+    roles = ("gateway", "processor", "urgent", "archiver", "notifier")
     with bench_stack(roles, broker, progress, extra_env=env) as bs:
         sink_file = bs.data_dir / "webhooks.txt"
         sink = ("skyhive.bench.webhook_sink", str(sink_port), str(sink_file))

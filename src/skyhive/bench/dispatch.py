@@ -54,7 +54,7 @@ def run_dispatch_bench(
     broker: str = "amqtt",
 ) -> DispatchReport:
     api_port = free_port()
-    roles = ("gateway", "processor", "archiver", "dispatcher", "tracker", "api")
+    roles = ("gateway", "processor", "urgent", "archiver", "dispatcher", "tracker", "api")
     env = {"SKYHIVE_API_PORT": str(api_port)}
     with bench_stack(roles, broker, progress, extra_env=env) as bs:
         sim = bs.spawn(

@@ -16,6 +16,7 @@ from typing import Any
 
 from skyhive.embedded import EmbeddedStack, Server, die_with_parent, free_port
 from skyhive.settings import Settings
+from skyhive.supervisor import ROLES
 from skyhive.wiring import Clients
 
 Progress = Callable[[str], Any]
@@ -99,8 +100,8 @@ def bench_stack(
     progress: Progress,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[BenchStack]:
-    """Fresh servers (amqtt or Mosquitto as the broker), bootstrapped, with ``roles`` running
-    as child processes; everything is stopped and deleted afterwards."""
+    """Fresh servers (amqtt or Mosquitto as the broker), bootstrapped, with ``roles`` (names
+    in ``supervisor.ROLES``) running as child processes; everything is stopped and deleted afterwards."""
     from skyhive.bootstrap import bootstrap
 
     data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
@@ -132,7 +133,7 @@ def bench_stack(
             **(extra_env or {}),
         }
         bs = BenchStack(settings, clients, env, data_dir, mqtt_port)
-        children = [bs.spawn(role) for role in roles]
+        children = [bs.spawn(*ROLES[role]) for role in roles]
         yield bs
     finally:
         for c in children:

@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -97,12 +97,13 @@ class Processor:
         self._memory = DroneMemory(clients.redis_text)
         self._nearest: dict[tuple[float, float], str] = {}  # position cell → nearest station
         self.totals = BatchStats()
+        self.batch_size = settings.processor_batch_size
         self._group = GroupConsumer(
             clients.bus,
             stream or settings.telemetry_stream,
             settings.processor_group,
             self.consumer,
-            settings.processor_batch_size,
+            self.batch_size,
             settings.processor_block_ms,
             settings.processor_claim_idle_ms,
         )
@@ -281,40 +282,49 @@ class Processor:
             setattr(self.totals, name, getattr(self.totals, name) + getattr(st, name))
 
 
-def _run_urgent_lane(proc: Processor, stop: threading.Event) -> None:
-    """Emergencies, on their own stream, judged as soon as they arrive: never queued behind a
-    backlog of routine telemetry. The same readings reach the main stream too (for history);
-    the main lane finds them already seen and skips them."""
+Lane = Literal["all", "routine", "urgent"]
+
+
+def _poll_forever(proc: Processor, name: str, linger_s: float, stop: threading.Event) -> None:
     t = proc.totals
-    status = lambda: f"{t.received} emergencies judged, {t.alert_changes} alert changes"  # noqa: E731
-    run_polling(f"urgent lane {proc.consumer}", proc.setup, proc.poll, 1, 0.0, stop, status)
+    run_polling(
+        f"{name} {proc.consumer}",
+        proc.setup,
+        proc.poll,
+        proc.batch_size,
+        linger_s,
+        stop,
+        lambda: (
+            f"{t.received} received, {t.duplicates} duplicates, {t.invalid} invalid, "
+            f"{t.alert_changes} alert changes"
+        ),
+    )
 
 
-def run_processor(settings: Settings, stop: threading.Event) -> None:
+def run_processor(settings: Settings, stop: threading.Event, lane: Lane = "all") -> None:
+    """The routine lane (all telemetry, the offline watch) and the urgent lane (emergencies,
+    on their own stream, judged as soon as they arrive, never behind a backlog of routine
+    telemetry; the routine lane later finds them seen and skips them). ``all`` runs both in
+    one process; `skyhive up` runs them apart, so the urgent lane never waits for the
+    routine one's share of the interpreter."""
     clients = Clients(settings)
-    proc = Processor(settings, clients)
-    urgent = Processor(settings, clients, stream=settings.urgent_stream, specs=proc.specs)
-    watch = OfflineWatch(settings, clients, AlertEngine(settings, clients), proc.specs)
-    helpers = [
-        start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch"),
-        start_every(SPEC_REFRESH_S, proc.specs.refresh, stop, "specs"),
-        threading.Thread(target=_run_urgent_lane, args=(urgent, stop), name="urgent-lane"),
-    ]
-    helpers[-1].start()  # start_every's threads are started already
+    specs = SpecCache(clients.fleet)
+    helpers = [start_every(SPEC_REFRESH_S, specs.refresh, stop, "specs")]
+    lanes: list[tuple[Processor, str, float, threading.Event]] = []
+    if lane != "urgent":
+        routine = Processor(settings, clients, specs=specs)
+        watch = OfflineWatch(settings, clients, AlertEngine(settings, clients), specs)
+        helpers.append(start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch"))
+        lanes.append((routine, "processor", settings.processor_linger_ms / 1000.0, stop))
+    if lane != "routine":
+        urgent = Processor(settings, clients, stream=settings.urgent_stream, specs=specs)
+        lanes.append((urgent, "urgent lane", 0.0, stop))
+    first, *others = lanes
+    for args in others:
+        helpers.append(threading.Thread(target=_poll_forever, args=args, name=args[1]))
+        helpers[-1].start()
     try:
-        t = proc.totals
-        run_polling(
-            f"processor {proc.consumer}",
-            proc.setup,
-            proc.poll,
-            settings.processor_batch_size,
-            settings.processor_linger_ms / 1000.0,
-            stop,
-            lambda: (
-                f"{t.received} received, {t.duplicates} duplicates, {t.invalid} invalid, "
-                f"{t.alert_changes} alert changes"
-            ),
-        )
+        _poll_forever(*first)
     finally:
         stop.set()  # the helpers must end before their clients close
         for thread in helpers:
