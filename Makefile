@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test test-fast lint format bench-ingest bench-alerts bench-dispatch clean
+.PHONY: install demo up test test-fast lint format bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard chromium clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "SkyHive needs Python 3.11 or newer")'
@@ -13,7 +13,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The dashboard's map and chart libraries: exact versions from web/package-lock.json, copied
+# into the package's (gitignored) vendor folder, which the app serves. No CDN at run time.
+VENDOR       := src/skyhive/dashboard/static/vendor
+VENDOR_STAMP := $(VENDOR)/.installed
+
+$(VENDOR_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "the dashboard's assets need npm (apt-get install -y npm)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/leaflet/images $(VENDOR)/chart.js
+	cp web/node_modules/leaflet/dist/leaflet.js web/node_modules/leaflet/dist/leaflet.css $(VENDOR)/leaflet/
+	cp web/node_modules/leaflet/dist/images/*.png $(VENDOR)/leaflet/images/
+	cp web/node_modules/leaflet/LICENSE $(VENDOR)/leaflet/
+	cp web/node_modules/chart.js/dist/chart.umd.js web/node_modules/chart.js/LICENSE.md $(VENDOR)/chart.js/
+	@touch $(VENDOR_STAMP)
+
+install: $(STAMP) $(VENDOR_STAMP)
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "the browser tests need Chromium: run 'sudo apt-get install -y chromium' (or make as root)"; exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 
 demo: install
 	$(BIN)/skyhive demo
@@ -21,7 +47,7 @@ demo: install
 up: install
 	$(BIN)/skyhive up
 
-test: install
+test: install chromium
 	$(BIN)/pytest -q
 
 lint: install
@@ -53,6 +79,15 @@ bench-dispatch: install
 	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --broker mosquitto
 	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --telemetry-hz 0.1
 	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --telemetry-hz 0.1 --broker mosquitto
+
+# API read latency under gunicorn, cached and uncached (docs/benchmarks.md).
+bench-api: install
+	$(BIN)/skyhive bench api --rate 500 --duration 10
+	$(BIN)/skyhive bench api --rate 200 --duration 10
+
+# The dashboard with 1,000 simulated drones at 1 Hz in headless Chromium (docs/benchmarks.md).
+bench-dashboard: install chromium
+	$(BIN)/skyhive bench dashboard --drones 1000 --hz 1 --duration 30
 
 clean:
 	rm -rf $(VENV) .skyhive .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from skyhive.adapters.mongo import ensure_indexes
+from skyhive.adapters.stations_repo import RESOURCE as STATIONS
 from skyhive.adapters.stations_repo import seed_stations
 from skyhive.domain.stations import bart_stations
 from skyhive.wiring import Clients
@@ -18,4 +19,5 @@ def bootstrap(clients: Clients) -> None:
     new = seed_stations(clients.db, clients.live, bart_stations())
     if new:
         log.info("loaded %d BART stations", new)
+        clients.read_cache.invalidate(STATIONS)
     clients.bus.ensure_group(s.telemetry_stream, s.processor_group)

@@ -6,13 +6,17 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from skyhive.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from skyhive.wiring import Clients
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -73,12 +77,16 @@ def _up_options(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
-def _run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) -> None:
+def _run_up(
+    settings: Settings,
+    extra_roles: dict[str, list[str]] | None = None,
+    seed: Callable[[Clients], object] | None = None,
+) -> None:
     from skyhive.embedded import EmbeddedError
     from skyhive.supervisor import run_up
 
     try:
-        sys.exit(run_up(settings, extra_roles))
+        sys.exit(run_up(settings, extra_roles, seed))
     except EmbeddedError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -142,7 +150,9 @@ def demo(ctx: click.Context, /, drones: int, rate: float, **opts: object) -> Non
         "--offline-rate",
         "0.0001",
     ]
-    _run_up(_up_settings(ctx, **opts), extra_roles={"simulator": sim})
+    from skyhive.services.demo_customers import seed_demo_customers
+
+    _run_up(_up_settings(ctx, **opts), extra_roles={"simulator": sim}, seed=seed_demo_customers)
 
 
 @cli.command()
@@ -216,6 +226,59 @@ def notifier(ctx: click.Context) -> None:
     from skyhive.services.notifier import run_notifier
 
     run_notifier(_settings(ctx), _stop_on_signals())
+
+
+@cli.group()
+def billing() -> None:
+    """Invoices: the monthly billing run and the overdue check."""
+
+
+@billing.command("run")
+@click.option("--period", required=True, help="The month to bill, YYYY-MM (e.g. 2026-11).")
+@click.pass_context
+def billing_run(ctx: click.Context, period: str) -> None:
+    """Bill a closed month: one invoice per customer for its delivered deliveries.
+
+    Idempotent: running a period again creates nothing new and bills no delivery twice.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from skyhive.bootstrap import bootstrap
+    from skyhive.domain.billing import BillingError, Period
+    from skyhive.services.billing import BillingService
+    from skyhive.wiring import Clients
+
+    clients = Clients(_settings(ctx))
+    try:
+        bootstrap(clients)
+        service = BillingService(clients)
+        result = service.run(Period.parse(period))
+        overdue = service.mark_overdue()
+    except BillingError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        clients.close()
+    table = Table("period", "customers", "invoices created", "deliveries billed", "repaired")
+    table.add_row(
+        result.period,
+        str(result.customers),
+        str(result.invoices_created),
+        str(result.deliveries_billed),
+        str(result.repaired),
+    )
+    Console().print(table)
+    click.echo(f"{overdue} invoice(s) newly overdue")
+
+
+@billing.command("schedule")
+@click.pass_context
+def billing_schedule(ctx: click.Context) -> None:
+    """Run billing periodically (what `skyhive up` starts): bill each month once it has
+    closed, mark overdue invoices."""
+    from skyhive.services.billing import run_billing
+
+    run_billing(_settings(ctx), _stop_on_signals())
 
 
 @cli.group()
@@ -659,6 +722,79 @@ def bench_dispatch(
         )
     if report.double_booked or report.commanded < report.orders:
         sys.exit(1)
+
+
+@bench.command("dashboard")
+@click.option("--drones", type=click.IntRange(1, 20_000), default=1000, show_default=True)
+@click.option(
+    "--hz", type=click.FloatRange(0.1, 10), default=1.0, show_default=True, help="Per drone."
+)
+@click.option("--duration", type=click.FloatRange(min=5), default=30, show_default=True)
+@click.option(
+    "--screenshot", type=click.Path(dir_okay=False, path_type=Path), help="Save the page as PNG."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bench_dashboard(
+    drones: int, hz: float, duration: float, screenshot: Path | None, as_json: bool
+) -> None:
+    """The dashboard in headless Chromium with a simulated fleet: frame time and update lag."""
+    import dataclasses
+
+    import orjson
+
+    from skyhive.bench.dashboard import run_dashboard_bench
+
+    report = run_dashboard_bench(
+        drones, hz, duration, progress=lambda m: click.echo(m, err=True), screenshot=screenshot
+    )
+    if as_json:
+        click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+    else:
+        frame, lag = report.frame_ms, report.lag_ms
+        click.echo(
+            f"drones={report.drones} at {report.hz:g} Hz for {report.duration_s:g}s: "
+            f"{report.drones_on_map} on the map; {report.telemetry_per_s:g} readings/s ingested, "
+            f"{report.updates_per_s:g} drone updates/s drawn in {report.redraws_per_s:g} "
+            "redraws/s\n"
+            f"frame time (ms): p50={frame.get('p50')} p99={frame.get('p99')} "
+            f"max={frame.get('max')} (over 50 ms: {report.slow_frames_pct:g}%)\n"
+            f"update lag, telemetry ts → drawn (ms): p50={lag.get('p50')} p99={lag.get('p99')} "
+            f"max={lag.get('max')}\n"
+            f"  of which applied by the processor → drawn (ms): {_pp(report.stream_lag_ms)}; "
+            f"one redraw of the drones (ms): {_pp(report.draw_ms)}"
+        )
+
+
+@bench.command("api")
+@click.option(
+    "--rate", type=click.FloatRange(min=1), default=500, show_default=True, help="Requests/s."
+)
+@click.option("--duration", type=click.FloatRange(min=1), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bench_api(rate: float, duration: float, as_json: bool) -> None:
+    """API read latency under gunicorn: customers and invoices, cached and uncached."""
+    import dataclasses
+
+    import orjson
+
+    from skyhive.bench.api import run_api_bench
+
+    report = run_api_bench(rate, duration, progress=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+        return
+    click.echo(
+        f"{rate:g} requests/s, {duration:g} s per case (latency from the scheduled send); "
+        f"load average at the end {report.load_average[0]:.1f}"
+    )
+    for c in report.cases:
+        lat = c.latency_ms
+        click.echo(
+            f"  {c.name:<20} p50={lat.get('p50')} p99={lat.get('p99')} max={lat.get('max')} ms"
+            f"  ({c.requests} requests, {c.achieved_rps:g}/s, hit={c.hits} miss={c.misses} "
+            f"errors={c.errors}; in the server p50 <= {c.server_ms.get('p50_le')} "
+            f"p99 <= {c.server_ms.get('p99_le')} ms)"
+        )
 
 
 def main() -> None:

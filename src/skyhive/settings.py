@@ -5,10 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyhive.domain.alert_config import AlertConfig, NotifyConfig
+from skyhive.domain.pricing import PricingConfig
+
+
+class DashboardConfig(BaseModel):
+    """What the dashboard page is told: where its map tiles come from (Leaflet's URL template,
+    ``{s}``/``{z}``/``{x}``/``{y}``); empty means no tiles, a plain background."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tiles_url: str = Field(default="https://tile.openstreetmap.org/{z}/{x}/{y}.png", max_length=500)
+    tiles_attribution: str = Field(default="© OpenStreetMap contributors", max_length=500)
 
 
 class Settings(BaseSettings):
@@ -67,11 +78,24 @@ class Settings(BaseSettings):
     dispatch_silent_assigned_s: float = Field(default=30.0, gt=0)
     dispatch_silent_loaded_s: float = Field(default=120.0, gt=0)
 
+    # Pricing and billing (see domain/pricing.py).
+    pricing: PricingConfig = PricingConfig()
+    invoice_due_days: int = Field(default=30, ge=0, le=365)
+    billing_check_s: float = Field(default=3600.0, gt=0)  # billing run and overdue marking
+
+    # Cache-aside for API reads (its own Redis client: short timeouts, no retries).
+    cache_ttl_s: float = Field(default=60.0, gt=0)
+    cache_timeout_ms: int = Field(default=100, ge=1)
+    cache_breaker_s: float = Field(default=5.0, ge=0)
+
     # Alerting and notification (see domain/alert_config.py).
     alerts: AlertConfig = AlertConfig()
     notify: NotifyConfig = NotifyConfig()
     notifier_group: str = "notifier"
     alerts_sweep_s: float = Field(default=1.0, gt=0)  # offline checks and reminders
+
+    # Dashboard: SKYHIVE_DASHBOARD__TILES_URL='' for a site without internet.
+    dashboard: DashboardConfig = DashboardConfig()
 
     def mongo_uri_or_default(self) -> str:
         return self.mongodb_uri or "mongodb://127.0.0.1:27017"

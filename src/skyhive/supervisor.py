@@ -16,11 +16,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from skyhive.embedded import EmbeddedError, EmbeddedStack, die_with_parent, port_open
 from skyhive.settings import Settings, stack_file
+
+if TYPE_CHECKING:
+    from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "tracker": ("tracker",),
     "notifier": ("notifier",),
     "api": ("api",),
+    "billing": ("billing", "schedule"),  # invoices each month, overdue marking
 }
 
 
@@ -125,8 +131,13 @@ def _refuse_if_running(settings: Settings) -> None:
     path.unlink(missing_ok=True)  # left by a stack that was killed
 
 
-def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) -> int:
-    """Start everything and block until SIGINT/SIGTERM. Returns the exit code."""
+def run_up(
+    settings: Settings,
+    extra_roles: dict[str, list[str]] | None = None,
+    seed: Callable[[Clients], object] | None = None,
+) -> int:
+    """Start everything and block until SIGINT/SIGTERM. Returns the exit code. ``seed``
+    adds data after the bootstrap (the demo's customers)."""
     from skyhive.bootstrap import bootstrap
     from skyhive.wiring import Clients
 
@@ -155,6 +166,8 @@ def run_up(settings: Settings, extra_roles: dict[str, list[str]] | None = None) 
         clients = Clients(ready)
         try:
             bootstrap(clients)
+            if seed is not None:
+                seed(clients)
         finally:
             clients.close()
         env = child_env(settings, urls)

@@ -8,15 +8,21 @@ from typing import Any
 import redis
 from pymongo import MongoClient
 from pymongo.database import Database
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from skyhive.adapters import mongo
 from skyhive.adapters.alerts_repo import AlertsRepo
+from skyhive.adapters.customers_repo import CustomersRepo
 from skyhive.adapters.deadletters import DeadLetters
 from skyhive.adapters.deliveries_repo import DeliveriesRepo
 from skyhive.adapters.fleet_repo import FleetRepo
 from skyhive.adapters.geofences_repo import GeofencesRepo
+from skyhive.adapters.invoices_repo import InvoicesRepo
 from skyhive.adapters.live_state import LiveState
+from skyhive.adapters.money import MoneyCodec
 from skyhive.adapters.notifications_repo import NotificationsRepo
+from skyhive.adapters.read_cache import ReadCache
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.adapters.stations_repo import StationCache
 from skyhive.adapters.telemetry_repo import TelemetryRepo
@@ -53,6 +59,35 @@ class Clients:
         return self._redis(decode=True)
 
     @cached_property
+    def redis_cache(self) -> redis.Redis:
+        """The read cache's own client: a slow or dead Redis must cost a read tens of
+        milliseconds once, not seconds each time, so short timeouts and no retries."""
+        timeout = self.settings.cache_timeout_ms / 1000
+        return redis.Redis.from_url(
+            self.settings.redis_url_or_default(),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    @cached_property
+    def read_cache(self) -> ReadCache:
+        s = self.settings
+        return ReadCache(self.redis_cache, s.cache_ttl_s, s.cache_breaker_s)
+
+    @cached_property
+    def money(self) -> MoneyCodec:
+        return MoneyCodec(self.db)
+
+    @cached_property
+    def customers(self) -> CustomersRepo:
+        return CustomersRepo(self.db, self.read_cache)
+
+    @cached_property
+    def invoices(self) -> InvoicesRepo:
+        return InvoicesRepo(self.db, self.money, self.read_cache)
+
+    @cached_property
     def bus(self) -> RedisStreamsBus:
         return RedisStreamsBus(self.redis_bytes, maxlen=self.settings.stream_maxlen)
 
@@ -83,7 +118,7 @@ class Clients:
 
     @cached_property
     def deliveries(self) -> DeliveriesRepo:
-        return DeliveriesRepo(self.db, self.redis_text)
+        return DeliveriesRepo(self.db, self.redis_text, self.read_cache)
 
     @cached_property
     def stations(self) -> StationCache:
@@ -97,6 +132,6 @@ class Clients:
         cached: dict[str, Any] = self.__dict__
         if "mongo_client" in cached:
             self.mongo_client.close()
-        for name in ("redis_bytes", "redis_text"):
+        for name in ("redis_bytes", "redis_text", "redis_cache"):
             if name in cached:
                 cached[name].close()

@@ -41,6 +41,12 @@ def test_twenty_deliveries_are_flown_and_delivered(tmp_path: Path) -> None:
         wait_for(lambda: len(up.get("/api/v1/fleet/drones")["items"]) == DRONES, 60, "registry")
         wait_for(lambda: len(up.get("/api/v1/drones")["items"]) == DRONES, 60, "drones live")
         stations = bart_stations()
+        customers = []
+        for i in range(4):  # an order for an unknown customer is refused
+            customer = {"name": f"E2E customer {i}", "email": f"e2e-{i}@example.com"}
+            status, body = up.post("/api/v1/customers", customer)
+            assert status == 201, body
+            customers.append(body["id"])
         ids = []
         for i in range(ORDERS):  # drone i starts at station i: a pickup next to a drone
             s = stations[i]
@@ -48,7 +54,7 @@ def test_twenty_deliveries_are_flown_and_delivered(tmp_path: Path) -> None:
             status, body = up.post(
                 "/api/v1/deliveries",
                 {
-                    "customer_id": f"cust-{i % 4}",
+                    "customer_id": customers[i % 4],
                     "pickup_station": s.code,
                     "order_id": f"e2e-{i}",
                     "destination": {"lat": lat, "lon": lon},

@@ -1,4 +1,4 @@
-"""Assertions shared by the API tests: JSON bodies and the JSON error shape."""
+"""Assertions shared by the API tests: JSON bodies, the JSON error shape, SSE frames."""
 
 from __future__ import annotations
 
@@ -20,3 +20,13 @@ def assert_error(resp: TestResponse, status: int, field: str | None = None) -> s
     assert err["code"] == status and err["message"]
     assert err.get("field") == field, err
     return str(err["message"])
+
+
+def frames(chunk: bytes) -> list[tuple[str, Any]]:
+    """``(event, data)`` per frame of an SSE chunk."""
+    out = []
+    for frame in chunk.decode().split("\n\n"):
+        if frame:
+            fields = dict(line.split(": ", 1) for line in frame.split("\n"))
+            out.append((fields["event"], orjson.loads(fields["data"])))
+    return out

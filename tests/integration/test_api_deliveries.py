@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from api_asserts import assert_error, body
+from customer_seed import add_customers
 from flask.testing import FlaskClient
 
 from skyhive.adapters.deliveries_repo import PENDING, STATUS_HASH
@@ -31,6 +32,7 @@ BASE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
     bootstrap(clients)
+    add_customers(clients, "cust-1", "someone-else", "alice", "bob", "carol")
     return create_app(clients.settings, clients).test_client()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from api_asserts import assert_error, body
+from api_asserts import assert_error, body, frames
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
@@ -90,7 +90,9 @@ def test_create_read_replace_delete(client: FlaskClient, clients: Clients) -> No
     assert replaced["daily"] is None  # a replace, not a patch
     assert replaced["active_until"] == "2030-01-01T00:00:00Z"
     assert replaced["created_at"] == created["created_at"]
-    assert replaced["updated_at"] >= created["updated_at"]
+    # As instants: RFC 3339 text leaves out a zero fraction, so strings do not sort.
+    updated = [datetime.fromisoformat(z["updated_at"]) for z in (created, replaced)]
+    assert updated[1] >= updated[0]
     assert body(client.get(f"{URL}/{zid}")) == replaced
 
     resp = client.delete(f"{URL}/{zid}")
@@ -285,16 +287,6 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return check()
-
-
-def frames(chunk: bytes) -> list[tuple[str, Any]]:
-    """``(event, data)`` per frame of an SSE chunk."""
-    out = []
-    for frame in chunk.decode().split("\n\n"):
-        if frame:
-            fields = dict(line.split(": ", 1) for line in frame.split("\n"))
-            out.append((fields["event"], orjson.loads(fields["data"])))
-    return out
 
 
 @pytest.fixture

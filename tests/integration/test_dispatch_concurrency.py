@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+from customer_seed import add_customers
 
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.deliveries import DeliveryRequest
@@ -26,6 +27,7 @@ ORDERS, DRONES = 200, 150  # fewer drones than orders: contention for every dron
 def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -> None:
     s = clients.settings
     bootstrap(clients)
+    add_customers(clients, "c")
     station = next(x for x in bart_stations() if x.code == "12TH")
     now_ms = int(time.time() * 1000)
     clients.fleet.ensure_registered(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from customer_seed import add_customers
 
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.deliveries import DeliveryRequest
@@ -37,6 +38,7 @@ class Sent:
 @pytest.fixture
 def world(clients: Clients) -> tuple[Clients, Dispatcher, Sent, DeliveryService]:
     bootstrap(clients)
+    add_customers(clients, "c1")
     sent = Sent()
     d = Dispatcher(clients.settings, clients, sent, consumer="t")
     d.setup()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
@@ -12,7 +11,6 @@ from skyhive.domain.deliveries import (
     TRANSITIONS,
     DeliveryRejected,
     DeliveryRequest,
-    PriceModel,
     can_transition,
     check_serviceable,
 )
@@ -69,12 +67,3 @@ def test_serviceability_names_the_field(
 
 def test_at_the_limits_is_serviceable() -> None:
     check_serviceable(request(package={"weight_kg": 2.5, "size": "large"}), True, 12.0, 12.0, 2.5)
-
-
-def test_price_estimate_rounds_half_up_to_cents() -> None:
-    p = PriceModel()
-    assert p.estimate(0.0, 0.0, "small") == Decimal("3.50")
-    # 3.50 + 1.20 * 2.345 + 0.40 * 1.5 + 1.00 = 7.914 → 7.91
-    assert p.estimate(2.345, 1.5, "medium") == Decimal("7.91")
-    # 3.50 + 1.20 * 1 + 0.40 * 0.0375 = 4.715 → 4.72 (half up, not to even)
-    assert p.estimate(1.0, 0.0375, "small") == Decimal("4.72")

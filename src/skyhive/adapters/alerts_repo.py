@@ -117,6 +117,13 @@ class AlertsRepo:
         docs = self._c.find(query).sort("opened_at", DESCENDING).limit(limit)
         return [restore_datetimes(d, DATE_FIELDS) for d in docs]
 
+    def count_by_severity(self, state: str) -> dict[str, int]:
+        """How many alerts are in ``state``, per severity."""
+        rows = self._c.aggregate(
+            [{"$match": {"state": state}}, {"$group": {"_id": "$severity", "count": {"$sum": 1}}}]
+        )
+        return {str(r["_id"]): int(r["count"]) for r in rows}
+
     def change_state(
         self, alert_id: str, from_states: Sequence[str], fields: dict[str, Any]
     ) -> Document | None:

@@ -12,11 +12,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pymongo import DESCENDING, UpdateOne
+from pymongo import DESCENDING, UpdateMany, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.read_cache import ReadCache
 from skyhive.domain.deliveries import TERMINAL, can_transition
 
 STATUS_HASH = "delivery_status"
@@ -25,6 +26,7 @@ ACTIVE = "deliveries:active"
 WAKE = "dispatch:wake"
 ORDERS = "deliveries:orders"
 JOURNAL = "deliveries:assigning"
+RESOURCE = "deliveries"  # in the read cache
 
 # Delete the claim only if it is still ours: a stale release must not free a drone that a
 # later delivery has claimed since.
@@ -115,9 +117,10 @@ class TransitionRefused(Exception):
 
 
 class DeliveriesRepo:
-    def __init__(self, db: Database[Document], redis_text: Any) -> None:
+    def __init__(self, db: Database[Document], redis_text: Any, cache: ReadCache) -> None:
         self._c = db.deliveries
         self._r = redis_text
+        self._cache = cache  # every write to a record invalidates its cached API views
         self._release = redis_text.register_script(_RELEASE)
         self._claim_assign = redis_text.register_script(_CLAIM_ASSIGN)
 
@@ -133,6 +136,7 @@ class DeliveriesRepo:
             if existing is None:  # raced with a delete; there is no delete, so unreachable
                 raise
             return existing, False
+        self._cache.invalidate(RESOURCE, [str(doc["_id"])])
         self._enqueue(doc, time.time())
         return doc, True
 
@@ -206,6 +210,7 @@ class DeliveriesRepo:
                 {"_id": delivery_id, "version": doc.get("version", 0)}, {"$set": update}
             )
             if res.modified_count == 1:
+                self._cache.invalidate(RESOURCE, [delivery_id])
                 self._after_transition(delivery_id, new_status, doc.get("drone_id"))
                 return {**doc, **update}
         raise TransitionRefused("busy", new_status)
@@ -297,6 +302,7 @@ class DeliveriesRepo:
                 written.append(delivery_id)
         if ops:
             res = self._c.bulk_write(ops, ordered=False)
+            self._cache.invalidate(RESOURCE, written)
             if res.matched_count == len(ops):
                 done += written
             else:
@@ -326,6 +332,63 @@ class DeliveriesRepo:
         if fields_by_id:
             ops = [UpdateOne({"_id": i}, {"$set": f}) for i, f in fields_by_id.items()]
             self._c.bulk_write(ops, ordered=False)
+            self._cache.invalidate(RESOURCE, fields_by_id)
+
+    def created_by_status(self, start: datetime, end: datetime) -> dict[str, dict[str, Any]]:
+        """Deliveries created in ``[start, end)``, per current status: how many, and the mean
+        ``delivery_s`` of those that have one (the delivered). The range is two ``$and``
+        terms: the embedded server mis-evaluates ``{"$gte": a, "$lt": b}`` in a ``$match``."""
+        rows = self._c.aggregate(
+            [
+                {
+                    "$match": {
+                        "$and": [{"created_at": {"$gte": start}}, {"created_at": {"$lt": end}}]
+                    }
+                },
+                {
+                    "$group": {
+                        "_id": "$status",
+                        "count": {"$sum": 1},
+                        "avg_delivery_s": {"$avg": "$delivery_s"},
+                    }
+                },
+            ]
+        )
+        return {
+            str(r["_id"]): {"count": int(r["count"]), "avg_delivery_s": r.get("avg_delivery_s")}
+            for r in rows
+        }
+
+    # --- billing --------------------------------------------------------------------------
+
+    def billable(self, month: str) -> list[Document]:
+        """Deliveries delivered in ``month`` (YYYY-MM) and not billed yet. By the
+        ``delivered_month`` field: the embedded server keeps ``$set`` dates as text, which a
+        date range would not match."""
+        query = {"status": "delivered", "delivered_month": month, "invoice_id": None}
+        fields = [
+            "customer_id",
+            "pickup_station",
+            "delivered_month",
+            "price_final",
+            "package",
+            "distance_km",
+        ]
+        return list(self._c.find(query, fields))
+
+    def mark_billed(self, billed: dict[str, list[str]]) -> int:
+        """Record on each delivery the invoice that bills it (invoice id → delivery ids), only
+        where none is recorded yet: a delivery is billed once. Returns how many were marked."""
+        ops = [
+            UpdateMany({"_id": {"$in": ids}, "invoice_id": None}, {"$set": {"invoice_id": inv}})
+            for inv, ids in billed.items()
+            if ids
+        ]
+        if not ops:
+            return 0
+        res = self._c.bulk_write(ops, ordered=False)
+        self._cache.invalidate(RESOURCE, [i for ids in billed.values() for i in ids])
+        return int(res.modified_count)
 
     def reconcile(self, delivery_id: str, status: str | None) -> None:
         """Bring the Redis fast paths in line with the record (after a crash between the two

@@ -34,6 +34,16 @@ def ensure_indexes(db: Database[Document]) -> None:
     )
     db.deliveries.create_index([("drone_id", ASCENDING), ("created_at", DESCENDING)], name="drone")
     db.drones.create_index([("status", ASCENDING)], name="status")
+    db.deliveries.create_index(
+        [("status", ASCENDING), ("delivered_month", ASCENDING)], name="billing"
+    )
+    # One customer per address, case-insensitively (``email_key`` is the address lower-cased).
+    db.customers.create_index([("email_key", ASCENDING)], unique=True, name="email_key")
+    db.invoices.create_index(
+        [("customer_id", ASCENDING), ("invoice_date", DESCENDING)], name="customer_date"
+    )
+    db.invoices.create_index([("status", ASCENDING), ("due_date", ASCENDING)], name="status_due")
+    db.invoices.create_index([("period", ASCENDING)], name="period")
 
 
 def restore_datetimes(doc: Document, fields: tuple[str, ...]) -> Document:

@@ -12,6 +12,8 @@ from skyhive.adapters.live_state import LiveState
 from skyhive.adapters.mongo import Document
 from skyhive.domain.stations import Station
 
+RESOURCE = "stations"  # in the read cache
+
 
 def seed_stations(db: Database[Document], live: LiveState, stations: Sequence[Station]) -> int:
     """Load the stations idempotently (never overwriting an operator's edits); returns how

@@ -15,6 +15,18 @@ from skyhive.adapters.mongo import Document
 DUPLICATE_KEY = 11000
 
 
+def _window(drone_id: str, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+    query: dict[str, Any] = {"drone_id": drone_id}
+    window: dict[str, datetime] = {}
+    if since:
+        window["$gte"] = since
+    if until:
+        window["$lt"] = until
+    if window:
+        query["ts"] = window
+    return query
+
+
 class TelemetryRepo:
     def __init__(self, db: Database[Document]) -> None:
         self._c = db.telemetry
@@ -44,15 +56,16 @@ class TelemetryRepo:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[Document]:
-        query: dict[str, Any] = {"drone_id": drone_id}
-        window: dict[str, datetime] = {}
-        if since:
-            window["$gte"] = since
-        if until:
-            window["$lt"] = until
-        if window:
-            query["ts"] = window
+        query = _window(drone_id, since, until)
         return list(self._c.find(query, {"location": 0}).sort("ts", DESCENDING).limit(limit))
+
+    def series(
+        self, drone_id: str, since: datetime, until: datetime | None, fields: Sequence[str]
+    ) -> list[Document]:
+        """``ts`` and ``fields`` of every reading in the window, unordered: only what a
+        chart needs, for downsampling (``domain/downsample.py``)."""
+        projection = {"_id": 0, "ts": 1, **dict.fromkeys(fields, 1)}
+        return list(self._c.find(_window(drone_id, since, until), projection))
 
     def count_for(self, drone_id: str) -> int:
         return self._c.count_documents({"drone_id": drone_id})

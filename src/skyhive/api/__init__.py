@@ -24,6 +24,8 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     # Imported here, not at module level: the blueprints import helpers from this package.
     from skyhive.api import (
         alerts,
+        customers,
+        dashboard,
         deadletters,
         deliveries,
         drones,
@@ -31,11 +33,14 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         geofences,
         health,
         ingest,
+        invoices,
         openapi,
+        overview,
+        revenue,
         stations,
         stream,
     )
-    from skyhive.api.metrics import init_metrics
+    from skyhive.api.metrics import count_cache_read, init_metrics
 
     if clients is None:
         clients = Clients(settings if settings is not None else Settings())
@@ -44,10 +49,15 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     app.extensions[EXTENSION_KEY] = clients
     register_error_handlers(app)
     init_metrics(app)
+    clients.read_cache.on_result = count_cache_read
     blueprints = (
         drones,
         fleet,
         deliveries,
+        customers,
+        invoices,
+        revenue,
+        overview,
         alerts,
         geofences,
         stream,
@@ -56,6 +66,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         ingest,
         health,
         openapi,
+        dashboard,
     )
     for module in blueprints:
         app.register_blueprint(module.bp)

@@ -6,10 +6,12 @@ The rules live in :class:`DeliveryService`; this blueprint maps its outcomes to 
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Any, get_args
 
 from flask import Blueprint, Response
 
+from skyhive.adapters.deliveries_repo import RESOURCE
+from skyhive.api.cached import cached_document, cached_list
 from skyhive.api.errors import ApiError, error_response
 from skyhive.api.params import (
     choice_param,
@@ -18,7 +20,7 @@ from skyhive.api.params import (
     limit_param,
     pattern_param,
 )
-from skyhive.api.responses import current_clients, items_response, json_response
+from skyhive.api.responses import current_clients, json_response
 from skyhive.domain.deliveries import ID_PATTERN, DeliveryRejected, DeliveryRequest, DeliveryStatus
 from skyhive.services.deliveries import (
     DeliveryNotFound,
@@ -74,13 +76,22 @@ def list_deliveries() -> Response:
     customer_id = pattern_param("customer_id", ID_PATTERN)
     drone_id = drone_id_param()
     limit = limit_param()
-    docs = current_clients().deliveries.find(status, customer_id, drone_id, limit)
-    return items_response([serialize(d) for d in docs])
+
+    def view() -> dict[str, Any]:
+        docs = current_clients().deliveries.find(status, customer_id, drone_id, limit)
+        return {"items": [serialize(d) for d in docs], "count": len(docs)}
+
+    return cached_list(RESOURCE, view)
 
 
 @bp.get("/<delivery_id>")
 def get_delivery(delivery_id: str) -> Response:
-    return json_response(serialize(_service().get(delivery_id)))
+    def view() -> dict[str, Any] | None:
+        doc = current_clients().deliveries.get(delivery_id)
+        return serialize(doc) if doc else None
+
+    not_found = ApiError(404, f"delivery {delivery_id[:80]!r} not found", "delivery_id")
+    return cached_document(RESOURCE, delivery_id, view, not_found)
 
 
 @bp.get("/<delivery_id>/track")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 bp = Blueprint("metrics", __name__)
 
@@ -23,6 +23,33 @@ LATENCY = Histogram(
     _LABELS,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+CACHE_READS = Counter(
+    "skyhive_cache_reads",
+    "API reads through the read cache, by resource and result (hit, miss, error: Redis failing).",
+    ("resource", "result"),
+)
+CACHE_HIT_RATIO = Gauge(
+    "skyhive_cache_hit_ratio", "Share of API reads through the read cache answered from Redis."
+)
+
+
+def _hit_ratio() -> float:
+    hits = total = 0.0
+    for metric in CACHE_READS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                total += sample.value
+                hits += sample.value if sample.labels["result"] == "hit" else 0.0
+    return hits / total if total else 0.0
+
+
+CACHE_HIT_RATIO.set_function(_hit_ratio)
+
+
+def count_cache_read(resource: str, result: str) -> None:
+    CACHE_READS.labels(resource, result).inc()
+
 
 # Unmatched URLs share one label value: labelling by path would let any client create
 # unbounded series with random 404s.

@@ -16,14 +16,24 @@ from pydantic import BaseModel
 from skyhive import __version__
 from skyhive.api.alerts import ALERT_STATES, AlertAction
 from skyhive.api.deliveries import DELIVERY_STATUSES
-from skyhive.api.drones import DEFAULT_RADIUS_KM, MAX_RADIUS_KM, MIN_RADIUS_KM
+from skyhive.api.drones import (
+    CHART_FIELDS,
+    DEFAULT_RADIUS_KM,
+    MAX_BUCKET_S,
+    MAX_RADIUS_KM,
+    MIN_RADIUS_KM,
+    DroneCommand,
+)
 from skyhive.api.fleet import REGISTRY_STATUSES
 from skyhive.api.geofences import ACTIVE_VALUES
 from skyhive.api.ingest import MAX_ERRORS_LISTED, MAX_ITEMS
+from skyhive.api.invoices import INVOICE_STATUSES, PaymentRequest
 from skyhive.api.params import DEFAULT_LIMIT, MAX_LIMIT
 from skyhive.api.responses import json_response
+from skyhive.api.revenue import GROUPS as REVENUE_GROUPS
 from skyhive.api.stream import KEEPALIVE_S, MAX_STREAM_CLIENTS, RETRY_MS
 from skyhive.domain.alert_config import ALERT_TYPES
+from skyhive.domain.customers import CustomerCreate, CustomerPatch
 from skyhive.domain.deliveries import ID_PATTERN, DeliveryRequest
 from skyhive.domain.fleet import DroneSpec, DroneSpecPatch
 from skyhive.domain.geofence import ID_PATTERN as GEOFENCE_ID_PATTERN
@@ -1054,6 +1064,513 @@ PATHS["/readyz"]["get"]["responses"]["503"] = _json(
     _ref("Readiness"), "At least one dependency did not answer; `checks` says which."
 )
 
+# --- customers, invoices, revenue -------------------------------------------------------------
+
+_MONEY = {"type": "string", "pattern": r"^-?\d+\.\d{2}$", "description": "Decimal amount."}
+_X_CACHE = {
+    "X-Cache": {
+        "description": "`hit`: served from the Redis read cache; `miss`: read from MongoDB.",
+        "schema": {"type": "string", "enum": ["hit", "miss"]},
+    }
+}
+
+
+def _cached(ok: Schema) -> Schema:
+    return {**ok, "headers": _X_CACHE}
+
+
+SCHEMAS.update(
+    {
+        **_from_model(CustomerCreate, "A new customer; `email` is unique (any case)."),
+        **_from_model(CustomerPatch, "The fields to change; absent or null keep their value."),
+        **_from_model(PaymentRequest, "A payment of the whole invoice; every field optional."),
+        "Customer": {
+            "type": "object",
+            "required": ["id", "name", "email", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "email": {"type": "string"},
+                "phone": {"type": ["string", "null"]},
+                "address": _nullable(_ref("Address")),
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "InvoiceItem": {
+            "type": "object",
+            "required": ["delivery_id", "description", "quantity", "unit_price", "total"],
+            "properties": {
+                "delivery_id": {"type": "string", "description": "The delivery billed."},
+                "description": {"type": "string"},
+                "quantity": {"type": "integer", "minimum": 1},
+                "unit_price": _MONEY,
+                "total": _MONEY,
+                "station": {"type": "string", "description": "Pickup station."},
+                "month": {"type": "string", "description": "Month delivered, YYYY-MM."},
+            },
+        },
+        "Invoice": {
+            "type": "object",
+            "required": ["id", "customer_id", "period", "items", "total_amount", "status"],
+            "properties": {
+                "id": {"type": "string", "description": "`inv-{period}-{customer_id}`."},
+                "customer_id": {"type": "string"},
+                "period": {"type": "string", "description": "The month billed, YYYY-MM."},
+                "invoice_date": {"type": "string", "format": "date-time"},
+                "due_date": {"type": "string", "format": "date-time"},
+                "currency": {"type": "string"},
+                "items": {"type": "array", "items": _ref("InvoiceItem")},
+                "subtotal": _MONEY,
+                "tax": _MONEY,
+                "total_amount": _MONEY,
+                "status": {"type": "string", "enum": list(INVOICE_STATUSES)},
+                "paid_at": {"type": ["string", "null"], "format": "date-time"},
+                "payment": {"type": ["object", "null"], "additionalProperties": True},
+            },
+        },
+        "CustomerRevenue": {
+            "type": "object",
+            "required": ["customer_id", "currency", "revenue", "invoices"],
+            "properties": {
+                "customer_id": {"type": "string"},
+                "currency": {"type": "string"},
+                "revenue": {**_MONEY, "description": "Billed for deliveries, before tax."},
+                "tax": _MONEY,
+                "billed": {**_MONEY, "description": "Invoice totals, tax included."},
+                "paid": _MONEY,
+                "outstanding": _MONEY,
+                "invoices": {"type": "integer", "minimum": 0},
+            },
+        },
+        "RevenueGroups": {
+            "type": "object",
+            "required": ["group_by", "currency", "items", "count"],
+            "properties": {
+                "group_by": {"type": "string", "enum": list(REVENUE_GROUPS)},
+                "currency": {"type": "string"},
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "description": "`month` (YYYY-MM) or `station` (code), as grouped.",
+                        "properties": {
+                            "month": {"type": "string"},
+                            "station": {"type": "string"},
+                            "revenue": _MONEY,
+                            "invoices": {"type": "integer"},
+                            "items": {"type": "integer"},
+                        },
+                    },
+                },
+                "count": {"type": "integer"},
+            },
+        },
+        "TopCustomers": {
+            "type": "object",
+            "required": ["currency", "items", "count"],
+            "properties": {
+                "currency": {"type": "string"},
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "customer_id": {"type": "string"},
+                            "name": {"type": ["string", "null"]},
+                            "revenue": _MONEY,
+                            "invoices": {"type": "integer"},
+                        },
+                    },
+                },
+                "count": {"type": "integer"},
+            },
+        },
+    }
+)
+SCHEMAS["Delivery"]["properties"]["price_final"] = {
+    "type": ["string", "null"],
+    "description": "The price billed (before tax), fixed on delivery.",
+}
+SCHEMAS["Delivery"]["properties"]["invoice_id"] = {
+    "type": ["string", "null"],
+    "description": "The invoice that bills it, once billed.",
+}
+PARAMETERS.update(
+    {
+        "CustomerId": {
+            "name": "customer_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+        "InvoiceId": {
+            "name": "invoice_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+        "EmailQuery": {
+            "name": "email",
+            "in": "query",
+            "description": "Only the customer with this address (any case).",
+            "schema": {"type": "string"},
+        },
+        "InvoiceCustomer": {
+            "name": "customer_id",
+            "in": "query",
+            "description": "Only this customer's invoices.",
+            "schema": {"type": "string", "pattern": ID_PATTERN},
+        },
+        "InvoiceStatus": {
+            "name": "status",
+            "in": "query",
+            "description": "Only invoices in this status (default: all).",
+            "schema": {"type": "string", "enum": list(INVOICE_STATUSES)},
+        },
+        "GroupBy": {
+            "name": "group_by",
+            "in": "query",
+            "required": True,
+            "schema": {"type": "string", "enum": list(REVENUE_GROUPS)},
+        },
+        "TopLimit": {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+        },
+    }
+)
+PATHS.update(
+    {
+        "/api/v1/customers": {
+            "post": _op(
+                "createCustomer",
+                "Create a customer",
+                "customers",
+                _json(_ref("Customer"), "Created; `Location` is its URL."),
+                "BadRequest",
+                "Conflict",
+                "UnsupportedMediaType",
+                "Unprocessable",
+                status="201",
+                description="409 when another customer has the address (any case).",
+                requestBody=_body("CustomerCreate", "The customer."),
+            ),
+            "get": _op(
+                "listCustomers",
+                "Customers, by id",
+                "customers",
+                _cached(_json(_list_of("Customer"), "Matching customers.")),
+                "BadRequest",
+                params=[_param("EmailQuery"), _param("Limit")],
+            ),
+        },
+        "/api/v1/customers/{customer_id}": {
+            "get": _op(
+                "getCustomer",
+                "One customer",
+                "customers",
+                _cached(_json(_ref("Customer"), "The customer.")),
+                "NotFound",
+                params=[_param("CustomerId")],
+            ),
+            "patch": _op(
+                "patchCustomer",
+                "Change a customer",
+                "customers",
+                _json(_ref("Customer"), "The customer as changed."),
+                "BadRequest",
+                "NotFound",
+                "Conflict",
+                "UnsupportedMediaType",
+                "Unprocessable",
+                params=[_param("CustomerId")],
+                requestBody=_body("CustomerPatch", "The fields to change."),
+            ),
+            "delete": _op(
+                "deleteCustomer",
+                "Delete a customer",
+                "customers",
+                {"description": "Deleted."},
+                "NotFound",
+                "Conflict",
+                status="204",
+                params=[_param("CustomerId")],
+                description="409 while the customer has pending or overdue invoices.",
+            ),
+        },
+        "/api/v1/customers/{customer_id}/revenue": {
+            "get": _op(
+                "customerRevenue",
+                "What a customer has been billed and paid",
+                "customers",
+                _json(_ref("CustomerRevenue"), "Totals over the customer's invoices."),
+                "NotFound",
+                params=[_param("CustomerId")],
+            )
+        },
+        "/api/v1/invoices": {
+            "get": _op(
+                "listInvoices",
+                "Invoices, newest first",
+                "invoices",
+                _cached(_json(_list_of("Invoice"), "Matching invoices.")),
+                "BadRequest",
+                params=[_param("InvoiceCustomer"), _param("InvoiceStatus"), _param("Limit")],
+            )
+        },
+        "/api/v1/invoices/{invoice_id}": {
+            "get": _op(
+                "getInvoice",
+                "One invoice, with its lines",
+                "invoices",
+                _cached(_json(_ref("Invoice"), "The invoice.")),
+                "NotFound",
+                params=[_param("InvoiceId")],
+            )
+        },
+        "/api/v1/invoices/{invoice_id}/pay": {
+            "post": _op(
+                "payInvoice",
+                "Record the payment of an invoice",
+                "invoices",
+                _json(_ref("Invoice"), "Paid."),
+                "BadRequest",
+                "NotFound",
+                "Conflict",
+                "UnsupportedMediaType",
+                "Unprocessable",
+                params=[_param("InvoiceId")],
+                description="409 when it is paid already; 422 when `amount` is not the total.",
+                requestBody={**_body("PaymentRequest", "Optional."), "required": False},
+            )
+        },
+        "/api/v1/analytics/revenue": {
+            "get": _op(
+                "revenueBy",
+                "Revenue by month delivered or by pickup station",
+                "analytics",
+                _json(_ref("RevenueGroups"), "Revenue before tax, per group, in key order."),
+                "BadRequest",
+                params=[_param("GroupBy")],
+            )
+        },
+        "/api/v1/analytics/top-customers": {
+            "get": _op(
+                "topCustomers",
+                "The customers with the most revenue",
+                "analytics",
+                _json(_ref("TopCustomers"), "Most revenue (before tax) first."),
+                "BadRequest",
+                params=[_param("TopLimit")],
+            )
+        },
+    }
+)
+for _path in ("/api/v1/deliveries", "/api/v1/deliveries/{delivery_id}", "/api/v1/stations"):
+    _ok = PATHS[_path]["get"]["responses"]["200"]
+    PATHS[_path]["get"]["responses"]["200"] = _cached(_ok)
+
+
+# --- dashboard, drone commands, the live stream -----------------------------------------------
+
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_SSE_HEADERS = PATHS["/api/v1/stream/alerts"]["get"]["responses"]["200"]["headers"]
+
+SCHEMAS.update(
+    {
+        **_from_model(DroneCommand, "An operator's order to one drone."),
+        "QueuedCommand": {
+            "type": "object",
+            "required": ["drone_id", "command"],
+            "properties": {
+                "drone_id": {"type": "string"},
+                "command": {
+                    "type": "object",
+                    "additionalProperties": True,
+                    "description": "The command as the drone receives it on "
+                    "`skyhive/drones/{id}/commands` (`type`, `return_station`, `reason`, "
+                    "`issued_at`).",
+                },
+            },
+        },
+    }
+)
+PATHS.update(
+    {
+        "/api/v1/drones/{drone_id}/commands": {
+            "post": _op(
+                "commandDrone",
+                "Order one drone (return to station)",
+                "drones",
+                _json(_ref("QueuedCommand"), "Queued; the dispatchers relay it over MQTT."),
+                "BadRequest",
+                "NotFound",
+                "TooLarge",
+                "UnsupportedMediaType",
+                "Unprocessable",
+                status="202",
+                params=[_param("DroneId")],
+                requestBody=_body("DroneCommand", "The action, and optionally where and why."),
+                description="404 for a drone with no live state; 422 for an unknown action or "
+                "station. Without `station` the drone lands at the station nearest to its "
+                "last reported position. Repeating a command is harmless.",
+            )
+        },
+        "/api/v1/stream/live": {
+            "get": _op(
+                "streamLive",
+                "Drone batches and alert changes as they happen (Server-Sent Events)",
+                "dashboard",
+                {
+                    "description": f"An endless `text/event-stream`: `retry: {RETRY_MS}` first; "
+                    "then an `event: drones` frame per batch the processor applied, its `data` "
+                    "an array of DroneState, and an `event: alert` frame per alert change (as "
+                    "on `/api/v1/stream/alerts`); a `: keepalive` comment after "
+                    f"{KEEPALIVE_S:g} s without events. It shares the stream slots with "
+                    "`/api/v1/stream/alerts`: one connection per dashboard.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "headers": _SSE_HEADERS,
+                },
+            )
+        },
+        "/": {
+            "get": _op(
+                "dashboard",
+                "The operations dashboard (HTML)",
+                "dashboard",
+                {
+                    "description": "The page; it reads the API and follows `/api/v1/stream/live`.",
+                    "content": _HTML,
+                },
+                uses_stores=False,
+            )
+        },
+        "/dashboard/static/{filename}": {
+            "get": _op(
+                "dashboardAsset",
+                "The dashboard's scripts, styles and vendored map and chart libraries",
+                "dashboard",
+                {"description": "The file.", "content": {"*/*": {"schema": {"type": "string"}}}},
+                "NotFound",
+                uses_stores=False,
+                parameters=[
+                    {
+                        "name": "filename",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+            )
+        },
+    }
+)
+PATHS["/api/v1/stream/live"]["get"]["responses"]["503"] = PATHS["/api/v1/stream/alerts"]["get"][
+    "responses"
+]["503"]
+
+# --- the dashboard's reads: the overview, and downsampled history for its charts ------------
+
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+SCHEMAS.update(
+    {
+        "Overview": {
+            "type": "object",
+            "description": "The operations overview. Today is the UTC day.",
+            "required": [
+                "as_of",
+                "drones",
+                "deliveries_today",
+                "open_alerts",
+                "revenue_this_month",
+            ],
+            "properties": {
+                "as_of": {"type": "string", "format": "date-time"},
+                "drones": {
+                    "type": "object",
+                    "description": "Live drones (Redis) by status, every status listed; a "
+                    "drone flagging an emergency counts as `emergency`, one without a status "
+                    "as `unknown`.",
+                    "properties": {"total": {"type": "integer"}, "by_status": _COUNTS},
+                },
+                "deliveries_today": {
+                    "type": "object",
+                    "description": "Deliveries created today, by their current status.",
+                    "properties": {
+                        "day": {"type": "string", "format": "date"},
+                        "total": {"type": "integer"},
+                        "by_status": _COUNTS,
+                        "avg_delivery_s": {
+                            **_NUM,
+                            "description": "Mean seconds from order to drop of those of "
+                            "today's deliveries that are delivered; null when none is.",
+                        },
+                    },
+                },
+                "open_alerts": {
+                    "type": "object",
+                    "description": "Alerts in state `open` (not acknowledged), by severity.",
+                    "properties": {"total": {"type": "integer"}, "by_severity": _COUNTS},
+                },
+                "revenue_this_month": {
+                    "type": "object",
+                    "description": "Invoiced revenue (before tax) of the deliveries delivered "
+                    "this month, as `/api/v1/analytics/revenue?group_by=month` gives it. "
+                    "Invoices are issued once a month has ended, so the running month reads "
+                    "0.00 until it is billed.",
+                    "properties": {
+                        "month": {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
+                        "revenue": _MONEY,
+                        "currency": {"type": "string"},
+                    },
+                },
+            },
+        },
+        "TelemetryBucket": {
+            "type": "object",
+            "description": "Readings of one bucket, averaged.",
+            "required": ["ts", "readings", *CHART_FIELDS],
+            "properties": {
+                "ts": {"type": "string", "format": "date-time", "description": "Bucket start."},
+                "readings": {"type": "integer", "minimum": 1},
+                **{name: {**_NUM, "description": "Mean over the bucket."} for name in CHART_FIELDS},
+            },
+        },
+    }
+)
+PARAMETERS["BucketS"] = {
+    "name": "bucket_s",
+    "in": "query",
+    "description": "Average the readings per bucket of this many seconds (aligned to the "
+    "epoch) and return one `TelemetryBucket` per bucket with readings, newest first, at most "
+    "`limit`. `since` then defaults to `limit` buckets before `until` (or now); the window "
+    "may be at most 24 h (400 otherwise).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BUCKET_S},
+}
+_TELEMETRY = PATHS["/api/v1/drones/{drone_id}/telemetry"]["get"]
+_TELEMETRY["parameters"].append(_param("BucketS"))
+_TELEMETRY["responses"]["200"] = _json(
+    {
+        "oneOf": [
+            _list_of("TelemetryRecord", drone_id={"type": "string"}),
+            _list_of("TelemetryBucket", drone_id={"type": "string"}, bucket_s={"type": "integer"}),
+        ]
+    },
+    "Readings in the window, or with `bucket_s` their bucket averages (empty, not 404, for "
+    "a drone without history).",
+)
+PATHS["/api/v1/overview"] = {
+    "get": _op(
+        "overview",
+        "The operations overview: fleet, today's deliveries, open alerts, revenue",
+        "dashboard",
+        _json(_ref("Overview"), "Figures computed by the stores at `as_of`."),
+    )
+}
+
+
 DOCUMENT: Schema = {
     "openapi": "3.1.0",
     "info": {
@@ -1070,11 +1587,15 @@ DOCUMENT: Schema = {
             "drones",
             "fleet",
             "deliveries",
+            "customers",
+            "invoices",
+            "analytics",
             "telemetry",
             "alerts",
             "geofences",
             "stations",
             "deadletters",
+            "dashboard",
             "meta",
         )
     ],

@@ -78,6 +78,11 @@ def int_param(name: str, lo: int, hi: int, default: int | None = None) -> int:
     return value
 
 
+def optional_int_param(name: str, lo: int, hi: int) -> int | None:
+    """An integer in ``[lo, hi]``, or None when absent."""
+    return None if _raw(name) is None else int_param(name, lo, hi)
+
+
 def limit_param(default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
     return int_param("limit", 1, maximum, default)
 

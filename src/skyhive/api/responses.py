@@ -15,9 +15,13 @@ EXTENSION_KEY = "skyhive"
 _ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_bytes(data: Any) -> bytes:
     """Serialize with orjson: several times faster than the stdlib on large fleet lists."""
-    resp = Response(orjson.dumps(data, option=_ORJSON_OPTIONS), status=status, headers=headers)
+    return orjson.dumps(data, option=_ORJSON_OPTIONS)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    resp = Response(json_bytes(data), status=status, headers=headers)
     resp.mimetype = "application/json"
     return resp
 

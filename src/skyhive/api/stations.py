@@ -7,8 +7,9 @@ from typing import Any
 from flask import Blueprint, Response
 
 from skyhive.adapters.mongo import Document
-from skyhive.adapters.stations_repo import list_stations
-from skyhive.api.responses import current_clients, items_response
+from skyhive.adapters.stations_repo import RESOURCE, list_stations
+from skyhive.api.cached import cached_list
+from skyhive.api.responses import current_clients
 
 bp = Blueprint("stations", __name__, url_prefix="/api/v1/stations")
 
@@ -28,4 +29,8 @@ def station_view(doc: Document) -> dict[str, Any]:
 
 @bp.get("")
 def get_stations() -> Response:
-    return items_response([station_view(d) for d in list_stations(current_clients().db)])
+    def view() -> dict[str, Any]:
+        items = [station_view(d) for d in list_stations(current_clients().db)]
+        return {"items": items, "count": len(items)}
+
+    return cached_list(RESOURCE, view)

@@ -1,14 +1,23 @@
-"""Server-Sent Events: alert changes as they happen, for the dashboard.
+"""Server-Sent Events: what changes, as it happens, for the dashboard.
 
-The processor publishes each batch's alert changes on Redis pub/sub ``alerts:live`` as a JSON
-array; each alert becomes one ``event: alert`` frame. Pub/sub keeps no history, so a client
-sees the changes made while it is connected: list ``/api/v1/alerts`` first, then follow.
+Two streams over one mechanism:
+
+- ``/api/v1/stream/alerts``: alert changes. The processor publishes each batch's alert
+  changes on Redis pub/sub ``alerts:live`` as a JSON array; each alert becomes one
+  ``event: alert`` frame.
+- ``/api/v1/stream/live``: the same alert frames plus the fleet. Each batch of changed drone
+  states the processor publishes on ``fleet:updates`` becomes ONE ``event: drones`` frame (a
+  JSON array), so a dashboard redraws once per batch, not once per drone, and a browser tab
+  costs one stream slot for both.
+
+Pub/sub keeps no history, so a client sees the changes made while it is connected: list
+``/api/v1/drones`` and ``/api/v1/alerts`` first, then follow.
 
 An open stream holds one of the server's threads (gunicorn gthread, 8 threads) for as long as
-it lasts, so at most ``MAX_STREAM_CLIENTS`` are served at once and the next is told to retry
-(503) rather than starving the rest of the API. A comment line goes out after
-``KEEPALIVE_S`` of silence: proxies keep the connection open, and a client that went away is
-noticed (a write fails) and its thread, Redis connection and slot are given back.
+it lasts, so at most ``MAX_STREAM_CLIENTS`` are served at once (both streams together) and the
+next is told to retry (503) rather than starving the rest of the API. A comment line goes out
+after ``KEEPALIVE_S`` of silence: proxies keep the connection open, and a client that went
+away is noticed (a write fails) and its thread, Redis connection and slot are given back.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -24,6 +33,7 @@ import redis.exceptions
 from flask import Blueprint, Response, current_app, stream_with_context
 from flask.blueprints import BlueprintSetupState
 
+from skyhive.adapters.live_state import FLEET_UPDATES, state_from_hash
 from skyhive.api.errors import RETRY_AFTER_S, error_response
 from skyhive.api.responses import current_clients
 from skyhive.services.processor import ALERTS_LIVE
@@ -38,19 +48,27 @@ RETRY_MS = 3000  # how long a browser's EventSource waits before reconnecting
 
 _SLOTS_KEY = "skyhive.stream_slots"
 
+Framer = Callable[[str | bytes], str]
+
 
 @bp.record_once
 def _init_slots(state: BlueprintSetupState) -> None:
     state.app.extensions[_SLOTS_KEY] = threading.BoundedSemaphore(MAX_STREAM_CLIENTS)
 
 
+def _json(channel: str, payload: str | bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        log.warning("ignoring a message on %s that is not JSON: %.80r", channel, payload)
+        return None
+
+
 def alert_frames(payload: str | bytes) -> str:
     """The ``event: alert`` frames of one published message (a JSON array of alerts, or one
     alert); empty, and logged, for anything else."""
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        log.warning("ignoring a message on %s that is not JSON: %.80r", ALERTS_LIVE, payload)
+    data = _json(ALERTS_LIVE, payload)
+    if data is None:
         return ""
     alerts = data if isinstance(data, list) else [data]
     frames = [
@@ -61,7 +79,23 @@ def alert_frames(payload: str | bytes) -> str:
     return "".join(frames)
 
 
-def _events(pubsub: Any, cleanup: Callable[[], None]) -> Iterator[str]:
+def drones_frame(payload: str | bytes) -> str:
+    """One ``event: drones`` frame for one published batch of drone states; empty, and
+    logged, for anything but a JSON array of objects. The processor publishes the flat string
+    fields of the Redis hash: they go out typed, as ``/api/v1/drones`` gives them."""
+    data = _json(FLEET_UPDATES, payload)
+    if data is None:
+        return ""
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        log.warning("ignoring a batch on %s that is not an array of objects", FLEET_UPDATES)
+        return ""
+    states = [state_from_hash(d) for d in data]
+    return f"event: drones\ndata: {orjson.dumps(states).decode()}\n\n" if states else ""
+
+
+def _events(
+    pubsub: Any, framers: Mapping[str, Framer], cleanup: Callable[[], None]
+) -> Iterator[str]:
     """The stream until the client goes away (GeneratorExit at the next write) or Redis
     fails (the stream ends; the client reconnects after ``retry``)."""
     keepalive_s = KEEPALIVE_S
@@ -72,7 +106,7 @@ def _events(pubsub: Any, cleanup: Callable[[], None]) -> Iterator[str]:
             wait = max(0.0, last + keepalive_s - time.monotonic())
             msg = pubsub.get_message(timeout=wait)
             if msg is not None and msg.get("type") == "message":
-                frames = alert_frames(msg["data"])
+                frames = framers[msg["channel"]](msg["data"])
                 if frames:
                     yield frames
                     last = time.monotonic()
@@ -80,13 +114,14 @@ def _events(pubsub: Any, cleanup: Callable[[], None]) -> Iterator[str]:
                 yield ": keepalive\n\n"
                 last = time.monotonic()
     except redis.exceptions.RedisError as exc:
-        log.warning("alert stream ended: Redis failed: %s", exc)
+        log.warning("event stream ended: Redis failed: %s", exc)
     finally:
         cleanup()
 
 
-@bp.get("/alerts")
-def stream_alerts() -> Response:
+def _stream(framers: Mapping[str, Framer]) -> Response:
+    """An SSE response following the channels of ``framers``, each message framed by its
+    channel's function; 503 when every slot is taken."""
     slots: threading.BoundedSemaphore = current_app.extensions[_SLOTS_KEY]
     if not slots.acquire(blocking=False):
         return error_response(
@@ -111,14 +146,25 @@ def stream_alerts() -> Response:
         # Subscribed before answering, so nothing published after the headers is missed,
         # and a Redis outage is a 503 rather than a stream that ends at once.
         pubsub = current_clients().redis_text.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(ALERTS_LIVE)
+        pubsub.subscribe(*framers)
     except BaseException:
         cleanup()
         raise
     resp = Response(
-        stream_with_context(_events(pubsub, cleanup)),
+        stream_with_context(_events(pubsub, framers, cleanup)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
     resp.call_on_close(cleanup)
     return resp
+
+
+@bp.get("/alerts")
+def stream_alerts() -> Response:
+    return _stream({ALERTS_LIVE: alert_frames})
+
+
+@bp.get("/live")
+def stream_live() -> Response:
+    """Drone batches and alert changes on one connection: what the dashboard follows."""
+    return _stream({FLEET_UPDATES: drones_frame, ALERTS_LIVE: alert_frames})

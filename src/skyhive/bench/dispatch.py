@@ -19,15 +19,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from skyhive.bench.command_watch import read as read_seen
-from skyhive.bench.stack import BenchStack, Progress, bench_stack, helper_process, percentiles
+from skyhive.bench.stack import (
+    BenchStack,
+    Progress,
+    bench_stack,
+    helper_process,
+    http_status,
+    percentiles,
+    seed_customers,
+    wait_until,
+)
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
 from skyhive.embedded import free_port
+
+BENCH_CUSTOMERS = 50  # orders are spread over bench-0 … bench-49
 
 
 @dataclass
@@ -57,6 +67,7 @@ def run_dispatch_bench(
     roles = ("gateway", "processor", "urgent", "archiver", "dispatcher", "tracker", "api")
     env = {"SKYHIVE_API_PORT": str(api_port)}
     with bench_stack(roles, broker, progress, extra_env=env) as bs:
+        seed_customers(bs.clients, BENCH_CUSTOMERS)
         sim = bs.spawn(
             "simulate",
             "--drones",
@@ -79,26 +90,14 @@ def run_dispatch_bench(
                 sim.wait()
 
 
-def _wait(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"benchmark setup failed: {what} not reached in {timeout:.0f}s")
-
-
 def _measure(
     bs: BenchStack, api_port: int, drones: int, rate: float, duration: float, progress: Progress
 ) -> DispatchReport:
     r = bs.clients.redis_text
     progress(f"waiting for {drones} drones to be registered and live ...")
-    _wait(lambda: r.scard("fleet:registered") >= drones, 120, "registry")
-    _wait(lambda: r.scard("fleet:ids") >= drones, 120, "live drones")
-    _wait(lambda: _get(api_port, "/readyz") == 200, 60, "API ready")
+    wait_until(lambda: r.scard("fleet:registered") >= drones, 120, "registry")
+    wait_until(lambda: r.scard("fleet:ids") >= drones, 120, "live drones")
+    wait_until(lambda: http_status(api_port, "/readyz") == 200, 60, "API ready")
     time.sleep(2.0)  # a couple of telemetry rounds, so every drone's state is current
 
     seen_file = bs.data_dir / "commands-seen.txt"
@@ -132,7 +131,7 @@ def _post_orders(
         st = stations[(i * 7) % len(stations)]
         lat, lon = destination_point(st.lat, st.lon, (i * 53) % 360, 1000 + (i % 20) * 100)
         body = {
-            "customer_id": f"bench-{i % 50}",
+            "customer_id": f"bench-{i % BENCH_CUSTOMERS}",
             "pickup_station": st.code,
             "order_id": f"bench-{i}",
             "destination": {"lat": lat, "lon": lon},
@@ -196,12 +195,3 @@ def _post_orders(
 def _epoch(value: datetime | str) -> float:
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def _get(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status
-    finally:
-        conn.close()

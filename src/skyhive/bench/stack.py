@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +154,40 @@ def bench_stack(
             progress(f"kept the benchmark's data and logs in {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def wait_until(cond: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"benchmark setup failed: {what} not reached in {timeout:.0f}s")
+
+
+def http_status(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def seed_customers(clients: Clients, n: int) -> list[str]:
+    """Customers ``bench-0`` … ``bench-{n-1}`` (orders need a known customer)."""
+    from skyhive.services.deliveries import utc_now
+
+    now, ids = utc_now(), [f"bench-{i}" for i in range(n)]
+    docs = [
+        {"_id": c, "name": f"Bench {c}", "email": f"{c}@bench.example", "created_at": now}
+        for c in ids
+    ]
+    clients.customers.upsert_many(docs)
+    return ids
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -1,9 +1,7 @@
-"""Delivery orders: request validation, the lifecycle, and the price estimate."""
+"""Delivery orders: request validation and the lifecycle (prices: ``domain/pricing.py``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,23 +86,3 @@ def check_serviceable(
             f"{req.package.weight_kg:g} kg is over the largest payload the fleet can carry "
             f"({max_payload_kg:g} kg)",
         )
-
-
-@dataclass(frozen=True, slots=True)
-class PriceModel:
-    """Estimate = base + per km (pickup → destination) + per kg + size surcharge, to the cent,
-    half up. Tax and invoicing come with billing."""
-
-    base: Decimal = Decimal("3.50")
-    per_km: Decimal = Decimal("1.20")
-    per_kg: Decimal = Decimal("0.40")
-    small: Decimal = Decimal("0.00")
-    medium: Decimal = Decimal("1.00")
-    large: Decimal = Decimal("2.50")
-
-    def estimate(self, distance_km: float, weight_kg: float, size: PackageSize) -> Decimal:
-        surcharge = {"small": self.small, "medium": self.medium, "large": self.large}[size]
-        km = Decimal(str(round(distance_km, 3)))
-        kg = Decimal(str(weight_kg))
-        total = self.base + self.per_km * km + self.per_kg * kg + surcharge
-        return total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)

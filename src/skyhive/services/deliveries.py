@@ -9,11 +9,12 @@ from typing import Any
 import orjson
 
 from skyhive.adapters.deliveries_repo import TransitionRefused
+from skyhive.adapters.money import money_text
 from skyhive.domain.commands import return_command
 from skyhive.domain.deliveries import (
     ACTIVE,
+    DeliveryRejected,
     DeliveryRequest,
-    PriceModel,
     check_serviceable,
 )
 from skyhive.domain.dispatch import DEFAULT_CRUISE_MPS, eta_seconds, remaining_km
@@ -49,7 +50,9 @@ def serialize(doc: dict[str, Any]) -> dict[str, Any]:
         "drone_id": doc.get("drone_id"),
         "return_station": doc.get("return_station"),
         "distance_km": doc.get("distance_km"),
-        "price_estimate": doc.get("price_estimate"),
+        "price_estimate": money_text(doc.get("price_estimate")),
+        "price_final": money_text(doc.get("price_final")),
+        "invoice_id": doc.get("invoice_id"),
         "currency": doc.get("currency", "USD"),
         "eta": iso(doc.get("eta")),
         "dispatch": doc.get("dispatch"),
@@ -67,10 +70,9 @@ def serialize(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class DeliveryService:
-    def __init__(self, clients: Clients, prices: PriceModel | None = None) -> None:
+    def __init__(self, clients: Clients) -> None:
         self._c = clients
         self._s = clients.settings
-        self._prices = prices or PriceModel()
 
     def create(
         self, req: DeliveryRequest, now: datetime | None = None
@@ -95,8 +97,14 @@ class DeliveryService:
             fleet_max or self._s.max_package_kg,
         )
         assert station is not None and distance_km is not None
+        if not self._c.customers.exists(req.customer_id):
+            raise DeliveryRejected(
+                "customer_id",
+                f"unknown customer {req.customer_id!r}; create it first (POST /api/v1/customers)",
+            )
         delivery_id = f"ord-{req.order_id}" if req.order_id else f"dlv-{uuid.uuid4().hex[:16]}"
-        price = self._prices.estimate(distance_km, req.package.weight_kg, req.package.size)
+        pricing = self._s.pricing
+        price = pricing.delivery_price(distance_km, req.package.weight_kg, req.package.size)
         doc: dict[str, Any] = {
             "_id": delivery_id,
             "order_id": req.order_id,
@@ -109,9 +117,9 @@ class DeliveryService:
             "timeline": [{"status": "pending", "at": now, "note": "order accepted"}],
             "drone_id": None,
             "distance_km": round(distance_km, 3),
-            # A string, not Decimal128: the embedded document server cannot store Decimal128.
-            "price_estimate": str(price),
-            "currency": "USD",
+            # Before tax; fixed as the final price on delivery (tax is added on the invoice).
+            "price_estimate": self._c.money.encode(price),
+            "currency": pricing.currency,
             "created_at": now,
             "updated_at": now,
             "version": 0,

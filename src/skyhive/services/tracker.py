@@ -49,6 +49,21 @@ def _parse_iso(value: object) -> datetime | None:
         return None
 
 
+def delivered_fields(doc: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """What a delivery records when it is delivered: the price quoted at the order becomes
+    the price billed, and the month it is billed in. ``delivery_s`` (order to drop) is kept
+    as a number so an aggregation can average it: the embedded server cannot subtract a
+    ``$set`` date."""
+    created = doc.get("created_at")
+    return {
+        "price_final": doc.get("price_estimate"),
+        "delivered_at": at,
+        "delivery_s": (at - created).total_seconds() if isinstance(created, datetime) else None,
+        "delivered_month": at.strftime("%Y-%m"),
+        "eta": None,
+    }
+
+
 class DeliveryTracker:
     def __init__(self, settings: Settings, clients: Clients, consumer: str | None = None) -> None:
         self._s = settings
@@ -101,7 +116,7 @@ class DeliveryTracker:
                     "delivered",
                     now,
                     f"delivered by {ev.drone_id}",
-                    {"price_final": doc.get("price_estimate"), "delivered_at": now, "eta": None},
+                    delivered_fields(doc, now),
                 )
             elif status == "assigned":
                 repo.transition(

@@ -1,0 +1,139 @@
+// The alerts panel: open (and acknowledged) alerts, critical first, newest first; acknowledge
+// and resolve; click one to focus its drone. Kept current by the live stream's alert frames.
+
+import { getJSON, postJSON } from "./api.js";
+import { ago, el, hhmmss } from "./format.js";
+
+const SEVERITY_RANK = { critical: 0, warning: 1 };
+
+export class AlertsPanel {
+  constructor({ operator, onFocus, onChange }) {
+    this.alerts = new Map();
+    this._operator = operator;
+    this._onFocus = onFocus;
+    this._onChange = onChange;
+    this._list = document.getElementById("alerts-list");
+    this._empty = document.getElementById("alerts-empty");
+    this._filter = document.getElementById("alerts-filter");
+    this._filter.addEventListener("change", () => this.render());
+    this._fresh = new Set();
+    this._audio = null;
+    // Browsers allow sound only after a user gesture: prepare it on the first one.
+    document.addEventListener("pointerdown", () => this._unlockAudio(), { once: true });
+    document.addEventListener("keydown", () => this._unlockAudio(), { once: true });
+  }
+
+  async load() {
+    const [open, acked] = await Promise.all([
+      getJSON("/api/v1/alerts?state=open&limit=500"),
+      getJSON("/api/v1/alerts?state=acknowledged&limit=500"),
+    ]);
+    for (const a of [...open.items, ...acked.items]) this.alerts.set(a.id, a);
+    this.render();
+  }
+
+  /** One alert change from the stream. */
+  apply(alert) {
+    const known = this.alerts.has(alert.id);
+    if (alert.state === "resolved") {
+      this.alerts.delete(alert.id);
+    } else {
+      this.alerts.set(alert.id, { ...this.alerts.get(alert.id), ...alert });
+      if (alert.severity === "critical" && alert.state === "open" && (!known || alert.change === "escalated")) {
+        this._fresh.add(alert.id);
+        this._beep();
+      }
+    }
+    this.render();
+  }
+
+  active() {
+    return [...this.alerts.values()];
+  }
+
+  forDrone(droneId) {
+    return this.active().filter((a) => a.drone_id === droneId);
+  }
+
+  render() {
+    const onlyOpen = this._filter.value === "open";
+    const shown = this.active()
+      .filter((a) => !onlyOpen || a.state === "open")
+      .sort(
+        (a, b) =>
+          (SEVERITY_RANK[a.severity] ?? 2) - (SEVERITY_RANK[b.severity] ?? 2) ||
+          (b.last_seen ?? b.opened_at ?? "").localeCompare(a.last_seen ?? a.opened_at ?? ""),
+      );
+    this._list.replaceChildren(...shown.map((a) => this._item(a)));
+    this._empty.hidden = shown.length > 0;
+    this._fresh.clear();
+    this._onChange(this.active());
+  }
+
+  _item(a) {
+    const focus = () => this._onFocus(a);
+    const action = (verb) => async (event) => {
+      event.stopPropagation();
+      event.target.disabled = true;
+      try {
+        this.apply(await postJSON(`/api/v1/alerts/${encodeURIComponent(a.id)}/${verb}`, { by: this._operator() }));
+      } catch (err) {
+        event.target.disabled = false;
+        event.target.title = err.message;
+        event.target.closest(".alert").querySelector(".meta").textContent = `Failed: ${err.message}`;
+      }
+    };
+    const cls = ["alert", a.severity, a.state, this._fresh.has(a.id) ? "fresh" : ""].join(" ");
+    return el(
+      "li",
+      {
+        class: cls,
+        tabindex: "0",
+        "data-alert-id": a.id,
+        "aria-label": `${a.severity} ${a.type} on drone ${a.drone_id}, ${a.state}`,
+        onclick: focus,
+        onkeydown: (e) => {
+          if (e.target === e.currentTarget && (e.key === "Enter" || e.key === " ")) {
+            e.preventDefault();
+            focus();
+          }
+        },
+      },
+      el("header", {}, el("span", { class: "sev" }, a.severity), el("span", {}, hhmmss(a.last_seen ?? a.opened_at))),
+      el("div", {}, el("strong", {}, a.type.replaceAll("_", " ")), " · drone ", a.drone_id, a.count > 1 ? ` · ×${a.count}` : ""),
+      el(
+        "div",
+        { class: "meta" },
+        a.state === "acknowledged" ? `acknowledged by ${a.acknowledged_by} ${ago(a.acknowledged_at)}` : `opened ${ago(a.opened_at)}`,
+      ),
+      el(
+        "div",
+        { class: "actions" },
+        a.state === "open"
+          ? el("button", { type: "button", class: "secondary", onclick: action("ack"), "aria-label": `Acknowledge ${a.type} on ${a.drone_id}` }, "Acknowledge")
+          : null,
+        el("button", { type: "button", class: "secondary", onclick: action("resolve"), "aria-label": `Resolve ${a.type} on ${a.drone_id}` }, "Resolve"),
+      ),
+    );
+  }
+
+  _unlockAudio() {
+    try {
+      this._audio = this._audio ?? new AudioContext();
+    } catch {
+      this._audio = null; // no sound on this browser; the visual emphasis remains
+    }
+  }
+
+  _beep() {
+    const ctx = this._audio;
+    if (!ctx || ctx.state !== "running") return;
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = 880;
+    gain.gain.value = 0.08;
+    osc.connect(gain).connect(ctx.destination);
+    osc.start();
+    osc.stop(ctx.currentTime + 0.25);
+  }
+}

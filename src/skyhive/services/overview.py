@@ -1,0 +1,69 @@
+"""The operations overview: one read of the figures a dispatcher watches all day, computed
+by the stores (Redis live state, MongoDB aggregations) instead of from a page of records.
+
+"Today" is the UTC day. The delivery figures count deliveries *created* today, by their
+current status; the average delivery time is order to drop (``delivery_s``, recorded when a
+delivery is delivered) over those of them that are delivered. Revenue is the invoiced
+revenue (before tax) of the deliveries delivered this month, from the revenue analytics:
+invoices are issued once a month has ended, so the running month reads 0 until it is billed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
+
+from skyhive.domain.alert_config import Severity
+from skyhive.domain.deliveries import DeliveryStatus
+from skyhive.domain.telemetry import DroneStatus
+from skyhive.wiring import Clients
+
+DRONE_STATUSES: tuple[str, ...] = get_args(DroneStatus)
+DELIVERY_STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+UNKNOWN = "unknown"  # a drone that has not reported a status
+
+
+def drones_by_status(states: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Every status, zero included; an emergency flag counts as ``emergency`` whatever the
+    reported status (as the map draws it)."""
+    counts = dict.fromkeys((*DRONE_STATUSES, UNKNOWN), 0)
+    for s in states:
+        status = "emergency" if s.get("emergency") else s.get("status")
+        counts[status if status in counts else UNKNOWN] += 1
+    return counts
+
+
+def overview(clients: Clients, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = now.strftime("%Y-%m")
+
+    drones = drones_by_status(clients.live.all())
+    created = clients.deliveries.created_by_status(day, day + timedelta(days=1))
+    delivered = created.get("delivered", {})
+    alerts = clients.alerts.count_by_severity("open")
+    revenue = next(
+        (r["revenue"] for r in clients.invoices.revenue_by("month") if r["month"] == month),
+        None,
+    )
+    return {
+        "as_of": now,
+        "drones": {"total": sum(drones.values()), "by_status": drones},
+        "deliveries_today": {
+            "day": day.date().isoformat(),
+            "total": sum(g["count"] for g in created.values()),
+            "by_status": {s: created.get(s, {}).get("count", 0) for s in DELIVERY_STATUSES},
+            "avg_delivery_s": delivered.get("avg_delivery_s"),
+        },
+        "open_alerts": {
+            "total": sum(alerts.values()),
+            "by_severity": {s: alerts.get(s, 0) for s in SEVERITIES},
+        },
+        "revenue_this_month": {
+            "month": month,
+            "revenue": str(revenue) if revenue is not None else "0.00",
+            "currency": clients.settings.pricing.currency,
+        },
+    }

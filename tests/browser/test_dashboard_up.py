@@ -1,0 +1,92 @@
+"""The dashboard served by the real ``skyhive up`` (gunicorn, the processor and gateway as
+processes, MQTT): it loads without console errors and draws drones published over MQTT."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from dashboard_stack import open_dashboard, screenshot
+from paho.mqtt.enums import CallbackAPIVersion
+from playwright.sync_api import Browser, expect
+
+from e2e.harness import Up
+
+pytestmark = pytest.mark.e2e
+
+DRONES = [f"up-{i}" for i in range(5)]
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    u = Up(tmp_path / "data", env={"SKYHIVE_DASHBOARD__TILES_URL": ""})  # offline: no tiles
+    u.start()
+    yield u
+    u.stop()
+
+
+def publish(port: int, lat: float) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dashboard-e2e")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    now_ms = int(time.time() * 1000)
+    infos = [
+        c.publish(
+            f"skyhive/drones/{drone_id}/telemetry",
+            orjson.dumps(
+                {
+                    "seq": int(lat * 1e4),
+                    "ts": now_ms,
+                    "lat": lat + i * 0.002,
+                    "lon": -122.27,
+                    "alt_m": 80.0,
+                    "battery_pct": 70.0,
+                    "status": "in_flight",
+                }
+            ),
+            qos=1,
+        )
+        for i, drone_id in enumerate(DRONES)
+    ]
+    for info in infos:
+        info.wait_for_publish(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_dashboard_under_skyhive_up_shows_mqtt_drones(up: Up, browser: Browser) -> None:
+    console_errors: list[str] = []
+    page = open_dashboard(browser, up.url(""), console_errors)
+    expect(page.locator("#conn")).to_have_text("live")
+    expect(page.locator("#map-note")).to_have_text("Map tiles off: plain background.")
+    assert page.evaluate("window.skyhive.map.stations.getLayers().length") == 50
+
+    publish(up.mqtt_port, 37.80)
+    page.wait_for_function(
+        "ids => ids.every(id => window.skyhive.map.drones.drones.has(id))", arg=DRONES
+    )
+    expect(page.locator("#kpi-drones")).to_have_text(str(len(DRONES)))
+    # Drawn: each has a position on the map's canvas, inside the map.
+    size = page.evaluate("window.skyhive.map.map.getSize()")
+    for drone_id in DRONES:
+        d = page.evaluate("id => { const d = window.skyhive.map.drones.drones.get(id);"
+                          " return {x: d._x, y: d._y, battery: d.battery_pct}; }", drone_id)  # fmt: skip
+        assert d["battery"] == 70.0
+        assert 0 <= d["x"] <= size["x"] and 0 <= d["y"] <= size["y"], d
+
+    # A second report moves them: the stream carries it through the real processes.
+    publish(up.mqtt_port, 37.81)
+    page.wait_for_function(
+        "window.skyhive.map.drones.drones.get('up-0').lat === 37.81", timeout=10_000
+    )
+    page.locator("#tab-overview").click()
+    expect(page.locator("#ov-deliveries")).to_have_text("0")
+    overview = up.get("/api/v1/overview")
+    assert overview["drones"]["by_status"]["in_flight"] == len(DRONES)
+    screenshot(page, "test_dashboard_under_skyhive_up_shows_mqtt_drones-1280x800")
+    page.context.close()
+    assert console_errors == []

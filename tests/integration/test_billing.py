@@ -1,0 +1,207 @@
+"""Billing against the real embedded MongoDB and Redis: invoices per customer and month,
+idempotent runs, each delivery billed once (also after a crash between the two writes), only
+delivered deliveries, payments and overdue marking, and money stored exactly."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from api_asserts import assert_error, body
+from billing_data import delivered, finish, order, world
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+
+from skyhive.adapters.money import CENTS, decode_money
+from skyhive.api import create_app
+from skyhive.cli import cli
+from skyhive.domain.billing import BillingError, Period, build_invoice
+from skyhive.services.billing import BillingService, billable_delivery
+from skyhive.wiring import Clients
+
+OCT = Period(2026, 10)
+IN_OCT = datetime(2026, 10, 12, 15, tzinfo=UTC)
+AFTER_OCT = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)
+
+
+def billed_ids(clients: Clients) -> dict[str, str | None]:
+    return {str(d["_id"]): d.get("invoice_id") for d in clients.db.deliveries.find()}
+
+
+def test_one_invoice_per_customer_and_month_with_exact_totals(clients: Clients) -> None:
+    svc = world(clients, "alice", "bob")
+    a1 = delivered(clients, svc, "alice", "12TH", IN_OCT, kg=1.5, size="medium")
+    a2 = delivered(clients, svc, "alice", "EMBR", IN_OCT + timedelta(days=3))
+    b1 = delivered(clients, svc, "bob", "12TH", IN_OCT)
+    delivered(clients, svc, "bob", "12TH", datetime(2026, 11, 2, tzinfo=UTC))  # November
+    result = BillingService(clients).run(OCT, AFTER_OCT)
+    assert (result.invoices_created, result.deliveries_billed, result.customers) == (2, 3, 2)
+
+    alice = clients.invoices.get("inv-2026-10-alice")
+    assert alice is not None and alice["status"] == "pending"
+    assert [i["delivery_id"] for i in alice["items"]] == sorted([a1, a2])
+    assert {i["station"] for i in alice["items"]} == {"12TH", "EMBR"}
+    assert {i["month"] for i in alice["items"]} == {"2026-10"}
+    prices = [decode_money(clients.deliveries.get(d)["price_final"]) for d in (a1, a2)]  # type: ignore[index]
+    subtotal = sum(prices, Decimal("0"))
+    tax = (subtotal * Decimal("0.0875")).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+    assert decode_money(alice["subtotal"]) == subtotal
+    assert decode_money(alice["tax"]) == tax
+    assert decode_money(alice["total_amount"]) == subtotal + tax
+    assert alice["due_date"] - alice["invoice_date"] == timedelta(days=30)
+    assert billed_ids(clients)[b1] == "inv-2026-10-bob"
+
+
+def test_money_is_stored_as_cents_on_the_embedded_server(clients: Clients) -> None:
+    svc = world(clients, "alice")
+    delivered(clients, svc, "alice", "12TH", IN_OCT)
+    BillingService(clients).run(OCT, AFTER_OCT)
+    assert clients.money.mode == CENTS
+    assert clients.db.meta.find_one({"_id": "money"}) == {"_id": "money", "mode": CENTS}
+    raw = clients.db.invoices.find_one()
+    assert raw is not None
+    assert all(type(raw[k]) is int for k in ("subtotal", "tax", "total_amount"))
+    assert isinstance(clients.db.deliveries.find_one()["price_estimate"], int)  # type: ignore[index]
+
+
+def test_running_a_period_again_creates_nothing_and_bills_nothing_twice(clients: Clients) -> None:
+    svc = world(clients, "alice", "bob")
+    for customer in ("alice", "bob", "alice"):
+        delivered(clients, svc, customer, "12TH", IN_OCT)
+    billing = BillingService(clients)
+    first = billing.run(OCT, AFTER_OCT)
+    before = list(clients.db.invoices.find().sort("_id"))
+    again = billing.run(OCT, AFTER_OCT + timedelta(days=1))
+    assert (first.invoices_created, first.deliveries_billed) == (2, 3)
+    assert (again.invoices_created, again.deliveries_billed, again.repaired) == (0, 0, 0)
+    assert list(clients.db.invoices.find().sort("_id")) == before
+    billed = [i["delivery_id"] for inv in before for i in inv["items"]]
+    assert sorted(billed) == sorted(set(billed)) and len(billed) == 3
+
+
+def test_a_crash_between_invoice_and_marking_is_repaired_by_the_next_run(clients: Clients) -> None:
+    svc = world(clients, "alice")
+    ids = [delivered(clients, svc, "alice", "12TH", IN_OCT) for _ in range(2)]
+    # The first half of a run: the invoice is written, the deliveries are not yet marked.
+    docs = clients.deliveries.billable(OCT.label)
+    inv = build_invoice(
+        "alice", OCT, [billable_delivery(d) for d in docs], Decimal("0.0875"), AFTER_OCT, 30
+    )
+    clients.invoices.insert_new([inv], "USD")
+    assert set(billed_ids(clients).values()) == {None}
+    result = BillingService(clients).run(OCT, AFTER_OCT)
+    assert (result.invoices_created, result.repaired, result.deliveries_billed) == (0, 2, 0)
+    assert billed_ids(clients) == dict.fromkeys(ids, inv.id)
+    assert clients.db.invoices.count_documents({}) == 1
+
+
+def test_failed_and_cancelled_deliveries_are_not_billed(clients: Clients) -> None:
+    svc = world(clients, "alice")
+    ok = delivered(clients, svc, "alice", "12TH", IN_OCT)
+    failed = finish(clients, order(svc, "alice", "12TH", IN_OCT), "failed", IN_OCT)
+    cancelled = finish(clients, order(svc, "alice", "12TH", IN_OCT), "cancelled", IN_OCT)
+    BillingService(clients).run(OCT, AFTER_OCT)
+    [inv] = clients.db.invoices.find()
+    assert [i["delivery_id"] for i in inv["items"]] == [ok]
+    marks = billed_ids(clients)
+    assert marks[ok] == inv["_id"] and marks[failed] is None and marks[cancelled] is None
+
+
+def test_an_open_period_is_refused(clients: Clients) -> None:
+    world(clients)
+    with pytest.raises(BillingError, match="2026-11 has not ended"):
+        BillingService(clients).run(Period(2026, 11), datetime(2026, 11, 30, 12, tzinfo=UTC))
+
+
+def test_scheduled_billing_bills_last_month_and_marks_overdue(clients: Clients) -> None:
+    svc = world(clients, "alice")
+    delivered(clients, svc, "alice", "12TH", IN_OCT)
+    billing = BillingService(clients)
+    billing.scheduled(datetime(2026, 11, 1, 0, 5, tzinfo=UTC))  # not settled: bills September
+    assert clients.db.invoices.count_documents({}) == 0
+    billing.scheduled(AFTER_OCT)
+    assert clients.invoices.get("inv-2026-10-alice")["status"] == "pending"  # type: ignore[index]
+    billing.scheduled(AFTER_OCT + timedelta(days=31))
+    assert clients.invoices.get("inv-2026-10-alice")["status"] == "overdue"  # type: ignore[index]
+    assert clients.db.invoices.count_documents({}) == 1
+
+
+@pytest.fixture
+def client(clients: Clients) -> FlaskClient:
+    return create_app(clients.settings, clients).test_client()
+
+
+def test_invoices_api_list_read_pay(clients: Clients, client: FlaskClient) -> None:
+    svc = world(clients, "alice", "bob")
+    delivered(clients, svc, "alice", "12TH", IN_OCT)
+    delivered(clients, svc, "bob", "12TH", IN_OCT)
+    BillingService(clients).run(OCT, AFTER_OCT)
+    listed = body(client.get("/api/v1/invoices?customer_id=alice"))
+    [inv] = listed["items"]
+    assert inv["id"] == "inv-2026-10-alice" and inv["status"] == "pending"
+    assert inv["total_amount"] == str(Decimal(inv["subtotal"]) + Decimal(inv["tax"]))
+    assert inv["items"][0]["unit_price"] == inv["items"][0]["total"] == inv["subtotal"]
+    assert body(client.get("/api/v1/invoices"))["count"] == 2
+    assert body(client.get("/api/v1/invoices?status=paid"))["count"] == 0
+    assert_error(client.get("/api/v1/invoices?status=late"), 400, "status")
+    assert_error(client.get("/api/v1/invoices/inv-nope"), 404, "invoice_id")
+
+    url = f"/api/v1/invoices/{inv['id']}/pay"
+    assert_error(client.post(url, json={"amount": "0.01"}), 422, "amount")
+    resp = client.post(
+        url, json={"amount": inv["total_amount"], "method": "card", "reference": "ch_1"}
+    )
+    assert resp.status_code == 200, resp.data
+    paid = body(resp)
+    assert paid["status"] == "paid" and paid["paid_at"].endswith("Z")
+    assert paid["payment"]["amount"] == inv["total_amount"] and paid["payment"]["method"] == "card"
+    msg = assert_error(client.post(url), 409)
+    assert "paid already" in msg
+    assert body(client.get(f"/api/v1/invoices/{inv['id']}")) == paid
+    assert_error(client.post("/api/v1/invoices/inv-nope/pay"), 404, "invoice_id")
+
+
+def test_billing_run_command(clients: Clients) -> None:
+    svc = world(clients, "alice", "bob")
+    delivered(clients, svc, "alice", "12TH", IN_OCT)
+    delivered(clients, svc, "bob", "EMBR", IN_OCT)
+    s = clients.settings
+    env = {
+        "SKYHIVE_MONGODB_URI": s.mongodb_uri,
+        "SKYHIVE_MONGODB_DB": s.mongodb_db,
+        "SKYHIVE_REDIS_URL": s.redis_url,
+        "SKYHIVE_MQTT_URL": s.mqtt_url,
+        "SKYHIVE_DATA_DIR": str(s.data_dir),
+    }
+    runner = CliRunner()
+    first = runner.invoke(cli, ["billing", "run", "--period", "2026-10"], env=env)
+    assert first.exit_code == 0, first.output
+    assert re.search(r"2026-10\s+│\s+2\s+│\s+2\s+│\s+2\s+│\s+0", first.output), first.output
+    again = runner.invoke(cli, ["billing", "run", "--period", "2026-10"], env=env)
+    assert again.exit_code == 0 and re.search(r"2026-10(\s+│\s+0){4}", again.output)
+    assert clients.db.invoices.count_documents({}) == 2
+    future = runner.invoke(cli, ["billing", "run", "--period", "2099-01"], env=env)
+    assert future.exit_code == 1 and "has not ended yet" in future.output
+    bad = runner.invoke(cli, ["billing", "run", "--period", "2026-13"], env=env)
+    assert bad.exit_code == 1 and "YYYY-MM" in bad.output
+
+
+def test_two_runs_at_once_bill_each_delivery_once(clients: Clients) -> None:
+    svc = world(clients, "alice", "bob", "carol")
+    ids = [delivered(clients, svc, c, "12TH", IN_OCT) for c in ("alice", "bob", "carol") * 4]
+    others = [Clients(clients.settings) for _ in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs = list(pool.map(lambda c: BillingService(c).run(OCT, AFTER_OCT), others))
+    finally:
+        for c in others:
+            c.close()
+    assert sum(r.invoices_created for r in runs) == 3
+    invoices = list(clients.db.invoices.find())
+    lines = [i["delivery_id"] for inv in invoices for i in inv["items"]]
+    assert sorted(lines) == sorted(ids)  # every delivery on exactly one invoice
+    marks = billed_ids(clients)
+    assert all(marks[i] == f"inv-2026-10-{clients.deliveries.get(i)['customer_id']}" for i in ids)  # type: ignore[index]
