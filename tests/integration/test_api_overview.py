@@ -155,6 +155,28 @@ def test_overview_equals_python_figures(client: FlaskClient, clients: Clients) -
     assert revenue["month"] == now.strftime("%Y-%m")
     assert Decimal(revenue["revenue"]) == want["revenue"] > 0
     assert revenue["currency"] == clients.settings.pricing.currency
+    assert (revenue["unbilled"], revenue["unbilled_deliveries"]) == ("0.00", 0)  # all billed
+
+
+def test_the_running_month_shows_what_its_deliveries_will_add(
+    client: FlaskClient, clients: Clients
+) -> None:
+    now = datetime.now(UTC)
+    svc = world(clients, *CUSTOMERS)
+    done = []
+    for i, end in enumerate(("delivered", "delivered", "failed", "cancelled")):
+        doc = order(svc, CUSTOMERS[i % 2], "12TH", now - timedelta(minutes=5), km=0.01 * (i + 1))
+        finish(clients, doc, end, now)
+        done.append(doc)
+    want = sum(
+        (decode_money(clients.db.deliveries.find_one({"_id": d["_id"]})["price_final"])
+         for d in done[:2]),
+        Decimal("0.00"),
+    )  # fmt: skip
+    revenue = ok(client.get("/api/v1/overview"))["revenue_this_month"]
+    assert revenue["revenue"] == "0.00"  # not invoiced before the month ends
+    assert Decimal(revenue["unbilled"]) == want > 0
+    assert revenue["unbilled_deliveries"] == 2
 
 
 def test_empty_platform_reads_zeros(client: FlaskClient) -> None:
@@ -165,6 +187,7 @@ def test_empty_platform_reads_zeros(client: FlaskClient) -> None:
     assert got["open_alerts"] == {"total": 0, "by_severity": {"critical": 0, "warning": 0}}
     assert got["drones"]["total"] == 0
     assert got["revenue_this_month"]["revenue"] == "0.00"
+    assert got["revenue_this_month"]["unbilled"] == "0.00"
 
 
 def test_drones_by_status_counts_every_status() -> None:

@@ -359,6 +359,20 @@ class DeliveriesRepo:
             for r in rows
         }
 
+    def unbilled_value(self, month: str) -> tuple[Any, int]:
+        """The summed ``price_final`` (as stored: decode it with the money codec) and the
+        number of the deliveries delivered in ``month`` that no invoice bills yet."""
+        query = {"status": "delivered", "delivered_month": month, "invoice_id": None}
+        rows = list(
+            self._c.aggregate(
+                [
+                    {"$match": query},
+                    {"$group": {"_id": None, "value": {"$sum": "$price_final"}, "n": {"$sum": 1}}},
+                ]
+            )
+        )
+        return (rows[0]["value"], int(rows[0]["n"])) if rows else (None, 0)
+
     # --- billing --------------------------------------------------------------------------
 
     def billable(self, month: str) -> list[Document]:

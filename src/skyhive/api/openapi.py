@@ -1518,11 +1518,17 @@ SCHEMAS.update(
                     "type": "object",
                     "description": "Invoiced revenue (before tax) of the deliveries delivered "
                     "this month, as `/api/v1/analytics/revenue?group_by=month` gives it. "
-                    "Invoices are issued once a month has ended, so the running month reads "
-                    "0.00 until it is billed.",
+                    "Invoices are issued once a month has ended, so for the running month "
+                    "`unbilled` is what its deliveries so far will add.",
                     "properties": {
                         "month": {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
                         "revenue": _MONEY,
+                        "unbilled": {
+                            **_MONEY,
+                            "description": "Final prices (before tax) of this month's delivered "
+                            "deliveries that no invoice bills yet.",
+                        },
+                        "unbilled_deliveries": {"type": "integer"},
                         "currency": {"type": "string"},
                     },
                 },

@@ -4,16 +4,19 @@ by the stores (Redis live state, MongoDB aggregations) instead of from a page of
 "Today" is the UTC day. The delivery figures count deliveries *created* today, by their
 current status; the average delivery time is order to drop (``delivery_s``, recorded when a
 delivery is delivered) over those of them that are delivered. Revenue is the invoiced
-revenue (before tax) of the deliveries delivered this month, from the revenue analytics:
-invoices are issued once a month has ended, so the running month reads 0 until it is billed.
+revenue (before tax) of the deliveries delivered this month, from the revenue analytics;
+invoices are issued once a month has ended, so for the running month ``unbilled`` says what
+its deliveries so far will add (their final prices, before tax).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, get_args
 
+from skyhive.adapters.money import decode_money
 from skyhive.domain.alert_config import Severity
 from skyhive.domain.deliveries import DeliveryStatus
 from skyhive.domain.telemetry import DroneStatus
@@ -44,6 +47,7 @@ def overview(clients: Clients, now: datetime | None = None) -> dict[str, Any]:
     created = clients.deliveries.created_by_status(day, day + timedelta(days=1))
     delivered = created.get("delivered", {})
     alerts = clients.alerts.count_by_severity("open")
+    unbilled, unbilled_n = clients.deliveries.unbilled_value(month)
     revenue = next(
         (r["revenue"] for r in clients.invoices.revenue_by("month") if r["month"] == month),
         None,
@@ -64,6 +68,8 @@ def overview(clients: Clients, now: datetime | None = None) -> dict[str, Any]:
         "revenue_this_month": {
             "month": month,
             "revenue": str(revenue) if revenue is not None else "0.00",
+            "unbilled": str(decode_money(unbilled) or Decimal("0.00")),
+            "unbilled_deliveries": unbilled_n,
             "currency": clients.settings.pricing.currency,
         },
     }

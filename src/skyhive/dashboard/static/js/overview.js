@@ -51,7 +51,9 @@ export class Overview {
     try {
       ov = await getJSON("/api/v1/overview");
     } catch {
-      for (const id of ["ov-deliveries", "ov-avg", "ov-alerts", "ov-revenue"]) show(id, "—");
+      for (const id of ["ov-deliveries", "ov-avg", "ov-alerts", "ov-revenue", "ov-unbilled"]) {
+        show(id, "—");
+      }
       return;
     }
     const today = ov.deliveries_today;
@@ -62,6 +64,7 @@ export class Overview {
     const alerts = ov.open_alerts.by_severity;
     show("ov-alerts", `${alerts.critical ?? 0} / ${alerts.warning ?? 0}`);
     const revenue = ov.revenue_this_month;
-    show("ov-revenue", `${Number(revenue.revenue).toFixed(2)} ${revenue.currency}`);
+    show("ov-revenue", `${revenue.revenue} ${revenue.currency}`);
+    show("ov-unbilled", `${revenue.unbilled} ${revenue.currency} (${revenue.unbilled_deliveries})`);
   }
 }
