@@ -150,9 +150,14 @@ def demo(ctx: click.Context, /, drones: int, rate: float, **opts: object) -> Non
         "--offline-rate",
         "0.0001",
     ]
+    orders = [sys.executable, "-m", "skyhive", "simulate-orders", "--every", "20"]
     from skyhive.services.demo_customers import seed_demo_customers
 
-    _run_up(_up_settings(ctx, **opts), extra_roles={"simulator": sim}, seed=seed_demo_customers)
+    _run_up(
+        _up_settings(ctx, **opts),
+        extra_roles={"simulator": sim, "orders": orders},
+        seed=seed_demo_customers,
+    )
 
 
 @cli.command()
@@ -367,6 +372,30 @@ def drones_list(ctx: click.Context, status: str | None) -> None:
         )
     Console().print(table)
     click.echo(f"{len(specs)} drones")
+
+
+@cli.command("simulate-orders")
+@click.option(
+    "--every",
+    type=click.FloatRange(0.05, 3600),
+    default=20.0,
+    show_default=True,
+    help="Seconds between orders.",
+)
+@click.option("--api", "api_url", default=None, help="API base URL [the configured host:port].")
+@click.option("--seed", type=int, default=None, help="Random seed, for repeatable orders.")
+@click.pass_context
+def simulate_orders(
+    ctx: click.Context, every: float, api_url: str | None, seed: int | None
+) -> None:
+    """Customers placing delivery orders through the API (random customer, station and
+    destination 0.5-4 km away), one every --every seconds, until Ctrl-C."""
+    from skyhive.simulator.orders import run_orders
+
+    settings = _settings(ctx)
+    api = (api_url or f"http://{settings.host}:{settings.api_port}").rstrip("/")
+    stats = run_orders(api, every, _stop_on_signals(), seed)
+    click.echo(f"orders placed={stats.placed} refused={stats.refused} failed={stats.failed}")
 
 
 @cli.command()

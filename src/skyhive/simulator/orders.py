@@ -1,0 +1,115 @@
+"""Simulated customers placing delivery orders through the REST API, as a shop's system would:
+the demo's source of deliveries, so the dispatcher, the tracker, billing and the dashboard
+have real work to show.
+
+Each order is for a random existing customer, from a random BART station to a point 0.5-4 km
+away in a random direction, with a small package. Orders go through ``POST
+/api/v1/deliveries`` like any client's: validated, priced and dispatched by the platform.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from skyhive.domain.geo import destination_point
+from skyhive.domain.stations import Station, bart_stations
+
+log = logging.getLogger(__name__)
+
+SIZES = ("small", "small", "medium", "large")
+TIMEOUT_S = 10.0
+
+
+@dataclass
+class OrderStats:
+    placed: int = 0
+    refused: int = 0  # a 4xx: the platform said why (logged)
+    failed: int = 0  # the API did not answer
+
+
+def random_order(
+    customer_id: str, stations: Sequence[Station], rng: random.Random
+) -> dict[str, Any]:
+    station = rng.choice(stations)
+    lat, lon = destination_point(
+        station.lat, station.lon, rng.uniform(0, 360), rng.uniform(500, 4000)
+    )
+    return {
+        "customer_id": customer_id,
+        "pickup_station": station.code,
+        "destination": {"lat": round(lat, 6), "lon": round(lon, 6)},
+        "package": {
+            "weight_kg": round(rng.uniform(0.2, 2.5), 1),
+            "size": rng.choice(SIZES),
+        },
+    }
+
+
+def _call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, None
+
+
+def _customers(api: str) -> list[str]:
+    status, body = _call("GET", f"{api}/api/v1/customers?limit=1000")
+    if status != 200 or not isinstance(body, dict):
+        raise OSError(f"GET /api/v1/customers answered {status}")
+    return [str(c["id"]) for c in body.get("items", [])]
+
+
+def run_orders(
+    api: str, every_s: float, stop: threading.Event, seed: int | None = None
+) -> OrderStats:
+    """Place an order every ``every_s`` seconds until ``stop``; waits for the API and for at
+    least one customer first."""
+    rng = random.Random(seed)
+    stations = bart_stations()
+    stats = OrderStats()
+    customers: list[str] = []
+    while not stop.is_set() and not customers:
+        try:
+            customers = _customers(api)
+            if not customers:
+                log.info("no customers yet; create some (POST /api/v1/customers)")
+        except OSError as exc:
+            log.info("waiting for the API at %s: %s", api, exc)
+        if not customers:
+            stop.wait(2.0)
+    while not stop.wait(every_s):
+        order = random_order(rng.choice(customers), stations, rng)
+        try:
+            status, body = _call("POST", f"{api}/api/v1/deliveries", order)
+        except OSError as exc:
+            stats.failed += 1
+            log.warning("order not placed, the API did not answer: %s", exc)
+            continue
+        if status in (200, 201):
+            stats.placed += 1
+            log.info(
+                "order %s for %s from %s (%s)",
+                body.get("id"),
+                order["customer_id"],
+                order["pickup_station"],
+                body.get("price_estimate"),
+            )
+        else:
+            stats.refused += 1
+            log.warning("order refused (%s): %s", status, (body or {}).get("error"))
+    return stats
