@@ -19,7 +19,12 @@ VENDOR       := src/skyhive/dashboard/static/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
 $(VENDOR_STAMP): web/package.json web/package-lock.json
-	@command -v npm >/dev/null || { echo "the dashboard's assets need npm (apt-get install -y npm)"; exit 1; }
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "the dashboard's assets need npm: run 'sudo apt-get install -y npm' (or make as root)"; exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; \
+	fi
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/leaflet/images $(VENDOR)/chart.js
 	cp web/node_modules/leaflet/dist/leaflet.js web/node_modules/leaflet/dist/leaflet.css $(VENDOR)/leaflet/
