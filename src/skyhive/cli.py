@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
@@ -29,10 +30,17 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _stop_on_signals() -> threading.Event:
+# After SIGINT/SIGTERM a process has this long to stop cleanly; then every thread's stack is
+# written to stderr (its log) and it exits, so a stuck shutdown is both bounded and explained.
+SHUTDOWN_GRACE_S = 45.0
+
+
+def _stop_on_signals(grace_s: float = SHUTDOWN_GRACE_S) -> threading.Event:
     stop = threading.Event()
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
+        if not stop.is_set():
+            faulthandler.dump_traceback_later(grace_s, exit=True)
         stop.set()
 
     signal.signal(signal.SIGINT, handler)
@@ -579,7 +587,7 @@ def simulate(
             config,
             host,
             port,
-            stop_event=_stop_on_signals(),
+            stop_event=_stop_on_signals(grace_s=20.0),  # 10 s of it for in-flight acks
             progress=progress,
             register=None if no_register else register,
         )
