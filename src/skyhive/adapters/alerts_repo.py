@@ -24,29 +24,31 @@ def alert_state_key(drone_id: str) -> str:
     return f"alertstate:{drone_id}"
 
 
+def _insert_and_set(u: AlertUpdate) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a new alert's document gets once, and what every upsert of ``u`` sets."""
+    on_insert: dict[str, Any] = {"drone_id": u.drone_id, "type": u.type, "opened_at": u.first_ts}
+    fields: dict[str, Any] = {"severity": u.severity}
+    if u.details:
+        fields["details"] = u.details
+    if u.action:
+        fields["action"] = u.action
+    if u.resolved_at is not None:
+        fields.update(state="resolved", resolved_at=u.resolved_at, resolved_by="auto")
+    else:
+        on_insert["state"] = "open"
+    return on_insert, fields
+
+
 def upsert_ops(updates: Sequence[AlertUpdate]) -> list[UpdateOne]:
     ops = []
     for u in updates:
-        on_insert: dict[str, Any] = {
-            "drone_id": u.drone_id,
-            "type": u.type,
-            "opened_at": u.first_ts,
-        }
-        fields: dict[str, Any] = {"severity": u.severity}
-        if u.details:
-            fields["details"] = u.details
-        if u.action:
-            fields["action"] = u.action
-        if u.resolved_at is not None:
-            fields.update(state="resolved", resolved_at=u.resolved_at, resolved_by="auto")
-        else:
-            on_insert["state"] = "open"
+        on_insert, fields = _insert_and_set(u)
         update: dict[str, Any] = {"$setOnInsert": on_insert, "$set": fields}
         if u.count:
             update["$inc"] = {"count": u.count}
             update["$max"] = {"last_seen": u.last_ts}
         else:
-            update["$setOnInsert"]["count"] = 0
+            on_insert["count"] = 0
         ops.append(UpdateOne({"_id": u.alert_id}, update, upsert=True))
     return ops
 
@@ -54,18 +56,10 @@ def upsert_ops(updates: Sequence[AlertUpdate]) -> list[UpdateOne]:
 def new_document(u: AlertUpdate) -> Document:
     """The document that upserting ``u`` creates when the alert is new (``u.opened``): all of
     it is in the update, so it can be announced without reading MongoDB back."""
-    doc: Document = {"_id": u.alert_id, "drone_id": u.drone_id, "type": u.type}
-    doc.update(opened_at=u.first_ts, severity=u.severity, count=u.count)
-    if u.details:
-        doc["details"] = u.details
-    if u.action:
-        doc["action"] = u.action
+    on_insert, fields = _insert_and_set(u)
+    doc: Document = {"_id": u.alert_id, **on_insert, **fields, "count": u.count}
     if u.count:
         doc["last_seen"] = u.last_ts
-    if u.resolved_at is not None:
-        doc.update(state="resolved", resolved_at=u.resolved_at, resolved_by="auto")
-    else:
-        doc["state"] = "open"
     return doc
 
 
