@@ -601,6 +601,26 @@ def bench() -> None:
     """Benchmarks of the real pipeline on this machine."""
 
 
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+_broker_option = click.option(
+    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
+)
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _echo_json(report: object, **extra: object) -> None:
+    """A benchmark's report (a dataclass) as one line of JSON, with ``extra`` fields."""
+    import dataclasses
+
+    import orjson
+
+    assert dataclasses.is_dataclass(report) and not isinstance(report, type)
+    click.echo(orjson.dumps({**dataclasses.asdict(report), **extra}).decode())
+
+
 @bench.command("ingest")
 @click.option(
     "--rate",
@@ -617,25 +637,15 @@ def bench() -> None:
     help="Seconds of load.",
 )
 @click.option("--drones", type=click.IntRange(1, 100_000), default=500, show_default=True)
-@click.option(
-    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_broker_option
+@_json_option
 def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json: bool) -> None:
     """Push telemetry over MQTT through the whole pipeline; report rate, latency and loss."""
-    import dataclasses
-
-    import orjson
-
     from skyhive.bench.ingest import run_ingest_bench
 
-    report = run_ingest_bench(
-        rate, duration, drones, broker, progress=lambda m: click.echo(m, err=True)
-    )
+    report = run_ingest_bench(rate, duration, drones, broker, progress=_progress)
     if as_json:
-        click.echo(
-            orjson.dumps({**dataclasses.asdict(report), "zero_loss": report.zero_loss}).decode()
-        )
+        _echo_json(report, zero_loss=report.zero_loss)
     else:
         lat = report.latency_ms
         click.echo(
@@ -672,25 +682,17 @@ def _pp(stats: dict[str, float]) -> str:
     show_default=True,
     help="Emergencies per second, each from a new drone.",
 )
-@click.option(
-    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_broker_option
+@_json_option
 def bench_alerts(
     rate: float, duration: float, drones: int, triggers: float, broker: str, as_json: bool
 ) -> None:
     """Alert latency: MQTT publish of an emergency → webhook received, under load."""
-    import dataclasses
-
-    import orjson
-
     from skyhive.bench.alerts import run_alert_bench
 
-    report = run_alert_bench(
-        rate, duration, drones, triggers, broker, progress=lambda m: click.echo(m, err=True)
-    )
+    report = run_alert_bench(rate, duration, drones, triggers, broker, progress=_progress)
     if as_json:
-        click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+        _echo_json(report)
     else:
         lat = report.latency_ms
         click.echo(
@@ -719,30 +721,24 @@ def bench_alerts(
     show_default=True,
     help="Telemetry rate per simulated drone.",
 )
-@click.option(
-    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_broker_option
+@_json_option
 def bench_dispatch(
     drones: int, rate: float, duration: float, telemetry_hz: float, broker: str, as_json: bool
 ) -> None:
     """Dispatch latency (order accepted → command published) with a live simulated fleet."""
-    import dataclasses
-
-    import orjson
-
     from skyhive.bench.dispatch import run_dispatch_bench
 
     report = run_dispatch_bench(
         drones,
         rate,
         duration,
-        progress=lambda m: click.echo(m, err=True),
+        progress=_progress,
         telemetry_hz=telemetry_hz,
         broker=broker,
     )
     if as_json:
-        click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+        _echo_json(report)
     else:
         lat, inner = report.latency_ms, report.dispatcher_latency_ms
         click.echo(
@@ -770,22 +766,16 @@ def bench_dispatch(
 @click.option(
     "--screenshot", type=click.Path(dir_okay=False, path_type=Path), help="Save the page as PNG."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_json_option
 def bench_dashboard(
     drones: int, hz: float, duration: float, screenshot: Path | None, as_json: bool
 ) -> None:
     """The dashboard in headless Chromium with a simulated fleet: frame time and update lag."""
-    import dataclasses
-
-    import orjson
-
     from skyhive.bench.dashboard import run_dashboard_bench
 
-    report = run_dashboard_bench(
-        drones, hz, duration, progress=lambda m: click.echo(m, err=True), screenshot=screenshot
-    )
+    report = run_dashboard_bench(drones, hz, duration, progress=_progress, screenshot=screenshot)
     if as_json:
-        click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+        _echo_json(report)
     else:
         frame, lag = report.frame_ms, report.lag_ms
         click.echo(
@@ -807,18 +797,14 @@ def bench_dashboard(
     "--rate", type=click.FloatRange(min=1), default=500, show_default=True, help="Requests/s."
 )
 @click.option("--duration", type=click.FloatRange(min=1), default=10, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_json_option
 def bench_api(rate: float, duration: float, as_json: bool) -> None:
     """API read latency under gunicorn: customers and invoices, cached and uncached."""
-    import dataclasses
-
-    import orjson
-
     from skyhive.bench.api import run_api_bench
 
-    report = run_api_bench(rate, duration, progress=lambda m: click.echo(m, err=True))
+    report = run_api_bench(rate, duration, progress=_progress)
     if as_json:
-        click.echo(orjson.dumps(dataclasses.asdict(report)).decode())
+        _echo_json(report)
         return
     click.echo(
         f"{rate:g} requests/s, {duration:g} s per case (latency from the scheduled send); "
