@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from playwright.sync_api import Browser, ConsoleMessage, Page
 
+from skyhive.adapters.http_json import request_json
 from skyhive.services.archiver import Archiver
 from skyhive.services.processor import Processor
 from skyhive.wiring import Clients
@@ -35,17 +36,7 @@ class Stack:
             return orjson.loads(resp.read())
 
     def post(self, path: str, body: object) -> tuple[int, Any]:
-        req = urllib.request.Request(
-            self.url + path,
-            data=orjson.dumps(body),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return int(resp.status), orjson.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return int(err.code), orjson.loads(err.read())
+        return request_json("POST", self.url + path, body)
 
     def report(self, drone_id: str, lat: float, lon: float, **extra: Any) -> None:
         """One reading through HTTP ingest, then the processor and the archiver (history)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from skyhive.adapters.http_json import request_json
 from skyhive.embedded import free_port
 
 
@@ -72,17 +73,7 @@ class Up:
             return json.loads(r.read())
 
     def post(self, path: str, body: object) -> tuple[int, Any]:
-        req = urllib.request.Request(
-            self.url(path),
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return int(r.status), json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return int(e.code), json.loads(e.read())
+        return request_json("POST", self.url(path), body)
 
     def skyhive(self, *args: str) -> subprocess.Popen[bytes]:
         """Another `skyhive` command beside the running stack (it finds the servers through

@@ -9,16 +9,14 @@ away in a random direction, with a small package. Orders go through ``POST
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from skyhive.adapters.http_json import request_json
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import Station, bart_stations
 
@@ -53,22 +51,8 @@ def random_order(
     }
 
 
-def _call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
-
-
 def _customers(api: str) -> list[str]:
-    status, body = _call("GET", f"{api}/api/v1/customers?limit=1000")
+    status, body = request_json("GET", f"{api}/api/v1/customers?limit=1000", timeout=TIMEOUT_S)
     if status != 200 or not isinstance(body, dict):
         raise OSError(f"GET /api/v1/customers answered {status}")
     return [str(c["id"]) for c in body.get("items", [])]
@@ -95,7 +79,9 @@ def run_orders(
     while not stop.wait(every_s):
         order = random_order(rng.choice(customers), stations, rng)
         try:
-            status, body = _call("POST", f"{api}/api/v1/deliveries", order)
+            status, body = request_json(
+                "POST", f"{api}/api/v1/deliveries", order, timeout=TIMEOUT_S
+            )
         except OSError as exc:
             stats.failed += 1
             log.warning("order not placed, the API did not answer: %s", exc)
