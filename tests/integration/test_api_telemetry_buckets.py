@@ -96,11 +96,19 @@ def test_limit_keeps_the_newest_buckets_and_since_defaults_to_limit_buckets(
     assert all(i["readings"] == 60 for i in got["items"])
     # A window wider than limit buckets: the newest limit of them.
     got = ok(
-        client.get("/api/v1/drones/b1/telemetry?bucket_s=600&limit=2&since=2026-11-23T11:00:00Z")
+        client.get(
+            "/api/v1/drones/b1/telemetry?bucket_s=600&limit=2"
+            "&since=2026-11-23T11:00:00Z&until=2026-11-23T12:00:00Z"
+        )
     )
     assert [i["ts"] for i in got["items"]] == ["2026-11-23T11:50:00Z", "2026-11-23T11:40:00Z"]
     # A bucket as wide as the window: one point averaging everything.
-    got = ok(client.get("/api/v1/drones/b1/telemetry?bucket_s=3600&since=2026-11-23T11:00:00Z"))
+    got = ok(
+        client.get(
+            "/api/v1/drones/b1/telemetry?bucket_s=3600"
+            "&since=2026-11-23T11:00:00Z&until=2026-11-23T12:00:00Z"
+        )
+    )
     [whole] = got["items"]
     assert whole["readings"] == HOUR_S
     assert whole["battery_pct"] == pytest.approx(fmean(100 - s / 100 for s in range(HOUR_S)))
