@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 def bootstrap(clients: Clients) -> None:
     s = clients.settings
     ensure_indexes(clients.db)
+    clients.api_keys.ensure_indexes()
+    clients.audit.ensure_indexes()
     new = seed_stations(clients.db, clients.live, bart_stations())
     if new:
         log.info("loaded %d BART stations", new)

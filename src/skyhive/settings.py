@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from limits import parse_many
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyhive.domain.alert_config import AlertConfig, NotifyConfig
@@ -20,6 +23,56 @@ class DashboardConfig(BaseModel):
 
     tiles_url: str = Field(default="https://tile.openstreetmap.org/{z}/{x}/{y}.png", max_length=500)
     tiles_attribution: str = Field(default="© OpenStreetMap contributors", max_length=500)
+
+
+class HttpConfig(BaseModel):
+    """How the API serves HTTP (``api/server.py``, waitress). Requests are read whole by the
+    I/O loop before a worker thread sees them, so these bound what a slow or oversized client
+    can cost: a socket for at most the deadlines below, never a thread."""
+
+    model_config = ConfigDict(frozen=True)
+
+    threads: int = Field(default=8, ge=2, le=256)  # worker threads of the one API process
+    connection_limit: int = Field(default=1000, ge=10)  # open sockets; past it, accept waits
+    header_timeout_s: float = Field(default=10.0, gt=0)  # first byte → end of the headers
+    request_timeout_s: float = Field(default=60.0, gt=0)  # first byte → end of the body
+    idle_timeout_s: float = Field(default=30.0, gt=0)  # a socket with no progress, or idle
+    graceful_timeout_s: float = Field(default=5.0, ge=0)  # in-flight requests at shutdown
+    # Body limits, enforced while reading, chunked bodies included (413): telemetry ingest
+    # takes batches; every other route takes one JSON document.
+    body_limit_bytes: int = Field(default=64 * 1024, ge=1024)
+    ingest_body_limit_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    streams_per_identity: int = Field(default=2, ge=1)  # SSE streams one key/drone/IP holds
+    # A reverse proxy whose X-Forwarded-For/-Proto is believed (its address, or "*"); empty:
+    # none, and the client is the socket's peer.
+    trusted_proxy: str = ""
+    trusted_proxy_count: int = Field(default=1, ge=1)
+
+
+RateLimitStrategy = Literal["moving-window", "fixed-window", "sliding-window-counter"]
+
+
+class RateLimitConfig(BaseModel):
+    """Requests per identity, counted in Redis so every API process shares them
+    (``api/ratelimit.py``). Limits are ``limits`` strings: "50/second", "50/second;1000/minute".
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    strategy: RateLimitStrategy = "moving-window"
+    per_key: str = "50/second"  # an API key (a person, a script, a dashboard session)
+    per_drone: str = "20/second"  # a drone's own credential (HTTP ingest)
+    # No identity: anonymous (the dashboard's ~20 static files, the login page) or refused.
+    per_ip: str = "30/second"
+    timeout_ms: int = Field(default=250, ge=1)  # Redis; past it the request is let through
+    breaker_s: float = Field(default=5.0, ge=0)  # after a Redis failure, skip limiting this long
+
+    @field_validator("per_key", "per_drone", "per_ip")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_many(value)  # ValueError on a bad string: a config error at start, not per request
+        return value
 
 
 class Settings(BaseSettings):
@@ -96,6 +149,11 @@ class Settings(BaseSettings):
 
     # Dashboard: SKYHIVE_DASHBOARD__TILES_URL='' for a site without internet.
     dashboard: DashboardConfig = DashboardConfig()
+
+    # Serving and limits: SKYHIVE_HTTP__HEADER_TIMEOUT_S=10,
+    # SKYHIVE_RATE_LIMIT__PER_KEY="50/second", SKYHIVE_RATE_LIMIT__ENABLED=false.
+    http: HttpConfig = HttpConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
 
     def mongo_uri_or_default(self) -> str:
         return self.mongodb_uri or "mongodb://127.0.0.1:27017"

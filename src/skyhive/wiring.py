@@ -13,6 +13,8 @@ from redis.retry import Retry
 
 from skyhive.adapters import mongo
 from skyhive.adapters.alerts_repo import AlertsRepo
+from skyhive.adapters.api_keys_repo import ApiKeysRepo
+from skyhive.adapters.audit_repo import AuditRepo
 from skyhive.adapters.customers_repo import CustomersRepo
 from skyhive.adapters.deadletters import DeadLetters
 from skyhive.adapters.deliveries_repo import DeliveriesRepo
@@ -24,6 +26,7 @@ from skyhive.adapters.money import MoneyCodec
 from skyhive.adapters.notifications_repo import NotificationsRepo
 from skyhive.adapters.read_cache import ReadCache
 from skyhive.adapters.redis_streams import RedisStreamsBus
+from skyhive.adapters.sessions_store import SessionStore
 from skyhive.adapters.stations_repo import StationCache
 from skyhive.adapters.telemetry_repo import TelemetryRepo
 from skyhive.settings import Settings
@@ -127,6 +130,18 @@ class Clients:
     @cached_property
     def geofences(self) -> GeofencesRepo:
         return GeofencesRepo(self.db, self.redis_text)
+
+    @cached_property
+    def api_keys(self) -> ApiKeysRepo:
+        return ApiKeysRepo(self.db, self.redis_bytes)
+
+    @cached_property
+    def sessions(self) -> SessionStore:
+        return SessionStore(self.redis_bytes)
+
+    @cached_property
+    def audit(self) -> AuditRepo:
+        return AuditRepo(self.db)
 
     def close(self) -> None:
         cached: dict[str, Any] = self.__dict__

@@ -7,8 +7,12 @@ built, inspected and tested without MongoDB or Redis; stores are reached on firs
 from __future__ import annotations
 
 from flask import Flask
+from flask_openapi3 import APIBlueprint, Info, OpenAPI
 
+from skyhive import __version__
+from skyhive.api.auth import install_auth
 from skyhive.api.errors import ApiError, register_error_handlers
+from skyhive.api.operation import app_validation_settings, check_json_body
 from skyhive.api.responses import EXTENSION_KEY
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
@@ -24,6 +28,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     # Imported here, not at module level: the blueprints import helpers from this package.
     from skyhive.api import (
         alerts,
+        audit,
         customers,
         dashboard,
         deadletters,
@@ -34,9 +39,11 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         health,
         ingest,
         invoices,
+        keys,
         openapi,
         overview,
         revenue,
+        session,
         stations,
         stream,
     )
@@ -44,10 +51,13 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
 
     if clients is None:
         clients = Clients(settings if settings is not None else Settings())
-    app = Flask(__name__)
+    info = Info(title="SkyHive API", version=__version__, description=openapi.DESCRIPTION)
+    app = OpenAPI(__name__, info=info, **app_validation_settings())
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[EXTENSION_KEY] = clients
     register_error_handlers(app)
+    install_auth(app)
+    app.before_request(check_json_body)  # after auth: strangers learn nothing of bodies
     init_metrics(app)
     clients.read_cache.on_result = count_cache_read
     blueprints = (
@@ -64,10 +74,16 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         stations,
         deadletters,
         ingest,
+        keys,
+        audit,
+        session,
         health,
         openapi,
         dashboard,
     )
     for module in blueprints:
-        app.register_blueprint(module.bp)
+        if isinstance(module.bp, APIBlueprint):
+            app.register_api(module.bp)
+        else:
+            app.register_blueprint(module.bp)
     return app

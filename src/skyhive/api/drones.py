@@ -6,33 +6,111 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from flask import Blueprint, Response
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from skyhive.adapters.alerts_repo import serialize
 from skyhive.api.errors import ApiError
-from skyhive.api.params import (
-    check_drone_id,
-    float_param,
-    json_body,
-    limit_param,
-    optional_int_param,
-    time_window_params,
-)
+from skyhive.api.fields import DroneId, Finite, Items, LimitQuery, Open, PathModel, WindowQuery
+from skyhive.api.operation import OPERATOR, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.downsample import downsample
 from skyhive.services.drone_commands import DroneNotFound, StationNotFound, return_to_station
 
-bp = Blueprint("drones", __name__, url_prefix="/api/v1/drones")
+bp = APIBlueprint("drones", __name__, url_prefix="/api/v1/drones", abp_tags=[Tag(name="drones")])
 
 MAX_RADIUS_KM = 500.0
 DEFAULT_RADIUS_KM = 5.0
 MIN_RADIUS_KM = 0.001  # GEOSEARCH needs a positive radius; 1 m is below GPS precision anyway
+GEO_MAX_LAT = 85.05112878  # Redis GEO (Web Mercator) indexes nothing nearer the poles
 # Downsampled history: the averaged fields, the widest bucket and the longest window (a day
 # at 1 Hz is 86,400 readings to read and average).
 CHART_FIELDS = ("battery_pct", "alt_m", "speed_mps")
 MAX_BUCKET_S = 3600
 MAX_BUCKETED_WINDOW = timedelta(hours=24)
+
+DroneStatus = Literal["idle", "in_flight", "charging", "returning", "emergency"]
+
+
+class DroneState(Open):
+    """The latest reading of a drone (by event time, then seq)."""
+
+    drone_id: str
+    emergency: bool
+    seq: int | None = Field(default=None, description="Sequence number of the reading.")
+    ts: datetime | None = Field(default=None, description="Event time.")
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    alt_m: float | None = Field(default=None, description="Altitude, metres.")
+    speed_mps: float | None = Field(default=None, description="Ground speed, m/s.")
+    heading_deg: float | None = Field(default=None, description="Degrees from north.")
+    battery_pct: float | None = Field(default=None, ge=0, le=100)
+    payload_kg: float | None = None
+    status: DroneStatus | None = None
+    delivery_id: str | None = None
+    updated_at: datetime | None = Field(
+        default=None, description="When the platform applied the reading (processing time)."
+    )
+
+
+class NearbyDrone(DroneState):
+    distance_km: float = Field(ge=0)
+
+
+class NearbyDrones(Items[NearbyDrone]):
+    radius_km: float
+
+
+class TelemetryRecord(Open):
+    """A stored reading. Fields not in telemetry v1 are under ``extra``."""
+
+    id: str = Field(description="`{drone_id}:{seq}`.")
+    drone_id: str
+    seq: int
+    ts: datetime
+    battery_pct: float | None = None
+    extra: dict[str, Any] | None = None
+
+
+class TelemetryBucket(BaseModel):
+    """The mean of each charted field over one bucket of readings."""
+
+    ts: datetime = Field(description="The bucket's start (aligned to the epoch).")
+    readings: int = Field(ge=1)
+    battery_pct: float | None
+    alt_m: float | None
+    speed_mps: float | None
+
+
+class TelemetryHistory(BaseModel):
+    items: list[TelemetryRecord] | list[TelemetryBucket] = Field(
+        description="Readings, or with `bucket_s` bucket averages; newest first."
+    )
+    count: int = Field(ge=0)
+    drone_id: str
+    bucket_s: int | None = None
+
+
+class DronePath(PathModel):
+    drone_id: DroneId
+
+
+class NearbyQuery(LimitQuery):
+    lat: Finite = Field(ge=-GEO_MAX_LAT, le=GEO_MAX_LAT, description="Redis GEO's range.")
+    lon: Finite = Field(ge=-180, le=180)
+    radius_km: Finite = Field(default=DEFAULT_RADIUS_KM, ge=MIN_RADIUS_KM, le=MAX_RADIUS_KM)
+
+
+class HistoryQuery(WindowQuery):
+    bucket_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_BUCKET_S,
+        description="Average the readings per bucket of this many seconds (aligned to the "
+        "epoch); the window is then at most 24 h, and `since` defaults to `limit` buckets "
+        "before `until` (or now).",
+    )
 
 
 class DroneCommand(BaseModel):
@@ -47,74 +125,78 @@ class DroneCommand(BaseModel):
     reason: str = Field(default="ordered by an operator", min_length=1, max_length=500)
 
 
-@bp.get("")
+class CommandAccepted(BaseModel):
+    drone_id: str
+    command: dict[str, Any] = Field(description="The command as it is sent to the drone.")
+
+
+@operation(bp.get, "", access=VIEWER, ok=Items[DroneState])
 def list_drones() -> Response:
+    """Every drone's live state."""
     return items_response(current_clients().live.all())
 
 
 # Registered before ``/<drone_id>``; werkzeug also ranks static segments above converters,
 # so "nearby" is never taken for a drone id.
-@bp.get("/nearby")
-def nearby() -> Response:
-    lat = float_param("lat", -90.0, 90.0)
-    lon = float_param("lon", -180.0, 180.0)
-    radius_km = float_param("radius_km", MIN_RADIUS_KM, MAX_RADIUS_KM, DEFAULT_RADIUS_KM)
-    limit = limit_param()
+@operation(bp.get, "/nearby", access=VIEWER, ok=NearbyDrones)
+def nearby_drones(query: NearbyQuery) -> Response:
+    """Drones within `radius_km` of a point, nearest first."""
     live = current_clients().live
-    hits = live.nearby(lat, lon, radius_km, limit)
+    hits = live.nearby(query.lat, query.lon, query.radius_km, query.limit)
     states = live.get_many([drone_id for drone_id, _ in hits])
     items: list[dict[str, Any]] = [
         {**state, "distance_km": round(distance_km, 4)}
         for (_, distance_km), state in zip(hits, states, strict=True)
         if state is not None  # a GEO member whose hash is gone: skip it
     ]
-    return items_response(items, radius_km=radius_km)
+    return items_response(items, radius_km=query.radius_km)
 
 
-@bp.get("/<drone_id>")
-def get_drone(drone_id: str) -> Response:
-    check_drone_id(drone_id)
-    state = current_clients().live.get(drone_id)
+@operation(bp.get, "/<drone_id>", access=VIEWER, ok=DroneState, errors=(404,))
+def get_drone(path: DronePath) -> Response:
+    state = current_clients().live.get(path.drone_id)
     if state is None:
-        raise ApiError(404, f"drone {drone_id!r} not found", "drone_id")
+        raise ApiError(404, f"drone {path.drone_id!r} not found", "drone_id")
     return json_response(state)
 
 
-@bp.get("/<drone_id>/telemetry")
-def telemetry_history(drone_id: str) -> Response:
+@operation(bp.get, "/<drone_id>/telemetry", access=VIEWER, ok=TelemetryHistory)
+def drone_telemetry(path: DronePath, query: HistoryQuery) -> Response:
     """Newest first. A drone without history gives an empty list, not 404: history and
     live state live in different stores and may be retained differently."""
-    check_drone_id(drone_id)
-    since, until = time_window_params()
-    limit = limit_param()
-    bucket_s = optional_int_param("bucket_s", 1, MAX_BUCKET_S)
-    if bucket_s is not None:
-        points = _bucketed(drone_id, since, until, limit, bucket_s)
-        return items_response(points, drone_id=drone_id, bucket_s=bucket_s)
-    docs = current_clients().telemetry.history(drone_id, since, until, limit)
+    drone_id = path.drone_id
+    if query.bucket_s is not None:
+        points = _bucketed(drone_id, query)
+        return items_response(points, drone_id=drone_id, bucket_s=query.bucket_s)
+    docs = current_clients().telemetry.history(drone_id, query.since, query.until, query.limit)
     return items_response([serialize(d) for d in docs], drone_id=drone_id)
 
 
-def _bucketed(
-    drone_id: str, since: datetime | None, until: datetime | None, limit: int, bucket_s: int
-) -> list[dict[str, Any]]:
+def _bucketed(drone_id: str, query: HistoryQuery) -> list[dict[str, Any]]:
     """The newest ``limit`` bucket averages, so a chart covers a long window with few points.
-    ``since`` defaults to ``limit`` buckets before ``until`` (or now). The readings are read
-    and averaged here, not by an aggregation: the embedded server evaluates a pipeline over the
-    whole collection, while this ``find`` reads only the drone's window from its index."""
-    end = until or datetime.now(UTC)
-    since = since or end - timedelta(seconds=limit * bucket_s)
+    The readings are read and averaged here, not by an aggregation: the embedded server
+    evaluates a pipeline over the whole collection, while this ``find`` reads only the
+    drone's window from its index."""
+    assert query.bucket_s is not None
+    end = query.until or datetime.now(UTC)
+    since = query.since or end - timedelta(seconds=query.limit * query.bucket_s)
     if end - since > MAX_BUCKETED_WINDOW:
         raise ApiError(400, "with bucket_s the window (since to until) is at most 24 h", "since")
-    readings = current_clients().telemetry.series(drone_id, since, until, CHART_FIELDS)
-    return downsample(readings, bucket_s, CHART_FIELDS)[:limit]
+    readings = current_clients().telemetry.series(drone_id, since, query.until, CHART_FIELDS)
+    return downsample(readings, query.bucket_s, CHART_FIELDS)[: query.limit]
 
 
-@bp.post("/<drone_id>/commands")
-def command_drone(drone_id: str) -> Response:
+@operation(
+    bp.post,
+    "/<drone_id>/commands",
+    access=OPERATOR,
+    ok=CommandAccepted,
+    status=202,
+    errors=(404, 422),
+)
+def command_drone(path: DronePath, body: DroneCommand) -> Response:
     """202: the command is queued for the dispatchers to relay to the drone over MQTT."""
-    check_drone_id(drone_id)
-    body = json_body(DroneCommand)
+    drone_id = path.drone_id
     try:
         cmd = return_to_station(current_clients(), drone_id, body.reason, body.station)
     except DroneNotFound:
