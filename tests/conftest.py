@@ -14,11 +14,16 @@ from pathlib import Path
 
 import pytest
 import redis
-from flask import Flask
-from flask.testing import FlaskClient
 from pymongo.errors import PyMongoError
 
-from skyhive.embedded import Server, free_port, mongo_server, mqtt_broker, redis_server
+from skyhive.embedded import (
+    BrokerAccess,
+    Server,
+    free_port,
+    mongo_server,
+    mqtt_broker,
+    redis_server,
+)
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
@@ -35,7 +40,9 @@ def embedded_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
         for server in (
             redis_server(data_dir, HOST, redis_port),
             mongo_server(data_dir, HOST, mongo_port),
-            mqtt_broker(data_dir, HOST, mqtt_port),
+            # Insecure devices: tests publish as any drone without credentials. The access
+            # rules are tested on brokers of their own (integration/test_device_access.py).
+            mqtt_broker(data_dir, HOST, mqtt_port, BrokerAccess(insecure_devices=True)),
         ):
             servers.append(server)
             server.start()
@@ -107,22 +114,3 @@ def clients(settings: Settings) -> Iterator[Clients]:
     yield c
     c.close()
 
-
-def make_key(clients: Clients, role: str = "admin", customer_id: str | None = None) -> str:
-    """A new API key with ``role`` (for a customer key, bound to ``customer_id``)."""
-    from skyhive.domain.access import Role
-    from skyhive.services.api_keys import create_key
-
-    _, secret = create_key(clients, f"test {role}", Role(role), customer_id)
-    return secret
-
-
-def api_client(
-    clients: Clients, role: str = "admin", customer_id: str | None = None, app: Flask | None = None
-) -> FlaskClient:
-    """A Flask test client that sends a new key with ``role`` on every request."""
-    from skyhive.api import create_app
-
-    client = (app or create_app(clients.settings, clients)).test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_key(clients, role, customer_id)}"
-    return client

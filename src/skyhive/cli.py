@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
+from skyhive.keys_cli import keys
 from skyhive.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -77,6 +78,13 @@ def _up_options(f: click.decorators.FC) -> click.decorators.FC:
     )(f)
     f = click.option("--host", default=None, help="Address to bind [127.0.0.1].")(f)
     f = click.option(
+        "--insecure-devices",
+        is_flag=True,
+        default=None,
+        help="Let MQTT clients without a password publish and read anything (a quick test "
+        "with any MQTT client; never in production). [SKYHIVE_INSECURE_DEVICES]",
+    )(f)
+    f = click.option(
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
@@ -88,7 +96,7 @@ def _up_options(f: click.decorators.FC) -> click.decorators.FC:
 def _run_up(
     settings: Settings,
     extra_roles: dict[str, list[str]] | None = None,
-    seed: Callable[[Clients], object] | None = None,
+    seed: Callable[[Clients], str | None] | None = None,
 ) -> None:
     from skyhive.embedded import EmbeddedError
     from skyhive.supervisor import run_up
@@ -159,12 +167,25 @@ def demo(ctx: click.Context, /, drones: int, rate: float, **opts: object) -> Non
         "0.0001",
     ]
     orders = [sys.executable, "-m", "skyhive", "simulate-orders", "--every", "20"]
-    from skyhive.services.demo_customers import seed_demo_customers
-
     _run_up(
         _up_settings(ctx, **opts),
         extra_roles={"simulator": sim, "orders": orders},
-        seed=seed_demo_customers,
+        seed=_seed_demo,
+    )
+
+
+def _seed_demo(clients: Clients) -> str:
+    """The demo's customers, and an operator key for the dashboard (and the order
+    generator), printed in the banner: the demo is for a first look, on one's own machine."""
+    from skyhive.services.api_keys import DEMO_KEY_FILE, ensure_demo_operator_key
+    from skyhive.services.demo_customers import seed_demo_customers
+
+    seed_demo_customers(clients)
+    key = ensure_demo_operator_key(clients)
+    path = (clients.settings.data_dir / DEMO_KEY_FILE).resolve()
+    return (
+        f"  Dashboard key   : {key}\n"
+        f"                    (a demo operator key, kept in {path}; sign in with it at /login)\n"
     )
 
 
@@ -307,6 +328,9 @@ def drones() -> None:
 @click.option("--battery-wh", type=float, default=500.0, show_default=True)
 @click.option("--cruise-speed-mps", type=float, default=15.0, show_default=True)
 @click.option("--consumption-wh-per-km", type=float, default=8.0, show_default=True)
+@click.option(
+    "--no-credentials", is_flag=True, help="Don't issue an MQTT password now (do it later)."
+)
 @click.pass_context
 def drones_register(
     ctx: click.Context,
@@ -317,14 +341,17 @@ def drones_register(
     battery_wh: float,
     cruise_speed_mps: float,
     consumption_wh_per_km: float,
+    no_credentials: bool,
 ) -> None:
-    """Register a drone so the dispatcher may assign it deliveries."""
+    """Register a drone so the dispatcher may assign it deliveries, and issue its MQTT
+    password (printed once: the drone signs in with its id and this password)."""
     from pydantic import ValidationError
 
     from skyhive.adapters.fleet_repo import DuplicateDrone
     from skyhive.adapters.stations_repo import get_station
     from skyhive.domain.fleet import DroneSpec
     from skyhive.domain.telemetry import format_validation_error
+    from skyhive.services.device_credentials import issue_drone_password
     from skyhive.wiring import Clients
 
     try:
@@ -344,11 +371,65 @@ def drones_register(
         if get_station(clients.db, home_station) is None:
             raise click.ClickException(f"unknown home station {home_station!r}")
         clients.fleet.register(spec)
+        password = None if no_credentials else issue_drone_password(clients, drone_id)
     except DuplicateDrone:
         raise click.ClickException(f"drone {drone_id!r} is already registered") from None
     finally:
         clients.close()
     click.echo(f"registered {drone_id} ({model}, home {home_station})")
+    if password is not None:
+        _echo_drone_login(drone_id, password)
+
+
+def _echo_drone_login(drone_id: str, password: str) -> None:
+    click.echo(f"MQTT username: {drone_id}")
+    click.echo("MQTT password (shown this once; store it on the drone now):")
+    click.echo(password)
+
+
+@drones.command("credentials")
+@click.argument("drone_id")
+@click.option("--rotate", is_flag=True, help="Issue a new password (the old one stops working).")
+@click.option("--revoke", is_flag=True, help="Withdraw the password (the drone is shut out).")
+@click.pass_context
+def drones_credentials(ctx: click.Context, drone_id: str, rotate: bool, revoke: bool) -> None:
+    """A drone's MQTT credentials: show their state, --rotate (prints the new password once)
+    or --revoke. Open connections lose their rights within SKYHIVE_CREDENTIALS_REFRESH_S."""
+    from datetime import UTC, datetime
+
+    from skyhive.services.device_credentials import (
+        UnknownDrone,
+        drone_credential,
+        issue_drone_password,
+        revoke_drone_password,
+    )
+    from skyhive.wiring import Clients
+
+    if rotate and revoke:
+        raise click.ClickException("--rotate or --revoke, not both")
+    clients = Clients(_settings(ctx))
+    try:
+        if rotate:
+            password = issue_drone_password(clients, drone_id)
+        elif revoke:
+            if not revoke_drone_password(clients, drone_id):
+                raise click.ClickException(f"drone {drone_id!r} has no MQTT password to revoke")
+            click.echo(f"revoked the MQTT password of {drone_id}")
+            return
+        else:
+            cred = drone_credential(clients, drone_id)
+            if cred is None or not cred.active:
+                state = "revoked" if cred is not None else "none"
+                click.echo(f"{drone_id}: no MQTT password ({state}); issue one with --rotate")
+                return
+            when = datetime.fromtimestamp(cred.changed_ms / 1000, UTC).isoformat(timespec="seconds")
+            click.echo(f"{drone_id}: MQTT password issued {when} by {cred.source}")
+            return
+    except UnknownDrone:
+        raise click.ClickException(f"drone {drone_id!r} is not registered") from None
+    finally:
+        clients.close()
+    _echo_drone_login(drone_id, password)
 
 
 @drones.command("list")
@@ -382,6 +463,21 @@ def drones_list(ctx: click.Context, status: str | None) -> None:
     click.echo(f"{len(specs)} drones")
 
 
+def _client_key(settings: Settings) -> str:
+    """The API key a client command sends: ``SKYHIVE_API_KEY``, else the demo's operator key
+    in the data dir (written by `skyhive demo`)."""
+    from skyhive.services.api_keys import DEMO_KEY_FILE
+
+    if settings.api_key:
+        return settings.api_key.get_secret_value()
+    path = settings.data_dir / DEMO_KEY_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    raise click.ClickException(
+        "an operator API key is needed: set SKYHIVE_API_KEY (`skyhive keys create --role operator`)"
+    )
+
+
 @cli.command("simulate-orders")
 @click.option(
     "--every",
@@ -402,7 +498,7 @@ def simulate_orders(
 
     settings = _settings(ctx)
     api = (api_url or f"http://{settings.host}:{settings.api_port}").rstrip("/")
-    stats = run_orders(api, every, _stop_on_signals(), seed)
+    stats = run_orders(api, every, _stop_on_signals(), _client_key(settings), seed)
     click.echo(f"orders placed={stats.placed} refused={stats.refused} failed={stats.failed}")
 
 
@@ -541,6 +637,11 @@ def simulate(
     drone have a fault right after it takes off, for a demonstration or a test."""
     from skyhive.adapters.mqtt_url import parse_mqtt_url
     from skyhive.domain.fleet import DroneSpec
+    from skyhive.services.device_credentials import (
+        CredentialConflict,
+        UnknownDrone,
+        simulator_passwords,
+    )
     from skyhive.simulator import FaultRates, SimulatorConfig, run_simulator
     from skyhive.simulator.faults import FaultKind
     from skyhive.wiring import Clients
@@ -571,13 +672,33 @@ def simulate(
         fault_once=tuple(FaultKind(k) for k in fault_once),
         offline_s=offline_s,
     )
+    secure = not settings.insecure_devices
+    if secure and no_register:
+        raise click.ClickException(
+            "--no-register needs insecure devices (SKYHIVE_INSECURE_DEVICES=true): "
+            "a drone has MQTT credentials only once it is registered"
+        )
     clients = Clients(settings)
 
     def register(specs: list[DroneSpec]) -> None:
         added = clients.fleet.ensure_registered(specs)
         click.echo(f"fleet registry: {added} drones added, {len(specs) - added} known", err=True)
 
-    click.echo(f"simulating {drones} drones at {rate:g} Hz → mqtt://{host}:{port}", err=True)
+    def logins(specs: list[DroneSpec]) -> dict[str, str]:
+        """Registered first (credentials are for registered drones only), then each drone's
+        password, kept in the data dir (mode 600) so a restart does not rotate them."""
+        register(specs)
+        path = settings.data_dir / "simulator" / f"{id_prefix}-credentials.json"
+        return simulator_passwords(clients, [s.drone_id for s in specs], path)
+
+    how = (
+        "one connection per drone, each with its own credentials"
+        if secure
+        else ("one anonymous connection (insecure devices)")
+    )
+    click.echo(
+        f"simulating {drones} drones at {rate:g} Hz → mqtt://{host}:{port} ({how})", err=True
+    )
 
     def progress(stats: dict[str, object]) -> None:
         click.echo("simulator: " + ", ".join(f"{k}={v}" for k, v in stats.items()), err=True)
@@ -589,11 +710,56 @@ def simulate(
             port,
             stop_event=_stop_on_signals(grace_s=20.0),  # 10 s of it for in-flight acks
             progress=progress,
-            register=None if no_register else register,
+            register=None if no_register or secure else register,
+            logins=logins if secure else None,
         )
+    except (UnknownDrone, CredentialConflict, ConnectionError) as exc:
+        raise click.ClickException(str(exc) or type(exc).__name__) from None
     finally:
         clients.close()
     click.echo(f"done: {stats}", err=True)
+
+
+@cli.group()
+def broker() -> None:
+    """The MQTT broker's access rules, for a broker SkyHive does not embed."""
+
+
+@broker.command("mosquitto-config")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for passwd, acl and skyhive.conf.",
+)
+@click.option(
+    "--insecure-devices",
+    is_flag=True,
+    default=None,
+    help="Also let anonymous clients in, to every topic (tests only).",
+)
+@click.pass_context
+def broker_mosquitto_config(
+    ctx: click.Context, out_dir: Path, insecure_devices: bool | None
+) -> None:
+    """Mosquitto's password file and ACL file (its own formats) from the credential store:
+    each drone its own topics, each service what it needs. Include skyhive.conf in
+    mosquitto.conf; after registering or rotating, run this again and `kill -HUP` Mosquitto."""
+    from skyhive.services.device_credentials import write_mosquitto_config
+    from skyhive.wiring import Clients
+
+    settings = _settings(ctx)
+    insecure = settings.insecure_devices if insecure_devices is None else insecure_devices
+    clients = Clients(settings)
+    try:
+        files = write_mosquitto_config(clients, out_dir, insecure)
+    finally:
+        clients.close()
+    click.echo(f"{files.users} users → {files.password_file}, {files.acl_file} (mode 600)")
+    click.echo(f"add to mosquitto.conf: the lines of {files.conf}")
+    if insecure:
+        click.echo("WARNING: insecure devices: anonymous clients may publish and read anything")
 
 
 @cli.group()
@@ -818,6 +984,9 @@ def bench_api(rate: float, duration: float, as_json: bool) -> None:
             f"errors={c.errors}; in the server p50 <= {c.server_ms.get('p50_le')} "
             f"p99 <= {c.server_ms.get('p99_le')} ms)"
         )
+
+
+cli.add_command(keys)
 
 
 def main() -> None:

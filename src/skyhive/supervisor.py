@@ -99,6 +99,19 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _admin_key_note(settings: Settings, new_key: str | None) -> str:
+    from skyhive.services.api_keys import ADMIN_KEY_FILE
+
+    path = (settings.data_dir / ADMIN_KEY_FILE).resolve()
+    if new_key is None:
+        return f"  Admin API key   : in {path} (made on the first start)\n"
+    return (
+        f"  Admin API key   : {new_key}\n"
+        f"                    shown this once; kept in {path} (mode 600).\n"
+        f"                    Make keys for people: skyhive keys create --name NAME --role operator\n"
+    )
+
+
 def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -109,8 +122,22 @@ def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
         SKYHIVE_HOST=settings.host,
         SKYHIVE_API_PORT=str(settings.api_port),
         SKYHIVE_MQTT_PORT=str(settings.mqtt_port),
+        SKYHIVE_INSECURE_DEVICES="true" if settings.insecure_devices else "false",
+        SKYHIVE_MQTT_SERVICES_FILE=str(settings.mqtt_services_path()),
     )
     return env
+
+
+def _mqtt_note(settings: Settings) -> str:
+    if settings.insecure_devices:
+        return (
+            "  !! INSECURE DEVICES: MQTT clients without a password may publish and read "
+            "anything !!\n"
+        )
+    return (
+        "                    drones sign in as their id with their password: "
+        "skyhive drones credentials ID --rotate\n"
+    )
 
 
 def _refuse_if_running(settings: Settings) -> None:
@@ -134,11 +161,14 @@ def _refuse_if_running(settings: Settings) -> None:
 def run_up(
     settings: Settings,
     extra_roles: dict[str, list[str]] | None = None,
-    seed: Callable[[Clients], object] | None = None,
+    seed: Callable[[Clients], str | None] | None = None,
 ) -> int:
     """Start everything and block until SIGINT/SIGTERM. Returns the exit code. ``seed``
-    adds data after the bootstrap (the demo's customers)."""
+    adds data after the bootstrap (the demo's customers) and may return lines for the
+    banner."""
     from skyhive.bootstrap import bootstrap
+    from skyhive.services.api_keys import ensure_first_admin_key
+    from skyhive.services.device_credentials import ensure_service_credentials
     from skyhive.wiring import Clients
 
     stop = threading.Event()
@@ -158,7 +188,15 @@ def run_up(
         mongodb_uri=settings.mongodb_uri,
         redis_url=settings.redis_url,
         mqtt_url=settings.mqtt_url,
+        mongodb_db=settings.mongodb_db,
+        insecure_devices=settings.insecure_devices,
+        credentials_refresh_s=settings.credentials_refresh_s,
     )
+    if settings.insecure_devices:
+        log.warning(
+            "INSECURE DEVICES: MQTT clients without a password may publish and read every "
+            "drone's topics (--insecure-devices / SKYHIVE_INSECURE_DEVICES); never in production"
+        )
     children: list[Child] = []
     try:
         urls = stack.start()
@@ -166,8 +204,9 @@ def run_up(
         clients = Clients(ready)
         try:
             bootstrap(clients)
-            if seed is not None:
-                seed(clients)
+            ensure_service_credentials(clients, settings.mqtt_services_path())
+            new_admin_key = ensure_first_admin_key(clients)
+            extra = seed(clients) if seed is not None else None
         finally:
             clients.close()
         env = child_env(settings, urls)
@@ -182,9 +221,12 @@ def run_up(
             f"  Dashboard / API : http://{settings.host}:{settings.api_port}/  "
             f"(API under /api/v1, OpenAPI at /api/v1/openapi.json)\n"
             f"  MQTT            : {urls['mqtt_url']}  (publish to skyhive/drones/<id>/telemetry, QoS 1)\n"
+            f"{_mqtt_note(settings)}"
             f"  MongoDB         : {urls['mongodb_uri']}\n"
             f"  Redis           : {urls['redis_url']}\n"
             f"  Data dir        : {settings.data_dir.resolve()}\n"
+            f"{_admin_key_note(settings, new_admin_key)}"
+            f"{extra or ''}"
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -15,6 +15,7 @@ from skyhive.adapters import mongo
 from skyhive.adapters.alerts_repo import AlertsRepo
 from skyhive.adapters.api_keys_repo import ApiKeysRepo
 from skyhive.adapters.audit_repo import AuditRepo
+from skyhive.adapters.credentials_repo import CredentialsRepo, DeviceVerifier
 from skyhive.adapters.customers_repo import CustomersRepo
 from skyhive.adapters.deadletters import DeadLetters
 from skyhive.adapters.deliveries_repo import DeliveriesRepo
@@ -118,6 +119,14 @@ class Clients:
     @cached_property
     def fleet(self) -> FleetRepo:
         return FleetRepo(self.db, self.redis_text)
+
+    @cached_property
+    def credentials(self) -> CredentialsRepo:
+        return CredentialsRepo(self.db)
+
+    @cached_property
+    def device_verifier(self) -> DeviceVerifier:
+        return DeviceVerifier(self.credentials, self.settings.credentials_refresh_s)
 
     @cached_property
     def deliveries(self) -> DeliveriesRepo:

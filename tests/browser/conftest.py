@@ -13,6 +13,7 @@ from dashboard_stack import Stack, open_dashboard, screenshot
 from playwright.sync_api import Browser, Page, sync_playwright
 from werkzeug.serving import make_server
 
+from auth_helpers import make_key
 from skyhive.adapters.live_state import FLEET_UPDATES
 from skyhive.api import create_app, stream
 from skyhive.bench.browser import launch_chromium
@@ -55,7 +56,9 @@ def stack(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Stack(clients, f"http://127.0.0.1:{server.server_port}", processor, archiver)
+        url = f"http://127.0.0.1:{server.server_port}"
+        operator, admin = make_key(clients, "operator"), make_key(clients, "admin")
+        yield Stack(clients, url, processor, archiver, operator, admin)
     finally:
         server.shutdown()
         deadline = time.monotonic() + 5
@@ -77,12 +80,13 @@ def console_errors() -> list[str]:
 def open_page(
     browser: Browser, stack: Stack, console_errors: list[str], request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Page]]:
-    """A new page on the dashboard at a given viewport, console errors collected; each page
-    is screenshotted (``tests/browser/screenshots/``) when the test ends."""
+    """A new page on the dashboard at a given viewport, signed in with the stack's operator
+    key, console errors collected; each page is screenshotted (``tests/browser/screenshots/``)
+    when the test ends."""
     pages: list[tuple[str, Page]] = []
 
     def open_one(width: int = 1280, height: int = 800) -> Page:
-        page = open_dashboard(browser, stack.url, console_errors, width, height)
+        page = open_dashboard(browser, stack.url, stack.key, console_errors, width, height)
         pages.append((f"{width}x{height}", page))
         return page
 

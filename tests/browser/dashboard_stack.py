@@ -14,6 +14,7 @@ import orjson
 from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from skyhive.adapters.http_json import request_json
+from skyhive.bench.browser import sign_in
 from skyhive.services.archiver import Archiver
 from skyhive.services.processor import Processor
 from skyhive.wiring import Clients
@@ -23,20 +24,28 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 @dataclass
 class Stack:
-    """The API on a real port over the test's stores, and the processor, run on demand."""
+    """The API on a real port over the test's stores, and the processor, run on demand.
+
+    ``key`` is the operator's, who signs in to the dashboard (``open_dashboard``);
+    ``admin_key`` is what the test itself sends to set the scene (customers, HTTP ingest) and
+    to check the API's answers, unless given another key."""
 
     clients: Clients
     url: str
     processor: Processor
     archiver: Archiver
+    key: str
+    admin_key: str
     seq: dict[str, int] = field(default_factory=dict)
 
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+    def get(self, path: str, key: str | None = None) -> Any:
+        req = urllib.request.Request(self.url + path)
+        req.add_header("Authorization", f"Bearer {key or self.admin_key}")
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return orjson.loads(resp.read())
 
-    def post(self, path: str, body: object) -> tuple[int, Any]:
-        return request_json("POST", self.url + path, body)
+    def post(self, path: str, body: object, key: str | None = None) -> tuple[int, Any]:
+        return request_json("POST", self.url + path, body, key=key or self.admin_key)
 
     def report(self, drone_id: str, lat: float, lon: float, **extra: Any) -> None:
         """One reading through HTTP ingest, then the processor and the archiver (history)
@@ -64,10 +73,16 @@ class Stack:
 
 
 def open_dashboard(
-    browser: Browser, url: str, console_errors: list[str], width: int = 1280, height: int = 800
+    browser: Browser,
+    url: str,
+    key: str,
+    console_errors: list[str],
+    width: int = 1280,
+    height: int = 800,
 ) -> Page:
-    """The dashboard at ``url`` in a new context, ready (its first reads done, the stream
-    opened), its console errors and uncaught exceptions collected in ``console_errors``."""
+    """The dashboard at ``url`` in a new context, signed in with ``key`` through the login
+    page as a person would, and ready (its first reads done, the stream opened); its console
+    errors and uncaught exceptions collected in ``console_errors``."""
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
 
@@ -77,7 +92,7 @@ def open_dashboard(
 
     page.on("console", on_console)
     page.on("pageerror", lambda exc: console_errors.append(f"uncaught: {exc}"))
-    page.goto(url + "/")
+    sign_in(page, url, key)
     page.wait_for_selector("body[data-ready=true]", timeout=15_000)
     return page
 

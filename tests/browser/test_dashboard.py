@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from skyhive.embedded import free_port
 
 STATION = {"code": "12TH", "lat": 37.803664, "lon": -122.271604}
+OPERATOR = "test operator"  # the name of the stack's operator key (auth_helpers.make_key)
 
 
 def drone(page: Page, drone_id: str) -> dict[str, Any] | None:
@@ -128,10 +129,12 @@ def test_an_emergency_shows_within_a_second_and_can_be_acknowledged(
     expect(item).to_contain_text("emergency")
     expect(page.locator("#kpi-critical-box")).to_have_class("kpi-critical alarm")
 
+    # Who acknowledges is the signed-in key's name (there is no name to type).
+    assert page.locator("#operator").count() == 0
     item.get_by_role("button", name="Acknowledge").click()
-    expect(item).to_contain_text("acknowledged by dispatcher")
+    expect(item).to_contain_text(f"acknowledged by {OPERATOR}")
     [doc] = list(stack.clients.db.alerts.find({"drone_id": "dash-2"}))
-    assert doc["state"] == "acknowledged" and doc["acknowledged_by"] == "dispatcher"
+    assert doc["state"] == "acknowledged" and doc["acknowledged_by"] == OPERATOR
 
     # Clicking the alert focuses its drone.
     item.click()
@@ -248,3 +251,52 @@ def test_overview_shows_the_server_figures(
         3, 0, 0, 0, 0, 0, 0
     ]  # fmt: skip
     assert console_errors == []
+
+
+def _fetch_status(page: Page, path: str) -> int:
+    """The status the page's own ``fetch`` gets (its cookies, if any, included)."""
+    status: int = page.evaluate(
+        "async p => (await fetch(p, {credentials: 'same-origin'})).status", path
+    )
+    return status
+
+
+def test_signing_in_and_out(
+    stack: Stack, open_page: Callable[..., Page], console_errors: list[str]
+) -> None:
+    """Signed in through the login page: the key's name is shown, the session is an HttpOnly
+    cookie scripts can't read; signing out returns to the login page and the API then
+    refuses the page."""
+    page = open_page()
+    expect(page.locator("#whoami")).to_contain_text(OPERATOR)
+    [cookie] = page.context.cookies()
+    assert cookie["name"] == "skyhive_session"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["value"] not in page.evaluate("document.cookie")
+    assert stack.key not in page.content()  # the key itself is not kept by the page
+    assert _fetch_status(page, "/api/v1/drones") == 200
+
+    page.locator("#sign-out").click()
+    page.wait_for_url(stack.url + "/login")
+    expect(page.locator("#login-form")).to_be_visible()
+    assert page.context.cookies() == []
+    assert console_errors == []
+    assert _fetch_status(page, "/api/v1/drones") == 401
+    # ... which Chromium logs as a failed load: the only console error.
+    assert len(console_errors) == 1 and "401" in console_errors[0], console_errors
+    page.goto(stack.url + "/")  # the dashboard itself sends it back to sign in
+    page.wait_for_url(stack.url + "/login")
+
+
+def test_a_wrong_key_is_refused_on_the_login_page(
+    stack: Stack, open_page: Callable[..., Page], console_errors: list[str]
+) -> None:
+    page = open_page()
+    page.locator("#sign-out").click()
+    page.wait_for_url(stack.url + "/login")
+    page.locator("#key").fill("shk_not-a-key")
+    page.locator("#login-form button[type=submit]").click()
+    expect(page.locator("#login-error")).to_contain_text("unknown, expired or revoked")
+    assert page.url == stack.url + "/login"
+    # The browser logs the refused sign-in request (401) as a failed resource load.
+    assert all("401" in e for e in console_errors), console_errors

@@ -1,5 +1,6 @@
 """The dashboard served by the real ``skyhive up`` (gunicorn, the processor and gateway as
-processes, MQTT): it loads without console errors and draws drones published over MQTT."""
+processes, MQTT): signed in with the admin key the first start made, it loads without console
+errors and draws drones published over MQTT."""
 
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ def publish(port: int, lat: float) -> None:
 
 def test_dashboard_under_skyhive_up_shows_mqtt_drones(up: Up, browser: Browser) -> None:
     console_errors: list[str] = []
-    page = open_dashboard(browser, up.url(""), console_errors)
+    assert up.key is not None
+    page = open_dashboard(browser, up.url(""), up.key, console_errors)  # the first admin key
+    expect(page.locator("#whoami")).to_contain_text("admin")
     expect(page.locator("#conn")).to_have_text("live")
     expect(page.locator("#map-note")).to_have_text("Map tiles off: plain background.")
     assert page.evaluate("window.skyhive.map.stations.getLayers().length") == 50

@@ -16,11 +16,15 @@ from typing import Any
 
 from skyhive.adapters.http_json import request_json
 from skyhive.embedded import free_port
+from skyhive.services.api_keys import ADMIN_KEY_FILE
 
 
 class Up:
     """`skyhive up` on ``data_dir``. The parent's ``SKYHIVE_*`` variables are not passed on;
-    ``env`` (e.g. short alert thresholds) is, to `up` and to the commands run beside it."""
+    ``env`` (e.g. short alert thresholds) is, to `up` and to the commands run beside it.
+
+    Every API call sends the admin key the first start left in the data dir (``key``), unless
+    given another key, or ``key=""`` for none."""
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
@@ -28,6 +32,8 @@ class Up:
         self.api_port = free_port()
         self.mqtt_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.key: str | None = None  # the admin key, read from the data dir once up
+        self.log_path = data_dir.parent / f"up-{data_dir.name}.log"
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYHIVE_")}
@@ -36,7 +42,7 @@ class Up:
 
     def start(self) -> None:
         env = self._env()
-        self.log = open(self.data_dir.parent / f"up-{self.data_dir.name}.log", "ab")  # noqa: SIM115
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -55,25 +61,43 @@ class Up:
             stderr=subprocess.STDOUT,
         )
         wait_for(lambda: self.status("/readyz") == 200, timeout=90, what="readyz 200")
+        self.key = self.key_file.read_text().strip()
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / ADMIN_KEY_FILE
+
+    def log_text(self) -> str:
+        """What `up` (and the commands beside it) printed so far, every start included."""
+        return self.log_path.read_text(errors="replace")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.api_port}{path}"
 
-    def status(self, path: str) -> int:
+    def _request(self, path: str, key: str | None) -> urllib.request.Request:
+        req = urllib.request.Request(self.url(path))
+        key = self.key if key is None else key
+        if key:
+            req.add_header("Authorization", f"Bearer {key}")
+        return req
+
+    def status(self, path: str, key: str | None = None) -> int:
+        """The status of a GET (0 when nothing answers)."""
         try:
-            with urllib.request.urlopen(self.url(path), timeout=2) as r:
+            with urllib.request.urlopen(self._request(path, key), timeout=2) as r:
                 return int(r.status)
         except urllib.error.HTTPError as e:
             return int(e.code)
         except OSError:
             return 0
 
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url(path), timeout=5) as r:
+    def get(self, path: str, key: str | None = None) -> Any:
+        """The JSON of a GET; an error status raises (``urllib.error.HTTPError``)."""
+        with urllib.request.urlopen(self._request(path, key), timeout=5) as r:
             return json.loads(r.read())
 
-    def post(self, path: str, body: object) -> tuple[int, Any]:
-        return request_json("POST", self.url(path), body)
+    def post(self, path: str, body: object, key: str | None = None) -> tuple[int, Any]:
+        return request_json("POST", self.url(path), body, key=self.key if key is None else key)
 
     def skyhive(self, *args: str) -> subprocess.Popen[bytes]:
         """Another `skyhive` command beside the running stack (it finds the servers through

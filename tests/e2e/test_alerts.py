@@ -35,7 +35,7 @@ SEED = "12"
 # The second of two drones starts at 16TH (stations[1]) and leaves a 220 m zone within ~12 s
 # at 4x (the first starts at 12TH and never comes near).
 FENCE_SEED = "21"
-BY = "e2e-operator"
+BY = "e2e-operator"  # the name of the operator key that acts on the alerts
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,10 @@ def test_every_fault_is_alerted_acknowledged_resolved_and_notified(
     up.start()
     sims = []
     try:
+        # The operator acting on the alerts: who acknowledges is the key's name.
+        status, made = up.post("/api/v1/keys", {"name": BY, "role": "operator"})
+        assert status == 201, made
+        operator_key = made["key"]
         station = bart_stations()[1]
         status, zone = up.post(
             "/api/v1/geofences",
@@ -201,11 +205,11 @@ def test_every_fault_is_alerted_acknowledged_resolved_and_notified(
             assert alert["state"] == "open", alert
             if case.alert == "geofence":
                 assert [z["id"] for z in alert["details"]["zones"]] == [zone["id"]], alert
-            status, acked = up.post(f"{path}/ack", {"by": BY, "note": "looking into it"})
+            status, acked = up.post(f"{path}/ack", {"note": "looking into it"}, operator_key)
             assert status == 200, f"acknowledging {case.alert} of {case.drone}: {acked}"
             assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == BY
             if case.manual:
-                status, done = up.post(f"{path}/resolve", {"by": BY, "note": "checked"})
+                status, done = up.post(f"{path}/resolve", {"note": "checked"}, operator_key)
                 assert status == 200, f"resolving {case.alert} of {case.drone}: {done}"
             wait_for(
                 lambda: up.get(path)["state"] == "resolved",

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import signal
+import stat
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,18 +95,10 @@ def test_telemetry_flows_end_to_end(up: Up) -> None:
 
 
 def test_http_ingest_reaches_live_state(up: Up) -> None:
-    body = orjson.dumps(
-        [{**orjson.loads(reading(1, 70)), "drone_id": "http-1"}, {"drone_id": "http-1"}]
-    )
-    req = urllib.request.Request(
-        up.url("/api/v1/telemetry"),
-        data=body,
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=5) as r:
-        assert r.status == 202
-        assert json.loads(r.read())["accepted"] == 1
+    body = [{**orjson.loads(reading(1, 70)), "drone_id": "http-1"}, {"drone_id": "http-1"}]
+    status, out = up.post("/api/v1/telemetry", body)  # as the admin (a backfill)
+    assert status == 202, out
+    assert out["accepted"] == 1
     wait_for(lambda: up.get("/api/v1/drones/http-1")["battery_pct"] == 70, what="http drone live")
 
 
@@ -133,3 +124,42 @@ def test_children_die_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     wait_for(
         lambda: not processes_using(u.data_dir), timeout=20, what="children gone after kill -9"
     )
+
+
+def test_first_start_leaves_an_admin_key_and_the_api_wants_one(tmp_path: Path) -> None:
+    """The first start makes an admin key, prints it once and keeps it in the data dir (mode
+    600); a restart prints where it is, not a new one. Without a key only the probes answer."""
+    u = Up(tmp_path / "keyed")
+    u.start()
+    try:
+        wait_for(lambda: u.log_text().count("Press Ctrl-C to stop.") == 1, what="first banner")
+        key = u.key
+        assert key is not None and key.startswith("shk_")
+        assert stat.S_IMODE(u.key_file.stat().st_mode) == 0o600
+        first = u.log_text()
+        assert first.count(key) == 1, "the key is printed once, in the banner, nowhere else"
+        banner = first[first.index("SkyHive is up.") :]
+        assert f"Admin API key   : {key}" in banner
+
+        assert u.status("/healthz", key="") == 200
+        assert u.status("/readyz", key="") == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            u.get("/api/v1/drones", key="")
+        assert refused.value.code == 401
+        assert refused.value.headers["WWW-Authenticate"].startswith("Bearer")
+        assert u.status("/api/v1/drones", key="shk_not-a-real-key") == 401
+        assert u.status("/api/v1/drones") == 200  # with the key from the file
+    finally:
+        assert u.stop() == 0
+
+    u.start()  # same data dir: the same key, not printed again
+    try:
+        wait_for(lambda: u.log_text().count("Press Ctrl-C to stop.") == 2, what="second banner")
+        assert u.key == key
+        text = u.log_text()
+        assert text.count(key) == 1, "a restart must not print the key again"
+        second = text[text.rindex("SkyHive is up.") :]
+        assert f"Admin API key   : in {u.key_file.resolve()}" in second
+        assert u.status("/api/v1/drones") == 200
+    finally:
+        assert u.stop() == 0

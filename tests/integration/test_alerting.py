@@ -13,12 +13,14 @@ from flask.testing import FlaskClient
 from skyhive.adapters.alerts_repo import serialize
 from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
+from skyhive.domain.access import Role
 from skyhive.domain.alert_lifecycle import fold
 from skyhive.domain.alert_rules import Finding
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
 from skyhive.services.alerting import AlertEngine
+from skyhive.services.api_keys import create_key
 from skyhive.services.archiver import Archiver
 from skyhive.services.ingest import RawMessage, ingest_for
 from skyhive.services.offline_watch import OfflineWatch
@@ -204,37 +206,75 @@ def test_a_restart_forgets_nothing(world: Any) -> None:
 # --- people acting on alerts --------------------------------------------------------------
 
 
+def keyed_client(clients: Clients, name: str, role: Role = Role.operator) -> FlaskClient:
+    """A test client sending a new API key named ``name``: the name alerts are acted on by."""
+    _, secret = create_key(clients, name, role)
+    client = create_app(clients.settings, clients).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    return client
+
+
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
-    return create_app(clients.settings, clients).test_client()
+    return keyed_client(clients, "dana")
 
 
 def test_acknowledge_then_resolve_through_the_api(world: Any, client: FlaskClient) -> None:
+    """Who acts is the key's name: the body has only a note."""
     clients, _ = world
     report(world, "h1", 5)
     alert_id = alerts_of(clients, "h1")["low_battery"]["_id"]
-    r = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "dana", "note": "on it"})
+    r = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"note": "on it"})
     assert r.status_code == 200 and r.json["state"] == "acknowledged"
     assert r.json["acknowledged_by"] == "dana" and r.json["ack_note"] == "on it"
-    again = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "dana"})
+    again = client.post(f"/api/v1/alerts/{alert_id}/ack", json={})
     assert again.status_code == 409 and "acknowledged" in again.json["error"]["message"]
     report(world, "h1", 4)  # repeats count on the acknowledged alert, which stays acknowledged
     doc = client.get(f"/api/v1/alerts/{alert_id}").json
     assert doc["state"] == "acknowledged" and doc["count"] == 2 and doc["notifications"] == []
-    r = client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"by": "dana", "note": "landed"})
+    r = keyed_client(clients, "lee").post(
+        f"/api/v1/alerts/{alert_id}/resolve", json={"note": "landed"}
+    )
     assert r.status_code == 200 and r.json["state"] == "resolved"
+    assert r.json["resolved_by"] == "lee" and r.json["resolve_note"] == "landed"
+    assert r.json["acknowledged_by"] == "dana"
     assert clients.redis_text.hget("alertstate:h1", "low_battery") is None
     kinds = [c for d, _, c in changes(clients) if d == "h1"]
     assert kinds == ["opened", "acknowledged", "resolved"]
 
 
+def test_the_actor_cannot_be_named_in_the_body(world: Any, client: FlaskClient) -> None:
+    clients, _ = world
+    report(world, "h2", 5)
+    alert_id = alerts_of(clients, "h2")["low_battery"]["_id"]
+    for verb in ("ack", "resolve"):
+        r = client.post(f"/api/v1/alerts/{alert_id}/{verb}", json={"by": "someone else"})
+        assert r.status_code == 422 and r.json["error"]["field"] == "by", r.json
+    assert alerts_of(clients, "h2")["low_battery"]["state"] == "open"  # nothing changed
+
+
 def test_alert_actions_reject_bad_input(client: FlaskClient) -> None:
-    missing = client.post("/api/v1/alerts/nope/ack", json={"by": "dana"})
+    missing = client.post("/api/v1/alerts/nope/ack", json={})
     assert missing.status_code == 404 and missing.json["error"]["field"] == "alert_id"
     no_body = client.post("/api/v1/alerts/nope/ack", data="x", content_type="application/json")
     assert no_body.status_code == 400
-    no_one = client.post("/api/v1/alerts/nope/resolve", json={"by": ""})
-    assert no_one.status_code in (400, 422) and no_one.json["error"]["field"] == "by"
+    empty = client.post("/api/v1/alerts/nope/ack", data="", content_type="application/json")
+    assert empty.status_code == 400
+    long_note = client.post("/api/v1/alerts/nope/resolve", json={"note": "x" * 2001})
+    assert long_note.status_code == 422 and long_note.json["error"]["field"] == "note"
+    long_id = client.post(f"/api/v1/alerts/{'x' * 201}/ack", json={})
+    assert long_id.status_code == 400 and long_id.json["error"]["field"] == "alert_id"
+
+
+def test_a_viewer_reads_alerts_but_cannot_act_on_them(world: Any, clients: Clients) -> None:
+    report(world, "h3", 5)
+    alert_id = alerts_of(clients, "h3")["low_battery"]["_id"]
+    viewer = keyed_client(clients, "vic", Role.viewer)
+    assert viewer.get(f"/api/v1/alerts/{alert_id}").json["state"] == "open"
+    for verb in ("ack", "resolve"):
+        r = viewer.post(f"/api/v1/alerts/{alert_id}/{verb}", json={})
+        assert r.status_code == 403 and "viewer" in r.json["error"]["message"]
+    assert alerts_of(clients, "h3")["low_battery"]["state"] == "open"
 
 
 def test_alerts_filtered_by_severity_type_and_since(world: Any, client: FlaskClient) -> None:
@@ -310,7 +350,7 @@ def test_an_alert_resolved_while_a_batch_folds_onto_it_stays_resolved(
     alert_id = alerts_of(clients, "x1")["low_battery"]["_id"]
     engine = AlertEngine(clients.settings, clients)
     before = engine.active(["x1"])  # a batch reads the active alert ...
-    client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"by": "dana"})  # ... a person acts
+    client.post(f"/api/v1/alerts/{alert_id}/resolve", json={})  # ... a person acts
     finding = Finding(
         "low_battery", "critical", alerts_of(clients, "x1")["low_battery"]["last_seen"]
     )
@@ -330,7 +370,7 @@ def test_an_acknowledgement_survives_a_batch_folding_onto_the_alert(
     clients, _ = world
     report(world, "x2", 5)
     alert_id = alerts_of(clients, "x2")["low_battery"]["_id"]
-    client.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "dana"})
+    client.post(f"/api/v1/alerts/{alert_id}/ack", json={})
     report(world, "x2", 20)  # de-escalates: the processor rewrites the active alert
     assert (
         clients.redis_text.hget("alertstate:x2", "low_battery")

@@ -13,14 +13,17 @@ from typing import Any, cast
 
 import orjson
 import pytest
+from customer_seed import add_customers
 from flask import Flask
 from flask.testing import FlaskClient
 from pymongo import MongoClient
 from werkzeug.test import TestResponse
 
+from auth_helpers import api_client
 from skyhive.adapters import mongo
 from skyhive.adapters.stations_repo import seed_stations
 from skyhive.api import MAX_BODY_BYTES, create_app
+from skyhive.api.operation import PUBLIC, declare
 from skyhive.domain.alert_config import AlertConfig
 from skyhive.domain.alert_lifecycle import fold
 from skyhive.domain.alert_rules import Context, Memory, evaluate
@@ -66,8 +69,8 @@ def app(clients: Clients) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def client(app: Flask, clients: Clients) -> FlaskClient:
+    return api_client(clients, app=app)
 
 
 def body(resp: TestResponse) -> Any:
@@ -296,6 +299,43 @@ def test_alerts_bad_params_are_400(client: FlaskClient, query: str, field: str) 
     assert_error(client.get(f"/api/v1/alerts?{query}"), 400, field)
 
 
+# --- who may call what (alerts, stations, dead letters; health and metrics below) -----------
+
+VIEWER_READS = (
+    "/api/v1/alerts",
+    "/api/v1/alerts/a1:low_battery:1",
+    "/api/v1/stations",
+    "/api/v1/deadletters",
+)
+OPERATOR_WRITES = ("/api/v1/alerts/a1:low_battery:1/ack", "/api/v1/alerts/a1:low_battery:1/resolve")
+
+
+def assert_unauthorized(resp: TestResponse) -> None:
+    assert_error(resp, 401)
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+@pytest.mark.parametrize("path", VIEWER_READS)
+def test_reads_need_a_staff_key(app: Flask, clients: Clients, path: str) -> None:
+    assert_unauthorized(app.test_client().get(path))
+    add_customers(clients, "cust-1")
+    assert_error(api_client(clients, "customer", "cust-1", app=app).get(path), 403)
+    resp = api_client(clients, "viewer", app=app).get(path)
+    assert resp.status_code in (200, 404), resp.data  # past the door: the alert is unknown
+    assert resp.mimetype == "application/json"
+
+
+@pytest.mark.parametrize("path", OPERATOR_WRITES)
+def test_alert_actions_need_an_operator(app: Flask, clients: Clients, path: str) -> None:
+    assert_unauthorized(app.test_client().post(path, json={}))
+    add_customers(clients, "cust-1")
+    for role, customer in (("viewer", None), ("customer", "cust-1")):
+        err = assert_error(api_client(clients, role, customer, app=app).post(path, json={}), 403)
+        assert role in err["message"]
+    resp = api_client(clients, "operator", app=app).post(path, json={})
+    assert_error(resp, 404, "alert_id")  # past the door: the alert is unknown
+
+
 # --- stations ------------------------------------------------------------------------------
 
 
@@ -448,12 +488,20 @@ def test_unknown_route_and_wrong_method_are_json(client: FlaskClient) -> None:
 def test_unexpected_exception_is_500_json(clients: Clients) -> None:
     app = create_app(clients.settings, clients)
 
+    @declare(PUBLIC)
     def boom() -> str:
         raise RuntimeError("kaboom")
 
     app.add_url_rule("/boom", view_func=boom)
     err = assert_error(app.test_client().get("/boom"), 500)
     assert "kaboom" not in err["message"]  # internals stay in the log
+
+
+def test_a_route_that_declares_no_access_is_refused(clients: Clients) -> None:
+    app = create_app(clients.settings, clients)
+    app.add_url_rule("/forgotten", view_func=lambda: "open by accident?")
+    client = api_client(clients, app=app)
+    assert_error(client.get("/forgotten"), 403)
 
 
 class ShortTimeoutClients(Clients):
@@ -465,14 +513,17 @@ class ShortTimeoutClients(Clients):
 
 
 @pytest.fixture
-def dead_stores(make_settings: Callable[..., Settings]) -> Iterator[Flask]:
-    """An app whose MongoDB and Redis ports have nothing listening."""
+def dead_stores(make_settings: Callable[..., Settings], clients: Clients) -> Iterator[Flask]:
+    """An app whose MongoDB and Redis ports have nothing listening; only its API keys are
+    read from the live stores (``clients``), so that a request gets past authentication to
+    meet the dead store in its view."""
     s = make_settings(
         mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
         mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
     )
     c = ShortTimeoutClients(s)
+    c.api_keys = clients.api_keys  # type: ignore[misc]
     yield create_app(s, c)  # creating the app must not connect
     c.close()
 
@@ -488,14 +539,14 @@ def dead_stores(make_settings: Callable[..., Settings]) -> Iterator[Flask]:
         "/api/v1/deadletters",
     ],
 )
-def test_unreachable_store_is_503_json(dead_stores: Flask, path: str) -> None:
-    resp = dead_stores.test_client().get(path)
+def test_unreachable_store_is_503_json(dead_stores: Flask, clients: Clients, path: str) -> None:
+    resp = api_client(clients, "viewer", app=dead_stores).get(path)
     assert_error(resp, 503)
     assert resp.headers["Retry-After"]
 
 
-def test_unreachable_redis_on_ingest_is_503(dead_stores: Flask) -> None:
-    resp = dead_stores.test_client().post(
+def test_unreachable_redis_on_ingest_is_503(dead_stores: Flask, clients: Clients) -> None:
+    resp = api_client(clients, app=dead_stores).post(
         "/api/v1/telemetry", data=orjson.dumps([reading("x", 1)]), content_type="application/json"
     )
     assert_error(resp, 503)
@@ -504,19 +555,35 @@ def test_unreachable_redis_on_ingest_is_503(dead_stores: Flask) -> None:
 # --- health, metrics, openapi --------------------------------------------------------------
 
 
-def test_healthz_always_ok(client: FlaskClient, dead_stores: Flask) -> None:
-    assert body(client.get("/healthz")) == {"status": "ok"}
+def test_healthz_always_ok(app: Flask, dead_stores: Flask) -> None:
+    """Public: no key needed (nor read, so it answers with every store down)."""
+    assert body(app.test_client().get("/healthz")) == {"status": "ok"}
     assert body(dead_stores.test_client().get("/healthz")) == {"status": "ok"}
 
 
-def test_readyz_ok_when_everything_answers(client: FlaskClient) -> None:
-    resp = client.get("/readyz")
+def test_readyz_ok_when_everything_answers(app: Flask) -> None:
+    resp = app.test_client().get("/readyz")  # public: no key
     data = body(resp)
     assert resp.status_code == 200, data
     assert data == {
         "status": "ok",
         "checks": {"mongodb": "ok", "redis": "ok", "mqtt": "ok", "bus": "ok"},
+        "warnings": [],
     }
+
+
+def test_readyz_says_so_when_devices_are_insecure(
+    make_settings: Callable[..., Settings],
+) -> None:
+    s = make_settings(insecure_devices=True)
+    c = Clients(s)
+    try:
+        data = body(create_app(s, c).test_client().get("/readyz"))
+    finally:
+        c.close()
+    assert data["status"] == "ok"
+    [warning] = data["warnings"]
+    assert "insecure devices" in warning and "without a password" in warning
 
 
 def test_readyz_503_when_mqtt_broker_is_down(
@@ -533,7 +600,8 @@ def test_readyz_503_when_mqtt_broker_is_down(
     assert data["status"] == "unavailable"
     checks = data["checks"]
     assert checks["mongodb"] == checks["redis"] == checks["bus"] == "ok"
-    assert checks["mqtt"].startswith("error: ConnectionRefusedError")
+    # Public: the kind of failure, not the address it failed to reach (that is logged).
+    assert checks["mqtt"] == "error: ConnectionRefusedError"
 
 
 def test_readyz_503_fast_when_everything_is_down(dead_stores: Flask) -> None:
@@ -547,13 +615,15 @@ def test_readyz_503_fast_when_everything_is_down(dead_stores: Flask) -> None:
     assert elapsed < 2.0
 
 
-def test_metrics_count_requests_per_endpoint(client: FlaskClient) -> None:
+def test_metrics_count_requests_per_endpoint(app: Flask, client: FlaskClient) -> None:
     client.get("/api/v1/drones")
     client.get("/api/v1/drones/nope")
     client.get("/no/such/route")
-    resp = client.get("/metrics")
+    resp = app.test_client().get("/metrics")  # public: no key
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
     text = resp.data.decode()
+    key = client.environ_base["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
+    assert key not in text and "shk_" not in text and "/api/v1/drones/nope" not in text
 
     def counter(endpoint: str, status: int) -> float:
         m = re.search(
@@ -584,31 +654,34 @@ def openapi_path(rule: str) -> str:
     return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
 
 
-def test_openapi_describes_every_route(client: FlaskClient, app: Flask) -> None:
+def test_openapi_describes_every_api_route(client: FlaskClient, app: Flask) -> None:
+    """Generated from the declarations: every route under /api/ (and the health checks) is
+    in it, with its role; the pages and static files declare their access outside it."""
     resp = client.get("/api/v1/openapi.json")
     assert resp.status_code == 200
     doc = body(resp)
     assert doc["openapi"] == "3.1.0"
     routes: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint != "static":
+        if rule.rule.startswith(("/api/", "/healthz", "/readyz", "/metrics")):
+            if rule.rule == "/api/v1/openapi.json":
+                continue
             methods = {m.lower() for m in rule.methods or ()} - {"head", "options"}
             routes.setdefault(openapi_path(rule.rule), set()).update(methods)
     assert {path: set(item) for path, item in doc["paths"].items()} == routes
     for item in doc["paths"].values():
         for op in item.values():
-            assert op["operationId"] and op["responses"]
-    telemetry_schema = doc["components"]["schemas"]["Telemetry"]
-    assert set(telemetry_schema["required"]) == {"drone_id", "ts", "battery_pct"}
-    assert telemetry_schema["properties"]["status"]["enum"] == [
-        "idle",
-        "in_flight",
-        "charging",
-        "returning",
-        "emergency",
-    ]
-    for name in ("Error", "DroneState", "TelemetryRecord", "Alert", "Station", "DeadLetter"):
+            assert op["operationId"] and op["responses"] and op["x-skyhive-role"]
+            assert ("security" in op and op["security"]) == (op["x-skyhive-role"] != "public")
+    upload = doc["paths"]["/api/v1/telemetry"]["post"]["requestBody"]["content"]
+    telemetry_schema = upload["application/json"]["schema"]["items"]
+    assert {"drone_id", "ts", "battery_pct"} <= set(telemetry_schema["required"])
+    for name in ("ErrorBody", "DroneState", "TelemetryRecord", "Alert", "Station", "DeadLetter"):
         assert name in doc["components"]["schemas"]
+
+
+def test_openapi_needs_a_key(app: Flask) -> None:
+    assert_error(app.test_client().get("/api/v1/openapi.json"), 401)
 
 
 def test_openapi_is_a_valid_31_document(client: FlaskClient) -> None:

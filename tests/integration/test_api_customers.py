@@ -12,7 +12,7 @@ from api_asserts import assert_error, body
 from billing_data import delivered, world
 from flask.testing import FlaskClient
 
-from skyhive.api import create_app
+from auth_helpers import api_client
 from skyhive.domain.billing import Period
 from skyhive.services.billing import BillingService
 from skyhive.wiring import Clients
@@ -29,7 +29,7 @@ ADA = {
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
     world(clients)
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients)
 
 
 def create(client: FlaskClient, **overrides: Any) -> dict[str, Any]:
@@ -148,3 +148,60 @@ def test_revenue_of_an_unknown_customer_is_404(client: FlaskClient) -> None:
         "outstanding": "0.00",
         "invoices": 0,
     }
+
+
+# --- access -----------------------------------------------------------------------------------
+
+
+def test_every_operation_needs_a_key(client: FlaskClient) -> None:
+    ada = create(client)
+    anonymous = client.application.test_client()
+    url = f"{URL}/{ada['id']}"
+    for resp in (
+        anonymous.post(URL, json={**ADA, "email": "x@example.com"}),
+        anonymous.get(URL),
+        anonymous.get(url),
+        anonymous.patch(url, json={"name": "X"}),
+        anonymous.delete(url),
+        anonymous.get(f"{url}/revenue"),
+    ):
+        assert_error(resp, 401)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert body(client.get(url)) == ada
+
+
+def test_operators_read_customers_and_only_admins_change_them(
+    client: FlaskClient, clients: Clients
+) -> None:
+    ada = create(client)
+    url = f"{URL}/{ada['id']}"
+    viewer, operator, alice = (
+        api_client(clients, role, customer, app=client.application)
+        for role, customer in (("viewer", None), ("operator", None), ("customer", ada["id"]))
+    )
+    # Viewers and customer keys see no customer records (personal data).
+    for who in (viewer, alice):
+        assert_error(who.get(URL), 403)
+        assert_error(who.get(url), 403)
+    assert body(operator.get(URL))["items"] == [ada]
+    assert body(operator.get(url)) == ada
+    for who in (viewer, operator, alice):
+        assert_error(who.post(URL, json={**ADA, "email": "x@example.com"}), 403)
+        assert_error(who.patch(url, json={"name": "X"}), 403)
+        assert_error(who.delete(url), 403)
+    assert body(client.get(URL))["items"] == [ada]
+    # The revenue: admins any customer's; operators and viewers none.
+    assert body(client.get(f"{url}/revenue"))["customer_id"] == ada["id"]
+    for who in (viewer, operator):
+        assert_error(who.get(f"{url}/revenue"), 403)
+
+
+def test_a_customer_key_reads_only_its_own_revenue(client: FlaskClient, clients: Clients) -> None:
+    ada, bob = create(client), create(client, name="Bob", email="bob@example.com")
+    own = api_client(clients, "customer", ada["id"], app=client.application)
+    got = body(own.get(f"{URL}/{ada['id']}/revenue"))
+    assert got["customer_id"] == ada["id"] and got["invoices"] == 0
+    # Another customer's is exactly as missing as one that does not exist.
+    theirs = assert_error(own.get(f"{URL}/{bob['id']}/revenue"), 404, "customer_id")
+    missing = assert_error(own.get(f"{URL}/cus-missing/revenue"), 404, "customer_id")
+    assert theirs.replace(bob["id"], "cus-missing") == missing

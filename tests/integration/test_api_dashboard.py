@@ -10,8 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 from api_asserts import assert_error, body, frames
+from customer_seed import add_customers
 from flask.testing import FlaskClient
 
+from auth_helpers import api_client
 from skyhive.adapters.live_state import FLEET_UPDATES
 from skyhive.api import create_app, dashboard, stream
 from skyhive.bootstrap import bootstrap
@@ -25,8 +27,9 @@ LIVE_URL = "/api/v1/stream/live"
 
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
+    """Signed in as an operator (the drone commands below need one)."""
     bootstrap(clients)
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients, "operator")
 
 
 def put_drone(clients: Clients, drone_id: str, lat: float, lon: float) -> None:
@@ -66,10 +69,22 @@ def test_dashboard_page_and_assets_are_served(client: FlaskClient) -> None:
     assert client.get("/dashboard/static/js/nope.js").status_code == 404
 
 
+def test_the_page_needs_a_signed_in_viewer(clients: Clients) -> None:
+    anonymous = create_app(clients.settings, clients).test_client()
+    resp = anonymous.get("/")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/login"
+    asset = anonymous.get("/dashboard/static/js/main.js")  # the assets hold no data
+    assert asset.status_code == 200
+    asset.close()
+    assert api_client(clients, "viewer").get("/").status_code == 200
+    add_customers(clients, "cust-1")
+    assert_error(api_client(clients, "customer", "cust-1").get("/"), 403)
+
+
 def test_tiles_can_be_turned_off(make_settings: Callable[..., Settings]) -> None:
     clients = Clients(make_settings(dashboard={"tiles_url": ""}))
     try:
-        html = create_app(clients.settings, clients).test_client().get("/").get_data(as_text=True)
+        html = api_client(clients, "viewer").get("/").get_data(as_text=True)
     finally:
         clients.close()
     assert '"tilesUrl": ""' in html
@@ -142,7 +157,7 @@ def test_live_and_alert_streams_share_the_slots(
     clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(stream, "MAX_STREAM_CLIENTS", 1)
-    client = create_app(clients.settings, clients).test_client()
+    client = api_client(clients, "viewer")
     first = client.get(LIVE_URL, buffered=False)
     try:
         assert first.status_code == 200
@@ -200,7 +215,9 @@ def test_bad_commands_are_4xx(client: FlaskClient, clients: Clients) -> None:
         client.post(url, json={"action": "return_to_station", "station": "XXX"}), 422, "station"
     )
     assert_error(client.post(url, json={"action": "return_to_station", "extra": 1}), 422, "extra")
-    assert_error(client.post("/api/v1/drones/bad%20id/commands", json={}), 400, "drone_id")
+    # A valid body, so that the id is what is wrong (the body is checked first).
+    bad_id = client.post("/api/v1/drones/bad%20id/commands", json={"action": "return_to_station"})
+    assert_error(bad_id, 400, "drone_id")
     assert queued_count(clients) == 0
 
 

@@ -14,8 +14,8 @@ from api_asserts import assert_error, body
 from customer_seed import add_customers
 from flask.testing import FlaskClient
 
+from auth_helpers import api_client
 from skyhive.adapters.deliveries_repo import PENDING, STATUS_HASH
-from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.deliveries import DeliveryRequest
 from skyhive.domain.stations import bart_stations
@@ -33,7 +33,7 @@ BASE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def client(clients: Clients) -> FlaskClient:
     bootstrap(clients)
     add_customers(clients, "cust-1", "someone-else", "alice", "bob", "carol")
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients)
 
 
 def order(**overrides: Any) -> dict[str, Any]:
@@ -287,3 +287,85 @@ def test_track_assigned_gives_remaining_distance(client: FlaskClient, clients: C
     # The drone waits at the pickup station: what is left is the pickup → destination leg.
     assert got["remaining_km"] == pytest.approx(created["distance_km"], abs=0.01)
     assert got["eta_seconds"] > 0
+
+
+# --- access -----------------------------------------------------------------------------------
+
+
+def as_role(client: FlaskClient, clients: Clients, role: str, customer: str | None = None) -> Any:
+    """Another client of the same app, with a key of ``role``."""
+    return api_client(clients, role, customer, app=client.application)
+
+
+def test_every_operation_needs_a_key(client: FlaskClient) -> None:
+    did = create(client)["id"]
+    anonymous = client.application.test_client()
+    for resp in (
+        anonymous.post(URL, json=order()),
+        anonymous.get(URL),
+        anonymous.get(f"{URL}/{did}"),
+        anonymous.get(f"{URL}/{did}/track"),
+        anonymous.post(f"{URL}/{did}/cancel"),
+    ):
+        assert_error(resp, 401)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert body(client.get(f"{URL}/{did}"))["status"] == "pending"
+
+
+def test_viewers_read_operators_order_and_cancel(client: FlaskClient, clients: Clients) -> None:
+    viewer = as_role(client, clients, "viewer")
+    operator = as_role(client, clients, "operator")
+    assert_error(viewer.post(URL, json=order()), 403)
+    assert stored_count(clients) == 0
+    did = body(operator.post(URL, json=order()))["id"]
+    assert [d["id"] for d in body(viewer.get(URL))["items"]] == [did]
+    assert body(viewer.get(f"{URL}/{did}"))["id"] == did
+    assert body(viewer.get(f"{URL}/{did}/track"))["status"] == "pending"
+    assert_error(viewer.post(f"{URL}/{did}/cancel"), 403)
+    assert body(operator.post(f"{URL}/{did}/cancel"))["status"] == "cancelled"
+
+
+def test_a_customer_key_orders_only_for_its_own_customer(
+    client: FlaskClient, clients: Clients
+) -> None:
+    alice = as_role(client, clients, "customer", "alice")
+    resp = alice.post(URL, json=order(customer_id="alice", order_id="a-1"))
+    assert resp.status_code == 201, resp.data
+    assert body(resp)["customer_id"] == "alice"
+    assert alice.post(URL, json=order(customer_id="alice", order_id="a-1")).status_code == 200
+    assert "own customer" in assert_error(
+        alice.post(URL, json=order(customer_id="bob")), 403, "customer_id"
+    )
+    assert stored_count(clients) == 1
+    # An order id another customer used stays a 409, naming nothing of theirs.
+    create(client, customer_id="bob", order_id="b-1")
+    resp = alice.post(URL, json=order(customer_id="alice", order_id="b-1"))
+    assert_error(resp, 409, "order_id")
+    assert b"bob" not in resp.data
+    # Cancelling is for operators, even one's own order.
+    assert_error(alice.post(f"{URL}/ord-a-1/cancel"), 403)
+
+
+def test_a_customer_key_reads_only_its_own_deliveries(
+    client: FlaskClient, clients: Clients, seeded: list[str]
+) -> None:
+    a1, b, a2, c = seeded
+    alice = as_role(client, clients, "customer", "alice")
+    bob = as_role(client, clients, "customer", "bob")
+    # The staff's list fills the cache first: a customer's same URL is another entry.
+    assert listed(client) == [c, a2, b, a1]
+    assert listed(alice) == [a2, a1]
+    assert listed(bob) == [b]
+    assert listed(alice) == [a2, a1]  # now from the cache, still only hers
+    assert listed(alice, "customer_id=alice&status=pending") == [a1]
+    assert listed(alice, "customer_id=bob") == []
+    assert listed(alice, "drone_id=d9") == [a2]
+    assert listed(client, "customer_id=bob") == [b]
+    for path in ("", "/track"):
+        assert body(alice.get(f"{URL}/{a1}{path}"))["id"] == a1
+        # Someone else's delivery is exactly as missing as one that does not exist.
+        theirs = assert_error(alice.get(f"{URL}/{b}{path}"), 404, "delivery_id")
+        missing = assert_error(alice.get(f"{URL}/dlv-nope{path}"), 404, "delivery_id")
+        assert theirs.replace(b, "dlv-nope") == missing
+    assert body(client.get(f"{URL}/{b}"))["customer_id"] == "bob"  # cached for the staff ...
+    assert_error(alice.get(f"{URL}/{b}"), 404, "delivery_id")  # ... and still not for her

@@ -8,11 +8,12 @@ from typing import Any
 import orjson
 import pytest
 from api_asserts import assert_error, body
+from customer_seed import add_customers
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from auth_helpers import api_client
 from skyhive.adapters.fleet_repo import REGISTERED
-from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
 from skyhive.wiring import Clients
 
@@ -22,7 +23,7 @@ URL = "/api/v1/fleet/drones"
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
     bootstrap(clients)
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients)
 
 
 def spec(drone_id: str = "d1", **overrides: Any) -> dict[str, Any]:
@@ -157,3 +158,34 @@ def test_patch_errors(client: FlaskClient, clients: Clients) -> None:
     assert_error(client.patch(f"{URL}/d1", data=b"[]", content_type="application/json"), 400)
     stored = clients.fleet.get("d1")
     assert stored is not None and stored.home_station == "12TH" and stored.max_payload_kg == 2.5
+
+
+def test_the_staff_read_the_registry_and_only_admins_change_it(
+    client: FlaskClient, clients: Clients
+) -> None:
+    register(client)
+    add_customers(clients, "c1")
+    app = client.application
+    anonymous = app.test_client()
+    for resp in (
+        anonymous.post(URL, json=spec("d2")),
+        anonymous.get(URL),
+        anonymous.get(f"{URL}/d1"),
+        anonymous.patch(f"{URL}/d1", json={"status": "retired"}),
+    ):
+        assert_error(resp, 401)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    viewer, operator, customer = (
+        api_client(clients, role, customer, app=app)
+        for role, customer in (("viewer", None), ("operator", None), ("customer", "c1"))
+    )
+    for who in (viewer, operator):
+        assert [d["drone_id"] for d in body(who.get(URL))["items"]] == ["d1"]
+        assert body(who.get(f"{URL}/d1"))["status"] == "active"
+    assert_error(customer.get(URL), 403)
+    assert_error(customer.get(f"{URL}/d1"), 403)
+    for who in (viewer, operator, customer):
+        assert_error(who.post(URL, json=spec("d2")), 403)
+        assert_error(who.patch(f"{URL}/d1", json={"status": "retired"}), 403)
+    assert [s.drone_id for s in clients.fleet.list()] == ["d1"]
+    assert clients.fleet.get("d1").status == "active"  # type: ignore[union-attr]

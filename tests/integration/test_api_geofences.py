@@ -13,10 +13,12 @@ from typing import Any
 import orjson
 import pytest
 from api_asserts import assert_error, body, frames
+from customer_seed import add_customers
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
+from auth_helpers import api_client, make_key
 from skyhive.adapters.geofences_repo import VERSION_KEY
 from skyhive.api import create_app, stream
 from skyhive.services.geofence_cache import GeofenceCache
@@ -42,7 +44,7 @@ def zone_body(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients, "operator")
 
 
 def create(client: FlaskClient, **overrides: Any) -> dict[str, Any]:
@@ -219,6 +221,45 @@ def test_malformed_requests(client: FlaskClient, clients: Clients) -> None:
     assert_error(client.patch(f"{URL}/{zid}", json={}), 405)
 
 
+# --- who may do what --------------------------------------------------------------------------
+
+
+def test_geofences_need_a_key(clients: Clients) -> None:
+    anonymous = create_app(clients.settings, clients).test_client()
+    for resp in (
+        anonymous.get(URL),
+        anonymous.get(f"{URL}/lake"),
+        anonymous.post(URL, json=zone_body()),
+        anonymous.put(f"{URL}/lake", json=zone_body()),
+        anonymous.delete(f"{URL}/lake"),
+    ):
+        assert_error(resp, 401)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert clients.db.geofences.count_documents({}) == 0
+
+
+def test_viewers_read_zones_and_operators_manage_them(
+    client: FlaskClient, clients: Clients
+) -> None:
+    zid = create(client, id="lake")["id"]  # an operator creates
+    viewer = api_client(clients, "viewer")
+    assert [z["id"] for z in body(viewer.get(URL))["items"]] == [zid]
+    assert body(viewer.get(f"{URL}/{zid}"))["name"] == "Lake Merritt"
+    for resp in (
+        viewer.post(URL, json=zone_body(id="other")),
+        viewer.put(f"{URL}/{zid}", json=zone_body(name="renamed")),
+        viewer.delete(f"{URL}/{zid}"),
+    ):
+        assert "viewer" in assert_error(resp, 403)
+    add_customers(clients, "cust-1")
+    customer = api_client(clients, "customer", "cust-1")
+    assert_error(customer.get(URL), 403)
+    assert_error(customer.get(f"{URL}/{zid}"), 403)
+    assert_error(customer.delete(f"{URL}/{zid}"), 403)
+    assert body(client.get(f"{URL}/{zid}"))["name"] == "Lake Merritt"  # unchanged
+    assert client.delete(f"{URL}/{zid}").status_code == 204  # an operator deletes
+
+
 # --- version counter and the processor's cache ----------------------------------------------------
 
 
@@ -353,7 +394,7 @@ def test_stream_clients_are_capped(clients: Clients, monkeypatch: pytest.MonkeyP
     """Streams opened from one thread are closed last-first: each holds its request context
     (``stream_with_context``) until it is closed. The server serves one per thread."""
     monkeypatch.setattr(stream, "MAX_STREAM_CLIENTS", 2)
-    client = create_app(clients.settings, clients).test_client()
+    client = api_client(clients, "viewer")
     first = client.get(STREAM_URL, buffered=False)
     try:
         second = client.get(STREAM_URL, buffered=False)
@@ -380,7 +421,7 @@ def test_head_requests_do_not_leak_streams(
     """A HEAD answer has no body, so the stream is never iterated: only closing the response
     can give back its Redis subscription and its slot."""
     monkeypatch.setattr(stream, "MAX_STREAM_CLIENTS", 1)
-    client = create_app(clients.settings, clients).test_client()
+    client = api_client(clients, "viewer")
     for _ in range(3):
         resp = client.head(STREAM_URL, buffered=True)
         assert resp.status_code == 200 and resp.data == b""
@@ -399,27 +440,32 @@ def test_stream_is_released_when_the_client_hangs_up(
     monkeypatch.setattr(stream, "KEEPALIVE_S", 0.05)
     monkeypatch.setattr(stream, "MAX_STREAM_CLIENTS", 1)
     app = create_app(clients.settings, clients)
+    key = make_key(clients, "viewer")
     server = make_server("127.0.0.1", 0, app, threaded=True)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     try:
         with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as sock:
-            sock.sendall(f"GET {STREAM_URL} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+            request = (
+                f"GET {STREAM_URL} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n\r\n"
+            )
+            sock.sendall(request.encode())
             received = b""
             while b"retry: 3000" not in received:
                 received += sock.recv(4096)
             assert b" 200 " in received.split(b"\r\n", 1)[0]
             assert subscribers(clients) == 1
-            assert client_status(app) == 503  # the one slot is taken
+            assert client_status(app, key) == 503  # the one slot is taken
         assert wait_for(lambda: subscribers(clients) == 0)
-        assert wait_for(lambda: client_status(app) == 200)
+        assert wait_for(lambda: client_status(app, key) == 200)
     finally:
         server.shutdown()
         serving.join(timeout=5)
 
 
-def client_status(app: Any) -> int:
-    resp = app.test_client().get(STREAM_URL, buffered=False)
+def client_status(app: Any, key: str) -> int:
+    client = app.test_client()
+    resp = client.get(STREAM_URL, buffered=False, headers={"Authorization": f"Bearer {key}"})
     try:
         return int(resp.status_code)
     finally:
@@ -435,7 +481,7 @@ def test_stream_without_redis_is_503_and_frees_its_slot(
     settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     down = Clients(settings)
     try:
-        client = create_app(settings, down).test_client()
+        client = api_client(down, "viewer")
         for _ in range(2):  # the second would be "too many streams" had the slot leaked
             assert "Redis" in assert_error(client.get(STREAM_URL), 503)
     finally:

@@ -9,13 +9,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from api_asserts import body
+from api_asserts import assert_error, body
 from billing_data import finish, order, world
+from customer_seed import add_customers
 from flask.testing import FlaskClient
 
+from auth_helpers import api_client
 from skyhive.adapters.money import decode_money
 from skyhive.adapters.mongo import restore_datetimes
 from skyhive.api import create_app
+from skyhive.api.overview import Overview
 from skyhive.domain.billing import Period
 from skyhive.domain.telemetry import validate_telemetry
 from skyhive.services.billing import BillingService
@@ -121,7 +124,7 @@ def ok(resp: Any) -> Any:
 
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients, "viewer")
 
 
 def test_overview_equals_python_figures(client: FlaskClient, clients: Clients) -> None:
@@ -129,6 +132,7 @@ def test_overview_equals_python_figures(client: FlaskClient, clients: Clients) -
     seed(clients, now)
     want = expected(clients, now)
     got = ok(client.get("/api/v1/overview"))
+    Overview.model_validate(got)  # what the document declares
 
     deliveries = got["deliveries_today"]
     assert deliveries["day"] == now.date().isoformat()
@@ -202,3 +206,11 @@ def test_drones_by_status_counts_every_status() -> None:
         "emergency": 1,
         "unknown": 1,
     }
+
+
+def test_overview_needs_a_staff_key(clients: Clients) -> None:
+    resp = create_app(clients.settings, clients).test_client().get("/api/v1/overview")
+    assert_error(resp, 401)
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
+    add_customers(clients, "alice")
+    assert_error(api_client(clients, "customer", "alice").get("/api/v1/overview"), 403)

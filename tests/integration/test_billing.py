@@ -15,8 +15,8 @@ from billing_data import delivered, finish, order, world
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
+from auth_helpers import api_client
 from skyhive.adapters.money import CENTS, decode_money
-from skyhive.api import create_app
 from skyhive.cli import cli
 from skyhive.domain.billing import BillingError, Period, build_invoice
 from skyhive.services.billing import BillingService, billable_delivery
@@ -131,7 +131,7 @@ def test_scheduled_billing_bills_last_month_and_marks_overdue(clients: Clients) 
 
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients)
 
 
 def test_invoices_api_list_read_pay(clients: Clients, client: FlaskClient) -> None:
@@ -162,6 +162,79 @@ def test_invoices_api_list_read_pay(clients: Clients, client: FlaskClient) -> No
     assert "paid already" in msg
     assert body(client.get(f"/api/v1/invoices/{inv['id']}")) == paid
     assert_error(client.post("/api/v1/invoices/inv-nope/pay"), 404, "invoice_id")
+
+
+def test_invoices_access(clients: Clients, client: FlaskClient) -> None:
+    svc = world(clients, "alice", "bob")
+    delivered(clients, svc, "alice", "12TH", IN_OCT)
+    delivered(clients, svc, "bob", "12TH", IN_OCT)
+    BillingService(clients).run(OCT, AFTER_OCT)
+    app = client.application
+    mine, theirs = "/api/v1/invoices/inv-2026-10-alice", "/api/v1/invoices/inv-2026-10-bob"
+    anonymous = app.test_client()
+    for resp in (
+        anonymous.get("/api/v1/invoices"),
+        anonymous.get(mine),
+        anonymous.post(f"{mine}/pay"),
+    ):
+        assert_error(resp, 401)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    alice = api_client(clients, "customer", "alice", app=app)
+    for role in ("viewer", "operator"):
+        staff = api_client(clients, role, app=app)
+        assert_error(staff.get("/api/v1/invoices"), 403)
+        assert_error(staff.get(mine), 403)
+        assert_error(staff.post(f"{mine}/pay"), 403)
+    # A customer key: its own invoices only, and it does not pay through the API.
+    assert [i["id"] for i in body(alice.get("/api/v1/invoices"))["items"]] == [mine.rsplit("/")[-1]]
+    assert body(alice.get("/api/v1/invoices?customer_id=alice"))["count"] == 1
+    assert body(alice.get("/api/v1/invoices?customer_id=bob")) == {"items": [], "count": 0}
+    assert body(alice.get(mine)) == body(client.get(mine))
+    missing = assert_error(alice.get("/api/v1/invoices/inv-nope"), 404, "invoice_id")
+    other = assert_error(alice.get(theirs), 404, "invoice_id")
+    assert other.replace("inv-2026-10-bob", "inv-nope") == missing
+    assert_error(alice.post(f"{mine}/pay"), 403)
+    assert {i["status"] for i in body(client.get("/api/v1/invoices"))["items"]} == {"pending"}
+
+
+def test_invoices_page_on_with_before(clients: Clients, client: FlaskClient) -> None:
+    customers = ("alice", "bob", "carol")
+    svc = world(clients, *customers)
+    for period in (Period(2026, 9), OCT):
+        for customer in customers:
+            delivered(clients, svc, customer, "12TH", period.start + timedelta(days=3))
+        # One run per month: its invoices share their date, so the id orders them.
+        BillingService(clients).run(period, period.end + timedelta(hours=1))
+    BillingService(clients).pay("inv-2026-10-bob", {})
+
+    def pages(query: str, as_: FlaskClient = client) -> list[list[str]]:
+        out: list[list[str]] = []
+        before = ""
+        while True:
+            got = body(as_.get(f"/api/v1/invoices?limit=2&{query}{before}"))
+            if not got["items"]:
+                return out
+            out.append([i["id"] for i in got["items"]])
+            before = f"&before={out[-1][-1]}"
+
+    everything = [i["id"] for i in body(client.get("/api/v1/invoices"))["items"]]
+    assert everything == [f"inv-2026-{m}-{c}" for m in ("10", "09") for c in customers]
+    assert pages("") == [everything[0:2], everything[2:4], everything[4:6]]
+    assert pages("customer_id=bob") == [["inv-2026-10-bob", "inv-2026-09-bob"]]
+    assert pages("status=pending") == [
+        ["inv-2026-10-alice", "inv-2026-10-carol"],
+        ["inv-2026-09-alice", "inv-2026-09-bob"],
+        ["inv-2026-09-carol"],
+    ]
+    alice = api_client(clients, "customer", "alice", app=client.application)
+    assert pages("", alice) == [["inv-2026-10-alice", "inv-2026-09-alice"]]
+    # A cursor that is no invoice of the list paged is refused, whoever's it is.
+    for who, cursor in ((client, "inv-nope"), (alice, "inv-nope"), (alice, "inv-2026-10-bob")):
+        assert_error(who.get(f"/api/v1/invoices?before={cursor}"), 400, "before")
+    assert_error(
+        client.get("/api/v1/invoices?customer_id=bob&before=inv-2026-10-alice"), 400, "before"
+    )
+    assert_error(client.get("/api/v1/invoices?before=has%20space"), 400, "before")
 
 
 def test_billing_run_command(clients: Clients) -> None:

@@ -14,13 +14,13 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from api_asserts import body
+from api_asserts import assert_error, body
 from billing_data import delivered, order, world
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from auth_helpers import api_client
 from skyhive.adapters.deliveries_repo import JOURNAL
-from skyhive.api import create_app
 from skyhive.domain.billing import Period
 from skyhive.embedded import Server, free_port, redis_server
 from skyhive.services.billing import BillingService
@@ -35,7 +35,7 @@ AFTER_OCT = datetime(2026, 11, 1, 1, tzinfo=UTC)
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
     world(clients, "alice", "bob")
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients)
 
 
 def get(client: FlaskClient, url: str) -> tuple[Any, str]:
@@ -115,6 +115,30 @@ def test_invoice_reads_are_invalidated_by_payment_billing_and_overdue(
     ok(client.post(f"{url}/pay"))
     assert fresh(client, url)["status"] == "paid"
     assert fresh(client, f"{listing}?status=overdue")["count"] == 0
+
+
+def test_a_customer_key_never_shares_an_entry_with_another_caller(
+    client: FlaskClient, clients: Clients
+) -> None:
+    svc = world(clients, "alice", "bob")
+    for customer in ("alice", "bob"):
+        delivered(clients, svc, customer, "12TH", IN_OCT)
+    BillingService(clients).run(OCT, AFTER_OCT)
+    alice, bob = (
+        api_client(clients, "customer", c, app=client.application) for c in ("alice", "bob")
+    )
+    for listing in ("/api/v1/invoices", "/api/v1/deliveries"):
+        assert cached(client, listing)["count"] == 2  # the staff's entry: everyone's
+        got, source = get(alice, listing)
+        assert source == "miss" and [i["customer_id"] for i in got["items"]] == ["alice"]
+        assert cached(alice, listing) == got
+        assert [i["customer_id"] for i in fresh(bob, listing)["items"]] == ["bob"]
+        assert cached(client, listing)["count"] == 2
+    # A document is cached once for everyone, and shown only to its own customer.
+    url = "/api/v1/invoices/inv-2026-10-bob"
+    assert cached(client, url)["customer_id"] == "bob"
+    assert cached(bob, url)["customer_id"] == "bob"
+    assert_error(alice.get(url), 404, "invoice_id")
 
 
 # --- deliveries -----------------------------------------------------------------------------
@@ -256,7 +280,7 @@ def test_a_redis_outage_degrades_to_mongodb_reads_never_to_errors(
     clients = Clients(settings)
     try:
         world(clients, "alice")
-        client = create_app(settings, clients).test_client()
+        client = api_client(clients)
         url = "/api/v1/customers/alice"
         cached(client, url)
         server.stop()

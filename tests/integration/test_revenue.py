@@ -13,8 +13,8 @@ from api_asserts import assert_error, body
 from billing_data import delivered, world
 from flask.testing import FlaskClient
 
+from auth_helpers import api_client
 from skyhive.adapters.money import decode_money
-from skyhive.api import create_app
 from skyhive.domain.billing import Period
 from skyhive.services.billing import BillingService
 from skyhive.wiring import Clients
@@ -47,7 +47,7 @@ def client(clients: Clients) -> FlaskClient:
         BillingService(clients).run(period, period.end + timedelta(hours=1))
     # One invoice paid, so paid and outstanding differ.
     BillingService(clients).pay("inv-2026-09-alice", {})
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients)
 
 
 def python_sums(clients: Clients) -> dict[str, dict[str, Decimal]]:
@@ -117,6 +117,26 @@ def test_bad_parameters_are_400(client: FlaskClient) -> None:
 
 def test_no_invoices_no_revenue(clients: Clients) -> None:
     world(clients)
-    client = create_app(clients.settings, clients).test_client()
+    client = api_client(clients)
     got = body(client.get("/api/v1/analytics/revenue?group_by=station"))
     assert got == {"group_by": "station", "currency": "USD", "items": [], "count": 0}
+
+
+def test_analytics_are_for_admins_and_revenue_for_its_own_customer(
+    client: FlaskClient, clients: Clients
+) -> None:
+    app = client.application
+    anonymous = app.test_client()
+    staff = [api_client(clients, role, app=app) for role in ("viewer", "operator")]
+    alice = api_client(clients, "customer", "alice", app=app)
+    for url in ("/api/v1/analytics/revenue?group_by=month", "/api/v1/analytics/top-customers"):
+        resp = anonymous.get(url)
+        assert_error(resp, 401)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        for who in (*staff, alice):
+            assert_error(who.get(url), 403)
+        assert client.get(url).status_code == 200
+    mine = body(alice.get("/api/v1/customers/alice/revenue"))
+    assert mine == body(client.get("/api/v1/customers/alice/revenue"))
+    assert Decimal(mine["paid"]) > 0
+    assert_error(alice.get("/api/v1/customers/bob/revenue"), 404, "customer_id")

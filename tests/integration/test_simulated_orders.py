@@ -12,6 +12,7 @@ import pytest
 from customer_seed import add_customers
 from werkzeug.serving import make_server
 
+from auth_helpers import make_key
 from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.geo import haversine_m
@@ -33,7 +34,10 @@ def api(clients: Clients) -> Iterator[str]:
 def test_orders_wait_for_customers_then_are_accepted_and_priced(api: str, clients: Clients) -> None:
     stop = threading.Event()
     result = []
-    runner = threading.Thread(target=lambda: result.append(run_orders(api, 0.05, stop, seed=3)))
+    key = make_key(clients, "operator")  # as `skyhive demo` runs it, with its operator key
+    runner = threading.Thread(
+        target=lambda: result.append(run_orders(api, 0.05, stop, key, seed=3))
+    )
     runner.start()
     time.sleep(0.5)
     assert clients.db.deliveries.count_documents({}) == 0  # no customer yet: nothing ordered

@@ -117,7 +117,7 @@ def _encode(doc: Document) -> bytes:
     return orjson.dumps(fields)
 
 
-def _decode(raw: bytes) -> Document:
+def _decode(raw: bytes | str) -> Document:
     doc: Document = orjson.loads(raw)
     if doc.get("expires_at"):
         doc["expires_at"] = datetime.fromisoformat(doc["expires_at"])

@@ -31,6 +31,10 @@ class AlreadyPaid(Exception):
     pass
 
 
+class UnknownCursor(LookupError):
+    """A paging cursor that names no invoice of the list being paged."""
+
+
 def _zero_if_none(value: object) -> Decimal:
     amount = decode_money(value)
     return amount if amount is not None else Decimal("0.00")
@@ -104,14 +108,31 @@ class InvoicesRepo:
         return restore_datetimes(doc, DATE_FIELDS) if doc else None
 
     def find(
-        self, customer_id: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        customer_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
     ) -> list[Document]:
-        """Newest first."""
+        """Newest first (then by id). ``before`` pages on: only the invoices after the one
+        with that id in this order; it must be one of ``customer_id``'s when that is given
+        (the last of a previous page always is), else :class:`UnknownCursor`."""
         query: dict[str, Any] = {}
         if customer_id:
             query["customer_id"] = customer_id
         if status:
             query["status"] = status
+        if before is not None:
+            owner = {"customer_id": customer_id} if customer_id else {}
+            anchor = self._c.find_one({"_id": before, **owner}, {"invoice_date": 1})
+            if anchor is None:
+                raise UnknownCursor(before)
+            at = restore_datetimes(anchor, ("invoice_date",))["invoice_date"]
+            after = {
+                "$or": [{"invoice_date": {"$lt": at}}, {"invoice_date": at, "_id": {"$gt": before}}]
+            }
+            # An explicit ``$and``: the embedded server ignores the terms beside an ``$or``.
+            query = {"$and": [query, after]} if query else after
         docs = self._c.find(query).sort([("invoice_date", DESCENDING), ("_id", ASCENDING)])
         return [restore_datetimes(d, DATE_FIELDS) for d in docs.limit(limit)]
 

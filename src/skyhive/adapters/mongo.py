@@ -44,6 +44,8 @@ def ensure_indexes(db: Database[Document]) -> None:
     )
     db.invoices.create_index([("status", ASCENDING), ("due_date", ASCENDING)], name="status_due")
     db.invoices.create_index([("period", ASCENDING)], name="period")
+    # Brokers poll for credentials changed since their last look (rotation, revocation).
+    db.mqtt_credentials.create_index([("changed_ms", ASCENDING)], name="changed")
 
 
 def restore_datetimes(doc: Document, fields: tuple[str, ...]) -> Document:

@@ -13,6 +13,7 @@ from skyhive import __version__
 from skyhive.api.auth import install_auth
 from skyhive.api.errors import ApiError, register_error_handlers
 from skyhive.api.operation import app_validation_settings, check_json_body
+from skyhive.api.ratelimit import install_limits
 from skyhive.api.responses import EXTENSION_KEY
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         ingest,
         invoices,
         keys,
+        login,
         openapi,
         overview,
         revenue,
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     app.extensions[EXTENSION_KEY] = clients
     register_error_handlers(app)
     install_auth(app)
+    install_limits(app)  # issue 11: rate, then body-size limits (api/ratelimit.py)
     app.before_request(check_json_body)  # after auth: strangers learn nothing of bodies
     init_metrics(app)
     clients.read_cache.on_result = count_cache_read
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         session,
         health,
         openapi,
+        login,
         dashboard,
     )
     for module in blueprints:

@@ -1,38 +1,93 @@
 """Alerts: list with filters, read one (with its notification attempts), acknowledge,
-resolve."""
+resolve. Who acknowledges or resolves is the caller's API key (its name), never a field of
+the body."""
 
 from __future__ import annotations
 
-from typing import get_args
+from datetime import datetime
+from typing import Any, Literal
 
-from flask import Blueprint, Response
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from skyhive.adapters.alerts_repo import serialize
+from skyhive.api.auth import current_principal
 from skyhive.api.errors import error_response
-from skyhive.api.params import (
-    choice_param,
-    drone_id_param,
-    json_body,
-    limit_param,
-    timestamp_param,
-)
+from skyhive.api.fields import DroneId, Items, LimitQuery, Open, PathModel, Timestamp
+from skyhive.api.operation import OPERATOR, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
-from skyhive.domain.alert_config import ALERT_TYPES, Severity
+from skyhive.domain.alert_config import AlertType, Severity
 from skyhive.services.alert_actions import AlertActions, AlertNotFound, AlertStateConflict
 
-bp = Blueprint("alerts", __name__, url_prefix="/api/v1/alerts")
+bp = APIBlueprint("alerts", __name__, url_prefix="/api/v1/alerts", abp_tags=[Tag(name="alerts")])
 
-ALERT_STATES = ("open", "acknowledged", "resolved")
-SEVERITIES: tuple[str, ...] = get_args(Severity)
+AlertState = Literal["open", "acknowledged", "resolved"]
+MAX_ALERT_ID = 200
+
+
+class Alert(Open):
+    """An alert: one condition of one drone, from its first finding until it is resolved."""
+
+    id: str
+    drone_id: str
+    type: AlertType
+    severity: Severity
+    state: AlertState
+    opened_at: datetime
+    last_seen: datetime | None = Field(
+        default=None, description="The last finding (absent before the first counted one)."
+    )
+    count: int | None = Field(default=None, ge=0, description="Findings that fired it.")
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="What the last finding saw: position, battery, and per type e.g. the "
+        "zones entered, the station out of reach, the implied speed.",
+    )
+    action: dict[str, Any] | None = Field(
+        default=None,
+        description="An automatic action taken (cannot_reach_station: the drone was ordered "
+        "to `station`).",
+    )
+    acknowledged_by: str | None = Field(
+        default=None, description="The name of the API key that acknowledged it."
+    )
+    acknowledged_at: datetime | None = None
+    ack_note: str | None = None
+    resolved_by: str | None = Field(
+        default=None, description="`auto`, or the name of the API key that resolved it."
+    )
+    resolved_at: datetime | None = None
+    resolve_note: str | None = None
+
+
+class AlertWithNotifications(Alert):
+    notifications: list[dict[str, Any]] = Field(
+        description="Every notification attempt made for it, oldest first."
+    )
+
+
+class AlertsQuery(LimitQuery):
+    state: AlertState | None = Field(
+        default=None, description="Only alerts in this state (default: all states)."
+    )
+    drone_id: DroneId | None = Field(default=None, description="Only this drone's alerts.")
+    severity: Severity | None = None
+    type: AlertType | None = None
+    since: Timestamp | None = Field(
+        default=None, description="Only alerts seen at or after this time."
+    )
+
+
+class AlertPath(PathModel):
+    alert_id: str = Field(max_length=MAX_ALERT_ID)
 
 
 class AlertAction(BaseModel):
-    """Who acts on the alert, and why."""
+    """Why the caller acts on the alert (who acts is the caller's API key)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    by: str = Field(min_length=1, max_length=100)
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -46,41 +101,46 @@ def _conflict(exc: AlertStateConflict) -> Response:
     return error_response(409, str(exc))
 
 
-@bp.get("")
-def list_alerts() -> Response:
-    """Newest first. Without ``state`` every alert is listed, whatever its state; ``since``
-    keeps the alerts seen at or after that time."""
+@operation(bp.get, "", access=VIEWER, ok=Items[Alert])
+def list_alerts(query: AlertsQuery) -> Response:
+    """Newest opened first. Without `state` every alert is listed, whatever its state;
+    `since` keeps the alerts seen at or after that time."""
     docs = current_clients().alerts.list(
-        state=choice_param("state", ALERT_STATES),
-        drone_id=drone_id_param(),
-        limit=limit_param(),
-        severity=choice_param("severity", SEVERITIES),
-        alert_type=choice_param("type", ALERT_TYPES),
-        since=timestamp_param("since"),
+        state=query.state,
+        drone_id=query.drone_id,
+        limit=query.limit,
+        severity=query.severity,
+        alert_type=query.type,
+        since=query.since,
     )
     return items_response([serialize(d) for d in docs])
 
 
-@bp.get("/<alert_id>")
-def get_alert(alert_id: str) -> Response:
+@operation(bp.get, "/<alert_id>", access=VIEWER, ok=AlertWithNotifications, errors=(404,))
+def get_alert(path: AlertPath) -> Response:
+    """One alert, with every notification attempt made for it."""
     clients = current_clients()
-    doc = clients.alerts.get(alert_id)
+    doc = clients.alerts.get(path.alert_id)
     if doc is None:
-        raise AlertNotFound(alert_id)
+        raise AlertNotFound(path.alert_id)
     out = serialize(doc)
-    out["notifications"] = [serialize(n) for n in clients.notifications.for_alert(alert_id)]
+    out["notifications"] = [serialize(n) for n in clients.notifications.for_alert(path.alert_id)]
     return json_response(out)
 
 
-@bp.post("/<alert_id>/ack")
-def acknowledge(alert_id: str) -> Response:
-    body = json_body(AlertAction)
-    doc = AlertActions(current_clients()).acknowledge(alert_id, body.by, body.note)
+@operation(bp.post, "/<alert_id>/ack", access=OPERATOR, ok=Alert, errors=(404, 409))
+def ack_alert(path: AlertPath, body: AlertAction) -> Response:
+    """Acknowledge an open alert (stops its reminders), as the caller's API key; 409 when it
+    is not open (acknowledged or resolved already)."""
+    actions = AlertActions(current_clients())
+    doc = actions.acknowledge(path.alert_id, current_principal().name, body.note)
     return json_response(serialize(doc))
 
 
-@bp.post("/<alert_id>/resolve")
-def resolve(alert_id: str) -> Response:
-    body = json_body(AlertAction)
-    doc = AlertActions(current_clients()).resolve(alert_id, body.by, body.note)
+@operation(bp.post, "/<alert_id>/resolve", access=OPERATOR, ok=Alert, errors=(404, 409))
+def resolve_alert(path: AlertPath, body: AlertAction) -> Response:
+    """Resolve an open or acknowledged alert, as the caller's API key; 409 when it is resolved
+    already. If the condition persists, the next finding opens a new alert."""
+    actions = AlertActions(current_clients())
+    doc = actions.resolve(path.alert_id, current_principal().name, body.note)
     return json_response(serialize(doc))

@@ -85,6 +85,9 @@ def _enforce() -> None:
     env = request.environ
     if env.get("wsgi.input_terminated"):  # a streamed body of unknown length (chunked)
         env["wsgi.input"] = LimitedInput(env["wsgi.input"], limit)
+        # Werkzeug's stream stops quietly at its maximum: let it ask for the one byte more
+        # that makes ours refuse.
+        request.max_content_length = limit + 1
 
 
 def install_body_limits(app: Flask) -> None:

@@ -4,6 +4,9 @@ The page is plain HTML; small ES modules (``dashboard/static/js``) fetch the RES
 follow ``/api/v1/stream/live``. Leaflet and Chart.js come from npm at install time (``make
 install`` copies them into ``dashboard/static/vendor``); nothing is loaded from a CDN. Without
 them the page says how to get them instead of failing in the browser.
+
+The page needs a viewer (or better) signed in; a browser without a session is sent to the
+login page (see ``auth``). Its static files are public: they hold no data.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, make_response, render_template
 
+from skyhive.api.operation import VIEWER, declare
 from skyhive.api.responses import current_clients
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
@@ -36,6 +40,7 @@ def missing_vendor_files() -> list[str]:
 
 
 @bp.get("/")
+@declare(VIEWER)
 def index() -> Response:
     settings = current_clients().settings.dashboard
     config = {"tilesUrl": settings.tiles_url, "tilesAttribution": settings.tiles_attribution}

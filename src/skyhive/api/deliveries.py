@@ -2,26 +2,45 @@
 
 The rules live in :class:`DeliveryService`; this blueprint maps its outcomes to HTTP
 (a rejected order is 422 naming the field, a refused transition 409).
+
+Operators order and cancel, the staff read. A customer key orders only for its own customer
+(403 naming ``customer_id`` otherwise) and reads only its own deliveries: the list is narrowed
+to them, and another customer's delivery is a 404 like a missing one, so ids can't be probed.
 """
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from datetime import datetime
+from typing import Any
 
-from flask import Blueprint, Response
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 
 from skyhive.adapters.deliveries_repo import RESOURCE
+from skyhive.api.auth import own_customer
 from skyhive.api.cached import cached_document, cached_list
+from skyhive.api.drones import DroneState
 from skyhive.api.errors import ApiError, error_response
-from skyhive.api.params import (
-    choice_param,
-    drone_id_param,
-    json_body,
-    limit_param,
-    pattern_param,
+from skyhive.api.fields import DroneId, Items, LimitQuery, PathModel
+from skyhive.api.invoices import Money
+from skyhive.api.operation import (
+    OPERATOR,
+    OPERATOR_OR_OWN_CUSTOMER,
+    VIEWER_OR_OWN_CUSTOMER,
+    operation,
 )
 from skyhive.api.responses import current_clients, json_response
-from skyhive.domain.deliveries import ID_PATTERN, DeliveryRejected, DeliveryRequest, DeliveryStatus
+from skyhive.domain.deliveries import (
+    ID_PATTERN,
+    DeliveryRejected,
+    DeliveryRequest,
+    DeliveryStatus,
+    Package,
+    Point,
+)
 from skyhive.services.deliveries import (
     DeliveryNotFound,
     DeliveryService,
@@ -29,17 +48,100 @@ from skyhive.services.deliveries import (
     serialize,
 )
 
-bp = Blueprint("deliveries", __name__, url_prefix="/api/v1/deliveries")
+bp = APIBlueprint(
+    "deliveries", __name__, url_prefix="/api/v1/deliveries", abp_tags=[Tag(name="deliveries")]
+)
 
-DELIVERY_STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
+
+def _absent(schema: JsonDict) -> None:
+    """A field left out of the answer when it does not apply (never ``null``)."""
+    schema.pop("default", None)
+
+
+class TimelineEntry(BaseModel):
+    status: DeliveryStatus
+    at: datetime
+    note: str
+
+
+class Delivery(BaseModel):
+    """A delivery order and every status it went through."""
+
+    id: str = Field(description="`ord-{order_id}`, or `dlv-…` without one.")
+    order_id: str | None
+    customer_id: str
+    pickup_station: str = Field(description="Station code.")
+    destination: Point
+    package: Package
+    status: DeliveryStatus
+    drone_id: str | None = Field(description="Once assigned.")
+    return_station: str | None = Field(description="Where the drone goes after the drop-off.")
+    distance_km: float | None = Field(
+        description="Great-circle distance, pickup station to destination."
+    )
+    price_estimate: Money | None = Field(description="Before tax, in `currency`.")
+    price_final: Money | None = Field(
+        description="The price billed (before tax), fixed on delivery."
+    )
+    invoice_id: str | None = Field(description="The invoice that bills it, once billed.")
+    currency: str = Field(examples=["USD"])
+    eta: datetime | None
+    dispatch: dict[str, Any] | None = Field(description="How the drone was chosen, once assigned.")
+    waiting_reason: str | None = Field(description="Why a pending delivery has no drone yet.")
+    created_at: datetime
+    updated_at: datetime | None
+    timeline: list[TimelineEntry] = Field(
+        description="Every status the delivery went through, oldest first."
+    )
+
+
+class DeliveryTracking(BaseModel):
+    """Where the delivery's drone is and how far it still has to fly."""
+
+    id: str
+    status: DeliveryStatus
+    drone_id: str | None
+    drone: DroneState | None
+    remaining_km: float | None = Field(
+        description="Flight distance still to go (via the pickup station while assigned); "
+        "null unless the delivery is under way and the drone reports a position."
+    )
+    eta_seconds: float | SkipJsonSchema[None] = Field(
+        default=None,
+        description="At cruise speed; present when `remaining_km` is.",
+        json_schema_extra=_absent,
+    )
+    eta: datetime | None = Field(
+        default=None, description="The stored ETA; present when `remaining_km` is null."
+    )
+
+
+class DeliveryPath(PathModel):
+    delivery_id: str
+
+
+class DeliveriesQuery(LimitQuery):
+    status: DeliveryStatus | None = Field(
+        default=None, description="Only deliveries in this status (default: all)."
+    )
+    customer_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="Only this customer's deliveries (a customer key: only its own anyway).",
+    )
+    drone_id: DroneId | None = Field(default=None, description="Only those assigned to this drone.")
 
 
 def _service() -> DeliveryService:
     return DeliveryService(current_clients())
 
 
+def _not_found(delivery_id: str) -> ApiError:
+    return ApiError(404, f"delivery {delivery_id[:80]!r} not found", "delivery_id")
+
+
 @bp.errorhandler(DeliveryNotFound)
-def _not_found(exc: DeliveryNotFound) -> Response:
+def _missing(exc: DeliveryNotFound) -> Response:
     return error_response(404, f"delivery {str(exc.args[0])[:80]!r} not found", "delivery_id")
 
 
@@ -57,49 +159,78 @@ def _refused(exc: TransitionRefused) -> Response:
     )
 
 
-@bp.post("")
-def create_delivery() -> Response:
-    """201 with a new delivery; 200 with the existing one when ``order_id`` was used before."""
-    req = json_body(DeliveryRequest)
-    doc, created = _service().create(req)
-    if not created and doc["customer_id"] != req.customer_id:
+@operation(bp.post, "", access=OPERATOR_OR_OWN_CUSTOMER, ok=Delivery, status=201, errors=(409,))
+def create_delivery(body: DeliveryRequest) -> Response:
+    """Order a delivery: 201 with a new one, pending dispatch (`Location` is its URL); 200
+    with the existing one when `order_id` was used before by this customer, 409 when by
+    another. 422 when the order cannot be served, with the field at fault: `pickup_station`
+    (unknown station), `destination` (outside the service radius of the pickup station),
+    `package.weight_kg` (heavier than any active drone can lift), `customer_id` (unknown).
+    A customer key orders only for its own customer (403 otherwise)."""
+    own = own_customer()
+    if own is not None and body.customer_id != own:
+        raise ApiError(403, "a customer key may order only for its own customer", "customer_id")
+    doc, created = _service().create(body)
+    if not created and doc["customer_id"] != body.customer_id:
         # Order ids are global: never hand one customer's delivery to another.
         raise ApiError(409, "order_id is already used by another customer", "order_id")
     headers = {"Location": f"{bp.url_prefix}/{doc['_id']}"}
     return json_response(serialize(doc), status=201 if created else 200, headers=headers)
 
 
-@bp.get("")
-def list_deliveries() -> Response:
-    """Newest first."""
-    status = choice_param("status", DELIVERY_STATUSES)
-    customer_id = pattern_param("customer_id", ID_PATTERN)
-    drone_id = drone_id_param()
-    limit = limit_param()
+@operation(bp.get, "", access=VIEWER_OR_OWN_CUSTOMER, ok=Items[Delivery])
+def list_deliveries(query: DeliveriesQuery) -> Response:
+    """Newest first. A customer key sees only its own."""
+    own = own_customer()
+    customer_id = own or query.customer_id
+    others = own is not None and query.customer_id not in (None, own)
 
     def view() -> dict[str, Any]:
-        docs = current_clients().deliveries.find(status, customer_id, drone_id, limit)
+        if others:  # a customer key asking for another customer's: it has none
+            return {"items": [], "count": 0}
+        docs = current_clients().deliveries.find(
+            query.status, customer_id, query.drone_id, query.limit
+        )
         return {"items": [serialize(d) for d in docs], "count": len(docs)}
 
-    return cached_list(RESOURCE, view)
+    return cached_list(RESOURCE, view, query, forced={"customer_id": own})
 
 
-@bp.get("/<delivery_id>")
-def get_delivery(delivery_id: str) -> Response:
+@operation(bp.get, "/<delivery_id>", access=VIEWER_OR_OWN_CUSTOMER, ok=Delivery, errors=(404,))
+def get_delivery(path: DeliveryPath) -> Response:
+    """One delivery, with its timeline."""
+    delivery_id = path.delivery_id
+
     def view() -> dict[str, Any] | None:
         doc = current_clients().deliveries.get(delivery_id)
         return serialize(doc) if doc else None
 
-    not_found = ApiError(404, f"delivery {delivery_id[:80]!r} not found", "delivery_id")
-    return cached_document(RESOURCE, delivery_id, view, not_found)
+    return cached_document(
+        RESOURCE, delivery_id, view, _not_found(delivery_id), owner=own_customer()
+    )
 
 
-@bp.get("/<delivery_id>/track")
-def track_delivery(delivery_id: str) -> Response:
+@operation(
+    bp.get,
+    "/<delivery_id>/track",
+    access=VIEWER_OR_OWN_CUSTOMER,
+    ok=DeliveryTracking,
+    errors=(404,),
+)
+def track_delivery(path: DeliveryPath) -> Response:
+    """The live position of the delivery's drone and the remaining distance."""
+    delivery_id = path.delivery_id
+    own = own_customer()
+    if own is not None:
+        doc = current_clients().deliveries.get(delivery_id)
+        if doc is None or doc["customer_id"] != own:
+            raise _not_found(delivery_id)
     return json_response(_service().track(delivery_id))
 
 
-@bp.post("/<delivery_id>/cancel")
-def cancel_delivery(delivery_id: str) -> Response:
-    """Pending or assigned only; an assigned drone is sent back to a station."""
-    return json_response(serialize(_service().cancel(delivery_id)))
+@operation(bp.post, "/<delivery_id>/cancel", access=OPERATOR, ok=Delivery, errors=(404, 409))
+def cancel_delivery(path: DeliveryPath) -> Response:
+    """Pending or assigned only; an assigned drone is sent back to a station. 409 once the
+    package is picked up, or when the delivery is already finished (the message gives its
+    current status)."""
+    return json_response(serialize(_service().cancel(path.delivery_id)))

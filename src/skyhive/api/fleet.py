@@ -1,25 +1,57 @@
 """The fleet registry (MongoDB): register drones, list them, read and edit their specs.
 
 This is what each drone *is* (payload, battery, speed); its live state is under
-``/api/v1/drones``.
+``/api/v1/drones``. Anyone on the staff reads it; only admins change it.
 """
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any
 
-from flask import Blueprint, Response
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
 
 from skyhive.adapters.fleet_repo import DuplicateDrone
 from skyhive.adapters.stations_repo import get_station
 from skyhive.api.errors import ApiError
-from skyhive.api.params import MAX_LIMIT, check_drone_id, choice_param, json_body, limit_param
+from skyhive.api.fields import MAX_LIMIT, DroneId, Items, Limit, PathModel, QueryModel
+from skyhive.api.operation import ADMIN, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.fleet import DroneSpec, DroneSpecPatch, RegistryStatus
 
-bp = Blueprint("fleet", __name__, url_prefix="/api/v1/fleet/drones")
+bp = APIBlueprint(
+    "fleet", __name__, url_prefix="/api/v1/fleet/drones", abp_tags=[Tag(name="fleet")]
+)
 
-REGISTRY_STATUSES: tuple[str, ...] = get_args(RegistryStatus)
+
+class RegisteredDrone(BaseModel):
+    """A registered drone's spec. `status` is the registry's (may it be dispatched at all),
+    not the flight status reported in telemetry."""
+
+    drone_id: DroneId
+    model: str
+    home_station: str = Field(description="Station code.")
+    max_payload_kg: float
+    battery_capacity_wh: float
+    cruise_speed_mps: float
+    consumption_wh_per_km: float
+    status: RegistryStatus
+    pct_per_km: float = Field(
+        description="Battery percentage one km of cruise costs (consumption over capacity), "
+        "to 4 decimals."
+    )
+
+
+class FleetPath(PathModel):
+    drone_id: DroneId
+
+
+class FleetQuery(QueryModel):
+    status: RegistryStatus | None = Field(
+        default=None, description="Only drones with this registry status (default: all)."
+    )
+    limit: Limit = MAX_LIMIT
 
 
 def spec_view(spec: DroneSpec) -> dict[str, Any]:
@@ -32,24 +64,23 @@ def _require_station(code: str) -> None:
         raise ApiError(422, f"unknown station {code!r}", "home_station")
 
 
-@bp.post("")
-def register_drone() -> Response:
-    spec = json_body(DroneSpec)
-    _require_station(spec.home_station)
+@operation(bp.post, "", access=ADMIN, ok=RegisteredDrone, status=201, errors=(409,))
+def register_drone(body: DroneSpec) -> Response:
+    """Register a drone; `Location` is its URL. Omitted fields take their defaults. 409 when
+    `drone_id` is already registered; 422 for a `home_station` that is not a known station."""
+    _require_station(body.home_station)
     try:
-        current_clients().fleet.register(spec)
+        current_clients().fleet.register(body)
     except DuplicateDrone:
-        raise ApiError(409, f"drone {spec.drone_id!r} is already registered", "drone_id") from None
-    headers = {"Location": f"{bp.url_prefix}/{spec.drone_id}"}
-    return json_response(spec_view(spec), status=201, headers=headers)
+        raise ApiError(409, f"drone {body.drone_id!r} is already registered", "drone_id") from None
+    headers = {"Location": f"{bp.url_prefix}/{body.drone_id}"}
+    return json_response(spec_view(body), status=201, headers=headers)
 
 
-@bp.get("")
-def list_registered() -> Response:
-    """By drone id; ``status`` filters on the registry status."""
-    status = choice_param("status", REGISTRY_STATUSES)
-    limit = limit_param(default=MAX_LIMIT)
-    specs = current_clients().fleet.list(status=status, limit=limit)
+@operation(bp.get, "", access=VIEWER, ok=Items[RegisteredDrone])
+def list_fleet(query: FleetQuery) -> Response:
+    """Registered drones, by drone id; `status` filters on the registry status."""
+    specs = current_clients().fleet.list(status=query.status, limit=query.limit)
     return items_response([spec_view(s) for s in specs])
 
 
@@ -64,24 +95,24 @@ def _get_or_404(drone_id: str) -> DroneSpec:
     return spec
 
 
-@bp.get("/<drone_id>")
-def get_registered(drone_id: str) -> Response:
-    check_drone_id(drone_id)
-    return json_response(spec_view(_get_or_404(drone_id)))
+@operation(bp.get, "/<drone_id>", access=VIEWER, ok=RegisteredDrone, errors=(404,))
+def get_registered_drone(path: FleetPath) -> Response:
+    """One registered drone's spec."""
+    return json_response(spec_view(_get_or_404(path.drone_id)))
 
 
-@bp.patch("/<drone_id>")
-def patch_drone(drone_id: str) -> Response:
-    """Change some fields; the others keep their values. ``null`` means "leave as is"."""
-    check_drone_id(drone_id)
-    patch = json_body(DroneSpecPatch)
-    if not patch.model_dump(exclude_none=True):
+@operation(bp.patch, "/<drone_id>", access=ADMIN, ok=RegisteredDrone, errors=(404,))
+def patch_drone(path: FleetPath, body: DroneSpecPatch) -> Response:
+    """Change some fields; the others keep their values. `null` means "leave as is". 400 for
+    a body with nothing to change; 422 for an unknown `home_station`."""
+    drone_id = path.drone_id
+    if not body.model_dump(exclude_none=True):
         fields = ", ".join(DroneSpecPatch.model_fields)
         raise ApiError(400, f"nothing to change: send at least one of {fields}")
     _get_or_404(drone_id)
-    if patch.home_station is not None:
-        _require_station(patch.home_station)
-    updated = current_clients().fleet.update(drone_id, patch)
+    if body.home_station is not None:
+        _require_station(body.home_station)
+    updated = current_clients().fleet.update(drone_id, body)
     if updated is None:  # removed between the check and the update (no API deletes)
         raise _not_registered(drone_id)
     return json_response(spec_view(updated))

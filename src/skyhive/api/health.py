@@ -1,31 +1,70 @@
-"""Liveness and readiness probes.
+"""Liveness and readiness probes, public (load balancers carry no key).
 
 ``/healthz`` only says the process serves requests (restarting it would not fix a database
 outage). ``/readyz`` says whether every dependency answers, so a load balancer can take this
 instance out of rotation; it checks them in parallel under one short deadline so the probe
-itself never hangs, whatever state the network is in.
+itself never hangs, whatever state the network is in. Being public, it names only the kind of
+failure (``error: ConnectionRefusedError``); the details, which may name hosts and ports, go
+to the log.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from typing import Literal
 
 import pymongo
-from flask import Blueprint, Response
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.models import MediaType, Schema
+from flask_openapi3.models import Response as DocResponse
+from pydantic import BaseModel, Field
 
 from skyhive.adapters.mqtt_url import parse_mqtt_url
+from skyhive.api.operation import PUBLIC, operation
 from skyhive.api.responses import current_clients, json_response
 from skyhive.wiring import Clients
 
-bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+
+bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="meta")])
 
 CHECK_TIMEOUT_S = 1.0
-_MAX_DETAIL = 200
+_MAX_DETAIL = 300
+_URL_CREDENTIALS = re.compile(r"//[^/@\s]*@")
+INSECURE_DEVICES_WARNING = (
+    "insecure devices: the MQTT broker lets in clients without a password, to every topic "
+    "(SKYHIVE_INSECURE_DEVICES); never run a real fleet like this"
+)
 
 Check = Callable[[], object]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessChecks(BaseModel):
+    """`ok`, or `error: ...` (the kind of failure) per dependency."""
+
+    mongodb: str
+    redis: str
+    mqtt: str
+    bus: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: ReadinessChecks
+    warnings: list[str] = Field(
+        description="Settings that make this instance unsafe for production (e.g. insecure "
+        "devices); empty normally."
+    )
 
 
 def _mongodb(clients: Clients) -> Check:
@@ -55,14 +94,16 @@ def _checks(clients: Clients) -> dict[str, Check]:
     }
 
 
-def _describe(fut: Future[object]) -> str:
+def _describe(name: str, fut: Future[object]) -> str:
+    """What the public answer says: ``ok`` or the kind of failure; the message is logged."""
     if not fut.done():
         return f"error: no answer within {CHECK_TIMEOUT_S:g}s"
     exc = fut.exception()
     if exc is None:
         return "ok"
-    detail = f"error: {type(exc).__name__}: {exc}"
-    return detail if len(detail) <= _MAX_DETAIL else detail[: _MAX_DETAIL - 3] + "..."
+    detail = _URL_CREDENTIALS.sub("//***@", f"{exc}")[:_MAX_DETAIL]
+    log.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, detail)
+    return f"error: {type(exc).__name__}"
 
 
 def run_checks(clients: Clients) -> dict[str, str]:
@@ -78,19 +119,33 @@ def run_checks(clients: Clients) -> dict[str, str]:
         wait_futures(futures.values(), timeout=CHECK_TIMEOUT_S + 0.2)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    return {name: _describe(fut) for name, fut in futures.items()}
+    return {name: _describe(name, fut) for name, fut in futures.items()}
 
 
-@bp.get("/healthz")
+@operation(bp.get, "/healthz", access=PUBLIC, ok=Health, uses_stores=False)
 def healthz() -> Response:
+    """Liveness: the process serves requests (always `ok` while it is up)."""
     return json_response({"status": "ok"})
 
 
-@bp.get("/readyz")
+@operation(bp.get, "/readyz", access=PUBLIC, ok=Readiness, uses_stores=False)
 def readyz() -> Response:
-    results = run_checks(current_clients())
+    """Readiness: MongoDB, Redis, the MQTT broker and the bus all answer within 1 s (else
+    503, with the same body saying which did not)."""
+    clients = current_clients()
+    results = run_checks(clients)
     ready = all(v == "ok" for v in results.values())
+    warnings = [INSECURE_DEVICES_WARNING] if clients.settings.insecure_devices else []
     return json_response(
-        {"status": "ok" if ready else "unavailable", "checks": results},
+        {"status": "ok" if ready else "unavailable", "checks": results, "warnings": warnings},
         status=200 if ready else 503,
     )
+
+
+# /readyz answers 503 with its own body (which dependency failed), not the error shape.
+bp.paths["/readyz"].get.responses["503"] = DocResponse(
+    description="At least one dependency did not answer; `checks` says which.",
+    content={
+        "application/json": MediaType(schema=Schema(**{"$ref": "#/components/schemas/Readiness"}))
+    },
+)

@@ -1,36 +1,122 @@
 """Invoices: list, read, pay. They are made by the billing run (``skyhive billing run``, and
-on a schedule in ``skyhive up``), never through the API. Reads go through the read cache."""
+on a schedule in ``skyhive up``), never through the API. Reads go through the read cache.
+
+Admins see every invoice; a customer key sees only its own customer's (the list is narrowed
+to them, another customer's invoice is a 404 like a missing one). Only admins record payments.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, get_args
+from typing import Annotated, Any
 
-from flask import Blueprint, Response, request
+from flask import Response, request
+from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.models import RawModel
 from pydantic import BaseModel, ConfigDict, Field
 
-from skyhive.adapters.invoices_repo import RESOURCE
+from skyhive.adapters.invoices_repo import RESOURCE, UnknownCursor
 from skyhive.adapters.money import money_text
 from skyhive.adapters.mongo import Document
+from skyhive.api.auth import own_customer
 from skyhive.api.cached import cached_document, cached_list
 from skyhive.api.errors import ApiError
-from skyhive.api.params import choice_param, json_body, limit_param, pattern_param
+from skyhive.api.fields import Items, LimitQuery, Open, PathModel
+from skyhive.api.operation import ADMIN, ADMIN_OR_OWN_CUSTOMER, operation
+from skyhive.api.params import json_body
 from skyhive.api.responses import current_clients, json_response
 from skyhive.domain.billing import InvoiceStatus
 from skyhive.domain.deliveries import ID_PATTERN
 from skyhive.services.billing import AlreadyPaid, BillingError, BillingService
 
-bp = Blueprint("invoices", __name__, url_prefix="/api/v1/invoices")
+bp = APIBlueprint(
+    "invoices", __name__, url_prefix="/api/v1/invoices", abp_tags=[Tag(name="invoices")]
+)
 
-INVOICE_STATUSES: tuple[str, ...] = get_args(InvoiceStatus)
+# What the API shows an amount as (``money_text``): a decimal string, never a float.
+Money = Annotated[
+    str, Field(pattern=r"^-?\d+\.\d{2}$", description='Decimal amount, e.g. `"7.90"`.')
+]
 
 
 class PaymentRequest(BaseModel):
+    """A payment of the whole invoice; every field optional, and so is the body."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    amount: str | None = Field(default=None, pattern=r"^\d{1,12}(\.\d{1,2})?$")
+    amount: str | None = Field(
+        default=None,
+        pattern=r"^\d{1,12}(\.\d{1,2})?$",
+        description="Must be the invoice total when given.",
+    )
     method: str | None = Field(default=None, min_length=1, max_length=40)
     reference: str | None = Field(default=None, min_length=1, max_length=120)
+
+
+class PaymentUpload(RawModel):
+    """The optional payment body, read by the view (an empty body is no details)."""
+
+    mimetypes = ["application/json"]
+
+
+PAYMENT_CONTENT = {"application/json": {"schema": PaymentRequest.model_json_schema()}}
+
+
+class InvoiceLine(BaseModel):
+    delivery_id: str = Field(description="The delivery billed.")
+    description: str
+    quantity: int = Field(ge=1)
+    unit_price: Money
+    total: Money
+    station: str = Field(description="Pickup station.")
+    month: str = Field(description="Month delivered, YYYY-MM.")
+
+
+class PaymentRecord(Open):
+    """The payment as recorded: always the invoice total."""
+
+    amount: Money | None
+    method: str | None = None
+    reference: str | None = None
+    at: datetime | None = None
+
+
+class Invoice(BaseModel):
+    id: str = Field(description="`inv-{period}-{customer_id}`.")
+    customer_id: str
+    period: str = Field(description="The month billed, YYYY-MM.")
+    invoice_date: datetime
+    due_date: datetime
+    currency: str
+    items: list[InvoiceLine]
+    subtotal: Money
+    tax: Money
+    total_amount: Money
+    status: InvoiceStatus
+    paid_at: datetime | None
+    payment: PaymentRecord | None
+
+
+class InvoicePath(PathModel):
+    invoice_id: str
+
+
+class InvoicesQuery(LimitQuery):
+    customer_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="Only this customer's invoices (a customer key: only its own anyway).",
+    )
+    status: InvoiceStatus | None = Field(
+        default=None, description="Only invoices in this status (default: all)."
+    )
+    before: str | None = Field(
+        default=None,
+        pattern=r"^\S{1,200}$",
+        description="Page on: the `id` of the last invoice of the previous page (same "
+        "filters); the invoices after it in this order.",
+    )
 
 
 def invoice_view(doc: Document) -> dict[str, Any]:
@@ -69,33 +155,54 @@ def _not_found(invoice_id: str) -> ApiError:
     return ApiError(404, f"invoice {invoice_id[:80]!r} not found", "invoice_id")
 
 
-@bp.get("")
-def list_invoices() -> Response:
-    """Newest first."""
-    customer_id = pattern_param("customer_id", ID_PATTERN)
-    status = choice_param("status", INVOICE_STATUSES)
-    limit = limit_param()
+@operation(bp.get, "", access=ADMIN_OR_OWN_CUSTOMER, ok=Items[Invoice])
+def list_invoices(query: InvoicesQuery) -> Response:
+    """Newest first (then by id); `before` pages on. A customer key sees only its own."""
+    own = own_customer()
+    customer_id = own or query.customer_id
+    others = own is not None and query.customer_id not in (None, own)
 
     def view() -> dict[str, Any]:
-        docs = current_clients().invoices.find(customer_id, status, limit)
+        if others:  # a customer key asking for another customer's: it has none
+            return {"items": [], "count": 0}
+        try:
+            docs = current_clients().invoices.find(
+                customer_id, query.status, query.limit, query.before
+            )
+        except UnknownCursor:
+            raise ApiError(
+                400, f"before: no invoice {query.before!r} in this list", "before"
+            ) from None
         return {"items": [invoice_view(d) for d in docs], "count": len(docs)}
 
-    return cached_list(RESOURCE, view)
+    return cached_list(RESOURCE, view, query, forced={"customer_id": own})
 
 
-@bp.get("/<invoice_id>")
-def get_invoice(invoice_id: str) -> Response:
+@operation(bp.get, "/<invoice_id>", access=ADMIN_OR_OWN_CUSTOMER, ok=Invoice, errors=(404,))
+def get_invoice(path: InvoicePath) -> Response:
+    """One invoice, with its lines."""
+    invoice_id = path.invoice_id
+
     def view() -> dict[str, Any] | None:
         doc = current_clients().invoices.get(invoice_id)
         return invoice_view(doc) if doc else None
 
-    return cached_document(RESOURCE, invoice_id, view, _not_found(invoice_id))
+    return cached_document(RESOURCE, invoice_id, view, _not_found(invoice_id), own_customer())
 
 
-@bp.post("/<invoice_id>/pay")
-def pay_invoice(invoice_id: str) -> Response:
+@operation(
+    bp.post,
+    "/<invoice_id>/pay",
+    access=ADMIN,
+    ok=Invoice,
+    errors=(404, 409, 413, 415, 422),
+    request_content=PAYMENT_CONTENT,
+    body_required=False,
+)
+def pay_invoice(path: InvoicePath, raw: PaymentUpload) -> Response:
     """Record the payment of the whole invoice; the body (amount, method, reference) is
-    optional. 409 if it is paid already."""
+    optional. 409 if it is paid already; 422 when `amount` is not the total."""
+    invoice_id = path.invoice_id
     req = json_body(PaymentRequest) if request.content_length else PaymentRequest()
     payment: dict[str, Any] = {
         "amount": Decimal(req.amount) if req.amount is not None else None,

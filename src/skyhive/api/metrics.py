@@ -1,5 +1,9 @@
 """Prometheus metrics: a request counter and latency histogram per endpoint, and ``/metrics``.
 
+``/metrics`` is public (scrapers carry no key), so it holds nothing secret: counts and
+latencies by endpoint name, method and status, and cache reads by resource; never a path, a
+key or a client address.
+
 The metric objects live at module level, in the default registry, because a collector can be
 registered only once per process while tests (and the dashboard) build several apps. The
 server runs one worker process, so the default registry is the whole picture of this API.
@@ -9,10 +13,13 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Flask, Response, g, request
+from flask_openapi3 import APIBlueprint, OpenAPI, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-bp = Blueprint("metrics", __name__)
+from skyhive.api.operation import PUBLIC, operation
+
+bp = APIBlueprint("metrics", __name__, abp_tags=[Tag(name="meta")])
 
 _LABELS = ("endpoint", "method", "status")
 
@@ -70,12 +77,22 @@ def _record(response: Response) -> Response:
     return response
 
 
-@bp.get("/metrics")
+TEXT_EXPOSITION = {
+    "description": "Prometheus text exposition format.",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
+@operation(bp.get, "/metrics", access=PUBLIC, ok=TEXT_EXPOSITION, uses_stores=False)
 def metrics() -> Response:
+    """Prometheus metrics of this API process."""
     return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
 def init_metrics(app: Flask) -> None:
     app.before_request(_start_timer)
     app.after_request(_record)
-    app.register_blueprint(bp)
+    if isinstance(app, OpenAPI):
+        app.register_api(bp)
+    else:
+        app.register_blueprint(bp)

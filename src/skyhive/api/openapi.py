@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
-from skyhive.api.operation import VIEWER, declare
+from skyhive.api.operation import REQUEST_CONTENT_EXT, VIEWER, declare
 from skyhive.api.responses import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -26,14 +26,18 @@ DESCRIPTION = (
 
 def document() -> dict[str, Any]:
     """The generated document, without the validation answer flask-openapi3 adds to every
-    operation: ours are declared per operation, only where a request can be invalid."""
-    doc = copy.deepcopy(current_app.api_doc)  # type: ignore[attr-defined]
+    operation (ours are declared per operation, only where a request can be invalid), and
+    with the bodies that views read themselves described as declared."""
+    doc: dict[str, Any] = copy.deepcopy(current_app.api_doc)  # type: ignore[attr-defined]
     for path_item in doc.get("paths", {}).values():
         for op in path_item.values():
             answer = op.get("responses", {}).get("400", {})
             schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
             if schema.get("type") == "array":
                 del op["responses"]["400"]
+            body = op.pop(REQUEST_CONTENT_EXT, None)
+            if body is not None:
+                op["requestBody"] = body
     return doc
 
 

@@ -26,6 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ACCESS_ATTR = "__skyhive_access__"
 BODY_ATTR = "__skyhive_body__"
+REQUEST_CONTENT_EXT = "x-skyhive-request-content"  # moved into requestBody by api/openapi.py
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", bool: "a boolean"}
 
 VIEWER = Access(Role.viewer)
@@ -78,7 +79,7 @@ ERROR_DESCRIPTIONS = {
 }
 
 ERROR_REF = "#/components/schemas/ErrorBody"  # flask-openapi3 adds its validation model
-SECURITY = [{"bearerKey": []}, {"sessionCookie": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearerKey": []}, {"sessionCookie": []}]
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearerKey": {
         "type": "http",
@@ -115,10 +116,14 @@ def operation(
     errors: Iterable[int] = (),
     uses_stores: bool = True,
     summary: str | None = None,
+    request_content: dict[str, Any] | None = None,
+    body_required: bool = True,
 ) -> Callable[[F], F]:
     """Register ``func`` on ``route`` (a blueprint's ``get``/``post``/...) with its access,
     answers and errors. 401/403/429 come with any non-public operation, 503 with any that
-    reads a store, 400/413/415/422 with any that takes parameters or a body."""
+    reads a store, 400/413/415/422 with any that takes parameters or a body.
+    ``request_content`` documents a body the view reads itself (``raw``), by media type;
+    ``body_required=False`` when it may be left out."""
 
     def decorate(func: F) -> F:
         hints = get_type_hints(func)
@@ -142,6 +147,12 @@ def operation(
                 "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
             }
         setattr(func, ACCESS_ATTR, access)
+        extensions: dict[str, Any] = {"x-skyhive-role": access.label}
+        if request_content is not None:
+            extensions[REQUEST_CONTENT_EXT] = {
+                "required": body_required,
+                "content": request_content,
+            }
         security = [] if access.public else SECURITY
         if access.device:
             security = [{"droneBasic": []}, *security]
@@ -151,7 +162,7 @@ def operation(
             operation_id=func.__name__,
             responses=responses,
             security=security,
-            openapi_extensions={"x-skyhive-role": access.label},
+            openapi_extensions=extensions,
         )(func)
 
     return decorate

@@ -13,11 +13,15 @@ Two streams over one mechanism:
 Pub/sub keeps no history, so a client sees the changes made while it is connected: list
 ``/api/v1/drones`` and ``/api/v1/alerts`` first, then follow.
 
-An open stream holds one of the server's threads (gunicorn gthread, 8 threads) for as long as
-it lasts, so at most ``MAX_STREAM_CLIENTS`` are served at once (both streams together) and the
-next is told to retry (503) rather than starving the rest of the API. A comment line goes out
-after ``KEEPALIVE_S`` of silence: proxies keep the connection open, and a client that went
-away is noticed (a write fails) and its thread, Redis connection and slot are given back.
+An open stream holds one of the server's threads (waitress, 8 threads) for as long as it
+lasts, so at most ``MAX_STREAM_CLIENTS`` are served at once (both streams together) and the
+next is told to retry (503) rather than starving the rest of the API. One identity (an API
+key, a drone, or an address: ``ratelimit.client_identity``) holds at most
+``settings.http.streams_per_identity`` of them (429 past that), so nobody can take every
+slot and lock the dashboard out. A comment line goes out after ``KEEPALIVE_S`` of silence:
+proxies keep the connection open, and a client that went away is noticed (a write fails) and
+its thread, Redis connection and slot are given back. When the server stops
+(:func:`stop_streams`) every stream ends within ``STOP_CHECK_S``; clients reconnect.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from typing import Any
 
 import orjson
 import redis.exceptions
-from flask import Blueprint, Response, current_app, stream_with_context
+from flask import Blueprint, Flask, Response, current_app, stream_with_context
 from flask.blueprints import BlueprintSetupState
 
 from skyhive.adapters.live_state import FLEET_UPDATES, state_from_hash
 from skyhive.api.errors import RETRY_AFTER_S, error_response
+from skyhive.api.operation import VIEWER, declare
+from skyhive.api.ratelimit import client_identity
 from skyhive.api.responses import current_clients
 from skyhive.services.processor import ALERTS_LIVE
 
@@ -45,15 +51,63 @@ bp = Blueprint("stream", __name__, url_prefix="/api/v1/stream")
 MAX_STREAM_CLIENTS = 4  # of the server's 8 threads; read when the app is built
 KEEPALIVE_S = 15.0
 RETRY_MS = 3000  # how long a browser's EventSource waits before reconnecting
+STOP_CHECK_S = 1.0  # how often an idle stream looks whether the server is stopping
 
 _SLOTS_KEY = "skyhive.stream_slots"
 
 Framer = Callable[[str | bytes], str]
 
 
+class Slots:
+    """The process's stream slots: at most ``total``, and at most a given number per
+    identity. A refusal says which cap it hit."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+        self._used = 0
+
+    def acquire(self, identity: str, per_identity: int) -> str | None:
+        """None when a slot was taken; else "total" or "identity", the cap that was hit."""
+        with self._lock:
+            if self._used >= self.total:
+                return "total"
+            held = self._held.get(identity, 0)
+            if held >= per_identity:
+                return "identity"
+            self._held[identity] = held + 1
+            self._used += 1
+            return None
+
+    def release(self, identity: str) -> None:
+        with self._lock:
+            held = self._held.get(identity, 0)
+            if held <= 0:
+                raise ValueError(f"no stream slot held by {identity}")
+            if held == 1:
+                del self._held[identity]
+            else:
+                self._held[identity] = held - 1
+            self._used -= 1
+
+    def held(self, identity: str) -> int:
+        with self._lock:
+            return self._held.get(identity, 0)
+
+
 @bp.record_once
 def _init_slots(state: BlueprintSetupState) -> None:
-    state.app.extensions[_SLOTS_KEY] = threading.BoundedSemaphore(MAX_STREAM_CLIENTS)
+    state.app.extensions[_SLOTS_KEY] = Slots(MAX_STREAM_CLIENTS)
+
+
+def stop_streams(app: Flask) -> None:
+    """End every open stream of ``app`` (within ``STOP_CHECK_S``) and refuse new ones (503):
+    the server is shutting down, and a stream would otherwise hold its thread to the end."""
+    slots: Slots | None = app.extensions.get(_SLOTS_KEY)
+    if slots is not None:
+        slots.stopping.set()
 
 
 def _json(channel: str, payload: str | bytes) -> Any:
@@ -94,17 +148,20 @@ def drones_frame(payload: str | bytes) -> str:
 
 
 def _events(
-    pubsub: Any, framers: Mapping[str, Framer], cleanup: Callable[[], None]
+    pubsub: Any,
+    framers: Mapping[str, Framer],
+    cleanup: Callable[[], None],
+    stopping: threading.Event,
 ) -> Iterator[str]:
-    """The stream until the client goes away (GeneratorExit at the next write) or Redis
-    fails (the stream ends; the client reconnects after ``retry``)."""
+    """The stream until the client goes away (GeneratorExit at the next write), Redis
+    fails or the server stops (the stream ends; the client reconnects after ``retry``)."""
     keepalive_s = KEEPALIVE_S
     try:
         yield f"retry: {RETRY_MS}\n\n"
         last = time.monotonic()
-        while True:
+        while not stopping.is_set():
             wait = max(0.0, last + keepalive_s - time.monotonic())
-            msg = pubsub.get_message(timeout=wait)
+            msg = pubsub.get_message(timeout=min(wait, STOP_CHECK_S))
             if msg is not None and msg.get("type") == "message":
                 frames = framers[msg["channel"]](msg["data"])
                 if frames:
@@ -121,12 +178,25 @@ def _events(
 
 def _stream(framers: Mapping[str, Framer]) -> Response:
     """An SSE response following the channels of ``framers``, each message framed by its
-    channel's function; 503 when every slot is taken."""
-    slots: threading.BoundedSemaphore = current_app.extensions[_SLOTS_KEY]
-    if not slots.acquire(blocking=False):
+    channel's function; 503 when every slot is taken, 429 when the caller's are."""
+    slots: Slots = current_app.extensions[_SLOTS_KEY]
+    if slots.stopping.is_set():
+        return error_response(
+            503, "the server is shutting down; retry", headers={"Retry-After": RETRY_AFTER_S}
+        )
+    identity = client_identity()
+    per_identity = current_clients().settings.http.streams_per_identity
+    refused = slots.acquire(identity, per_identity)
+    if refused == "total":
         return error_response(
             503,
-            f"too many open streams (at most {MAX_STREAM_CLIENTS}); retry later",
+            f"too many open streams (at most {slots.total}); retry later",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    if refused == "identity":
+        return error_response(
+            429,
+            f"too many open streams for this client (at most {per_identity}); close one",
             headers={"Retry-After": RETRY_AFTER_S},
         )
     pubsub: Any = None
@@ -140,7 +210,7 @@ def _stream(framers: Mapping[str, Framer]) -> Response:
                 if pubsub is not None:
                     pubsub.close()
             finally:
-                slots.release()
+                slots.release(identity)
 
     try:
         # Subscribed before answering, so nothing published after the headers is missed,
@@ -151,7 +221,7 @@ def _stream(framers: Mapping[str, Framer]) -> Response:
         cleanup()
         raise
     resp = Response(
-        stream_with_context(_events(pubsub, framers, cleanup)),
+        stream_with_context(_events(pubsub, framers, cleanup, slots.stopping)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -160,11 +230,13 @@ def _stream(framers: Mapping[str, Framer]) -> Response:
 
 
 @bp.get("/alerts")
+@declare(VIEWER)
 def stream_alerts() -> Response:
     return _stream({ALERTS_LIVE: alert_frames})
 
 
 @bp.get("/live")
+@declare(VIEWER)
 def stream_live() -> Response:
     """Drone batches and alert changes on one connection: what the dashboard follows."""
     return _stream({FLEET_UPDATES: drones_frame, ALERTS_LIVE: alert_frames})

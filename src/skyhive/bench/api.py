@@ -1,6 +1,6 @@
-"""API read latency, cached and uncached, under gunicorn (``skyhive bench api``).
+"""API read latency, cached and uncached, under waitress (``skyhive bench api``).
 
-A fresh stack with the API (gunicorn, as ``skyhive up`` runs it), customers and invoices
+A fresh stack with the API (waitress, as ``skyhive up`` runs it), customers and invoices
 seeded; then, one case after another, requests at a fixed rate (open loop: request *i* is due
 at ``start + i / rate`` whatever happened to the ones before, and its latency counts from
 then, so a slow server cannot slow the load down and hide its own queueing):
@@ -53,7 +53,7 @@ class CaseResult:
     errors: int
     # From the API's own latency histogram (request in the view → response out): the bucket
     # bounds that hold 50 % and 99 % of the case's requests. The gap to ``latency_ms`` is
-    # queueing (sockets, gunicorn, the GIL) and the load generator sharing the two cores.
+    # queueing (sockets, the server, the GIL) and the load generator sharing the two cores.
     server_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -84,14 +84,16 @@ class _Connection:
     """A minimal keep-alive HTTP/1.1 client: the load generator shares the two cores with the
     server, and ``http.client``'s header parsing costs more CPU than the cached view itself."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, key: str) -> None:
         self._sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = b""
+        self._auth = f"Authorization: Bearer {key}\r\n"
 
     def get(self, path: str) -> tuple[int, str]:
         """(status, X-Cache value or "error")."""
-        self._sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n{self._auth}\r\n"
+        self._sock.sendall(request.encode())
         while b"\r\n\r\n" not in self._buf:
             self._recv()
         head, _, self._buf = self._buf.partition(b"\r\n\r\n")
@@ -149,7 +151,13 @@ def _server_percentiles(
 
 
 def _run_case(
-    name: str, port: int, paths: list[str], rate: float, expect: str | None, progress: Progress
+    name: str,
+    port: int,
+    key: str,
+    paths: list[str],
+    rate: float,
+    expect: str | None,
+    progress: Progress,
 ) -> CaseResult:
     local = threading.local()
     lock = threading.Lock()
@@ -163,13 +171,13 @@ def _run_case(
         if delay > 0:
             time.sleep(delay)
         if not hasattr(local, "conn"):
-            local.conn = _Connection(port)
+            local.conn = _Connection(port, key)
         try:
             status, cache = local.conn.get(paths[i])
             outcome = cache if status == 200 else "error"
         except OSError:
             local.conn.close()
-            local.conn = _Connection(port)
+            local.conn = _Connection(port, key)
             outcome = "error"
         elapsed = (time.monotonic() - due) * 1000
         with lock:
@@ -200,7 +208,9 @@ def run_api_bench(rate: float, duration: float, progress: Progress = print) -> A
     n = int(rate * duration)
     port = free_port()
     report = ApiReport(rate, duration)
-    with bench_stack(("api",), "amqtt", progress, extra_env={"SKYHIVE_API_PORT": str(port)}) as bs:
+    # One client at hundreds of requests a second: measured, not rate-limited.
+    env = {"SKYHIVE_API_PORT": str(port), "SKYHIVE_RATE_LIMIT__ENABLED": "false"}
+    with bench_stack(("api",), "amqtt", progress, extra_env=env) as bs:
         progress(f"seeding {n + HOT} customers and as many invoices ...")
         customers = seed_customers(bs.clients, n + HOT)
         invoices = _seed_invoices(bs.clients, customers)
@@ -209,7 +219,8 @@ def run_api_bench(rate: float, duration: float, progress: Progress = print) -> A
         hot_inv, cold_inv = invoices[:HOT], invoices[HOT:]
         # Fill the hot set, and let the server open its connections and warm up (unmeasured).
         warm = [f"/api/v1/customers/{c}" for c in hot] + [f"/api/v1/invoices/{i}" for i in hot_inv]
-        _run_case("warm-up", port, warm * max(1, int(3 * rate) // len(warm)), rate, None, progress)
+        warm *= max(1, int(3 * rate) // len(warm))
+        _run_case("warm-up", port, bs.api_key, warm, rate, None, progress)
         # Cached cases first: an uncached case at a rate MongoDB cannot sustain leaves a backlog.
         cases = [
             ("customer, cached", [f"/api/v1/customers/{hot[i % HOT]}" for i in range(n)], "hit"),
@@ -218,7 +229,7 @@ def run_api_bench(rate: float, duration: float, progress: Progress = print) -> A
             ("invoice, uncached", [f"/api/v1/invoices/{i}" for i in cold_inv], "miss"),
         ]
         for name, paths, expect in cases:
-            report.cases.append(_run_case(name, port, paths, rate, expect, progress))
+            report.cases.append(_run_case(name, port, bs.api_key, paths, rate, expect, progress))
             time.sleep(1.0)
     report.load_average = os.getloadavg()
     return report

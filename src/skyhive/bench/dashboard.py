@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skyhive.adapters.live_state import FLEET_IDS
-from skyhive.bench.browser import launch_chromium
+from skyhive.bench.browser import launch_chromium, sign_in
 from skyhive.bench.stack import BenchStack, Progress, bench_stack, percentiles
 from skyhive.embedded import free_port
 
@@ -87,7 +87,7 @@ def run_dashboard_bench(
         progress(f"{drones} simulated drones at {hz:g} Hz; waiting for them to be live ...")
         _wait_for_fleet(bs, drones, warmup)
         return _measure(
-            bs, f"http://127.0.0.1:{api_port}/", drones, hz, duration, progress, screenshot
+            bs, f"http://127.0.0.1:{api_port}", drones, hz, duration, progress, screenshot
         )
 
 
@@ -117,7 +117,7 @@ def _measure(
         browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(url)
+            sign_in(page, url, bs.api_key, timeout_ms=30_000)  # through the login page
             page.wait_for_selector("body[data-ready=true]", timeout=30_000)
             page.wait_for_timeout(3000)  # the stream flowing, the first frames drawn
             progress(f"measuring the page for {duration:g}s ...")

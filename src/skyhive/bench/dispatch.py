@@ -65,7 +65,8 @@ def run_dispatch_bench(
 ) -> DispatchReport:
     api_port = free_port()
     roles = ("gateway", "processor", "urgent", "archiver", "dispatcher", "tracker", "api")
-    env = {"SKYHIVE_API_PORT": str(api_port)}
+    # One client posting up to hundreds of orders a second: measured, not rate-limited.
+    env = {"SKYHIVE_API_PORT": str(api_port), "SKYHIVE_RATE_LIMIT__ENABLED": "false"}
     with bench_stack(roles, broker, progress, extra_env=env) as bs:
         seed_customers(bs.clients, BENCH_CUSTOMERS)
         sim = bs.spawn(
@@ -123,6 +124,7 @@ def _post_orders(
     rejected = [0]
     post_ms: list[float] = []
     local = threading.local()
+    headers = {"Content-Type": "application/json", **bs.auth_header}
 
     def post(i: int) -> None:
         delay = start + i / rate - time.monotonic()
@@ -140,14 +142,15 @@ def _post_orders(
         sent_at = time.monotonic()
         if not hasattr(local, "conn"):
             local.conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=30)
-        local.conn.request(
-            "POST", "/api/v1/deliveries", orjson.dumps(body), {"Content-Type": "application/json"}
-        )
+        local.conn.request("POST", "/api/v1/deliveries", orjson.dumps(body), headers)
         resp = local.conn.getresponse()
         data = orjson.loads(resp.read())
         post_ms.append((time.monotonic() - sent_at) * 1000)
         if resp.status != 201:
-            rejected[0] += 1
+            with lock:
+                rejected[0] += 1
+                if rejected[0] == 1:
+                    progress(f"  an order was refused ({resp.status}): {data.get('error')}")
             return
         with lock:
             accepted.add(data["id"])

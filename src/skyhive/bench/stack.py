@@ -16,44 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyhive.embedded import EmbeddedStack, Server, die_with_parent, free_port
+from skyhive.embedded import (
+    EmbeddedStack,
+    Server,
+    die_with_parent,
+    free_port,
+    mosquitto_path,
+    mosquitto_server,
+)
 from skyhive.settings import Settings
 from skyhive.supervisor import ROLES
 from skyhive.wiring import Clients
 
 Progress = Callable[[str], Any]
-
-
-def _mosquitto_path(progress: Progress) -> str:
-    """Mosquitto's binary, installing the Debian package first when it is missing."""
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if os.path.exists(exe):
-        return exe
-    if not shutil.which("apt-get"):
-        raise SystemExit("mosquitto is not installed and there is no apt-get to install it with")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    progress("installing mosquitto (Debian package) for the benchmark ...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    return "/usr/sbin/mosquitto"
-
-
-def _mosquitto(data_dir: Path, port: int, progress: Progress) -> Server:
-    conf = data_dir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_inflight_messages 0\nmax_queued_messages 0\n"
-    )
-    exe = _mosquitto_path(progress)
-    return Server(
-        "mqtt (mosquitto)", [exe, "-c", str(conf)], "127.0.0.1", port, data_dir / "mosquitto.log"
-    )
 
 
 @dataclass
@@ -63,6 +38,11 @@ class BenchStack:
     env: dict[str, str]
     data_dir: Path
     mqtt_port: int
+    api_key: str = ""  # an admin key, for whatever calls the API
+
+    @property
+    def auth_header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / "processes.log", "ab")  # noqa: SIM115 - the child owns it
@@ -103,38 +83,68 @@ def bench_stack(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[BenchStack]:
     """Fresh servers (amqtt or Mosquitto as the broker), bootstrapped, with ``roles`` (names
-    in ``supervisor.ROLES``) running as child processes; everything is stopped and deleted afterwards."""
+    in ``supervisor.ROLES``) running as child processes; everything is stopped and deleted afterwards.
+
+    The broker admits insecure devices: the load generators publish as hundreds of drones
+    over one connection, and the simulator flies its fleet on one anonymous connection (per
+    drone connections would add a subscription per drone, which amqtt scans per message).
+    SkyHive's services authenticate with their credentials, as under `skyhive up`."""
     from skyhive.bootstrap import bootstrap
+    from skyhive.services.device_credentials import (
+        ensure_service_credentials,
+        write_mosquitto_config,
+    )
 
     data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
     mqtt_port = free_port()
-    mosq = _mosquitto(data_dir, mqtt_port, progress) if broker == "mosquitto" else None
+    use_mosquitto = broker == "mosquitto"
+    if use_mosquitto:
+        mosquitto_path(progress)  # installed first, if need be
     stack = EmbeddedStack(
-        data_dir, mqtt_port=mqtt_port, mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}" if mosq else ""
+        data_dir,
+        mqtt_port=mqtt_port,
+        mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}" if use_mosquitto else "",
+        insecure_devices=True,
     )
+    mosq: Server | None = None
     children: list[subprocess.Popen[bytes]] = []
     clients: Clients | None = None
     try:
-        if mosq:
-            mosq.start()
         urls = stack.start()
         settings = Settings(
             mongodb_uri=urls["mongodb_uri"],
             redis_url=urls["redis_url"],
             mqtt_url=urls["mqtt_url"],
             data_dir=data_dir,
+            insecure_devices=True,
         )
         clients = Clients(settings)
         bootstrap(clients)
+        ensure_service_credentials(clients, settings.mqtt_services_path())
+        if use_mosquitto:
+            files = write_mosquitto_config(clients, data_dir / "mosquitto", insecure_devices=True)
+            mosq = mosquitto_server(
+                data_dir,
+                "127.0.0.1",
+                mqtt_port,
+                password_file=files.password_file,
+                acl_file=files.acl_file,
+                allow_anonymous=True,
+                unlimited=True,
+                progress=progress,
+            )
+            mosq.start()
         env = {
             **os.environ,
             "SKYHIVE_MONGODB_URI": urls["mongodb_uri"],
             "SKYHIVE_REDIS_URL": urls["redis_url"],
             "SKYHIVE_MQTT_URL": urls["mqtt_url"],
             "SKYHIVE_DATA_DIR": str(data_dir),
+            "SKYHIVE_INSECURE_DEVICES": "true",
+            "SKYHIVE_MQTT_SERVICES_FILE": str(settings.mqtt_services_path()),
             **(extra_env or {}),
         }
-        bs = BenchStack(settings, clients, env, data_dir, mqtt_port)
+        bs = BenchStack(settings, clients, env, data_dir, mqtt_port, _admin_key(clients))
         children = [bs.spawn(*ROLES[role]) for role in roles]
         yield bs
     finally:
@@ -154,6 +164,13 @@ def bench_stack(
             progress(f"kept the benchmark's data and logs in {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _admin_key(clients: Clients) -> str:
+    from skyhive.domain.access import Role
+    from skyhive.services.api_keys import create_key
+
+    return create_key(clients, "benchmark", Role.admin)[1]
 
 
 def wait_until(cond: Callable[[], object], timeout: float, what: str) -> None:

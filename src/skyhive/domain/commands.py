@@ -16,6 +16,7 @@ from skyhive.domain.telemetry import (
     DRONE_ID_RE,
     InvalidTelemetry,
     Timestamp,
+    check_topic_identity,
     format_validation_error,
 )
 
@@ -77,9 +78,7 @@ def parse_event(data: object, topic_drone_id: str | None = None) -> DroneEvent:
     if not isinstance(data, dict):
         raise InvalidTelemetry(f"not a JSON object: got {type(data).__name__}")
     if topic_drone_id is not None:
-        body_id = data.get("drone_id", topic_drone_id)
-        if body_id != topic_drone_id:
-            raise InvalidTelemetry(f"drone_id {body_id!r} does not match topic drone id")
+        check_topic_identity(data.get("drone_id"), topic_drone_id)
         data = {**data, "drone_id": topic_drone_id}
     try:
         return DroneEvent.model_validate(data)

@@ -152,17 +152,25 @@ def parse_telemetry(
     return validate_telemetry(data, topic_drone_id)
 
 
+def check_topic_identity(body_id: object, topic_drone_id: str) -> None:
+    """A message on a drone's topic speaks for that drone only: the topic's id is the identity
+    the broker authenticated, so a body naming another drone is refused, not believed."""
+    if not DRONE_ID_RE.match(topic_drone_id):
+        raise InvalidTelemetry(f"topic drone id {topic_drone_id!r} is not a valid drone id")
+    if body_id is not None and body_id != topic_drone_id:
+        raise InvalidTelemetry(
+            f"drone_id {body_id!r} does not match topic drone id {topic_drone_id!r} "
+            "(a drone may only report as itself)"
+        )
+
+
 def validate_telemetry(data: object, topic_drone_id: str | None = None) -> Telemetry:
     if not isinstance(data, dict):
         raise InvalidTelemetry(f"not a JSON object: got {type(data).__name__}")
     if topic_drone_id is not None:
-        body_id = data.get("drone_id")
-        if body_id is None:
+        check_topic_identity(data.get("drone_id"), topic_drone_id)
+        if data.get("drone_id") is None:
             data = {**data, "drone_id": topic_drone_id}
-        elif body_id != topic_drone_id:
-            raise InvalidTelemetry(
-                f"drone_id {body_id!r} does not match topic drone id {topic_drone_id!r}"
-            )
     for name in ("drone_id", "ts", "battery_pct"):
         if name not in data:
             raise InvalidTelemetry(f"missing required field {name!r}")

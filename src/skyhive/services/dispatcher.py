@@ -367,11 +367,19 @@ class Dispatcher:
 
 def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
     from skyhive.adapters.mqtt_url import parse_mqtt_url
+    from skyhive.domain.device_access import Service
+    from skyhive.services.device_credentials import service_login
     from skyhive.services.mqtt_publisher import MqttPublisher
 
     clients = Clients(settings)
     host, port = parse_mqtt_url(settings.mqtt_url_or_default())
-    publisher = MqttPublisher(host, port, client_id=f"skyhive-dispatcher-{os.getpid()}")
+    login = service_login(settings, Service.dispatcher)
+    publisher = MqttPublisher(
+        host,
+        port,
+        client_id=f"skyhive-dispatcher-{os.getpid()}",
+        login=(login.username, login.password) if login else None,
+    )
     dispatcher = Dispatcher(settings, clients, publisher.publish)
     pubsub = None
     helpers: list[threading.Thread] = []

@@ -19,7 +19,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from skyhive.adapters.mqtt_url import parse_mqtt_url
-from skyhive.domain.telemetry import parse_drone_topic
+from skyhive.domain.device_access import Service
+from skyhive.services.device_credentials import service_login
 from skyhive.services.ingest import Ingest, RawMessage, ingest_for
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
@@ -48,8 +49,14 @@ class MqttGateway:
             clean_session=False,  # the broker keeps our subscription and queued QoS 1 messages
             manual_ack=True,
         )
-        # A named (non-anonymous) session, so brokers queue messages while we restart.
-        self._client.username_pw_set(settings.gateway_client_id)
+        # A named (non-anonymous) session, so brokers queue messages while we restart: the
+        # gateway service's login (written by `skyhive up`), or, without one, just a name
+        # (admitted only by a broker with insecure devices).
+        login = service_login(settings, Service.gateway)
+        if login is not None:
+            self._client.username_pw_set(login.username, login.password)
+        else:
+            self._client.username_pw_set(settings.gateway_client_id)
         self._client.max_inflight_messages_set(1000)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -58,6 +65,9 @@ class MqttGateway:
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object = None
     ) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("the MQTT broker refused the gateway: %s", rc)
+            return
         topics = [self._s.telemetry_topic, self._s.events_topic]
         log.info("gateway connected to MQTT (%s); subscribing %s", rc, ", ".join(topics))
         client.subscribe([(t, 1) for t in topics])
@@ -68,7 +78,7 @@ class MqttGateway:
 
     def _on_message(self, _c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
         topic = m.topic
-        drone_id, channel = parse_drone_topic(topic)
+        drone_id, channel = topic_identity(topic)
         kind = "event" if channel == "events" else "telemetry"
         raw = RawMessage(bytes(m.payload), f"mqtt:{topic}", drone_id, kind)
         self._queue.append(_Pending(m.mid, m.qos, raw))
@@ -145,6 +155,18 @@ class MqttGateway:
         self._flush()
         self._client.loop(timeout=0.1)  # send the last acknowledgements
         self._client.disconnect()
+
+
+def topic_identity(topic: str) -> tuple[str, str]:
+    """``skyhive/drones/{id}/{channel}`` → (id, channel). The id is the identity the broker
+    authenticated (a drone may publish only under its own id), so the reading must carry it:
+    it is returned even when it is not a valid drone id, and such a reading is then
+    rejected, never attributed to the ``drone_id`` its body claims. A topic of another shape
+    (only a misconfigured subscription delivers one) yields an id no reading can match."""
+    levels = topic.split("/")
+    if len(levels) == 4 and levels[0] == "skyhive" and levels[1] == "drones":
+        return levels[2], levels[3]
+    return f"(not a drone topic: {topic})", levels[-1]
 
 
 def run_gateway(settings: Settings, stop: threading.Event) -> None:

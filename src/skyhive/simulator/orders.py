@@ -51,25 +51,26 @@ def random_order(
     }
 
 
-def _customers(api: str) -> list[str]:
-    status, body = request_json("GET", f"{api}/api/v1/customers?limit=1000", timeout=TIMEOUT_S)
+def _customers(api: str, key: str) -> list[str]:
+    url = f"{api}/api/v1/customers?limit=1000"
+    status, body = request_json("GET", url, timeout=TIMEOUT_S, key=key)
     if status != 200 or not isinstance(body, dict):
         raise OSError(f"GET /api/v1/customers answered {status}")
     return [str(c["id"]) for c in body.get("items", [])]
 
 
 def run_orders(
-    api: str, every_s: float, stop: threading.Event, seed: int | None = None
+    api: str, every_s: float, stop: threading.Event, key: str, seed: int | None = None
 ) -> OrderStats:
-    """Place an order every ``every_s`` seconds until ``stop``; waits for the API and for at
-    least one customer first."""
+    """Place an order every ``every_s`` seconds until ``stop``, as the holder of ``key`` (an
+    operator key); waits for the API and for at least one customer first."""
     rng = random.Random(seed)
     stations = bart_stations()
     stats = OrderStats()
     customers: list[str] = []
     while not stop.is_set() and not customers:
         try:
-            customers = _customers(api)
+            customers = _customers(api, key)
             if not customers:
                 log.info("no customers yet; create some (POST /api/v1/customers)")
         except OSError as exc:
@@ -80,7 +81,7 @@ def run_orders(
         order = random_order(rng.choice(customers), stations, rng)
         try:
             status, body = request_json(
-                "POST", f"{api}/api/v1/deliveries", order, timeout=TIMEOUT_S
+                "POST", f"{api}/api/v1/deliveries", order, timeout=TIMEOUT_S, key=key
             )
         except OSError as exc:
             stats.failed += 1

@@ -1,13 +1,15 @@
 """Run a simulated fleet against an MQTT broker: the I/O half of the simulator.
 
-One paho client publishes every drone's reading once per period, each drone in its own slot
-so the broker sees a steady stream rather than a burst per period. The hot loop avoids
-per-message overhead (precomputed topics, no per-message logging) so one core keeps up with
-thousands of messages per second.
+One loop publishes every drone's reading once per period, each drone in its own slot so the
+broker sees a steady stream rather than a burst per period. The hot loop avoids per-message
+overhead (precomputed topics, no per-message logging) so one core keeps up with thousands of
+messages per second.
 
-The same client takes the dispatcher's commands. paho delivers them on its network thread,
-so they are only queued there; the publish loop applies them between slots, which keeps
-every drone owned by one thread, and publishes the delivery events they cause.
+Each drone connects with its own MQTT credentials (``logins``), as a real drone would, or,
+against a broker with insecure devices, one anonymous connection carries the fleet (see
+``links``). The same connections take the dispatcher's commands; the loop drives their I/O
+between slots (no network thread), queues the commands and applies them between slots, which
+keeps every drone owned by one thread, and publishes the delivery events they cause.
 
 A drone in a radio outage (the ``offline`` fault) publishes nothing: its readings are lost,
 its delivery events wait in the drone, and commands for it wait in the queue (as a broker
@@ -22,37 +24,30 @@ import random
 import re
 import threading
 import time
-import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.enums import MQTTErrorCode
 
-from skyhive.domain.commands import commands_topic
 from skyhive.domain.fleet import DroneSpec
 from skyhive.simulator.faults import FaultKind, FaultRates, MessageFaults
+from skyhive.simulator.links import Links
 from skyhive.simulator.physics import OFFLINE_S, Event, InvalidCommand, SimDrone, make_fleet
 
 log = logging.getLogger(__name__)
 
 TOPIC_TEMPLATE = "skyhive/drones/{drone_id}/telemetry"
 EVENTS_TEMPLATE = "skyhive/drones/{drone_id}/events"
-COMMANDS_FILTER = commands_topic("+")  # one subscription for the fleet; others' ids ignored
 QOS = 1
-MAX_INFLIGHT = 1000  # paho's default of 20 caps QoS 1 throughput at 20 round trips
-MAX_QUEUED = 50_000  # buffer during a broker outage; below paho's 65,535 message ids
 CONNECT_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 10.0
 PROGRESS_INTERVAL_S = 5.0
 MAX_RATE_HZ = 100.0  # per drone; real drones report at a few Hz, timestamps are in ms
 MIN_TICK_S = 0.005  # publish in small batches at high rates instead of sleeping per message
-KEEPALIVE_S = 30
+MAX_PUMP_S = 0.1  # network I/O at least this often, and a stop noticed within it
 _ID_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
@@ -147,6 +142,12 @@ def events_topic(drone_id: str) -> str:
     return EVENTS_TEMPLATE.format(drone_id=drone_id)
 
 
+class Publishes(Protocol):
+    """What the publish loop needs of the MQTT side (paho-like; a fake in unit tests)."""
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> Any: ...
+
+
 def run_simulator(
     config: SimulatorConfig,
     mqtt_host: str,
@@ -154,127 +155,58 @@ def run_simulator(
     stop_event: threading.Event | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     register: Callable[[list[DroneSpec]], None] | None = None,
+    logins: Callable[[list[DroneSpec]], Mapping[str, str]] | None = None,
 ) -> SimStats:
     """Publish the fleet's telemetry, and obey commands, until ``duration_s`` elapses or
     ``stop_event`` is set.
 
-    ``register`` is called once, before the first reading, with the fleet's specs (home: the
-    station each drone starts at), so the dispatcher knows the drones it may command; its
-    errors propagate. Commands are subscribed to by then, so none sent after it are missed.
+    ``logins`` is called once, before connecting, with the fleet's specs (home: the station
+    each drone starts at) and returns each drone's MQTT password; every drone then connects
+    as itself. Without it one anonymous connection carries the fleet (the broker must admit
+    insecure devices). ``register`` is called once, before the first reading, with the same
+    specs, so the dispatcher knows the drones it may command; commands are subscribed to by
+    then, so none sent after it are missed. Their errors propagate.
 
-    Raises ``ConnectionError`` if the broker cannot be reached within ``CONNECT_TIMEOUT_S``;
-    after that, broker losses are ridden out (paho reconnects and resends queued messages).
-    ``duration_s`` counts from the first connection. Stopped before connecting: empty stats.
+    Raises ``ConnectionError`` if the broker cannot be reached (or refuses a drone) within
+    ``CONNECT_TIMEOUT_S``; after that, broker losses are ridden out (connections come back
+    and queued messages are resent). ``duration_s`` counts from the connection. Stopped
+    before connecting: empty stats.
     """
     stop = stop_event if stop_event is not None else threading.Event()
     stats = SimStats()
-    conn = _Connection(stats)
-    client = _connect(mqtt_host, mqtt_port, conn, stop)
-    if client is None:
-        return stats
+    commands: deque[tuple[str, bytes]] = deque()
+    links = Links(mqtt_host, mqtt_port, stats, commands)
+    publisher = _Publisher(config, links, stats, commands)
+    specs = [d.spec for d in publisher.fleet]
+    passwords = logins(specs) if logins is not None else None
     try:
-        publisher = _Publisher(config, client, stats, conn.commands)
+        links.open([s.drone_id for s in specs], passwords)
+        if not _wait_connected(links, stop, mqtt_host, mqtt_port):
+            return stats
         if register is not None:
-            register([d.spec for d in publisher.fleet])
-        publisher.run(stop, progress)
+            register(specs)
+        publisher.run(stop, progress, links.pump)
+        links.drain(DRAIN_TIMEOUT_S)
+        if stats.acked < stats.published:
+            log.warning("%d publishes unacknowledged at shutdown", stats.published - stats.acked)
     finally:
-        _wait_for_acks(stats)
-        conn.closing = True
-        client.disconnect()
-        client.loop_stop()
+        links.close()
     return stats
 
 
-class _Connection:
-    """Connection state shared with paho's network thread through its callbacks."""
-
-    def __init__(self, stats: SimStats) -> None:
-        self.stats = stats
-        self.connected = threading.Event()  # and subscribed to commands
-        self.commands: deque[tuple[str, bytes]] = deque()  # (topic, payload), appended by paho
-        self.closing = False  # our own disconnect: not worth a warning
-        self.last_error = f"no connection within {CONNECT_TIMEOUT_S:.0f} s"
-
-    def on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self.last_error = f"broker refused the connection: {reason}"
-            log.warning("MQTT connect refused: %s", reason)
-            return
-        log.info("simulator connected to MQTT broker")
-        client.subscribe(COMMANDS_FILTER, qos=QOS)  # on every connection: sessions are clean
-
-    def on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        if any(r.is_failure for r in reasons):
-            log.warning("broker refused the commands subscription: %s; flying without", reasons)
-        self.connected.set()
-
-    def on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self.commands.append((msg.topic, bytes(msg.payload)))
-
-    def on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if self.connected.is_set() and not self.closing:
-            log.warning("simulator lost the MQTT broker (%s); reconnecting", reason)
-        self.connected.clear()
-
-    def on_publish(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reason: ReasonCode,
-        properties: Properties,
-    ) -> None:
-        self.stats.acked += 1
-
-
-def _connect(host: str, port: int, conn: _Connection, stop: threading.Event) -> mqtt.Client | None:
-    """A connected client, subscribed to commands, whose network thread reconnects (and
-    resubscribes) on its own after any broker loss.
-
-    None when ``stop`` was set while still connecting.
-    """
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"skyhive-sim-{uuid.uuid4().hex[:12]}"
-    )
-    client.on_connect = conn.on_connect
-    client.on_disconnect = conn.on_disconnect
-    client.on_publish = conn.on_publish
-    client.on_subscribe = conn.on_subscribe
-    client.on_message = conn.on_message
-    client.max_inflight_messages_set(MAX_INFLIGHT)
-    client.max_queued_messages_set(MAX_QUEUED)
-    client.reconnect_delay_set(min_delay=1, max_delay=10)
-    client.connect_async(host, port, keepalive=KEEPALIVE_S)
-    client.loop_start()  # its thread retries the first connection too
+def _wait_connected(links: Links, stop: threading.Event, host: str, port: int) -> bool:
+    """Pump until every connection is up and subscribed to its commands; False if stopped."""
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
-    while not conn.connected.wait(0.1):
-        if stop.is_set() or time.monotonic() >= deadline:
-            client.loop_stop()
-            if stop.is_set():
-                return None
-            raise ConnectionError(f"cannot connect to MQTT broker {host}:{port}: {conn.last_error}")
-    return client
+    while not links.all_ready:
+        if stop.is_set():
+            return False
+        if time.monotonic() >= deadline:
+            raise ConnectionError(
+                f"cannot connect to MQTT broker {host}:{port}: {links.last_error}"
+            )
+        links.pump(0.05)
+    log.info("simulator connected to the MQTT broker")
+    return True
 
 
 class _Publisher:
@@ -284,7 +216,7 @@ class _Publisher:
     def __init__(
         self,
         config: SimulatorConfig,
-        client: mqtt.Client,
+        client: Publishes,
         stats: SimStats,
         commands: deque[tuple[str, bytes]],
     ) -> None:
@@ -309,9 +241,18 @@ class _Publisher:
         self.last_ms = [self.started_ms] * len(self.fleet)
         self.faults = MessageFaults(config.faults)
 
-    def run(self, stop: threading.Event, progress: Callable[[dict[str, Any]], None] | None) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        progress: Callable[[dict[str, Any]], None] | None,
+        pump: Callable[[float], None] | None = None,
+    ) -> None:
+        """``pump(timeout)``: the network I/O to drive while waiting for the next slot."""
         n = len(self.fleet)
         slot_s = 1.0 / (self.config.rate_hz * n)
+        # The clocks start now, not when the fleet was made (connecting may have taken a while).
+        self.started_ms = _wall_ms()
+        self.last_ms = [self.started_ms] * n
         t0 = time.monotonic()
         duration = self.config.duration_s
         end = math.inf if duration is None else t0 + duration
@@ -332,7 +273,8 @@ class _Publisher:
                 next_progress += PROGRESS_INTERVAL_S
                 progress(self._snapshot(now - t0))
             now = time.monotonic()
-            stop.wait(min(max(t0 + done * slot_s - now, MIN_TICK_S), max(end - now, 0.0)))
+            wait_s = min(max(t0 + done * slot_s - now, MIN_TICK_S), max(end - now, 0.0))
+            _idle(stop, wait_s, pump)
         self._flush_held()
         self._snapshot(time.monotonic() - t0)
 
@@ -419,13 +361,18 @@ class _Publisher:
         return stats.as_dict()
 
 
-def _wait_for_acks(stats: SimStats) -> None:
-    """Give in-flight QoS 1 publishes a bounded time to be acknowledged before disconnecting."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while stats.acked < stats.published and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if stats.acked < stats.published:
-        log.warning("%d publishes unacknowledged at shutdown", stats.published - stats.acked)
+def _idle(stop: threading.Event, seconds: float, pump: Callable[[float], None] | None) -> None:
+    """Wait ``seconds`` (less if stopped), driving the network I/O meanwhile; at least one
+    round of I/O even when no time is left."""
+    if pump is None:
+        stop.wait(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while True:
+        remaining = deadline - time.monotonic()
+        pump(min(max(remaining, 0.0), MAX_PUMP_S))
+        if remaining <= MAX_PUMP_S or stop.is_set():
+            return
 
 
 def _wall_ms() -> int:

@@ -1,5 +1,6 @@
 // The alerts panel: open (and acknowledged) alerts, critical first, newest first; acknowledge
 // and resolve; click one to focus its drone. Kept current by the live stream's alert frames.
+// Who acknowledges or resolves is the signed-in key: the server records its name.
 
 import { getJSON, postJSON } from "./api.js";
 import { ago, el, hhmmss } from "./format.js";
@@ -7,9 +8,8 @@ import { ago, el, hhmmss } from "./format.js";
 const SEVERITY_RANK = { critical: 0, warning: 1 };
 
 export class AlertsPanel {
-  constructor({ operator, onFocus, onChange }) {
+  constructor({ onFocus, onChange }) {
     this.alerts = new Map();
-    this._operator = operator;
     this._onFocus = onFocus;
     this._onChange = onChange;
     this._list = document.getElementById("alerts-list");
@@ -76,7 +76,7 @@ export class AlertsPanel {
       event.stopPropagation();
       event.target.disabled = true;
       try {
-        this.apply(await postJSON(`/api/v1/alerts/${encodeURIComponent(a.id)}/${verb}`, { by: this._operator() }));
+        this.apply(await postJSON(`/api/v1/alerts/${encodeURIComponent(a.id)}/${verb}`, {}));
       } catch (err) {
         event.target.disabled = false;
         event.target.title = err.message;

@@ -8,8 +8,12 @@ export class ApiError extends Error {
   }
 }
 
+// The session's CSRF token, repeated on every write (the cookie alone is not enough).
+let csrfToken = "";
+
 async function call(method, path, body) {
-  const init = { method, headers: { Accept: "application/json" } };
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (method !== "GET") init.headers["X-CSRF-Token"] = csrfToken;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -21,6 +25,9 @@ async function call(method, path, body) {
     throw new ApiError(0, `network error: ${err.message}`);
   }
   const data = await resp.json().catch(() => null);
+  if (resp.status === 401) {
+    window.location.assign("/login");  // the session ended (signed out, expired or revoked)
+  }
   if (!resp.ok) {
     throw new ApiError(resp.status, data?.error?.message ?? `HTTP ${resp.status}`);
   }
@@ -29,6 +36,21 @@ async function call(method, path, body) {
 
 export const getJSON = (path) => call("GET", path);
 export const postJSON = (path, body) => call("POST", path, body);
+
+/** The signed-in key's name and role; keeps the CSRF token for later writes. */
+export async function session() {
+  const who = await getJSON("/api/v1/session");
+  csrfToken = who.csrf_token;
+  return who;
+}
+
+export async function signOut() {
+  try {
+    await call("DELETE", "/api/v1/session");
+  } finally {
+    window.location.assign("/login");
+  }
+}
 
 /** A query string from an object, leaving out empty values. */
 export function query(params) {

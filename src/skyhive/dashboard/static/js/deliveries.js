@@ -14,7 +14,7 @@ function orderId() {
 }
 
 export class DeliveriesPanel {
-  constructor({ map, stationsByCode, onList }) {
+  constructor({ map, stationsByCode, onList, canOrder = true }) {
     this._map = map;
     this._stations = stationsByCode;
     this._onList = onList;
@@ -32,7 +32,9 @@ export class DeliveriesPanel {
       this._create();
     });
     this._fillStations();
-    this._customerSelect();
+    // Placing orders is an operator's; a viewer's session would only be refused.
+    this._form.hidden = !canOrder;
+    if (canOrder) this._customerSelect();
     setInterval(() => this.refresh(), REFRESH_MS);
   }
 

@@ -2,7 +2,7 @@
 // (/api/v1/stream/live) that carries drone batches and alert changes.
 
 import { AlertsPanel } from "./alerts.js";
-import { getJSON } from "./api.js";
+import { getJSON, session, signOut } from "./api.js";
 import { DeliveriesPanel } from "./deliveries.js";
 import { DronePanel } from "./drone.js";
 import { FleetList } from "./fleet_list.js";
@@ -11,10 +11,11 @@ import { Overview } from "./overview.js";
 import { setupTabs } from "./tabs.js";
 
 const config = JSON.parse(document.getElementById("dashboard-config").textContent);
-const operatorInput = document.getElementById("operator");
-operatorInput.value = localStorage.getItem("skyhive.operator") ?? operatorInput.value;
-operatorInput.addEventListener("change", () => localStorage.setItem("skyhive.operator", operatorInput.value.trim()));
-const operator = () => operatorInput.value.trim() || "dispatcher";
+// Who is signed in comes from the session (the key's name), never from a text box.
+const who = await session();
+document.getElementById("whoami").textContent = `${who.name} (${who.role})`;
+document.getElementById("sign-out").addEventListener("click", () => signOut());
+const operator = () => who.name;
 
 const tabs = setupTabs(document.querySelector("[role=tablist]"));
 const conn = document.getElementById("conn");
@@ -68,7 +69,7 @@ async function start() {
     },
   });
   drone = new DronePanel({ operator, alertsFor: (id) => alerts.forDrone(id) });
-  deliveries = new DeliveriesPanel({ map, stationsByCode });
+  deliveries = new DeliveriesPanel({ map, stationsByCode, canOrder: who.role !== "viewer" });
 
   /** Show a drone on the map and in its panel; from the keyboard, the focus follows. */
   function selectDrone(id, fallback, moveFocus = false) {

@@ -1,0 +1,262 @@
+"""MQTT credentials of drones and of SkyHive's own services: issue, rotate, revoke, verify,
+and the Mosquitto files that enforce them on a production broker.
+
+A password is shown once (returned to the caller) and stored only as a hash. Drones
+authenticate as their ``drone_id``; services as ``skyhive.<service>`` with the password
+`skyhive up` writes to the services file (mode 600) and its children read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from skyhive.adapters.credentials_repo import Credential, NewCredential
+from skyhive.domain.device_access import (
+    Service,
+    grant_for,
+    hash_password,
+    is_drone_username,
+    mosquitto_acl_file,
+    mosquitto_password_file,
+    new_password,
+    service_username,
+    verify_password,
+)
+from skyhive.settings import Settings
+from skyhive.wiring import Clients
+
+log = logging.getLogger(__name__)
+
+SIMULATOR = "simulator"  # the source of credentials the simulator issued for its own drones
+
+
+class UnknownDrone(LookupError):
+    """The drone is not in the fleet registry: no credentials without registration."""
+
+
+class CredentialConflict(RuntimeError):
+    """The simulator would rotate a credential someone else issued."""
+
+
+# -- drones -------------------------------------------------------------------------------------
+
+
+def issue_drone_password(clients: Clients, drone_id: str, source: str = "operator") -> str:
+    """Create or rotate ``drone_id``'s MQTT password and return it (the only time it is
+    seen). The old password stops working at once for new connections and within
+    ``credentials_refresh_s`` for a connection already open. Raises ``UnknownDrone``."""
+    if not is_drone_username(drone_id) or clients.fleet.get(drone_id) is None:
+        raise UnknownDrone(drone_id)
+    password = new_password()
+    clients.credentials.put_many(
+        [NewCredential(drone_id, "drone", hash_password(password), source)]
+    )
+    log.info("MQTT password issued for drone %s (%s)", drone_id, source)
+    return password
+
+
+def revoke_drone_password(clients: Clients, drone_id: str) -> bool:
+    """Withdraw ``drone_id``'s password (e.g. when it is retired); True if it had one."""
+    revoked = clients.credentials.revoke(drone_id)
+    if revoked:
+        log.info("MQTT password revoked for drone %s", drone_id)
+    return revoked
+
+
+def drone_credential(clients: Clients, drone_id: str) -> Credential | None:
+    """The stored record (hash, when changed, who issued it), never the password."""
+    cred = clients.credentials.get(drone_id)
+    return cred if cred is not None and cred.kind == "drone" else None
+
+
+def verify_device(clients: Clients, username: str, password: str) -> bool:
+    """True when ``username`` is a drone and ``password`` is its current MQTT password.
+
+    Cheap enough per HTTP request: the stored hash is cached for ``credentials_refresh_s``
+    and a successful check for that hash is remembered, so the PBKDF2 runs once per
+    password and rotation; a rotation or revocation takes effect within the refresh time."""
+    return clients.device_verifier.verify(username, password)
+
+
+def simulator_passwords(clients: Clients, drone_ids: Sequence[str], path: Path) -> dict[str, str]:
+    """Passwords for the simulator's (registered) drones, kept in ``path`` (mode 600) so a
+    restarted simulator reuses them instead of rotating them. A drone whose kept password no
+    longer verifies gets a new one; one whose credential an operator issued is refused
+    (``CredentialConflict``): the simulator never takes over a real drone's identity."""
+    kept = {k: v for k, v in _read_json(path).items() if isinstance(v, str)}
+    stored = clients.credentials.get_many(drone_ids)
+    foreign = [
+        d for d, c in stored.items() if c.active and c.source != SIMULATOR and c.kind == "drone"
+    ]
+    if foreign:
+        raise CredentialConflict(
+            f"{len(foreign)} drone(s) have credentials an operator issued (e.g. {foreign[0]!r}); "
+            "the simulator will not rotate them: choose another --id-prefix"
+        )
+    known = set(clients.fleet.specs(drone_ids))
+    missing = [d for d in drone_ids if d not in known]
+    if missing:
+        raise UnknownDrone(missing[0])
+    out: dict[str, str] = {}
+    new: list[NewCredential] = []
+    for drone_id in drone_ids:
+        cred, password = stored.get(drone_id), kept.get(drone_id)
+        if (
+            cred
+            and cred.password_hash
+            and password
+            and verify_password(password, cred.password_hash)
+        ):
+            out[drone_id] = password
+            continue
+        password = new_password()
+        out[drone_id] = password
+        new.append(NewCredential(drone_id, "drone", hash_password(password), SIMULATOR))
+    clients.credentials.put_many(new)
+    if new or set(kept) != set(out):
+        write_private_json(path, {**kept, **out})
+    if new:
+        log.info("MQTT passwords issued for %d simulated drones (kept in %s)", len(new), path)
+    return out
+
+
+# -- services -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MqttLogin:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password by accident
+        return f"MqttLogin(username={self.username!r}, password=***)"
+
+
+def ensure_service_credentials(clients: Clients, path: Path) -> dict[Service, MqttLogin]:
+    """The services' logins: those in ``path`` that still verify against the store are kept;
+    the others are issued now, stored hashed, and written to ``path`` (mode 600). Run by
+    `skyhive up` (and the benchmarks) before the services start."""
+    kept = _read_json(path)
+    stored = clients.credentials.get_many([service_username(s) for s in Service])
+    out: dict[Service, MqttLogin] = {}
+    new: list[NewCredential] = []
+    for service in Service:
+        username = service_username(service)
+        entry = kept.get(service.value)
+        password = entry.get("password") if isinstance(entry, dict) else None
+        cred = stored.get(username)
+        if (
+            isinstance(password, str)
+            and cred is not None
+            and cred.password_hash
+            and cred.kind == "service"
+            and verify_password(password, cred.password_hash)
+        ):
+            out[service] = MqttLogin(username, password)
+            continue
+        password = new_password()
+        out[service] = MqttLogin(username, password)
+        new.append(NewCredential(username, "service", hash_password(password), "up", service.value))
+    if new:
+        clients.credentials.put_many(new)
+        doc = {s.value: {"username": m.username, "password": m.password} for s, m in out.items()}
+        write_private_json(path, doc)
+        log.info(
+            "MQTT service credentials issued for %s (%s)", ", ".join(c.username for c in new), path
+        )
+    return out
+
+
+def service_login(settings: Settings, service: Service) -> MqttLogin | None:
+    """This service's MQTT login from the services file, or None when there is none (the
+    broker then admits the process only if devices are insecure)."""
+    entry = _read_json(settings.mqtt_services_path()).get(service.value)
+    if not isinstance(entry, dict):
+        return None
+    username, password = entry.get("username"), entry.get("password")
+    if isinstance(username, str) and isinstance(password, str) and username and password:
+        return MqttLogin(username, password)
+    return None
+
+
+# -- Mosquitto ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MosquittoFiles:
+    password_file: Path
+    acl_file: Path
+    conf: Path  # the lines to add to mosquitto.conf
+    users: int
+
+
+def write_mosquitto_config(
+    clients: Clients, out_dir: Path, insecure_devices: bool = False
+) -> MosquittoFiles:
+    """Mosquitto's password file and ACL file for every active credential, and a config
+    snippet that points at them. Mosquitto reads them at start and on SIGHUP: regenerate and
+    signal it after registering or rotating."""
+    creds = clients.credentials.active()
+    entries: list[tuple[str, str]] = []
+    grants = []
+    for c in creds:
+        grant = grant_for(c.username, c.kind, c.service)
+        if grant is None or c.password_hash is None:
+            log.warning("skipping malformed MQTT credential %r", c.username)
+            continue
+        entries.append((c.username, c.password_hash))
+        grants.append(grant)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    password_file, acl_file, conf = out_dir / "passwd", out_dir / "acl", out_dir / "skyhive.conf"
+    _write_private(password_file, mosquitto_password_file(entries).encode())
+    _write_private(acl_file, mosquitto_acl_file(grants, insecure_devices).encode())
+    _write_private(
+        conf,
+        (
+            "# Generated by `skyhive broker mosquitto-config`: add to mosquitto.conf.\n"
+            "per_listener_settings false\n"
+            f"allow_anonymous {'true' if insecure_devices else 'false'}\n"
+            f"password_file {password_file.resolve()}\n"
+            f"acl_file {acl_file.resolve()}\n"
+        ).encode(),
+    )
+    return MosquittoFiles(password_file, acl_file, conf, len(entries))
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_private_json(path: Path, data: Mapping[str, object]) -> None:
+    _write_private(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """Write atomically, readable by the owner only (mode 600) from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
