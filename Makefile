@@ -99,7 +99,7 @@ bench-dispatch: install
 	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --telemetry-hz 0.1
 	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --telemetry-hz 0.1 --broker mosquitto
 
-# API read latency under gunicorn, cached and uncached (docs/benchmarks.md).
+# API read latency under waitress, cached and uncached (docs/benchmarks.md).
 bench-api: install
 	$(BIN)/skyhive bench api --rate 500 --duration 10
 	$(BIN)/skyhive bench api --rate 200 --duration 10

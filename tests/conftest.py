@@ -113,4 +113,3 @@ def clients(settings: Settings) -> Iterator[Clients]:
     c = Clients(settings)
     yield c
     c.close()
-

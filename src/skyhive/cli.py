@@ -965,7 +965,7 @@ def bench_dashboard(
 @click.option("--duration", type=click.FloatRange(min=1), default=10, show_default=True)
 @_json_option
 def bench_api(rate: float, duration: float, as_json: bool) -> None:
-    """API read latency under gunicorn: customers and invoices, cached and uncached."""
+    """API read latency under waitress: customers and invoices, cached and uncached."""
     from skyhive.bench.api import run_api_bench
 
     report = run_api_bench(rate, duration, progress=_progress)

@@ -176,12 +176,10 @@ def redis_server(data_dir: Path, host: str, port: int) -> Server:
     return Server("redis", argv, host, port, data_dir / "logs" / "redis.log")
 
 
-# amqtt on uvloop: the broker is the busiest process of the embedded stack, and libuv's event
-# loop cuts its CPU per message substantially.
-_AMQTT_MAIN = (
-    "import asyncio, sys, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
-    "from amqtt.scripts.broker_script import main; sys.exit(main())"
-)
+# amqtt on uvloop (the broker is the busiest process of the embedded stack, and libuv's event
+# loop cuts its CPU per message substantially), with SkyHive's fix for acknowledged messages
+# queued at a disconnection (adapters/amqtt_broker.py).
+_AMQTT_MAIN = "from skyhive.adapters.amqtt_broker import main; main()"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from skyhive.embedded import free_port
 
 STATION = {"code": "12TH", "lat": 37.803664, "lon": -122.271604}
 OPERATOR = "test operator"  # the name of the stack's operator key (auth_helpers.make_key)
+# `page.wait_for_function` takes functions ("() => ..."), never bare expressions: Playwright
+# evals a bare expression again on every poll, which the page's CSP (no 'unsafe-eval') refuses.
 
 
 def drone(page: Page, drone_id: str) -> dict[str, Any] | None:
@@ -77,13 +79,15 @@ def test_drones_appear_and_move_as_telemetry_arrives(
     page = open_page()
     assert drone(page, "dash-1") is None
     stack.report("dash-1", STATION["lat"], STATION["lon"])
-    page.wait_for_function("window.skyhive.map.drones.drones.has('dash-1')", timeout=5000)
+    page.wait_for_function("() => window.skyhive.map.drones.drones.has('dash-1')", timeout=5000)
     first = drone(page, "dash-1")
     assert first is not None and first["x"] is not None
     assert first["status"] == "in_flight" and first["battery_pct"] == 89.0
 
     stack.report("dash-1", STATION["lat"], STATION["lon"] + 0.01)
-    page.wait_for_function("window.skyhive.map.drones.drones.get('dash-1').seq === 2", timeout=5000)
+    page.wait_for_function(
+        "() => window.skyhive.map.drones.drones.get('dash-1').seq === 2", timeout=5000
+    )
     page.wait_for_timeout(100)  # the next animation frame draws it
     moved = drone(page, "dash-1")
     assert moved is not None
@@ -100,7 +104,7 @@ def test_drones_appear_and_move_as_telemetry_arrives(
     # The charts hold its last hour from history, in 10-second averages, then the live
     # reading: the readings 1 s apart share a bucket or fall in two.
     page.wait_for_function(
-        "window.skyhive.drone._charts.battery_pct.data.datasets[0].data.length >= 2"
+        "() => window.skyhive.drone._charts.battery_pct.data.datasets[0].data.length >= 2"
     )
     battery = page.evaluate(
         "window.skyhive.drone._charts.battery_pct.data.datasets[0].data.map(p => p.y)"
@@ -118,7 +122,7 @@ def test_an_emergency_shows_within_a_second_and_can_be_acknowledged(
 ) -> None:
     page = open_page()
     stack.report("dash-2", STATION["lat"], STATION["lon"])
-    page.wait_for_function("window.skyhive.map.drones.drones.has('dash-2')", timeout=5000)
+    page.wait_for_function("() => window.skyhive.map.drones.drones.has('dash-2')", timeout=5000)
 
     started = time.monotonic()
     stack.report("dash-2", STATION["lat"], STATION["lon"], status="emergency", emergency=True)

@@ -30,33 +30,33 @@ def up(tmp_path: Path) -> Iterator[Up]:
     u.stop()
 
 
-def publish(port: int, lat: float) -> None:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dashboard-e2e")
-    c.connect("127.0.0.1", port)
-    c.loop_start()
+def register(up: Up) -> dict[str, str]:
+    """Register the drones as an operator does; each one's MQTT password (printed once)."""
+    cmd = ("drones", "register", "--home-station", "12TH")
+    return {d: up.run(*cmd, d).splitlines()[-1] for d in DRONES}
+
+
+def publish(port: int, passwords: dict[str, str], lat: float) -> None:
+    """One reading from each drone, each signed in to the broker as itself."""
     now_ms = int(time.time() * 1000)
-    infos = [
-        c.publish(
-            f"skyhive/drones/{drone_id}/telemetry",
-            orjson.dumps(
-                {
-                    "seq": int(lat * 1e4),
-                    "ts": now_ms,
-                    "lat": lat + i * 0.002,
-                    "lon": -122.27,
-                    "alt_m": 80.0,
-                    "battery_pct": 70.0,
-                    "status": "in_flight",
-                }
-            ),
-            qos=1,
-        )
-        for i, drone_id in enumerate(DRONES)
-    ]
-    for info in infos:
+    for i, drone_id in enumerate(DRONES):
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dashboard-e2e-{drone_id}")
+        c.username_pw_set(drone_id, passwords[drone_id])
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        reading = {
+            "seq": int(lat * 1e4),
+            "ts": now_ms,
+            "lat": lat + i * 0.002,
+            "lon": -122.27,
+            "alt_m": 80.0,
+            "battery_pct": 70.0,
+            "status": "in_flight",
+        }
+        info = c.publish(f"skyhive/drones/{drone_id}/telemetry", orjson.dumps(reading), qos=1)
         info.wait_for_publish(10)
-    c.disconnect()
-    c.loop_stop()
+        c.disconnect()
+        c.loop_stop()
 
 
 def test_dashboard_under_skyhive_up_shows_mqtt_drones(up: Up, browser: Browser) -> None:
@@ -68,7 +68,8 @@ def test_dashboard_under_skyhive_up_shows_mqtt_drones(up: Up, browser: Browser) 
     expect(page.locator("#map-note")).to_have_text("Map tiles off: plain background.")
     assert page.evaluate("window.skyhive.map.stations.getLayers().length") == 50
 
-    publish(up.mqtt_port, 37.80)
+    passwords = register(up)
+    publish(up.mqtt_port, passwords, 37.80)
     page.wait_for_function(
         "ids => ids.every(id => window.skyhive.map.drones.drones.has(id))", arg=DRONES
     )
@@ -82,9 +83,9 @@ def test_dashboard_under_skyhive_up_shows_mqtt_drones(up: Up, browser: Browser) 
         assert 0 <= d["x"] <= size["x"] and 0 <= d["y"] <= size["y"], d
 
     # A second report moves them: the stream carries it through the real processes.
-    publish(up.mqtt_port, 37.81)
+    publish(up.mqtt_port, passwords, 37.81)
     page.wait_for_function(
-        "window.skyhive.map.drones.drones.get('up-0').lat === 37.81", timeout=10_000
+        "() => window.skyhive.map.drones.drones.get('up-0').lat === 37.81", timeout=10_000
     )
     page.locator("#tab-overview").click()
     expect(page.locator("#ov-deliveries")).to_have_text("0")

@@ -108,6 +108,21 @@ class Up:
             [sys.executable, "-m", "skyhive", *args], env=env, stdout=self.log, stderr=self.log
         )
 
+    def run(self, *args: str) -> str:
+        """A `skyhive` command beside the running stack, to completion; its stdout."""
+        env = self._env()
+        env["SKYHIVE_DATA_DIR"] = str(self.data_dir)
+        done = subprocess.run(
+            [sys.executable, "-m", "skyhive", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
     def stop(self, sig: int = signal.SIGINT) -> int:
         assert self.proc is not None
         self.proc.send_signal(sig)

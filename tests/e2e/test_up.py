@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import stat
 import urllib.error
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from e2e.harness import Up, processes_using, wait_for
 
@@ -20,8 +22,9 @@ BASE_MS = 1795428000000
 DRONE = "e2e-1"
 
 
-def publish(port: int, items: list[tuple[str, bytes]]) -> None:
+def publish(port: int, items: list[tuple[str, bytes]], login: tuple[str, str]) -> None:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-publisher")
+    c.username_pw_set(*login)
     c.connect("127.0.0.1", port)
     c.loop_start()
     for info in [c.publish(t, p, qos=1) for t, p in items]:
@@ -59,7 +62,40 @@ def up(data_dir: Path) -> Iterator[Up]:
         u.stop()
 
 
+def register(up: Up, drone_id: str) -> tuple[str, str]:
+    """Register a drone the way an operator does; its MQTT login (printed once)."""
+    out = up.run("drones", "register", drone_id, "--home-station", "12TH").splitlines()
+    assert out[-3] == f"MQTT username: {drone_id}", out
+    return drone_id, out[-1]
+
+
+def connack(port: int, login: tuple[str, str] | None) -> ReasonCode:
+    answer: list[ReasonCode] = []
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"e2e-probe-{uuid.uuid4().hex[:8]}")
+    if login is not None:
+        c.username_pw_set(*login)
+    c.on_connect = lambda client, _u, _f, rc, _p: (answer.append(rc), client.disconnect())
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    wait_for(lambda: bool(answer), 10, "CONNACK")
+    c.loop_stop()
+    return answer[0]
+
+
+def test_drones_need_their_own_credentials(up: Up) -> None:
+    login = register(up, "e2e-cred")
+    assert not connack(up.mqtt_port, login).is_failure
+    assert connack(up.mqtt_port, None).is_failure  # anonymous: refused under `up`
+    assert connack(up.mqtt_port, ("e2e-cred", "not-the-password")).is_failure
+    new = up.run("drones", "credentials", "e2e-cred", "--rotate").splitlines()[-1]
+    assert connack(up.mqtt_port, login).is_failure  # the old password no longer works
+    assert not connack(up.mqtt_port, ("e2e-cred", new)).is_failure
+    services = up.data_dir / "mqtt-services.json"
+    assert services.stat().st_mode & 0o777 == 0o600
+
+
 def test_telemetry_flows_end_to_end(up: Up) -> None:
+    login = register(up, DRONE)
     topic = f"skyhive/drones/{DRONE}/telemetry"
     items = [(topic, reading(s, 90 - s * 4)) for s in range(1, 21)]  # battery down to 10 %
     items.insert(5, items[4])  # a duplicate
@@ -67,7 +103,7 @@ def test_telemetry_flows_end_to_end(up: Up) -> None:
     items.append((topic, reading(3, 99)))  # late duplicate, out of order
     items.append((topic, b'{"seq": 22, "battery_pct": 140, "ts": 1795428022000}'))
     items.append((topic, b"definitely not json"))
-    publish(up.mqtt_port, items)
+    publish(up.mqtt_port, items, login)
 
     wait_for(lambda: up.get(f"/api/v1/drones/{DRONE}")["seq"] == 21, what="live state at seq 21")
     state = up.get(f"/api/v1/drones/{DRONE}")

@@ -10,15 +10,17 @@ is declared, and an undeclared one is refused (see the last tests).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from auth_helpers import make_key
 from flask import Flask
 from flask.testing import FlaskClient
 
+from auth_helpers import make_key
 from skyhive.api import create_app
 from skyhive.api.openapi import document
+from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
 ROLES = ("anonymous", "viewer", "operator", "admin", "customer")
@@ -64,21 +66,28 @@ def url_for(path: str) -> str:
 
 
 @pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Rate limits off: these tests send hundreds of requests a second with one key (the
+    limits have their own tests)."""
+    return make_settings(rate_limit={"enabled": False})
+
+
+@pytest.fixture
 def app(clients: Clients) -> Flask:
     return create_app(clients.settings, clients)
 
 
 @pytest.fixture
 def keyed(clients: Clients, app: Flask) -> dict[str, FlaskClient]:
-    clients.customers.insert(
-        {"_id": CUSTOMER, "name": "Access Co", "email": "access@example.com"}
-    )
+    clients.customers.insert({"_id": CUSTOMER, "name": "Access Co", "email": "access@example.com"})
     out: dict[str, FlaskClient] = {}
     for role in ROLES:
         client = app.test_client()
         if role != "anonymous":
             customer = CUSTOMER if role == "customer" else None
-            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_key(clients, role, customer)}"
+            client.environ_base["HTTP_AUTHORIZATION"] = (
+                f"Bearer {make_key(clients, role, customer)}"
+            )
         out[role] = client
     return out
 
@@ -177,7 +186,9 @@ def test_writes_are_audited_with_who_and_outcome(clients: Clients, app: Flask) -
     admin = app.test_client()
     admin.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {make_key(clients, 'admin')}"
     created = admin.post(
-        "/api/v1/keys", json={"name": "audited", "role": "viewer"}, headers={"X-Request-Id": "req-audit-1"}
+        "/api/v1/keys",
+        json={"name": "audited", "role": "viewer"},
+        headers={"X-Request-Id": "req-audit-1"},
     )
     assert created.status_code == 201
     refused = admin.post("/api/v1/keys/zzzzzzzzzzzz/revoke")
@@ -207,19 +218,28 @@ def test_dashboard_session_cookie_and_csrf(clients: Clients, app: Flask) -> None
     assert browser.get("/api/v1/drones").status_code == 200
     # A write without the CSRF token is refused; with it, it passes authorization.
     assert browser.post("/api/v1/geofences", json={}).status_code == 403
-    assert browser.post("/api/v1/geofences", json={}, headers={"X-CSRF-Token": csrf}).status_code == 422
+    assert (
+        browser.post("/api/v1/geofences", json={}, headers={"X-CSRF-Token": csrf}).status_code
+        == 422
+    )
     assert browser.delete("/api/v1/session", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert browser.get("/api/v1/drones").status_code == 401
 
 
 def test_customer_keys_cannot_open_dashboard_sessions(clients: Clients, app: Flask) -> None:
     clients.customers.insert({"_id": CUSTOMER, "name": "Access Co", "email": "access@example.com"})
-    resp = app.test_client().post("/api/v1/session", json={"key": make_key(clients, "customer", CUSTOMER)})
+    resp = app.test_client().post(
+        "/api/v1/session", json={"key": make_key(clients, "customer", CUSTOMER)}
+    )
     assert resp.status_code == 403
 
 
 def test_security_headers(app: Flask) -> None:
     resp = app.test_client().get("/login")
     csp = resp.headers["Content-Security-Policy"]
-    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert (
+        "script-src 'self'" in csp
+        and "frame-ancestors 'none'" in csp
+        and "unsafe-inline" not in csp
+    )
     assert resp.headers["X-Content-Type-Options"] == "nosniff"

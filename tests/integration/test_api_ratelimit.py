@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
-from auth_helpers import make_key
 from flask import Flask
 from flask.testing import FlaskClient
 
+from auth_helpers import make_key
 from skyhive.api import create_app
 from skyhive.api.ratelimit import RateLimiter
 from skyhive.embedded import free_port

@@ -8,45 +8,75 @@ they are left to their own tests (``test_api.py``, the browser tests).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import schemathesis
-from auth_helpers import make_key
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from werkzeug.serving import make_server
 
+from auth_helpers import make_key
 from skyhive.api import create_app
+from skyhive.api.openapi import document
 from skyhive.bootstrap import bootstrap
+from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
 EXAMPLES_PER_OPERATION = 12
 
 
-@pytest.fixture
-def admin_key(clients: Clients) -> str:
-    return make_key(clients, "admin")
+def _document() -> dict[str, Any]:
+    app = create_app()
+    with app.app_context():
+        return document()
+
+
+schema = schemathesis.openapi.from_dict(_document()).exclude(path_regex="^/api/v1/stream/")
 
 
 @pytest.fixture
-def api_schema(clients: Clients, admin_key: str) -> Iterator[schemathesis.schemas.BaseSchema]:
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Rate limits off: these tests send hundreds of requests a second with one key (the
+    limits have their own tests)."""
+    return make_settings(rate_limit={"enabled": False})
+
+
+@pytest.fixture
+def served(clients: Clients) -> Iterator[tuple[str, str]]:
+    """The API over real HTTP on the embedded stores, and an admin key for it."""
     bootstrap(clients)
-    app = create_app(clients.settings, clients)
-    auth = {"Authorization": f"Bearer {admin_key}"}
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, headers=auth)
-    yield schema.exclude(path_regex="^/api/v1/stream/")
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
+    server = make_server("127.0.0.1", 0, create_app(clients.settings, clients), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", make_key(clients, "admin")
+    finally:
+        server.shutdown()
 
 
 @schema.parametrize()
-@settings(
+@hypothesis_settings(
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
 def test_no_server_errors_and_responses_match_the_document(
-    case: schemathesis.Case, admin_key: str
+    case: schemathesis.Case, served: tuple[str, str]
 ) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {admin_key}"})
+    base_url, key = served
+    case.call_and_validate(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {key}"},
+        # Two checks judge the requests, not the answers, and disagree with documented design:
+        # some rules span several fields (a bucketed window is at most 24 h) and answer a
+        # documented 400; an empty query value (`?drone_id=`, as forms send) means "absent";
+        # and a telemetry upload answers 202 with each bad item rejected and dead-lettered.
+        excluded_checks=[
+            schemathesis.checks.positive_data_acceptance,
+            schemathesis.checks.negative_data_rejection,
+        ],
+    )

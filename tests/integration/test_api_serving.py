@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 import pytest
-from auth_helpers import make_key
 
+from auth_helpers import make_key
 from skyhive.api.server import run_api
 from skyhive.embedded import free_port
 from skyhive.services.processor import ALERTS_LIVE
@@ -41,7 +41,7 @@ class Api:
     port: int
 
     def key(self, role: str = "admin") -> str:
-        return make_key(self.clients, role)
+        return str(make_key(self.clients, role))
 
 
 @pytest.fixture
@@ -170,12 +170,15 @@ def wait_closed(sock: socket.socket, timeout: float) -> float:
 def test_slow_clients_hold_no_thread_and_are_dropped_at_their_deadline(
     serve: Callable[..., Api],
 ) -> None:
-    """20 clients stalled in their headers and 5 in their bodies, against 8 worker threads:
-    /healthz still answers at once, and each stalled socket is closed at its deadline."""
+    """20 clients stalled in their headers (5 of them silent from the start) and 5 in their
+    bodies, against 8 worker threads: /healthz still answers at once, and each stalled socket
+    is closed at its deadline."""
     api = serve(http={"threads": 8, "header_timeout_s": 1.5, "request_timeout_s": 3.0})
     stalled_headers, stalled_bodies = [], []
     started = time.monotonic()
-    for _ in range(20):
+    for _ in range(5):
+        stalled_headers.append(socket.create_connection((HOST, api.port), timeout=10))
+    for _ in range(15):
         sock = socket.create_connection((HOST, api.port), timeout=10)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: ")
         stalled_headers.append(sock)
@@ -183,7 +186,7 @@ def test_slow_clients_hold_no_thread_and_are_dropped_at_their_deadline(
         sock = socket.create_connection((HOST, api.port), timeout=10)
         sock.sendall(
             b"POST /api/v1/customers HTTP/1.1\r\nHost: test\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\": "
+            b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"name": '
         )
         stalled_bodies.append(sock)
     try:
@@ -392,7 +395,7 @@ def test_chunked_ingest_at_the_limit_is_taken_whole(serve: Callable[..., Api]) -
     limit = api.settings.http.ingest_body_limit_bytes
     assert limit == 10 * MiB
     body, count = ndjson(limit)
-    status, headers, resp, sent = chunked_post(
+    status, _, resp, sent = chunked_post(
         api.port, "/api/v1/telemetry", body, api.key(), "application/x-ndjson"
     )
     assert status == 202, resp[:300]
@@ -402,12 +405,12 @@ def test_chunked_ingest_at_the_limit_is_taken_whole(serve: Callable[..., Api]) -
     assert api.clients.redis_bytes.xlen(api.settings.telemetry_stream) == count
 
 
-@pytest.mark.parametrize("over", [1, 10 * MiB], ids=["one-byte-over", "double"])
+@pytest.mark.parametrize("over", [1, 20 * MiB], ids=["one-byte-over", "triple"])
 def test_chunked_ingest_over_the_limit_is_413_and_nothing_is_taken(
     serve: Callable[..., Api], over: int
 ) -> None:
-    """One byte over: the server has read it all, the app refuses the exact length. Twice
-    the limit: the server refuses while reading, without taking the rest."""
+    """One byte over: the server has read it all, the app refuses the exact length. Three
+    times the limit: the server refuses while reading, without taking the rest."""
     api = serve()
     limit = api.settings.http.ingest_body_limit_bytes
     body, _ = ndjson(limit + over)
@@ -452,3 +455,42 @@ def test_json_routes_take_64_kib(serve: Callable[..., Api]) -> None:
         api.port, "/api/v1/customers", padded(limit), key, "application/json"
     )
     assert status != 413 and sent == limit, body[:300]
+
+
+def test_the_app_refuses_a_long_chunked_body_under_any_server(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Werkzeug's server passes a chunked body on with no length, where its own limit would
+    just stop reading: the app's input wrapper refuses one byte over, and takes all of one at
+    the limit."""
+    from werkzeug.serving import make_server
+
+    from skyhive.api import create_app
+
+    limit = 64 * 1024
+    settings = make_settings(http={"ingest_body_limit_bytes": limit}, rate_limit=NO_RATE_LIMIT)
+    clients = Clients(settings)
+    server = make_server(HOST, 0, create_app(settings, clients), threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        key = make_key(clients)
+        body, _ = ndjson(limit + 1, line_bytes=500)
+        status, headers, resp, _ = chunked_post(
+            server.server_port, "/api/v1/telemetry", body, key, "application/x-ndjson", 4096
+        )
+        assert status == 413, resp[:300]
+        assert str(limit) in error_of(headers, resp, 413)["message"]
+        assert clients.redis_bytes.xlen(settings.telemetry_stream) == 0
+
+        body, count = ndjson(limit, line_bytes=500)
+        status, _, resp, _ = chunked_post(
+            server.server_port, "/api/v1/telemetry", body, key, "application/x-ndjson", 4096
+        )
+        assert status == 202, resp[:300]
+        assert orjson.loads(resp)["accepted"] == count
+        assert clients.redis_bytes.xlen(settings.telemetry_stream) == count
+    finally:
+        server.shutdown()
+        serving.join(timeout=5)
+        clients.close()

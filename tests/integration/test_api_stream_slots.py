@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from auth_helpers import make_key
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from auth_helpers import make_key
 from skyhive.api import create_app, stream
 from skyhive.wiring import Clients
 

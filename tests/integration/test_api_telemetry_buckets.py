@@ -11,7 +11,7 @@ import pytest
 from api_asserts import assert_error, body
 from flask.testing import FlaskClient
 
-from skyhive.api import create_app
+from auth_helpers import api_client
 from skyhive.domain.telemetry import validate_telemetry
 from skyhive.wiring import Clients
 
@@ -41,7 +41,7 @@ def client(clients: Clients) -> FlaskClient:
     docs = [validate_telemetry(r).history_document() for r in readings]
     for i in range(0, len(docs), 1000):
         clients.telemetry.insert(docs[i : i + 1000])
-    return create_app(clients.settings, clients).test_client()
+    return api_client(clients, "viewer")
 
 
 def ok(resp: Any) -> Any:

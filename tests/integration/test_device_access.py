@@ -329,6 +329,28 @@ def test_services_get_what_they_need_and_no_more(
     assert set(got) == {("skyhive/drones/d1/telemetry", b"marker")}, (broker.kind, got)
 
 
+def test_a_burst_published_just_before_disconnecting_is_not_lost(
+    broker: Broker, store: Store, peers: Callable[..., Peer]
+) -> None:
+    """Every message the broker acknowledged is handed on, even if the drone leaves at once
+    (amqtt alone would drop what it still had queued for the session)."""
+    gateway = peers(broker.port, store.login("gateway"))
+    gateway.subscribe("skyhive/drones/+/telemetry")
+    d1 = peers(broker.port, store.login("d1"))
+    infos = [d1.client.publish("skyhive/drones/d1/telemetry", b"%d" % i, qos=1) for i in range(200)]
+    for info in infos:
+        info.wait_for_publish(10)
+    d1.client.disconnect()
+    seen: set[bytes] = set()
+
+    def all_seen(msg: Message) -> bool:
+        seen.add(msg[1])
+        return len(seen) == len(infos)
+
+    gateway.drain(all_seen)
+    assert seen == {b"%d" % i for i in range(200)}, broker.kind
+
+
 def test_a_rotated_password_stops_working(
     broker: Broker, store: Store, peers: Callable[..., Peer]
 ) -> None:

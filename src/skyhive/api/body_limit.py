@@ -15,6 +15,7 @@ Either way the answer is a 413 in the app's error format, never a silently short
 
 from __future__ import annotations
 
+import io
 from typing import IO, Any
 
 from flask import Flask, request
@@ -35,43 +36,44 @@ def too_large_message(limit: int) -> str:
     return f"request body is larger than this route's limit of {limit} bytes; split it up"
 
 
-class LimitedInput:
+class LimitedInput(io.RawIOBase):
     """``wsgi.input`` that raises a 413 as soon as more than ``limit`` bytes are read, for a
     body whose length nobody told us. Reading one byte past the limit is what tells an
-    over-limit body from one exactly at it."""
+    over-limit body from one exactly at it. Every read goes through :meth:`readinto` (which
+    Werkzeug prefers), so nothing reaches the body around the count."""
 
     def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__()
         self._stream = stream
         self._limit = limit
         self._read = 0
 
-    def _count(self, data: bytes) -> bytes:
-        self._read += len(data)
+    def readable(self) -> bool:
+        return True
+
+    def _counted(self, n: int) -> int:
+        self._read += n
         if self._read > self._limit:
             raise ApiError(413, too_large_message(self._limit))
-        return data
+        return n
 
-    def read(self, size: int | None = -1) -> bytes:
-        room = self._limit + 1 - self._read
-        want = room if size is None or size < 0 else min(size, room)
-        return self._count(self._stream.read(want)) if want > 0 else b""
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._limit + 1 - self._read)
+        if want <= 0:
+            return 0
+        data = self._stream.read(want)
+        view[: len(data)] = data
+        return self._counted(len(data))
 
     def readline(self, size: int | None = -1) -> bytes:
         room = self._limit + 1 - self._read
         want = room if size is None or size < 0 else min(size, room)
-        return self._count(self._stream.readline(want)) if want > 0 else b""
-
-    def __iter__(self) -> LimitedInput:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
+        if want <= 0:
+            return b""
+        line = self._stream.readline(want)
+        self._counted(len(line))
         return line
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
 
 def _enforce() -> None:

@@ -23,8 +23,7 @@ from skyhive.api.auth import own_customer
 from skyhive.api.cached import cached_document, cached_list
 from skyhive.api.errors import ApiError
 from skyhive.api.fields import Items, LimitQuery, Open, PathModel
-from skyhive.api.operation import ADMIN, ADMIN_OR_OWN_CUSTOMER, operation
-from skyhive.api.params import json_body
+from skyhive.api.operation import ADMIN, ADMIN_OR_OWN_CUSTOMER, json_body, operation
 from skyhive.api.responses import current_clients, json_response
 from skyhive.domain.billing import InvoiceStatus
 from skyhive.domain.deliveries import ID_PATTERN

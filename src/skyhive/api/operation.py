@@ -18,14 +18,16 @@ import orjson
 from flask import Response, current_app, request
 from pydantic import BaseModel, ValidationError
 
-from skyhive.api.errors import error_response
+from skyhive.api.errors import ApiError, error_response
 from skyhive.domain.access import PUBLIC, Access, Role
 from skyhive.domain.telemetry import format_validation_error
 
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
 
 ACCESS_ATTR = "__skyhive_access__"
 BODY_ATTR = "__skyhive_body__"
+PATH_ATTR = "__skyhive_path__"
 REQUEST_CONTENT_EXT = "x-skyhive-request-content"  # moved into requestBody by api/openapi.py
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", bool: "a boolean"}
 
@@ -136,6 +138,8 @@ def operation(
             codes |= {413, 415, 422}
             _BODY_MODELS.add(hints["body"].__name__)
             setattr(func, BODY_ATTR, hints["body"])
+            if "path" in takes:
+                setattr(func, PATH_ATTR, hints["path"])
         if not access.public:
             codes |= {401, 403, 429}
         if uses_stores:
@@ -176,40 +180,56 @@ def access_of(view: Callable[..., Any] | None) -> Access | None:
     return found
 
 
-def check_json_body() -> Response | None:
-    """Before flask-openapi3 validates a body: 415 unless it is JSON, 400 when it is empty,
-    not JSON or not an object, 422 when it breaks the schema in strict mode (JSON types as
-    sent: ``"2"`` is not a number). flask-openapi3 then validates the same body again, in
-    the lax mode its query parsing needs, which a strictly valid body always passes."""
+def check_json_body() -> None:
+    """Before flask-openapi3 validates a declared body: see :func:`json_body`. flask-openapi3
+    then validates the same body again, in the lax mode its query parsing needs, which a
+    strictly valid body always passes. A bad path parameter is left to flask-openapi3 (400,
+    naming it), as it would be without this check."""
     view = current_app.view_functions.get(request.endpoint or "")
-    model: type[BaseModel] | None = getattr(inspect.unwrap(view), BODY_ATTR, None) if view else None
+    func = inspect.unwrap(view) if view else None
+    model: type[BaseModel] | None = getattr(func, BODY_ATTR, None)
     if model is None:
-        return None
+        return
+    path_model: type[BaseModel] | None = getattr(func, PATH_ATTR, None)
+    if path_model is not None:
+        try:
+            path_model.model_validate(request.view_args or {})
+        except ValidationError:
+            return
+    json_body(model)
+
+
+def json_body(model: type[M]) -> M:
+    """The request body as ``model``: 415 unless it is JSON, 400 when it is empty, not JSON
+    or not an object, 422 when it breaks the schema in strict mode (JSON types as sent:
+    ``"2"`` is not a number), with the first error's location as ``field``."""
     if request.mimetype != "application/json":
-        return error_response(415, "Content-Type must be application/json")
+        raise ApiError(415, "Content-Type must be application/json")
     raw = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH
     if not raw.strip():
-        return error_response(400, "request body is empty; send a JSON object")
+        raise ApiError(400, "request body is empty; send a JSON object")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return error_response(400, f"body is not valid JSON: {exc}")
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         got = _JSON_TYPE_NAMES.get(type(data), "null" if data is None else "a number")
-        return error_response(400, f"body must be a JSON object, got {got}")
+        raise ApiError(400, f"body must be a JSON object, got {got}")
     try:
-        model.model_validate(data, strict=True)
+        return model.model_validate(data, strict=True)
     except ValidationError as exc:
-        return validation_error(exc)
-    return None
+        raise ApiError(422, format_validation_error(exc), _field(exc)) from None
+
+
+def _field(exc: ValidationError) -> str | None:
+    first = exc.errors(include_url=False)
+    return ".".join(str(p) for p in first[0]["loc"]) or None if first else None
 
 
 def validation_error(exc: ValidationError) -> Response:
     """flask-openapi3's hook: our error shape, 422 for a body, 400 for a parameter."""
     status = 422 if exc.title in _BODY_MODELS else 400
-    first = exc.errors(include_url=False)
-    field = ".".join(str(p) for p in first[0]["loc"]) if first else None
-    return error_response(status, format_validation_error(exc), field or None)
+    return error_response(status, format_validation_error(exc), _field(exc))
 
 
 def declare(access: Access) -> Callable[[F], F]:

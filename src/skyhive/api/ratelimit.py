@@ -3,7 +3,7 @@
 The identity is who the auth layer found (``g.rate_key``: ``key:<key id>`` or
 ``drone:<id>``), else the client's address (``ip:<addr>``); each kind has its own limits
 (``settings.rate_limit``). Counting is the ``limits`` library's (its Redis storage, one script
-call per request, keys ``ratelimit/...``), not a hand-written counter.
+call per request, keys ``ratelimit:*``), not a hand-written counter.
 
 Every request but the probes (``/healthz``, ``/readyz``, ``/metrics``) is counted once: after
 the auth hook when it let the request through, or, when a hook before ours answered (auth

@@ -11,7 +11,7 @@ the threads and sockets that the Redis and MongoDB clients rely on.
 On top of waitress this module adds what waitress lacks or does in its own way:
 
 - deadlines (``settings.http``): the headers must arrive within ``header_timeout_s`` of the
-  first byte, the whole request within ``request_timeout_s``, and a connection that makes no
+  connection opening (or of a later request's first byte), the whole request within ``request_timeout_s``, and a connection that makes no
   progress (or idles between requests) is closed after ``idle_timeout_s``; checked every
   second by the I/O loop, so the timed-out sockets are dropped without any thread;
 - body limits per route (``api/body_limit.py``) while reading: a declared ``Content-Length``
@@ -140,13 +140,20 @@ def _server_class(http: HttpConfig, adj: Adjustments) -> type[TcpWSGIServer]:
                 self.expect_continue = False  # no "100 Continue" for a refused body
 
     class Channel(HTTPChannel):  # type: ignore[misc]
-        """One client connection; remembers when its unfinished request began."""
+        """One client connection; remembers when its unfinished request began (for a new
+        connection, when it was accepted: its first headers are due as soon as it opens)."""
 
         parser_class = Request
         error_task_class = JsonErrorTask
         request_started: float | None = None
+        silent = True  # nothing received yet
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.request_started = time.monotonic()
 
         def received(self, data: bytes) -> bool:
+            self.silent = False
             if self.request is None:
                 self.request_started = time.monotonic()
             result: bool = super().received(data)
@@ -159,6 +166,8 @@ def _server_class(http: HttpConfig, adj: Adjustments) -> type[TcpWSGIServer]:
             if self.requests:  # being answered (an event stream can last hours)
                 return None
             started = self.request_started
+            if self.silent and started is not None and now - started > http.header_timeout_s:
+                return "headers"
             if self.request is not None and started is not None:
                 if not self.request.headers_finished and now - started > http.header_timeout_s:
                     return "headers"
@@ -208,7 +217,7 @@ class ApiServer:
         self.app = app
         self._stopping = threading.Event()
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # stop() may run in a signal handler, mid-close
         self._map: dict[int, Any] = {}
         adj = Adjustments(**waitress_options(settings))
         self._dispatcher = ThreadedTaskDispatcher()

@@ -34,19 +34,20 @@ from typing import Any
 
 import orjson
 import redis.exceptions
-from flask import Blueprint, Flask, Response, current_app, stream_with_context
+from flask import Flask, Response, current_app, stream_with_context
 from flask.blueprints import BlueprintSetupState
+from flask_openapi3 import APIBlueprint, Tag
 
 from skyhive.adapters.live_state import FLEET_UPDATES, state_from_hash
 from skyhive.api.errors import RETRY_AFTER_S, error_response
-from skyhive.api.operation import VIEWER, declare
+from skyhive.api.operation import VIEWER, operation
 from skyhive.api.ratelimit import client_identity
 from skyhive.api.responses import current_clients
 from skyhive.services.processor import ALERTS_LIVE
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("stream", __name__, url_prefix="/api/v1/stream")
+bp = APIBlueprint("stream", __name__, url_prefix="/api/v1/stream", abp_tags=[Tag(name="stream")])
 
 MAX_STREAM_CLIENTS = 4  # of the server's 8 threads; read when the app is built
 KEEPALIVE_S = 15.0
@@ -229,14 +230,41 @@ def _stream(framers: Mapping[str, Framer]) -> Response:
     return resp
 
 
-@bp.get("/alerts")
-@declare(VIEWER)
+_SLOTS_DOC = (
+    f"At most {MAX_STREAM_CLIENTS} streams per API process (both kinds together; 503 past "
+    "that, as when Redis is unreachable) and at most `SKYHIVE_HTTP__STREAMS_PER_IDENTITY` "
+    "(2) per key (429 past that), each with `Retry-After`."
+)
+_SSE_HEADERS = {
+    "Cache-Control": {"schema": {"const": "no-cache"}},
+    "X-Accel-Buffering": {"schema": {"const": "no"}},
+}
+ALERTS_STREAM = {
+    "description": f"An endless `text/event-stream`: `retry: {RETRY_MS}` first, then an "
+    "`event: alert` frame per opened, escalated or otherwise changed alert, its `data` one "
+    f"Alert object as JSON; a `: keepalive` comment after {KEEPALIVE_S:g} s without events. "
+    "Only changes made while connected are sent: list the alerts first, then follow the "
+    f"stream. {_SLOTS_DOC}",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "headers": _SSE_HEADERS,
+}
+LIVE_STREAM = {
+    "description": f"An endless `text/event-stream`: `retry: {RETRY_MS}` first; an "
+    "`event: drones` frame per processor batch (`data`: a JSON array of drone states, as "
+    "`/api/v1/drones` gives them) and the `event: alert` frames of `/api/v1/stream/alerts`; "
+    f"a `: keepalive` comment after {KEEPALIVE_S:g} s without events. One connection per "
+    f"dashboard. {_SLOTS_DOC}",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "headers": _SSE_HEADERS,
+}
+
+
+@operation(bp.get, "/alerts", access=VIEWER, ok=ALERTS_STREAM, summary="Alert changes (SSE)")
 def stream_alerts() -> Response:
     return _stream({ALERTS_LIVE: alert_frames})
 
 
-@bp.get("/live")
-@declare(VIEWER)
+@operation(bp.get, "/live", access=VIEWER, ok=LIVE_STREAM, summary="Drones and alerts (SSE)")
 def stream_live() -> Response:
     """Drone batches and alert changes on one connection: what the dashboard follows."""
     return _stream({FLEET_UPDATES: drones_frame, ALERTS_LIVE: alert_frames})
