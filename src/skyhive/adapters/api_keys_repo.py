@@ -9,6 +9,7 @@ revoked key back. If Redis is down, the record is read from MongoDB on each requ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -88,10 +89,8 @@ class ApiKeysRepo:
             return _decode(cached)
         doc = self._from_mongo(key_id)
         if doc is not None and doc.get("revoked_at") is None:
-            try:
+            with contextlib.suppress(redis.RedisError):
                 self._r.set(_cache_key(key_id), _encode(doc), ex=CACHE_TTL_S, nx=True)
-            except redis.RedisError:
-                pass
         return doc
 
     def _from_mongo(self, key_id: str) -> Document | None:

@@ -7,6 +7,7 @@ never request bodies or headers.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -26,10 +27,8 @@ class AuditRepo:
         self._c.create_index([("key_id", DESCENDING), ("at", DESCENDING)], name="key_at")
 
     def record(self, entry: Document) -> None:
-        try:
+        with contextlib.suppress(DuplicateKeyError):
             self._c.insert_one(entry)
-        except DuplicateKeyError:
-            pass
 
     def find(
         self,

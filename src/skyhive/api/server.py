@@ -11,7 +11,8 @@ the threads and sockets that the Redis and MongoDB clients rely on.
 On top of waitress this module adds what waitress lacks or does in its own way:
 
 - deadlines (``settings.http``): the headers must arrive within ``header_timeout_s`` of the
-  connection opening (or of a later request's first byte), the whole request within ``request_timeout_s``, and a connection that makes no
+  connection opening (or of a later request's first byte), the whole request within
+  ``request_timeout_s``, and a connection that makes no
   progress (or idles between requests) is closed after ``idle_timeout_s``; checked every
   second by the I/O loop, so the timed-out sockets are dropped without any thread;
 - body limits per route (``api/body_limit.py``) while reading: a declared ``Content-Length``
