@@ -243,3 +243,18 @@ def test_security_headers(app: Flask) -> None:
         and "unsafe-inline" not in csp
     )
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_first_admin_key_is_made_once_and_left_readable_by_its_owner_only(
+    clients: Clients,
+) -> None:
+    from skyhive.services.api_keys import ADMIN_KEY_FILE, authenticate, ensure_first_admin_key
+
+    key = ensure_first_admin_key(clients)
+    assert key is not None
+    path = clients.settings.data_dir / ADMIN_KEY_FILE
+    assert path.read_text().strip() == key and path.stat().st_mode & 0o777 == 0o600
+    principal = authenticate(clients, key)
+    assert principal is not None and principal.role.value == "admin"
+    assert ensure_first_admin_key(clients) is None  # a restart makes no second key
+    assert path.read_text().strip() == key

@@ -4,7 +4,7 @@ figure computed in Python over the seeded records."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ from skyhive.api import create_app
 from skyhive.api.overview import Overview
 from skyhive.domain.billing import Period
 from skyhive.domain.telemetry import validate_telemetry
+from skyhive.services import overview as overview_service
 from skyhive.services.billing import BillingService
 from skyhive.services.overview import drones_by_status
 from skyhive.wiring import Clients
@@ -127,12 +128,34 @@ def client(clients: Clients) -> FlaskClient:
     return api_client(clients, "viewer")
 
 
-def test_overview_equals_python_figures(client: FlaskClient, clients: Clients) -> None:
-    now = datetime.now(UTC)
+@pytest.fixture
+def now(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The test's "now", and the overview's: today and this month are the same UTC day and
+    month for the seed and for the server, even when a run passes midnight or a month's end
+    between seeding and asking (the figures would then be of the next, empty day)."""
+    frozen = datetime.now(UTC)
+
+    class FrozenClock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            return frozen.astimezone(tz) if tz else frozen.replace(tzinfo=None)
+
+    monkeypatch.setattr(overview_service, "datetime", FrozenClock)
+    return frozen
+
+
+def as_of(got: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(got["as_of"])
+
+
+def test_overview_equals_python_figures(
+    client: FlaskClient, clients: Clients, now: datetime
+) -> None:
     seed(clients, now)
     want = expected(clients, now)
     got = ok(client.get("/api/v1/overview"))
     Overview.model_validate(got)  # what the document declares
+    assert as_of(got) == now  # the overview read the test's clock
 
     deliveries = got["deliveries_today"]
     assert deliveries["day"] == now.date().isoformat()
@@ -163,9 +186,8 @@ def test_overview_equals_python_figures(client: FlaskClient, clients: Clients) -
 
 
 def test_the_running_month_shows_what_its_deliveries_will_add(
-    client: FlaskClient, clients: Clients
+    client: FlaskClient, clients: Clients, now: datetime
 ) -> None:
-    now = datetime.now(UTC)
     svc = world(clients, *CUSTOMERS)
     done = []
     for i, end in enumerate(("delivered", "delivered", "failed", "cancelled")):
@@ -177,7 +199,10 @@ def test_the_running_month_shows_what_its_deliveries_will_add(
          for d in done[:2]),
         Decimal("0.00"),
     )  # fmt: skip
-    revenue = ok(client.get("/api/v1/overview"))["revenue_this_month"]
+    got = ok(client.get("/api/v1/overview"))
+    assert as_of(got) == now
+    revenue = got["revenue_this_month"]
+    assert revenue["month"] == now.strftime("%Y-%m")
     assert revenue["revenue"] == "0.00"  # not invoiced before the month ends
     assert Decimal(revenue["unbilled"]) == want > 0
     assert revenue["unbilled_deliveries"] == 2

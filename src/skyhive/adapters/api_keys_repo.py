@@ -64,7 +64,8 @@ class ApiKeysRepo:
             "revoked_at": None,
             "$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}],
         }
-        return self._c.count_documents(query, limit=1) > 0
+        # find_one, not count_documents: the embedded server counts no match for a null field.
+        return self._c.find_one(query, {"_id": 1}) is not None
 
     def revoke(self, key_id: str, now: datetime) -> Document | None:
         """The record as revoked (first revocation time kept), or None if there is none."""
