@@ -238,9 +238,14 @@ def test_invoices_page_on_with_before(clients: Clients, client: FlaskClient) -> 
 
 
 def test_billing_run_command(clients: Clients) -> None:
+    # The command bills by the wall clock (no --now): last month has ended by it whenever the
+    # test runs, and January of next year has not.
+    now = datetime.now(UTC)
+    ended, future = Period.of(now).previous(), Period(now.year + 1, 1)
+    in_ended = ended.start + (IN_OCT - OCT.start)
     svc = world(clients, "alice", "bob")
-    delivered(clients, svc, "alice", "12TH", IN_OCT)
-    delivered(clients, svc, "bob", "EMBR", IN_OCT)
+    delivered(clients, svc, "alice", "12TH", in_ended)
+    delivered(clients, svc, "bob", "EMBR", in_ended)
     s = clients.settings
     env = {
         "SKYHIVE_MONGODB_URI": s.mongodb_uri,
@@ -250,14 +255,16 @@ def test_billing_run_command(clients: Clients) -> None:
         "SKYHIVE_DATA_DIR": str(s.data_dir),
     }
     runner = CliRunner()
-    first = runner.invoke(cli, ["billing", "run", "--period", "2026-10"], env=env)
+    first = runner.invoke(cli, ["billing", "run", "--period", ended.label], env=env)
     assert first.exit_code == 0, first.output
-    assert re.search(r"2026-10\s+│\s+2\s+│\s+2\s+│\s+2\s+│\s+0", first.output), first.output
-    again = runner.invoke(cli, ["billing", "run", "--period", "2026-10"], env=env)
-    assert again.exit_code == 0 and re.search(r"2026-10(\s+│\s+0){4}", again.output)
+    row = rf"{ended.label}\s+│\s+2\s+│\s+2\s+│\s+2\s+│\s+0"
+    assert re.search(row, first.output), first.output
+    again = runner.invoke(cli, ["billing", "run", "--period", ended.label], env=env)
+    assert again.exit_code == 0 and re.search(rf"{ended.label}(\s+│\s+0){{4}}", again.output)
     assert clients.db.invoices.count_documents({}) == 2
-    future = runner.invoke(cli, ["billing", "run", "--period", "2099-01"], env=env)
-    assert future.exit_code == 1 and "has not ended yet" in future.output
+    assert clients.invoices.get(f"inv-{ended.label}-alice") is not None
+    early = runner.invoke(cli, ["billing", "run", "--period", future.label], env=env)
+    assert early.exit_code == 1 and "has not ended yet" in early.output
     bad = runner.invoke(cli, ["billing", "run", "--period", "2026-13"], env=env)
     assert bad.exit_code == 1 and "YYYY-MM" in bad.output
 
