@@ -369,3 +369,27 @@ def test_a_customer_key_reads_only_its_own_deliveries(
         assert theirs.replace(b, "dlv-nope") == missing
     assert body(client.get(f"{URL}/{b}"))["customer_id"] == "bob"  # cached for the staff ...
     assert_error(alice.get(f"{URL}/{b}"), 404, "delivery_id")  # ... and still not for her
+
+
+def test_deliveries_page_on_with_before(clients: Clients, client: FlaskClient) -> None:
+    made = [
+        create(client, order_id=f"page-{i}", customer_id="alice" if i % 2 else "bob")
+        for i in range(7)
+    ]
+    seen: list[str] = []
+    before = ""
+    while True:
+        page = body(client.get(f"{URL}?limit=3{before}"))
+        seen += [d["id"] for d in page["items"]]
+        if page["count"] < 3:
+            break
+        before = f"&before={page['items'][-1]['id']}"
+    assert sorted(seen) == sorted(d["id"] for d in made) and len(seen) == len(set(seen))
+    # A filtered list pages within itself; a cursor from another list is refused.
+    alice = [d["id"] for d in made if d["customer_id"] == "alice"]
+    first = body(client.get(f"{URL}?customer_id=alice&limit=2"))["items"]
+    rest = body(client.get(f"{URL}?customer_id=alice&before={first[-1]['id']}"))["items"]
+    assert sorted(d["id"] for d in first + rest) == sorted(alice)
+    bobs = next(d["id"] for d in made if d["customer_id"] == "bob")
+    assert_error(client.get(f"{URL}?customer_id=alice&before={bobs}"), 400, "before")
+    assert_error(client.get(f"{URL}?before=nope"), 400, "before")

@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pymongo import DESCENDING, UpdateMany, UpdateOne
+from pymongo import UpdateMany, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.mongo import Document, find_page, restore_datetimes
 from skyhive.adapters.read_cache import ReadCache
 from skyhive.domain.deliveries import TERMINAL, can_transition
 
@@ -171,7 +171,9 @@ class DeliveriesRepo:
         customer_id: str | None = None,
         drone_id: str | None = None,
         limit: int = 100,
+        before: str | None = None,
     ) -> list[Document]:
+        """Newest first (then by id); ``before`` pages on (see :func:`find_page`)."""
         query: dict[str, Any] = {}
         if status:
             query["status"] = status
@@ -179,7 +181,8 @@ class DeliveriesRepo:
             query["customer_id"] = customer_id
         if drone_id:
             query["drone_id"] = drone_id
-        docs = self._c.find(query).sort("created_at", DESCENDING).limit(limit)
+        owner = {"customer_id": customer_id} if customer_id else None
+        docs = find_page(self._c, query, "created_at", limit, before, owner)
         return [restore_datetimes(d, DATE_FIELDS) for d in docs]
 
     def transition(

@@ -13,12 +13,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from skyhive.adapters.money import MoneyCodec, decode_money
-from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.mongo import Document, find_page, restore_datetimes
 from skyhive.adapters.read_cache import ReadCache
 from skyhive.domain.billing import UNPAID, Invoice
 
@@ -29,10 +29,6 @@ DUPLICATE_KEY = 11000
 
 class AlreadyPaid(Exception):
     pass
-
-
-class UnknownCursor(LookupError):
-    """A paging cursor that names no invoice of the list being paged."""
 
 
 def _zero_if_none(value: object) -> Decimal:
@@ -116,25 +112,15 @@ class InvoicesRepo:
     ) -> list[Document]:
         """Newest first (then by id). ``before`` pages on: only the invoices after the one
         with that id in this order; it must be one of ``customer_id``'s when that is given
-        (the last of a previous page always is), else :class:`UnknownCursor`."""
+        (the last of a previous page always is), else :class:`~skyhive.adapters.mongo.UnknownCursor`."""
         query: dict[str, Any] = {}
         if customer_id:
             query["customer_id"] = customer_id
         if status:
             query["status"] = status
-        if before is not None:
-            owner = {"customer_id": customer_id} if customer_id else {}
-            anchor = self._c.find_one({"_id": before, **owner}, {"invoice_date": 1})
-            if anchor is None:
-                raise UnknownCursor(before)
-            at = restore_datetimes(anchor, ("invoice_date",))["invoice_date"]
-            after = {
-                "$or": [{"invoice_date": {"$lt": at}}, {"invoice_date": at, "_id": {"$gt": before}}]
-            }
-            # An explicit ``$and``: the embedded server ignores the terms beside an ``$or``.
-            query = {"$and": [query, after]} if query else after
-        docs = self._c.find(query).sort([("invoice_date", DESCENDING), ("_id", ASCENDING)])
-        return [restore_datetimes(d, DATE_FIELDS) for d in docs.limit(limit)]
+        owner = {"customer_id": customer_id} if customer_id else None
+        docs = find_page(self._c, query, "invoice_date", limit, before, owner)
+        return [restore_datetimes(d, DATE_FIELDS) for d in docs]
 
     def unpaid_count(self, customer_id: str) -> int:
         return self._c.count_documents({"customer_id": customer_id, "status": {"$in": UNPAID}})

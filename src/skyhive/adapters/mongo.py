@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 Document = dict[str, Any]
@@ -61,3 +62,43 @@ def restore_datetimes(doc: Document, fields: tuple[str, ...]) -> Document:
                 continue
             doc[name] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return doc
+
+
+class UnknownCursor(LookupError):
+    """A paging cursor that names no record of the list being paged."""
+
+
+def find_page(
+    collection: Collection[Document],
+    query: dict[str, Any],
+    time_field: str,
+    limit: int,
+    before: str | None = None,
+    owner: dict[str, Any] | None = None,
+) -> list[Document]:
+    """Newest ``time_field`` first, then by ``_id``; ``before`` (an ``_id``) pages on: only
+    the records after it in that order (keyset paging, stable while records are added). The
+    cursor must be one of ``owner``'s when that is given (the last of a previous page always
+    is), else :class:`UnknownCursor`. Dates come back as datetimes (``restore_datetimes``).
+
+    The server is asked for the records at or before the cursor's time, and the cursor's own
+    time is settled here: the embedded server compares dates to the second, so records of
+    the cursor's second are told apart in Python (on MongoDB they are only its ties)."""
+    order = [(time_field, DESCENDING), ("_id", ASCENDING)]
+    if before is None:
+        docs = collection.find(query).sort(order).limit(limit)
+        return [restore_datetimes(d, (time_field,)) for d in docs]
+    anchor = collection.find_one({"_id": before, **(owner or {})}, {time_field: 1})
+    if anchor is None:
+        raise UnknownCursor(before)
+    at = restore_datetimes(anchor, (time_field,))[time_field]
+    window = {time_field: {"$lte": anchor[time_field]}}
+    page: list[Document] = []
+    for doc in collection.find({"$and": [query, window]} if query else window).sort(order):
+        doc = restore_datetimes(doc, (time_field,))
+        t = doc[time_field]
+        if t < at or (t == at and doc["_id"] > before):
+            page.append(doc)
+            if len(page) == limit:
+                break
+    return page

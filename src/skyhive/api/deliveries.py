@@ -24,7 +24,7 @@ from skyhive.api.auth import own_customer
 from skyhive.api.cached import cached_document, cached_list
 from skyhive.api.drones import DroneState
 from skyhive.api.errors import ApiError, error_response
-from skyhive.api.fields import DroneId, Items, LimitQuery, PathModel
+from skyhive.api.fields import DroneId, Items, PagedQuery, PathModel
 from skyhive.api.invoices import Money
 from skyhive.api.operation import (
     OPERATOR,
@@ -120,7 +120,7 @@ class DeliveryPath(PathModel):
     delivery_id: str
 
 
-class DeliveriesQuery(LimitQuery):
+class DeliveriesQuery(PagedQuery):
     status: DeliveryStatus | None = Field(
         default=None, description="Only deliveries in this status (default: all)."
     )
@@ -180,7 +180,7 @@ def create_delivery(body: DeliveryRequest) -> Response:
 
 @operation(bp.get, "", access=VIEWER_OR_OWN_CUSTOMER, ok=Items[Delivery])
 def list_deliveries(query: DeliveriesQuery) -> Response:
-    """Newest first. A customer key sees only its own."""
+    """Newest first (then by id); `before` pages on. A customer key sees only its own."""
     own = own_customer()
     customer_id = own or query.customer_id
     others = own is not None and query.customer_id not in (None, own)
@@ -189,7 +189,7 @@ def list_deliveries(query: DeliveriesQuery) -> Response:
         if others:  # a customer key asking for another customer's: it has none
             return {"items": [], "count": 0}
         docs = current_clients().deliveries.find(
-            query.status, customer_id, query.drone_id, query.limit
+            query.status, customer_id, query.drone_id, query.limit, query.before
         )
         return {"items": [serialize(d) for d in docs], "count": len(docs)}
 

@@ -13,6 +13,7 @@ from flask import Flask, Response, current_app
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
+from skyhive.adapters.mongo import UnknownCursor
 from skyhive.api.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ def _redis_unavailable(exc: Exception) -> Response:
     return _unavailable("Redis is unavailable; retry later")
 
 
+def _unknown_cursor(exc: UnknownCursor) -> Response:
+    return error_response(400, f"before: no item {str(exc.args[0])[:80]!r} in this list", "before")
+
+
 def _timeout(exc: TimeoutError) -> Response:
     log.warning("backing store timed out: %s", exc)
     return _unavailable("a backing store timed out; retry later")
@@ -94,4 +99,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(redis.exceptions.ConnectionError, _redis_unavailable)
     app.register_error_handler(redis.exceptions.TimeoutError, _redis_unavailable)
     app.register_error_handler(TimeoutError, _timeout)
+    app.register_error_handler(UnknownCursor, _unknown_cursor)
     app.register_error_handler(Exception, _internal_error)

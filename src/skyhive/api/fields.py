@@ -98,6 +98,17 @@ class LimitQuery(QueryModel):
     limit: Limit = DEFAULT_LIMIT
 
 
+class PagedQuery(LimitQuery):
+    """A list paged by keyset: ``before`` is the ``id`` of the last item of the previous
+    page (same filters); an id that is not in the list is a 400."""
+
+    before: str | None = Field(
+        default=None,
+        pattern=r"^\S{1,200}$",
+        description="Page on: the `id` of the last item of the previous page (same filters).",
+    )
+
+
 class WindowQuery(LimitQuery):
     """``since`` (inclusive) and ``until`` (exclusive); an inverted window is an error, named
     after ``since`` (``until`` is declared first so that ``since`` can be checked against it)."""
@@ -137,6 +148,7 @@ __all__ = [
     "Limit",
     "LimitQuery",
     "Open",
+    "PagedQuery",
     "PathModel",
     "QueryModel",
     "Timestamp",

@@ -16,13 +16,13 @@ from flask_openapi3 import APIBlueprint, Tag
 from flask_openapi3.models import RawModel
 from pydantic import BaseModel, ConfigDict, Field
 
-from skyhive.adapters.invoices_repo import RESOURCE, UnknownCursor
+from skyhive.adapters.invoices_repo import RESOURCE
 from skyhive.adapters.money import money_text
 from skyhive.adapters.mongo import Document
 from skyhive.api.auth import own_customer
 from skyhive.api.cached import cached_document, cached_list
 from skyhive.api.errors import ApiError
-from skyhive.api.fields import Items, LimitQuery, Open, PathModel
+from skyhive.api.fields import Items, Open, PagedQuery, PathModel
 from skyhive.api.operation import ADMIN, ADMIN_OR_OWN_CUSTOMER, json_body, operation
 from skyhive.api.responses import current_clients, json_response
 from skyhive.domain.billing import InvoiceStatus
@@ -101,7 +101,7 @@ class InvoicePath(PathModel):
     invoice_id: str
 
 
-class InvoicesQuery(LimitQuery):
+class InvoicesQuery(PagedQuery):
     customer_id: str | None = Field(
         default=None,
         pattern=ID_PATTERN,
@@ -109,12 +109,6 @@ class InvoicesQuery(LimitQuery):
     )
     status: InvoiceStatus | None = Field(
         default=None, description="Only invoices in this status (default: all)."
-    )
-    before: str | None = Field(
-        default=None,
-        pattern=r"^\S{1,200}$",
-        description="Page on: the `id` of the last invoice of the previous page (same "
-        "filters); the invoices after it in this order.",
     )
 
 
@@ -164,14 +158,7 @@ def list_invoices(query: InvoicesQuery) -> Response:
     def view() -> dict[str, Any]:
         if others:  # a customer key asking for another customer's: it has none
             return {"items": [], "count": 0}
-        try:
-            docs = current_clients().invoices.find(
-                customer_id, query.status, query.limit, query.before
-            )
-        except UnknownCursor:
-            raise ApiError(
-                400, f"before: no invoice {query.before!r} in this list", "before"
-            ) from None
+        docs = current_clients().invoices.find(customer_id, query.status, query.limit, query.before)
         return {"items": [invoice_view(d) for d in docs], "count": len(docs)}
 
     return cached_list(RESOURCE, view, query, forced={"customer_id": own})
