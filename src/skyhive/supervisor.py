@@ -194,8 +194,8 @@ def run_up(
     )
     if settings.insecure_devices:
         log.warning(
-            "INSECURE DEVICES: MQTT clients without a password may publish and read every "
-            "drone's topics (--insecure-devices / SKYHIVE_INSECURE_DEVICES); never in production"
+            "INSECURE DEVICES: MQTT clients without a password may publish and read anything "
+            "(--insecure-devices / SKYHIVE_INSECURE_DEVICES); never in production"
         )
     children: list[Child] = []
     try:

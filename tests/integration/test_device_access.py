@@ -8,6 +8,7 @@ from __future__ import annotations
 import queue
 import random
 import signal
+import stat
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from skyhive.adapters.credentials_repo import DeviceVerifier
 from skyhive.domain.commands import commands_topic
 from skyhive.domain.device_access import Service
 from skyhive.domain.fleet import DroneSpec
@@ -32,10 +34,15 @@ from skyhive.embedded import (
     mqtt_broker,
 )
 from skyhive.services.device_credentials import (
+    CredentialConflict,
     MqttLogin,
+    UnknownDrone,
+    drone_credential,
     ensure_service_credentials,
     issue_drone_password,
+    revoke_drone_password,
     simulator_passwords,
+    verify_device,
     write_mosquitto_config,
 )
 from skyhive.services.gateway import MqttGateway
@@ -144,17 +151,27 @@ def broker(
 class Peer:
     """A paho client with an inbox; ``reason`` is the broker's answer to its CONNECT."""
 
-    def __init__(self, port: int, login: tuple[str, str] | None, client_id: str = "") -> None:
+    def __init__(
+        self,
+        port: int,
+        login: tuple[str, str] | None,
+        client_id: str = "",
+        clean_session: bool = True,
+    ) -> None:
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.answered = threading.Event()
         self.reason: ReasonCode | None = None
         self.granted: list[list[ReasonCode]] = []
+        self.disconnects = 0
         self._subacks = threading.Event()
         cid = client_id or f"peer-{uuid.uuid4().hex[:8]}"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=cid, clean_session=clean_session
+        )
         if login is not None:
             self.client.username_pw_set(*login)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda _c, _u, m: self.inbox.put((m.topic, bytes(m.payload)))
         self.client.on_subscribe = self._on_subscribe
         self.client.connect(HOST, port)
@@ -168,6 +185,9 @@ class Peer:
         self.answered.set()
         if rc.is_failure:
             client.disconnect()  # no retries: one answer is what the test wants
+
+    def _on_disconnect(self, *_args: object) -> None:
+        self.disconnects += 1
 
     def _on_subscribe(
         self, _c: object, _u: object, _m: int, rcs: list[ReasonCode], _p: object
@@ -215,8 +235,10 @@ class Peer:
 def peers() -> Iterator[Callable[..., Peer]]:
     made: list[Peer] = []
 
-    def make(port: int, login: tuple[str, str] | None, client_id: str = "") -> Peer:
-        p = Peer(port, login, client_id)
+    def make(
+        port: int, login: tuple[str, str] | None, client_id: str = "", clean_session: bool = True
+    ) -> Peer:
+        p = Peer(port, login, client_id, clean_session)
         made.append(p)
         return p
 
@@ -327,6 +349,25 @@ def test_services_get_what_they_need_and_no_more(
     d1.publish("skyhive/drones/d1/telemetry", b"marker")
     got = gateway.drain(marker("skyhive/drones/d1/telemetry"))
     assert set(got) == {("skyhive/drones/d1/telemetry", b"marker")}, (broker.kind, got)
+
+
+def test_a_refused_client_cannot_disturb_another_clients_session(
+    broker: Broker, store: Store, peers: Callable[..., Peer]
+) -> None:
+    """Client ids are not credentials: a CONNECT that is refused changes nothing, whatever
+    client id it names (amqtt alone would take over, or with a clean session delete, the
+    session of that id before refusing the newcomer)."""
+    held = f"gw-held-{broker.kind}"
+    gateway = peers(broker.port, store.login("gateway"), held, clean_session=False)
+    gateway.subscribe("skyhive/drones/+/telemetry")
+    for login, clean in [(None, True), (None, False), (("skyhive.gateway", "wrong"), True)]:
+        assert not peers(broker.port, login, held, clean_session=clean).accepted
+    if broker.kind == "amqtt":  # a real drone may not take the gateway's client id either
+        assert not peers(broker.port, store.login("d1"), held).accepted
+    d1 = peers(broker.port, store.login("d1"))
+    d1.publish("skyhive/drones/d1/telemetry", b"marker")
+    assert gateway.drain(marker("skyhive/drones/d1/telemetry"))
+    assert gateway.disconnects == 0, broker.kind
 
 
 def test_a_burst_published_just_before_disconnecting_is_not_lost(
@@ -508,3 +549,55 @@ def test_the_simulator_flies_each_drone_on_its_own_credentials(
     assert isinstance(stats, SimStats), stats
     assert stats.published > 0 and stats.acked == stats.published
     assert asked == [ids]
+
+
+# -- the service functions ------------------------------------------------------------------------
+
+
+def test_verify_device_is_cached_and_sees_rotation_and_revocation(store: Store) -> None:
+    clients = store.clients
+    clients.fleet.register(DroneSpec(drone_id="d4", home_station="12TH"))
+    old = issue_drone_password(clients, "d4")
+    assert verify_device(clients, "d4", old)
+    gateway = store.services[Service.gateway]
+    for username, password in [
+        ("d4", "wrong"),
+        ("d4", ""),
+        ("nobody", old),
+        (gateway.username, gateway.password),  # a service is not a device
+    ]:
+        assert not verify_device(clients, username, password), username
+    with pytest.raises(UnknownDrone):
+        issue_drone_password(clients, "never-registered")
+
+    now = [0.0]
+    verifier = DeviceVerifier(clients.credentials, ttl_s=2.0, clock=lambda: now[0])
+    assert verifier.verify("d4", old)
+    new = issue_drone_password(clients, "d4")
+    assert verifier.verify("d4", old)  # cached: a rotation takes up to the refresh time
+    now[0] = 2.5
+    assert not verifier.verify("d4", old) and verifier.verify("d4", new)
+    assert revoke_drone_password(clients, "d4") and not revoke_drone_password(clients, "d4")
+    now[0] = 5.0
+    assert not verifier.verify("d4", new)
+    cred = drone_credential(clients, "d4")
+    assert cred is not None and not cred.active and cred.source == "operator"
+
+
+def test_the_simulator_keeps_its_passwords_and_never_takes_a_real_drones(
+    store: Store, tmp_path: Path
+) -> None:
+    ids = [s.drone_id for s in store.sim_specs]
+    first = simulator_passwords(store.clients, ids, store.sim_file)
+    assert simulator_passwords(store.clients, ids, store.sim_file) == first  # no rotation
+    assert stat.S_IMODE(store.sim_file.stat().st_mode) == 0o600
+    assert all(verify_device(store.clients, d, p) for d, p in first.items())
+    with pytest.raises(CredentialConflict):
+        simulator_passwords(store.clients, ["d1"], tmp_path / "other.json")
+    with pytest.raises(UnknownDrone):
+        simulator_passwords(store.clients, ["sim-unregistered"], tmp_path / "other.json")
+    store.clients.fleet.register(DroneSpec(drone_id="spare-1", home_station="12TH"))
+    kept = simulator_passwords(store.clients, ["spare-1"], tmp_path / "kept.json")
+    lost = simulator_passwords(store.clients, ["spare-1"], tmp_path / "lost.json")
+    assert kept["spare-1"] != lost["spare-1"]  # a simulator that lost its file gets new ones
+    assert verify_device(store.clients, "spare-1", lost["spare-1"])

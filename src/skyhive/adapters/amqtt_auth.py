@@ -1,8 +1,8 @@
 """Device and service access control inside the embedded amqtt broker.
 
-One plugin is both amqtt's authentication and its topic check (one coroutine per check
-instead of two). It reads the credential store, MongoDB ``mqtt_credentials``, directly with
-pymongo in a worker thread:
+One plugin is both amqtt's authentication and its topic check (the embedded broker,
+``amqtt_broker``, calls the check directly per message). It reads the credential store,
+MongoDB ``mqtt_credentials``, directly with pymongo in a worker thread:
 
 - CONNECT looks the username up afresh, so a new or rotated password works at once and a
   revoked one is refused at once, whoever changed it (CLI, API, another host);
@@ -41,7 +41,8 @@ from skyhive.domain.device_access import OPEN_GRANT, Grant, grant_for, verify_pa
 
 log = logging.getLogger(__name__)
 
-ADMISSION = "skyhive.admission"  # key in Session.attributes
+ADMISSION = "skyhive.admission"  # keys in Session.attributes
+CHECKED = "skyhive.checked"  # (username, password) this CONNECT was authenticated with
 CLOCK_SKEW_MS = 10_000  # writers on other hosts: re-read this far back on every poll
 
 
@@ -49,6 +50,7 @@ CLOCK_SKEW_MS = 10_000  # writers on other hosts: re-read this far back on every
 class _Admission:
     grant: Grant
     password_hash: str | None  # the hash it authenticated against (None: open access)
+    changed_ms: int = 0
 
 
 class DeviceAccessPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
@@ -79,37 +81,58 @@ class DeviceAccessPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
     # -- authentication ------------------------------------------------------------------------
 
     async def authenticate(self, *, session: Session) -> bool:
+        """Called twice per CONNECT (see ``amqtt_broker``): first on the new session, before
+        amqtt acts on its client id, then by amqtt on the session it settled on (the existing
+        one, for a persistent session). The second call on the same session is a no-op."""
         username, password = session.username, session.password
+        if session.attributes.pop(CHECKED, None) == (username, password):
+            return True
         who = f"client {session.client_id!r} (user {username!r})"
+        admission = await self._admit(session, who)
+        if admission is None:
+            return False
+        holder = self._holder(session)
+        if holder is not None and holder.grant.username not in ("", admission.grant.username):
+            # A client id, its subscriptions and its queue belong to one identity.
+            log.info("refused %s: the client id belongs to another user's session", who)
+            return False
+        if admission.password_hash is not None:
+            self._note(admission.grant.username, admission.changed_ms, admission.password_hash)
+        session.attributes[ADMISSION] = admission
+        session.attributes[CHECKED] = (username, password)
+        session.is_anonymous = not username
+        return True
+
+    async def _admit(self, session: Session, who: str) -> _Admission | None:
+        username, password = session.username, session.password
         if not password:
             if self._cfg.insecure_devices:
-                session.attributes[ADMISSION] = _Admission(OPEN_GRANT, None)
-                session.is_anonymous = not username
-                return True
+                return _Admission(OPEN_GRANT, None)
             log.info("refused %s: no password", who)
-            return False
+            return None
         if self._repo is None or not username:
             log.info("refused %s: no such user", who)
-            return False
+            return None
         self._start_poller()
         try:
             cred = await asyncio.to_thread(self._check, username, password)
         except PyMongoError as exc:
             log.warning("refused %s: credential store unavailable (%s)", who, type(exc).__name__)
-            return False
+            return None
         grant = grant_for(cred.username, cred.kind, cred.service) if cred else None
         if cred is None or grant is None:
             log.info("refused %s: bad username or password", who)
-            return False
-        previous = session.attributes.get(ADMISSION)
-        if isinstance(previous, _Admission) and previous.grant.username not in ("", username):
-            # A persistent session (its subscriptions, its queue) belongs to one identity.
-            log.info("refused %s: client id is held by another user's session", who)
-            return False
-        self._note(cred.username, cred.changed_ms, cred.password_hash)
-        session.attributes[ADMISSION] = _Admission(grant, cred.password_hash)
-        session.is_anonymous = False
-        return True
+            return None
+        return _Admission(grant, cred.password_hash, cred.changed_ms)
+
+    def _holder(self, session: Session) -> _Admission | None:
+        """The admission of the session already known under this client id, if any."""
+        known = session
+        get_session = getattr(self.context, "get_session", None)
+        if get_session is not None and session.client_id:
+            known = get_session(session.client_id) or session
+        admission = known.attributes.get(ADMISSION)
+        return admission if isinstance(admission, _Admission) else None
 
     def _check(self, username: str, password: str) -> Credential | None:
         assert self._repo is not None
@@ -127,6 +150,11 @@ class DeviceAccessPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
         topic: str | None = None,
         action: Action | None = None,
     ) -> bool:
+        return self.allows(session, topic, action)
+
+    def allows(self, session: Session | None, topic: str | None, action: Action | None) -> bool:
+        """The topic check, synchronous: ``amqtt_broker`` calls it directly per message,
+        sparing amqtt's task-per-plugin dispatch."""
         if session is None or not topic:
             return False
         admission = session.attributes.get(ADMISSION)

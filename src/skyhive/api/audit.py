@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from skyhive.adapters.mongo import Document
 from skyhive.api.fields import Items, WindowQuery
 from skyhive.api.operation import ADMIN, operation
-from skyhive.api.responses import current_clients, json_response
+from skyhive.api.responses import current_clients, items_response
 
 bp = APIBlueprint("audit", __name__, url_prefix="/api/v1/audit", abp_tags=[Tag(name="audit")])
 
@@ -54,5 +54,4 @@ def list_audit(query: AuditQuery) -> Response:
         until=query.until,
         limit=query.limit,
     )
-    items = [entry_view(d) for d in docs]
-    return json_response({"items": items, "count": len(items)})
+    return items_response([entry_view(d) for d in docs])

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from skyhive.api.errors import ApiError
 from skyhive.api.fields import Items, LimitQuery, PathModel
 from skyhive.api.operation import ADMIN, operation
-from skyhive.api.responses import current_clients, json_response
+from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.access import Role, parse_duration
 from skyhive.services.api_keys import KeyRejected, create_key, key_view
 from skyhive.services.deliveries import utc_now
@@ -92,8 +92,7 @@ def create_api_key(body: KeyCreate) -> Response:
 def list_api_keys(query: KeysQuery) -> Response:
     """By id; `after` pages on. Revoked keys only with `include_revoked`."""
     docs = current_clients().api_keys.find(query.include_revoked, query.limit, query.after)
-    items = [key_view(d) for d in docs]
-    return json_response({"items": items, "count": len(items)})
+    return items_response([key_view(d) for d in docs])
 
 
 @operation(bp.get, "/<key_id>", access=ADMIN, ok=KeyView, errors=(404,))

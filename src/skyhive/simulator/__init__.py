@@ -1,7 +1,8 @@
 """Drone fleet simulator: realistic telemetry (and injected faults) published over MQTT.
 
 ``physics`` and ``faults`` are pure and deterministic under a seeded RNG; ``runner`` owns the
-clock and the MQTT client, through which drones also obey the dispatcher's commands.
+clock and ``links`` the MQTT connections (one per drone, each with its own credentials),
+through which drones also obey the dispatcher's commands.
 """
 
 from skyhive.simulator.faults import FaultRates, MalformedKind, MessageFaults

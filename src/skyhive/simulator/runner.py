@@ -185,10 +185,13 @@ def run_simulator(
             return stats
         if register is not None:
             register(specs)
-        publisher.run(stop, progress, links.pump)
-        links.drain(DRAIN_TIMEOUT_S)
-        if stats.acked < stats.published:
-            log.warning("%d publishes unacknowledged at shutdown", stats.published - stats.acked)
+        try:
+            publisher.run(stop, progress, links.pump)
+        finally:
+            links.drain(DRAIN_TIMEOUT_S)  # in-flight QoS 1 publishes: a bounded wait for acks
+            if stats.acked < stats.published:
+                unacked = stats.published - stats.acked
+                log.warning("%d publishes unacknowledged at shutdown", unacked)
     finally:
         links.close()
     return stats
