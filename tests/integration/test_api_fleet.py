@@ -40,7 +40,11 @@ def test_register_returns_the_full_spec_and_stores_it(
     resp = register(client, max_payload_kg=3, battery_capacity_wh=400.0)
     assert resp.status_code == 201, resp.data
     assert resp.headers["Location"] == f"{URL}/d1"
-    assert body(resp) == {
+    got = body(resp)
+    credentials = got.pop("credentials")
+    assert credentials["username"] == "d1" and len(credentials["mqtt_password"]) >= 24
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert got == {
         "drone_id": "d1",
         "model": "skyhive-x4",
         "home_station": "12TH",

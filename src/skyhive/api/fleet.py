@@ -19,6 +19,11 @@ from skyhive.api.fields import MAX_LIMIT, DroneId, Items, Limit, PathModel, Quer
 from skyhive.api.operation import ADMIN, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.fleet import DroneSpec, DroneSpecPatch, RegistryStatus
+from skyhive.services.device_credentials import (
+    UnknownDrone,
+    issue_drone_password,
+    revoke_drone_password,
+)
 
 bp = APIBlueprint(
     "fleet", __name__, url_prefix="/api/v1/fleet/drones", abp_tags=[Tag(name="fleet")]
@@ -64,17 +69,48 @@ def _require_station(code: str) -> None:
         raise ApiError(422, f"unknown station {code!r}", "home_station")
 
 
-@operation(bp.post, "", access=ADMIN, ok=RegisteredDrone, status=201, errors=(409,))
+class DroneCredential(BaseModel):
+    """A drone's MQTT login: its id and this password (shown once; only a hash is kept)."""
+
+    username: str = Field(description="The drone's id.")
+    mqtt_password: str = Field(description="Shown this once. Also the HTTP ingest password.")
+
+
+class NewDrone(RegisteredDrone):
+    credentials: DroneCredential
+
+
+def _credential(drone_id: str, password: str) -> dict[str, str]:
+    return {"username": drone_id, "mqtt_password": password}
+
+
+@operation(bp.post, "", access=ADMIN, ok=NewDrone, status=201, errors=(409,))
 def register_drone(body: DroneSpec) -> Response:
-    """Register a drone; `Location` is its URL. Omitted fields take their defaults. 409 when
-    `drone_id` is already registered; 422 for a `home_station` that is not a known station."""
+    """Register a drone and issue its MQTT password (in the answer, once); `Location` is its
+    URL. Omitted fields take their defaults. 409 when `drone_id` is already registered; 422
+    for a `home_station` that is not a known station."""
     _require_station(body.home_station)
+    clients = current_clients()
     try:
-        current_clients().fleet.register(body)
+        clients.fleet.register(body)
     except DuplicateDrone:
         raise ApiError(409, f"drone {body.drone_id!r} is already registered", "drone_id") from None
-    headers = {"Location": f"{bp.url_prefix}/{body.drone_id}"}
-    return json_response(spec_view(body), status=201, headers=headers)
+    password = issue_drone_password(clients, body.drone_id)
+    headers = {"Location": f"{bp.url_prefix}/{body.drone_id}", "Cache-Control": "no-store"}
+    answer = {**spec_view(body), "credentials": _credential(body.drone_id, password)}
+    return json_response(answer, status=201, headers=headers)
+
+
+@operation(bp.post, "/<drone_id>/credentials", access=ADMIN, ok=DroneCredential, errors=(404,))
+def rotate_drone_credentials(path: FleetPath) -> Response:
+    """Issue a new MQTT password (the old one stops working at once for new connections,
+    within seconds for open ones); in the answer, once."""
+    drone_id = path.drone_id
+    try:
+        password = issue_drone_password(current_clients(), drone_id)
+    except UnknownDrone:
+        raise _not_registered(drone_id) from None
+    return json_response(_credential(drone_id, password), headers={"Cache-Control": "no-store"})
 
 
 @operation(bp.get, "", access=VIEWER, ok=Items[RegisteredDrone])
@@ -104,7 +140,8 @@ def get_registered_drone(path: FleetPath) -> Response:
 @operation(bp.patch, "/<drone_id>", access=ADMIN, ok=RegisteredDrone, errors=(404,))
 def patch_drone(path: FleetPath, body: DroneSpecPatch) -> Response:
     """Change some fields; the others keep their values. `null` means "leave as is". 400 for
-    a body with nothing to change; 422 for an unknown `home_station`."""
+    a body with nothing to change; 422 for an unknown `home_station`. Retiring a drone
+    withdraws its MQTT password."""
     drone_id = path.drone_id
     if not body.model_dump(exclude_none=True):
         fields = ", ".join(DroneSpecPatch.model_fields)
@@ -112,7 +149,10 @@ def patch_drone(path: FleetPath, body: DroneSpecPatch) -> Response:
     _get_or_404(drone_id)
     if body.home_station is not None:
         _require_station(body.home_station)
-    updated = current_clients().fleet.update(drone_id, body)
+    clients = current_clients()
+    updated = clients.fleet.update(drone_id, body)
     if updated is None:  # removed between the check and the update (no API deletes)
         raise _not_registered(drone_id)
+    if updated.status == "retired":  # a retired drone may not fly for SkyHive any more
+        revoke_drone_password(clients, drone_id)
     return json_response(spec_view(updated))
