@@ -16,6 +16,7 @@ import pytest
 import redis
 from pymongo.errors import PyMongoError
 
+from api_server import Api, serve_api
 from skyhive.embedded import (
     BrokerAccess,
     Server,
@@ -113,3 +114,10 @@ def clients(settings: Settings) -> Iterator[Clients]:
     c = Clients(settings)
     yield c
     c.close()
+
+
+@pytest.fixture
+def serve(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Api]]:
+    """Start the API behind its real server (``run_api``) in a thread, with settings
+    overrides; stopped at teardown (see ``api_server.serve_api``)."""
+    yield from serve_api(make_settings)

@@ -258,3 +258,15 @@ def test_first_admin_key_is_made_once_and_left_readable_by_its_owner_only(
     assert principal is not None and principal.role.value == "admin"
     assert ensure_first_admin_key(clients) is None  # a restart makes no second key
     assert path.read_text().strip() == key
+
+
+def test_no_operation_takes_notification_channels() -> None:
+    """Channel URLs carry secrets (webhook tokens, SMTP passwords): configuration only."""
+    app = create_app()
+    with app.app_context():
+        doc = document()
+    text = str(
+        [op.get("requestBody") for item in doc["paths"].values() for op in item.values()]
+    ) + str(doc["components"]["schemas"])
+    for word in ("channels", "'url'", "webhook", "smtp"):
+        assert word not in text.lower(), word

@@ -8,22 +8,18 @@ they are left to their own tests (``test_api.py``, the browser tests).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from werkzeug.serving import make_server
 
-from auth_helpers import make_key
+from api_server import Api
 from skyhive.api import create_app
 from skyhive.api.openapi import document
 from skyhive.bootstrap import bootstrap
-from skyhive.settings import Settings
-from skyhive.wiring import Clients
 
 EXAMPLES_PER_OPERATION = 12
 
@@ -38,23 +34,11 @@ schema = schemathesis.openapi.from_dict(_document()).exclude(path_regex="^/api/v
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    """Rate limits off: these tests send hundreds of requests a second with one key (the
-    limits have their own tests)."""
-    return make_settings(rate_limit={"enabled": False})
-
-
-@pytest.fixture
-def served(clients: Clients) -> Iterator[tuple[str, str]]:
-    """The API over real HTTP on the embedded stores, and an admin key for it."""
-    bootstrap(clients)
-    server = make_server("127.0.0.1", 0, create_app(clients.settings, clients), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", make_key(clients, "admin")
-    finally:
-        server.shutdown()
+def served(serve: Callable[..., Api]) -> tuple[str, str]:
+    """The API behind its real server (waitress, its limits and deadlines), and an admin key."""
+    api = serve(rate_limit={"enabled": False})
+    bootstrap(api.clients)
+    return f"http://127.0.0.1:{api.port}", api.key("admin")
 
 
 @schema.parametrize()
