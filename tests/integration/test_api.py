@@ -267,6 +267,15 @@ def alerts(clients: Clients) -> None:
 
 
 @pytest.mark.usefixtures("alerts")
+def test_alerts_page_on_with_before(client: FlaskClient) -> None:
+    everything = [a["id"] for a in body(client.get("/api/v1/alerts"))["items"]]
+    first = body(client.get("/api/v1/alerts?limit=2"))["items"]
+    rest = body(client.get(f"/api/v1/alerts?limit=2&before={first[-1]['id']}"))["items"]
+    assert [a["id"] for a in first + rest] == everything and len(everything) == 3
+    assert_error(client.get("/api/v1/alerts?before=no-such-alert"), 400, "before")
+
+
+@pytest.mark.usefixtures("alerts")
 def test_alerts_filtered_by_state_and_drone(client: FlaskClient) -> None:
     all_alerts = body(client.get("/api/v1/alerts"))
     assert all_alerts["count"] == 3

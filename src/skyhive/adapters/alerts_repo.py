@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING, ReturnDocument, UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.database import Database
 
-from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.mongo import Document, find_page, restore_datetimes
 from skyhive.domain.alert_lifecycle import ACTIVE_STATES, AlertUpdate
 
 DATE_FIELDS = ("opened_at", "last_seen", "resolved_at", "acknowledged_at")
@@ -96,7 +96,9 @@ class AlertsRepo:
         severity: str | None = None,
         alert_type: str | None = None,
         since: datetime | None = None,
+        before: str | None = None,
     ) -> list[Document]:
+        """Newest opened first (then by id); ``before`` pages on (see :func:`find_page`)."""
         query: dict[str, Any] = {}
         for name, value in (
             ("state", state),
@@ -108,7 +110,7 @@ class AlertsRepo:
                 query[name] = value
         if since is not None:
             query["last_seen"] = {"$gte": since}
-        docs = self._c.find(query).sort("opened_at", DESCENDING).limit(limit)
+        docs = find_page(self._c, query, "opened_at", limit, before)
         return [restore_datetimes(d, DATE_FIELDS) for d in docs]
 
     def count_by_severity(self, state: str) -> dict[str, int]:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from skyhive.adapters.alerts_repo import serialize
 from skyhive.api.auth import current_principal
 from skyhive.api.errors import error_response
-from skyhive.api.fields import DroneId, Items, LimitQuery, Open, PathModel, Timestamp
+from skyhive.api.fields import DroneId, Items, Open, PagedQuery, PathModel, Timestamp
 from skyhive.api.operation import OPERATOR, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.alert_config import AlertType, Severity
@@ -67,7 +67,7 @@ class AlertWithNotifications(Alert):
     )
 
 
-class AlertsQuery(LimitQuery):
+class AlertsQuery(PagedQuery):
     state: AlertState | None = Field(
         default=None, description="Only alerts in this state (default: all states)."
     )
@@ -103,8 +103,8 @@ def _conflict(exc: AlertStateConflict) -> Response:
 
 @operation(bp.get, "", access=VIEWER, ok=Items[Alert])
 def list_alerts(query: AlertsQuery) -> Response:
-    """Newest opened first. Without `state` every alert is listed, whatever its state;
-    `since` keeps the alerts seen at or after that time."""
+    """Newest opened first (then by id); `before` pages on. Without `state` every alert is
+    listed, whatever its state; `since` keeps the alerts seen at or after that time."""
     docs = current_clients().alerts.list(
         state=query.state,
         drone_id=query.drone_id,
@@ -112,6 +112,7 @@ def list_alerts(query: AlertsQuery) -> Response:
         severity=query.severity,
         alert_type=query.type,
         since=query.since,
+        before=query.before,
     )
     return items_response([serialize(d) for d in docs])
 
