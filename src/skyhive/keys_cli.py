@@ -52,7 +52,7 @@ def keys_create(
     """Create a key and print it once: only its hash is kept."""
     from datetime import timedelta
 
-    from skyhive.services.api_keys import KeyRejected, create_key
+    from skyhive.services.api_keys import KeyRejected, audit_cli, create_key
 
     with _clients(ctx) as clients:
         try:
@@ -65,6 +65,7 @@ def keys_create(
             )
         except KeyRejected as exc:
             raise click.ClickException(exc.message) from None
+        audit_cli(clients, "keys.create", str(doc["_id"]))
     expiry = doc["expires_at"].isoformat() if doc["expires_at"] else "never"
     click.echo(
         f"key id {doc['_id']} ({role}, expires {expiry}); the key, shown this once:", err=True
@@ -106,10 +107,13 @@ def keys_list(ctx: click.Context, include_revoked: bool) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke a key; every API process refuses it from the next request on."""
+    from skyhive.services.api_keys import audit_cli
     from skyhive.services.deliveries import utc_now
 
     with _clients(ctx) as clients:
         doc = clients.api_keys.revoke(key_id, utc_now())
+        if doc is not None:
+            audit_cli(clients, "keys.revoke", key_id)
     if doc is None:
         raise click.ClickException(f"no key {key_id!r}")
     click.echo(f"revoked {key_id} ({doc['name']}, {doc['role']})")

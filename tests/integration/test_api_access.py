@@ -270,3 +270,39 @@ def test_no_operation_takes_notification_channels() -> None:
     ) + str(doc["components"]["schemas"])
     for word in ("channels", "'url'", "webhook", "smtp"):
         assert word not in text.lower(), word
+
+
+def test_keys_from_the_command_line(clients: Clients, app: Flask) -> None:
+    from click.testing import CliRunner
+
+    from skyhive.cli import cli
+
+    s = clients.settings
+    env = {
+        "SKYHIVE_MONGODB_URI": s.mongodb_uri,
+        "SKYHIVE_MONGODB_DB": s.mongodb_db,
+        "SKYHIVE_REDIS_URL": s.redis_url,
+        "SKYHIVE_DATA_DIR": str(s.data_dir),
+    }
+    runner = CliRunner()
+    made = runner.invoke(
+        cli,
+        ["keys", "create", "--name", "ops bot", "--role", "operator", "--expires", "30d"],
+        env=env,
+    )
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip().splitlines()[-1]
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    assert client.get("/api/v1/alerts").status_code == 200
+    assert client.get("/api/v1/keys").status_code == 403  # an operator, not an admin
+    listed = runner.invoke(cli, ["keys", "list"], env=env)
+    assert listed.exit_code == 0 and "ops bot" in listed.output and key not in listed.output
+    key_id = key.split("_")[1]
+    revoked = runner.invoke(cli, ["keys", "revoke", key_id], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    assert client.get("/api/v1/alerts").status_code == 401
+    bad = runner.invoke(cli, ["keys", "create", "--name", "x", "--role", "customer"], env=env)
+    assert bad.exit_code != 0 and "customer" in bad.output
+    actions = {e["action"] for e in clients.db.audit.find({"method": "CLI"})}
+    assert actions == {"keys.create", "keys.revoke"}

@@ -7,8 +7,10 @@ its owner only, in ``<data-dir>/admin-api-key``.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,26 @@ def authenticate(clients: Clients, secret: str, now: datetime | None = None) -> 
         return None
     clients.api_keys.touch(key_id, now)
     return Principal(key_id, doc["name"], Role(doc["role"]), doc.get("customer_id"))
+
+
+def audit_cli(clients: Clients, action: str, target: str, outcome: str = "ok") -> None:
+    """An audit entry for a change made on the server's command line (who: the OS user)."""
+    user = getpass.getuser()
+    clients.audit.record(
+        {
+            "_id": uuid.uuid4().hex,
+            "at": datetime.now(UTC),
+            "key_id": f"cli:{user}",
+            "key_name": f"command line ({user})",
+            "role": "admin",
+            "action": action,
+            "method": "CLI",
+            "path": "",
+            "target": target,
+            "status": 0,
+            "outcome": outcome,
+        }
+    )
 
 
 def key_view(doc: Document) -> dict[str, Any]:
