@@ -58,6 +58,29 @@ class Server:
     log_path: Path
     ready: Callable[[], bool] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    pid_file: Path | None = None  # written by the server itself; stale once it is killed
+    started_at: float = 0.0  # monotonic
+
+    @property
+    def label(self) -> str:
+        """Its short name, for logs and metrics: redis, mongodb, mqtt."""
+        return self.name.split(" ", 1)[0]
+
+    def running(self) -> bool:
+        """Whether it still runs; reaps it if not (a killed child must not stay a zombie)."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start it again on the same port and data, after it died: its stale pid file is
+        removed and its port waited for (until nothing answers there)."""
+        if self.running():
+            raise EmbeddedError(f"{self.name} is still running")
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)  # names the dead process; ours to remove
+        deadline = time.monotonic() + 10.0
+        while port_open(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.start(timeout)
 
     def start(self, timeout: float = 30.0) -> None:
         if port_open(self.host, self.port):
@@ -74,6 +97,7 @@ class Server:
             process_group=0,  # Ctrl-C reaches the supervisor only; it stops us in order
         )
         logf.close()
+        self.started_at = time.monotonic()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -146,10 +170,20 @@ def mongo_server(data_dir: Path, host: str, port: int) -> Server:
         finally:
             client.close()
 
-    return Server("mongodb (nx-27017)", argv, host, port, data_dir / "logs" / "mongo.out", ready)
+    return Server(
+        "mongodb (nx-27017)",
+        argv,
+        host,
+        port,
+        data_dir / "logs" / "mongo.out",
+        ready,
+        pid_file=data_dir / "run" / "mongo.pid",
+    )
 
 
-def redis_server(data_dir: Path, host: str, port: int) -> Server:
+def redis_server(data_dir: Path, host: str, port: int, *, appendfsync: str = "always") -> Server:
+    """``appendfsync always``: Redis fsyncs its AOF before it answers a write, so what the
+    gateway acknowledged survives a machine crash (docs/architecture.md, "Durability")."""
     rdir = data_dir / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -163,7 +197,7 @@ def redis_server(data_dir: Path, host: str, port: int) -> Server:
         "--appendonly",
         "yes",
         "--appendfsync",
-        "everysec",
+        appendfsync,
         "--save",
         "",
         "--daemonize",
@@ -267,20 +301,31 @@ def mosquitto_server(
     acl_file: Path | None = None,
     allow_anonymous: bool = True,
     unlimited: bool = False,
+    persistence: bool = True,
     progress: Callable[[str], object] = log.info,
 ) -> Server:
-    """Mosquitto on ``host:port``, in memory; with a password and ACL file (see `skyhive
-    broker mosquitto-config`) it enforces them. ``unlimited``: no cap on in-flight or queued
+    """Mosquitto on ``host:port``; with a password and ACL file (see `skyhive broker
+    mosquitto-config`) it enforces them. ``unlimited``: no cap on in-flight or queued
     messages (the benchmarks). Debian's 2.0.11 then drops a client whose QoS 1 publish the
-    ACL denies, instead of only acknowledging and discarding it."""
+    ACL denies, instead of only acknowledging and discarding it. ``persistence``: queued
+    messages saved every second under ``data_dir`` (domain/device_access.py), else memory only."""
+    from skyhive.domain.device_access import mosquitto_durability_conf
+
     data_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         f"listener {port} {host}",
         f"allow_anonymous {'true' if allow_anonymous else 'false'}",
-        "persistence false",
     ]
+    if persistence:
+        db_dir = data_dir / f"mosquitto-{port}.db"
+        db_dir.mkdir(parents=True, exist_ok=True)
+        lines += mosquitto_durability_conf(str(db_dir.resolve())).splitlines()
+    else:
+        lines.append("persistence false")
     if unlimited:
-        lines += ["max_inflight_messages 0", "max_queued_messages 0"]
+        lines.append("max_inflight_messages 0")
+        if not persistence:  # else bounded (a million) by the durability lines
+            lines.append("max_queued_messages 0")
     if password_file is not None:
         lines.append(f"password_file {password_file.resolve()}")
     if acl_file is not None:
@@ -308,6 +353,7 @@ class EmbeddedStack:
     mongodb_db: str = "skyhive"  # where the embedded broker reads MQTT credentials
     insecure_devices: bool = False
     credentials_refresh_s: float = 2.0
+    redis_appendfsync: str = "always"  # Settings.redis_appendfsync
     servers: list[Server] = field(default_factory=list)
 
     def start(self) -> dict[str, str]:
@@ -320,7 +366,9 @@ class EmbeddedStack:
         try:
             if not self.redis_url:
                 port = free_port(self.host)
-                self._start(redis_server(self.data_dir, self.host, port))
+                self._start(
+                    redis_server(self.data_dir, self.host, port, appendfsync=self.redis_appendfsync)
+                )
                 urls["redis_url"] = f"redis://{self.host}:{port}/0"
             if not self.mongodb_uri:
                 port = free_port(self.host)

@@ -115,14 +115,27 @@ class Settings(BaseSettings):
     alerts_stream: str = "alerts"
     deadletter_stream: str = "deadletters"
     stream_maxlen: int = Field(default=2_000_000, ge=1000)
+    # Every consumer group (processor lanes, archiver, notifier): an entry a consumer
+    # read and left unacknowledged this long is taken over by another (its consumer died).
+    # A live consumer re-claims its batch while working on it, so a slow one is not robbed.
+    claim_idle_ms: int = Field(default=5000, ge=100)
     deadletter_maxlen: int = Field(default=100_000, ge=100)
+    # stream_maxlen is a safety cap only: streams are trimmed to what every consumer group has
+    # acknowledged (services/stream_trimmer.py), and ingest is held back (MQTT not read, HTTP
+    # 503) while a stream retains more than ``bus_backlog_limit`` entries, until it is back
+    # under ``bus_backlog_resume``. The limit is kept under 80% of the cap whatever is set.
+    bus_backlog_limit: int = Field(default=1_000_000, ge=100)
+    bus_backlog_resume: int = Field(default=500_000, ge=10)
+    bus_trim_s: float = Field(default=0.5, gt=0, le=60)  # trim and backlog check period
+    ingest_retry_after_s: int = Field(default=2, ge=1)  # HTTP 503's Retry-After when held back
 
     # Processor.
     processor_group: str = "processor"
     processor_batch_size: int = Field(default=1000, ge=1)
     processor_block_ms: int = Field(default=200, ge=1)
     processor_linger_ms: int = Field(default=20, ge=0)
-    processor_claim_idle_ms: int = Field(default=30_000, ge=100)
+    # Older name of claim_idle_ms, for the processor and archiver only; wins when set.
+    processor_claim_idle_ms: int | None = Field(default=None, ge=100)
     dedup_window: int = Field(default=2048, ge=16)
     archiver_group: str = "archiver"
     archiver_batch_size: int = Field(default=2000, ge=1)
@@ -166,6 +179,10 @@ class Settings(BaseSettings):
     # SKYHIVE_RATE_LIMIT__PER_KEY="50/second", SKYHIVE_RATE_LIMIT__ENABLED=false.
     http: HttpConfig = HttpConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
+
+    def group_claim_idle_ms(self) -> int:
+        """The claim threshold of the processor and archiver groups."""
+        return self.processor_claim_idle_ms or self.claim_idle_ms
 
     def mongo_uri_or_default(self) -> str:
         return self.mongodb_uri or "mongodb://127.0.0.1:27017"

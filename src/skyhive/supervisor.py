@@ -1,7 +1,10 @@
 """`skyhive up`: the embedded stack plus every process, supervised.
 
 Each process is a child (`python -m skyhive <role>`) with the servers' URLs in its environment.
-A child that exits is restarted with backoff. SIGINT/SIGTERM stops the children first (so
+A child that exits is restarted with backoff. So is an embedded server (redis-server, the
+MongoDB-wire server, the MQTT broker): on the same port and data, so the children's URLs stay
+right, and they reconnect. Every restart is logged and counted in ``run/supervisor.json``
+(read by the API's /metrics, another process). SIGINT/SIGTERM stops the children first (so
 they flush and acknowledge), then the servers. Children die with the supervisor even if it
 is killed outright (PR_SET_PDEATHSIG).
 """
@@ -18,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from skyhive.embedded import EmbeddedError, EmbeddedStack, die_with_parent, port_open
+from skyhive.embedded import EmbeddedError, EmbeddedStack, Server, die_with_parent, port_open
 from skyhive.settings import Settings, stack_file
 
 if TYPE_CHECKING:
@@ -81,6 +85,105 @@ class Child:
             log.warning("%s did not stop in time; killing it", self.role)
             self.proc.kill()
             self.proc.wait()
+
+
+@dataclass
+class WatchedServer:
+    """An embedded server, restarted when it dies: at once if it had run a while, else
+    after a backoff doubling up to 30 s (a server that cannot start must not spin)."""
+
+    server: Server
+    restarts: int = 0
+    backoff: float = 0.0
+    next_start: float = 0.0
+    down: bool = False
+
+    def check(self, now: float) -> None:
+        s = self.server
+        if not self.down:
+            if s.running():
+                if now - s.started_at > 30:
+                    self.backoff = 0.0
+                return
+            self.down = True
+            self.next_start = now + self.backoff
+            log.warning(
+                "%s (port %d) exited with code %s; restarting it in %.0fs",
+                s.name,
+                s.port,
+                s.proc.returncode if s.proc is not None else None,
+                self.backoff,
+            )
+            self.backoff = min(max(self.backoff * 2, 1.0), 30.0)
+        if now < self.next_start:
+            return
+        try:
+            s.restart()
+        except EmbeddedError as exc:
+            self.next_start = time.monotonic() + self.backoff
+            log.error("%s: %s; trying again in %.0fs", s.name, exc, self.backoff)
+            self.backoff = min(self.backoff * 2, 30.0)
+            return
+        self.down = False
+        self.restarts += 1
+        pid = s.proc.pid if s.proc is not None else 0
+        log.warning(
+            "%s restarted on %s:%d with its data (pid %d; restart %d)",
+            s.name,
+            s.host,
+            s.port,
+            pid,
+            self.restarts,
+        )
+
+
+def supervision_file(data_dir: Path) -> Path:
+    """Where `skyhive up` says what it supervises: per process, kind, restarts and up."""
+    return data_dir / "run" / "supervisor.json"
+
+
+def read_supervision(data_dir: Path) -> dict[str, dict[str, Any]]:
+    """The processes of a running `skyhive up` on ``data_dir``; empty without one."""
+    try:
+        data = json.loads(supervision_file(data_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    procs = data.get("processes") if isinstance(data, dict) else None
+    return procs if isinstance(procs, dict) else {}
+
+
+class SupervisionRecord:
+    """Writes the supervision file when something changed (atomically: written aside, then
+    renamed, so a reader never sees half of it)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = supervision_file(data_dir)
+        self._last: dict[str, dict[str, Any]] | None = None
+
+    def update(self, servers: list[WatchedServer], children: list[Child]) -> None:
+        procs: dict[str, dict[str, Any]] = {}
+        for w in servers:
+            procs[w.server.label] = {
+                "kind": "server",
+                "restarts": w.restarts,
+                "up": w.server.running(),
+            }
+        for c in children:
+            up = c.proc is not None and c.proc.poll() is None
+            procs[c.role] = {"kind": "role", "restarts": c.restarts, "up": up}
+        if procs == self._last:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps({"processes": procs}))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("could not write %s: %s", self.path, exc)
+            return
+        self._last = procs
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 # The processes of a stack: role → `skyhive` arguments. The processor's urgent lane runs in
@@ -198,6 +301,7 @@ def run_up(
             "(--insecure-devices / SKYHIVE_INSECURE_DEVICES); never in production"
         )
     children: list[Child] = []
+    record = SupervisionRecord(settings.data_dir)
     try:
         urls = stack.start()
         ready = settings.model_copy(update=urls)
@@ -230,10 +334,15 @@ def run_up(
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )
+        servers = [WatchedServer(s) for s in stack.servers]
+        record.update(servers, children)
         while not stop.wait(0.5):
+            for w in servers:
+                w.check(time.monotonic())  # blocks while a server restarts (a second or two)
             now = time.monotonic()
             for c in children:
                 c.check(now)
+            record.update(servers, children)
         return 0
     finally:
         for c in children:
@@ -241,5 +350,6 @@ def run_up(
         for c in children:
             c.wait(15)
         stack_file(settings.data_dir).unlink(missing_ok=True)
+        record.remove()
         stack.stop()
         log.info("stopped")

@@ -96,6 +96,22 @@ class Up:
         with urllib.request.urlopen(self._request(path, key), timeout=5) as r:
             return json.loads(r.read())
 
+    def answer(self, path: str, key: str | None = None) -> tuple[int, Any]:
+        """The status and JSON of a GET, whatever the status (``(0, None)`` when nothing
+        answers): /readyz says which dependency is down in its 503."""
+        try:
+            with urllib.request.urlopen(self._request(path, key), timeout=5) as r:
+                return int(r.status), json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return int(e.code), json.loads(e.read() or b"null")
+        except OSError:
+            return 0, None
+
+    def text(self, path: str) -> str:
+        """The body of a GET as text (``/metrics``)."""
+        with urllib.request.urlopen(self._request(path, None), timeout=5) as r:
+            return str(r.read().decode())
+
     def post(self, path: str, body: object, key: str | None = None) -> tuple[int, Any]:
         return request_json("POST", self.url(path), body, key=self.key if key is None else key)
 
@@ -141,6 +157,40 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20, what: str = "conditi
             pass
         time.sleep(0.2)
     raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def server_pid(*markers: str) -> int:
+    """The pid of the one live process whose command line holds every marker (redis-server
+    rewrites its own to ``redis-server HOST:PORT``, so match it by address)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            line = _cmdline(int(entry.name))
+            if all(m.encode() in line for m in markers) and alive(int(entry.name)):
+                found.append(int(entry.name))
+    assert len(found) == 1, f"{markers}: {found}"
+    return found[0]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (a zombie is dead but not yet reaped)."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def exists(pid: int) -> bool:
+    """Whether ``pid`` is still in the process table (alive, or a zombie nobody reaped)."""
+    return (Path("/proc") / str(pid)).exists()
 
 
 def processes_using(data_dir: Path) -> list[int]:

@@ -15,6 +15,12 @@ the access plugin's topic check called directly.
    id, even when the newcomer is then refused. Here the CONNECT is authenticated as soon as it
    is read, and a refused one is answered and closed before amqtt looks at any session. (The
    access plugin also refuses a client id whose session belongs to another identity.)
+3. Unacknowledged means redelivered. amqtt forgets a QoS 1 message it sent a subscriber as
+   soon as the wait for its PUBACK ends, acknowledged or not: when the gateway died with
+   messages in flight (or took over 5 s to acknowledge), they were gone, although the drones
+   had their PUBACKs. Here a message stays in the session's in-flight set until its PUBACK
+   arrives (late ones included), so a persistent session gets it again when it reconnects, as
+   MQTT 3.1.1 (4.4) requires. The gateway's writes are idempotent, so a redelivery is harmless.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from amqtt.errors import MQTTError
 from amqtt.events import MQTTEvents
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import Session
+from amqtt.mqtt.puback import PubackPacket
+from amqtt.session import OUTGOING, Session
+
+PUBACK_WAIT_S = 5  # amqtt's own; after it the message waits for a reconnection instead
 
 
 class SkyHiveBroker(Broker):  # type: ignore[misc]
@@ -61,7 +70,7 @@ class SkyHiveBroker(Broker):  # type: ignore[misc]
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
 
-class AuthenticateFirst(BrokerProtocolHandler):  # type: ignore[misc]
+class SkyHiveBrokerHandler(BrokerProtocolHandler):  # type: ignore[misc]
     @classmethod
     async def init_from_connect(
         cls, reader: Any, writer: Any, plugins_manager: Any, loop: Any = None
@@ -77,6 +86,38 @@ class AuthenticateFirst(BrokerProtocolHandler):  # type: ignore[misc]
         await writer.close()
         raise MQTTError("not authorized")
 
+    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
+        """amqtt's outgoing QoS 1 flow, except that the message leaves the in-flight set only
+        when acknowledged (fix 3 above); incoming messages are amqtt's."""
+        if app_message.direction != OUTGOING:
+            await super()._handle_qos1_message_flow(app_message)
+            return
+        packet_id = app_message.packet_id
+        self.session.inflight_out.setdefault(packet_id, app_message)
+        retry = app_message.publish_packet is not None
+        publish_packet = app_message.build_publish_packet(dup=retry)
+        await self._send_packet(publish_packet)
+        app_message.publish_packet = publish_packet
+        waiter: asyncio.Future[PubackPacket] = asyncio.Future()
+        self._puback_waiters[packet_id] = waiter
+        try:
+            app_message.puback_packet = await asyncio.wait_for(waiter, timeout=PUBACK_WAIT_S)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"no PUBACK for packet {packet_id} yet; kept for redelivery"
+            ) from None
+        finally:
+            self._puback_waiters.pop(packet_id, None)
+        self.session.inflight_out.pop(packet_id, None)
+
+    async def handle_puback(self, puback: PubackPacket) -> None:
+        """A PUBACK after its wait ended still settles the message."""
+        packet_id = puback.variable_header.packet_id if puback.variable_header else None
+        if packet_id is not None and packet_id not in self._puback_waiters:
+            if self.session.inflight_out.pop(packet_id, None) is not None:
+                return
+        await super().handle_puback(puback)
+
 
 def main() -> None:
     """``python -c 'from skyhive.adapters.amqtt_broker import main; main()' -c CONFIG``."""
@@ -85,6 +126,6 @@ def main() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     from amqtt.scripts import broker_script
 
-    amqtt_broker.BrokerProtocolHandler = AuthenticateFirst  # type: ignore[misc]
+    amqtt_broker.BrokerProtocolHandler = SkyHiveBrokerHandler  # type: ignore[misc]
     broker_script.Broker = SkyHiveBroker  # type: ignore[misc]
     broker_script.main()

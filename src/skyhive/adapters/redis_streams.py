@@ -1,37 +1,100 @@
-"""Bus on Redis Streams: consumer groups, acknowledgement, re-claim of dead consumers' work."""
+"""Bus on Redis Streams: consumer groups, acknowledgement, re-claim of dead consumers' work.
+
+Streams are trimmed by ``services/stream_trimmer.py`` to what every group has acknowledged;
+the length cap given to every ``XADD`` (``MAXLEN ~``) is only a safety net far above the
+backlog at which ingest is held back. Should an entry nevertheless vanish while pending (the
+cap reached, a manual ``XTRIM``/``XDEL``), its id comes back without fields: it is then
+logged, counted (``LOST_KEY``, shown in ``/metrics``), dead-lettered (its id, since its
+content is gone) and acknowledged, so it neither passes unnoticed nor stays pending forever
+(a pending entry holds back trimming).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from skyhive.adapters.bus import BusMessage
+from skyhive.adapters.deadletters import DeadLetter, DeadLetters
+from skyhive.adapters.redis_durability import Mode, check_waitaof, durability_mode
+
+log = logging.getLogger(__name__)
 
 _KEY = b"k"
 _VALUE = b"v"
+LOST_KEY = "bus:lost"  # hash: "stream|group" → entries trimmed away before they were processed
 
 
-def _decode(entries: Sequence[Any]) -> list[BusMessage]:
+def _decode(entries: Sequence[Any]) -> tuple[list[BusMessage], list[str | None]]:
+    """The messages, and the ids of entries trimmed away while pending: no fields left (a
+    real entry has at least one). Redis 6.2's XAUTOCLAIM does not even give their ids
+    (None); XREADGROUP gives them with no fields."""
     out = []
+    gone: list[str | None] = []
     for entry_id, fields in entries:
-        if fields is None:  # entry trimmed away while pending
-            continue
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        if not fields:
+            gone.append(eid)
+            continue
         key = fields.get(_KEY, b"")
         out.append(
             BusMessage(
                 eid, key.decode() if isinstance(key, bytes) else key, fields.get(_VALUE, b"")
             )
         )
-    return out
+    return out, gone
 
 
 class RedisStreamsBus:
-    def __init__(self, client: redis.Redis, maxlen: int = 2_000_000) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        maxlen: int = 2_000_000,
+        *,
+        waitaof_timeout_ms: int = 5000,
+        deadletters: DeadLetters | None = None,
+    ) -> None:
         self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._maxlen = maxlen
+        self._waitaof_ms = waitaof_timeout_ms
+        self._durability: Mode | None = None  # detected at the first publish
+        self._dead = deadletters or DeadLetters(client, "deadletters", 100_000)
+
+    def _received(
+        self, stream: str, group: str, entries: Sequence[Any], consumer: str = ""
+    ) -> list[BusMessage]:
+        msgs, gone = _decode(entries)
+        known = [i for i in gone if i is not None]
+        if len(known) < len(gone):
+            # Claimed without their ids (Redis 6.2): they are now this consumer's pending
+            # entries, where XREADGROUP shows their ids.
+            own = self._r.xreadgroup(group, consumer, {stream: "0"}, count=max(100, 2 * len(gone)))
+            known = [i for i in _decode(own[0][1] if own else [])[1] if i is not None]
+        if known:
+            self._lost(stream, group, known)
+        return msgs
+
+    def _lost(self, stream: str, group: str, ids: list[str]) -> None:
+        log.error(
+            "%d entries of %s were trimmed away before group %s processed them (first %s); "
+            "dead-lettered and acknowledged",
+            len(ids), stream, group, ids[0],
+        )  # fmt: skip
+        reason = f"trimmed from {stream} before group {group} processed it"
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hincrby(LOST_KEY, f"{stream}|{group}", len(ids))
+        self._dead.queue_add(pipe, [DeadLetter(reason, b"", f"bus:{stream}:{i}") for i in ids])
+        pipe.xack(stream, group, *ids)
+        pipe.execute()
+
+    def durability(self) -> Mode:
+        """How a publish is made durable before it returns (adapters/redis_durability.py)."""
+        if self._durability is None:
+            self._durability = durability_mode(self._r)
+        return self._durability
 
     def publish(self, stream: str, items: Sequence[tuple[str, bytes]]) -> list[str]:
         if not items:
@@ -39,7 +102,15 @@ class RedisStreamsBus:
         pipe = self._r.pipeline(transaction=False)
         for key, value in items:
             pipe.xadd(stream, {_KEY: key, _VALUE: value}, maxlen=self._maxlen, approximate=True)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.execute()]
+        # Durable before it returns (the caller then acknowledges): WAITAOF in the same
+        # pipeline where the server has it, else the server's appendfsync.
+        wait = self.durability() == "waitaof"
+        if wait:
+            pipe.execute_command("WAITAOF", 1, 0, self._waitaof_ms)
+        replies = pipe.execute()
+        if wait:
+            check_waitaof(replies.pop())
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in replies]
 
     def ensure_group(self, stream: str, group: str) -> None:
         try:
@@ -66,13 +137,13 @@ class RedisStreamsBus:
             resp = self._r.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block)
         if not resp:
             return []
-        return _decode(resp[0][1])
+        return self._received(stream, group, resp[0][1])
 
     def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[BusMessage]:
         resp = self._r.xautoclaim(stream, group, consumer, min_idle_ms, start_id="0-0", count=count)
-        return _decode(resp[1])
+        return self._received(stream, group, resp[1], consumer)
 
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> None:
         if ids:

@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         stream,
     )
     from skyhive.api.metrics import count_cache_read, init_metrics
+    from skyhive.api.supervision_metrics import install_supervision_metrics  # issue 12
 
     if clients is None:
         clients = Clients(settings if settings is not None else Settings())
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     install_limits(app)  # issue 11: rate, then body-size limits (api/ratelimit.py)
     app.before_request(check_json_body)  # after auth: strangers learn nothing of bodies
     init_metrics(app)
+    install_supervision_metrics(clients.settings.data_dir)  # issue 12: `up`'s restarts
     clients.read_cache.on_result = count_cache_read
     blueprints = (
         drones,

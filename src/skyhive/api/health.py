@@ -6,6 +6,11 @@ instance out of rotation; it checks them in parallel under one short deadline so
 itself never hangs, whatever state the network is in. Being public, it names only the kind of
 failure (``error: ConnectionRefusedError``); the details, which may name hosts and ports, go
 to the log.
+
+Its ``lag`` section says how far behind each consumer group of the bus is, and whether ingest
+is held back. Lag alone never makes it 503, not even while ingest is held back: the API still
+serves reads and the dashboard that shows the overload, and ingest itself answers 503 with
+Retry-After; taking the instance out of rotation would hide the one thing that explains it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pydantic import BaseModel, Field
 from skyhive.adapters.mqtt_url import parse_mqtt_url
 from skyhive.api.operation import PUBLIC, operation
 from skyhive.api.responses import current_clients, json_response
+from skyhive.services.stream_trimmer import BusSnapshot, bus_snapshot
 from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
@@ -58,12 +64,35 @@ class ReadinessChecks(BaseModel):
     bus: str
 
 
+class GroupLag(BaseModel):
+    stream: str
+    group: str
+    pending: int = Field(description="Delivered to a consumer, not yet acknowledged.")
+    unacked: int = Field(
+        description="Not yet acknowledged: pending plus not yet read (estimated on Redis < 7)."
+    )
+    lag_s: float = Field(description="Age of the oldest entry not yet acknowledged.")
+
+
+class BusLag(BaseModel):
+    held_back: bool = Field(description="Ingest is held back: a stream is over its backlog limit.")
+    backlog: int = Field(description="Entries the fullest ingest stream still holds.")
+    limit: int = Field(description="Backlog above which ingest is held back.")
+    resume: int = Field(description="Backlog under which held-back ingest resumes.")
+    groups: list[GroupLag]
+
+
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: ReadinessChecks
     warnings: list[str] = Field(
         description="Settings that make this instance unsafe for production (e.g. insecure "
         "devices); empty normally."
+    )
+    lag: BusLag | None = Field(
+        default=None,
+        description="How far behind each consumer group of the bus is (never a reason for "
+        "503 on its own); absent while the bus has no group or could not be read in time.",
     )
 
 
@@ -122,6 +151,42 @@ def run_checks(clients: Clients) -> dict[str, str]:
     return {name: _describe(name, fut) for name, fut in futures.items()}
 
 
+def _lag_section(snap: BusSnapshot) -> dict[str, object] | None:
+    groups = [
+        {
+            "stream": g.stream,
+            "group": g.group,
+            "pending": g.pending,
+            "unacked": g.unacked,
+            "lag_s": round(g.age_s(snap.now_ms), 3),
+        }
+        for sl in snap.streams
+        for g in sl.groups
+    ]
+    if not groups:
+        return None
+    return {
+        "held_back": snap.state.engaged,
+        "backlog": snap.state.backlog,
+        "limit": snap.limit,
+        "resume": snap.resume,
+        "groups": groups,
+    }
+
+
+def read_lag_section(clients: Clients) -> dict[str, object] | None:
+    """The ``lag`` section, within the probe's deadline (None if Redis is too slow)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz-lag")
+    try:
+        fut = pool.submit(bus_snapshot, clients.settings, clients.redis_bytes)
+        wait_futures([fut], timeout=CHECK_TIMEOUT_S + 0.2)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if not fut.done() or fut.exception() is not None:
+        return None
+    return _lag_section(fut.result())
+
+
 @operation(bp.get, "/healthz", access=PUBLIC, ok=Health, uses_stores=False)
 def healthz() -> Response:
     """Liveness: the process serves requests (always `ok` while it is up)."""
@@ -131,15 +196,20 @@ def healthz() -> Response:
 @operation(bp.get, "/readyz", access=PUBLIC, ok=Readiness, uses_stores=False)
 def readyz() -> Response:
     """Readiness: MongoDB, Redis, the MQTT broker and the bus all answer within 1 s (else
-    503, with the same body saying which did not)."""
+    503, with the same body saying which did not); with each bus consumer group's lag."""
     clients = current_clients()
     results = run_checks(clients)
     ready = all(v == "ok" for v in results.values())
     warnings = [INSECURE_DEVICES_WARNING] if clients.settings.insecure_devices else []
-    return json_response(
-        {"status": "ok" if ready else "unavailable", "checks": results, "warnings": warnings},
-        status=200 if ready else 503,
-    )
+    out: dict[str, object] = {
+        "status": "ok" if ready else "unavailable",
+        "checks": results,
+        "warnings": warnings,
+    }
+    lag = read_lag_section(clients) if results.get("redis") == "ok" else None
+    if lag is not None:
+        out["lag"] = lag
+    return json_response(out, status=200 if ready else 503)
 
 
 # /readyz answers 503 with its own body (which dependency failed), not the error shape.

@@ -218,3 +218,32 @@ def mosquitto_acl_file(grants: Iterable[Grant], insecure_devices: bool = False) 
         out.extend(f"topic write {f}\n" for f in grant.publish)
         out.extend(f"topic read {f}\n" for f in grant.read)
     return "".join(out)
+
+
+# Mosquitto keeps queued QoS 1 messages in memory and writes them all to its database file
+# only every ``autosave_interval`` seconds (and at a clean shutdown): a `kill -9` loses what
+# arrived since the last save, after Mosquitto had acknowledged it. One second keeps that
+# window short; each save rewrites the whole file, so its cost grows with the backlog.
+# ``max_queued_messages``: a stopped gateway's session queues up to a million readings
+# (Mosquitto's default of 1000 drops the rest, acknowledged; 0, unlimited, makes Debian's
+# 2.0.11 drop a client whose publish the ACL denies). See docs/architecture.md, "The broker".
+MOSQUITTO_AUTOSAVE_S = 1
+
+
+def mosquitto_durability_conf(
+    persistence_dir: str | None = None, autosave_s: int = MOSQUITTO_AUTOSAVE_S
+) -> str:
+    """The mosquitto.conf lines that keep acknowledged, queued messages across a restart.
+    Without ``persistence_dir`` the installation's own ``persistence_location`` is used
+    (Debian's mosquitto.conf sets one, and Mosquitto refuses a second)."""
+    location = ""
+    if persistence_dir is not None:
+        # Mosquitto appends the file name to the location as given.
+        location = f"persistence_location {persistence_dir.rstrip('/')}/\n"
+    return (
+        "persistence true\n"
+        f"{location}"
+        f"autosave_interval {autosave_s}\n"
+        "autosave_on_changes false\n"
+        "max_queued_messages 1000000\n"
+    )

@@ -36,7 +36,8 @@ class Archiver:
             self.consumer,
             settings.archiver_batch_size,
             settings.processor_block_ms,
-            settings.processor_claim_idle_ms,
+            settings.group_claim_idle_ms(),
+            redis=clients.redis_bytes,  # keeps a long batch claimed (issue 12)
         )
         self.stored = 0
 

@@ -26,6 +26,7 @@ from skyhive.domain.device_access import (
     hash_password,
     is_drone_username,
     mosquitto_acl_file,
+    mosquitto_durability_conf,
     mosquitto_password_file,
     new_password,
     service_username,
@@ -227,6 +228,9 @@ def write_mosquitto_config(
             f"allow_anonymous {'true' if insecure_devices else 'false'}\n"
             f"password_file {password_file.resolve()}\n"
             f"acl_file {acl_file.resolve()}\n"
+            "# Keep acknowledged, queued messages across a broker crash (docs/architecture.md,\n"
+            "# The broker); persistence_location stays the installation's own.\n"
+            f"{mosquitto_durability_conf()}"
         ).encode(),
     )
     return MosquittoFiles(password_file, acl_file, conf, len(entries))

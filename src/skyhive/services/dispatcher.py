@@ -357,8 +357,12 @@ class Dispatcher:
     # --- commands queued by other processes -----------------------------------------------
 
     def relay_commands(self, count: int = 200) -> int:
+        """Commands other processes queued, to their drones; those a dead dispatcher had
+        read but not relayed are taken over first. A drone may then get one twice, as QoS 1
+        allows anyway: a repeated `deliver` names the same delivery and is ignored."""
         bus, stream = self._c.bus, self._s.commands_stream
-        msgs = bus.consume(stream, GROUP, self.consumer, count, 0)
+        msgs = bus.claim_stale(stream, GROUP, self.consumer, self._s.claim_idle_ms, count)
+        msgs = msgs or bus.consume(stream, GROUP, self.consumer, count, 0)
         for m in msgs:
             self._publish(commands_topic(m.key), m.value)
         bus.ack(stream, GROUP, [m.id for m in msgs])

@@ -1,7 +1,8 @@
 """MQTT gateway: subscribes to drone telemetry, batches it onto the bus.
 
 A message is acknowledged to the broker (PUBACK) only after its batch is on the durable log;
-if the gateway dies first, the broker redelivers it to the persistent session.
+if the gateway dies first, the broker redelivers it to the persistent session. While the bus
+is over its backlog limit the gateway reads nothing (``services/stream_trimmer.py``).
 
 One thread does everything: read what the socket has (paho's ``loop``), write it to the bus
 as one batch, acknowledge, repeat. Batches form naturally from whatever arrived during the
@@ -43,6 +44,7 @@ class MqttGateway:
         self.accepted = 0
         self.rejected = 0
         self.connected = False
+        self.held_back = False  # not reading from the broker: the bus is over its limit
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or settings.gateway_client_id,
@@ -92,7 +94,8 @@ class MqttGateway:
         while self._queue:
             batch = self._queue[:size]
             try:
-                res = self._ingest.submit([p.msg for p in batch])
+                # Already taken from the broker: written even while ingest is held back.
+                res = self._ingest.submit([p.msg for p in batch], hold_back=False)
             except Exception:
                 log.exception(
                     "gateway could not write %d messages to the bus; retrying", len(batch)
@@ -123,6 +126,29 @@ class MqttGateway:
                 rc = self._client.loop(timeout=remaining)
         return rc
 
+    def _hold_back(self, stop: threading.Event) -> None:
+        """While the bus is over its backlog limit, read nothing from the broker: the
+        messages wait in its queue for this session, unacknowledged, instead of piling up
+        on a bus that would have to trim them. Everything already read was written (and
+        acknowledged) by the last flush. A pause longer than the keepalive costs the
+        connection; the session, and its queue, stay with the broker."""
+        ahead = self._s.gateway_batch_size  # what the next read may bring
+        state = self._ingest.held_back(ahead)
+        if state is None:
+            return
+        # Info: the pass that decides logs (warning) and counts each episode.
+        log.info(
+            "gateway holds back: %s has %d entries not yet processed (limit %d); "
+            "not reading from the broker",
+            state.stream, state.backlog, state.limit,
+        )  # fmt: skip
+        self.held_back = True
+        while state is not None and not stop.wait(self._s.bus_trim_s):
+            state = self._ingest.held_back(ahead)
+        self.held_back = False
+        if state is None:
+            log.info("gateway resumes reading from the broker")
+
     def _connect(self, host: str, port: int, stop: threading.Event) -> None:
         delay = 0.5
         while not stop.is_set():
@@ -139,6 +165,8 @@ class MqttGateway:
         log.info("gateway consuming %s from mqtt://%s:%d", self._s.telemetry_topic, host, port)
         self._connect(host, port, stop)
         while not stop.is_set():
+            if self.connected:  # subscribed first: the broker then queues for this session
+                self._hold_back(stop)
             rc = self._read()
             self._flush()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:

@@ -1,7 +1,13 @@
-"""Envelope validation and hand-off to the bus, shared by MQTT and HTTP ingest."""
+"""Envelope validation and hand-off to the bus, shared by MQTT and HTTP ingest.
+
+While the bus is over its backlog limit (``services/stream_trimmer.py``) ingest is held
+back: ``submit`` raises ``IngestPaused`` (HTTP answers 503 with Retry-After), and the gateway
+stops reading from the broker.
+"""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,7 +22,20 @@ from skyhive.domain.telemetry import (
     parse_telemetry,
     validate_telemetry,
 )
+from skyhive.services.stream_trimmer import Backpressure, IngestGate
 from skyhive.wiring import Clients
+
+
+class IngestPaused(Exception):
+    """The bus holds too much unprocessed work: retry after ``retry_after_s``."""
+
+    def __init__(self, state: Backpressure, retry_after_s: int) -> None:
+        super().__init__(
+            f"ingest is held back: {state.stream} holds {state.backlog} entries not yet "
+            f"processed (limit {state.limit}); retry in {retry_after_s}s"
+        )
+        self.state = state
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +76,10 @@ class Ingest:
         max_bytes: int,
         events_stream: str = "events",
         urgent_stream: str = "telemetry:urgent",
+        gate: IngestGate | None = None,
     ) -> None:
         self._bus = bus
+        self._gate = gate
         self._dead = deadletters
         self._stream = stream
         self._urgent_stream = urgent_stream
@@ -81,13 +102,21 @@ class Ingest:
                 raise InvalidTelemetry(f"not JSON: {exc}") from None
         return parse_event(body, msg.topic_drone_id)
 
-    def submit(self, batch: Sequence[RawMessage]) -> IngestResult:
+    def held_back(self, ahead: int = 0) -> Backpressure | None:
+        """The backlog state while ingest must hold back (counting ``ahead`` entries about
+        to be written), else None (no gate: never)."""
+        return self._gate.held_back(ahead) if self._gate is not None else None
+
+    def submit(self, batch: Sequence[RawMessage], *, hold_back: bool = True) -> IngestResult:
         """Validate, then write good messages to the bus and bad ones to the dead-letter stream.
 
         Returns only after both writes succeeded, so the caller may acknowledge its input.
         Emergencies are also written, first, to the urgent stream, which the processor
-        reads apart from the routine backlog.
+        reads apart from the routine backlog. Raises ``IngestPaused`` while ingest is held
+        back, unless ``hold_back`` is False (messages already taken from the broker).
         """
+        if hold_back and self._gate is not None and (state := self._gate.held_back(len(batch))):
+            raise IngestPaused(state, self._gate.retry_after_s)
         result = IngestResult()
         good: list[tuple[str, bytes]] = []
         urgent: list[tuple[str, bytes]] = []
@@ -109,10 +138,24 @@ class Ingest:
         self._bus.publish(self._urgent_stream, urgent)
         self._bus.publish(self._stream, good)
         self._bus.publish(self._events_stream, events)
+        if self._gate is not None:
+            self._gate.wrote(len(good))
         good += events
         self._dead.add(bad)
         result.accepted, result.rejected = len(good), len(bad)
         return result
+
+
+_gates: weakref.WeakKeyDictionary[Clients, IngestGate] = weakref.WeakKeyDictionary()
+
+
+def gate_for(clients: Clients) -> IngestGate:
+    """One gate per set of clients (a process's API app, a gateway), so its cached verdict
+    is shared by every request."""
+    gate = _gates.get(clients)
+    if gate is None:
+        gate = _gates.setdefault(clients, IngestGate(clients.settings, clients.redis_bytes))
+    return gate
 
 
 def ingest_for(clients: Clients) -> Ingest:
@@ -124,4 +167,5 @@ def ingest_for(clients: Clients) -> Ingest:
         s.max_message_bytes,
         s.events_stream,
         s.urgent_stream,
+        gate_for(clients),
     )

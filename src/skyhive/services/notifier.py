@@ -1,8 +1,9 @@
 """Notifier: alert changes and reminders → the notification channels (apprise URLs).
 
 It consumes the ``alerts`` stream (consumer group ``settings.notifier_group``; entries a dead
-consumer left unacknowledged are claimed after ``claim_idle_ms``), in a process of its own, so
-alerts never wait behind history writes.
+consumer left unacknowledged are claimed after ``settings.claim_idle_ms``, looked for at every
+poll, while entries still being sent are re-claimed every third of it so a live notifier is
+never robbed), in a process of its own, so alerts never wait behind history writes.
 
 - ``opened``, ``escalated``, ``deescalated`` and ``resolved`` go to every non-escalation
   channel that wants the alert's type and severity; ``deescalated`` and ``resolved`` also go
@@ -50,7 +51,6 @@ NOTIFIED_CHANGES = ("opened", "escalated", "deescalated", "resolved")
 CLOSING_CHANGES = ("deescalated", "resolved")  # also to channels told of the alert before
 REMINDERS = "alerts:reminders"  # ZSET alert id → due epoch seconds
 REMINDER_COUNTS = "alerts:reminder_counts"  # HASH alert id → "<start ms>:<reminders sent>"
-CLAIM_IDLE_MS = 30_000  # an entry unacknowledged this long belongs to a dead notifier
 MAX_IN_FLIGHT = 1000  # stream entries read but not yet finished; reading pauses beyond
 BATCH = 100
 REMINDER_LEASE_S = 60.0  # a claimed reminder comes due again if its notifier died
@@ -97,7 +97,7 @@ class Notifier:
         clients: Clients,
         consumer: str | None = None,
         *,
-        claim_idle_ms: int = CLAIM_IDLE_MS,
+        claim_idle_ms: int | None = None,  # default: settings.claim_idle_ms
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         install_capture()
@@ -105,7 +105,7 @@ class Notifier:
         self._cfg = settings.notify
         self._c = clients
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self._claim_idle_ms = claim_idle_ms
+        self._claim_idle_ms = claim_idle_ms or settings.claim_idle_ms
         self._max_in_flight = max_in_flight
         self._stop = threading.Event()
         # Built here, started by ``start``: no I/O until then.

@@ -105,7 +105,8 @@ class Processor:
             self.consumer,
             self.batch_size,
             settings.processor_block_ms,
-            settings.processor_claim_idle_ms,
+            settings.group_claim_idle_ms(),
+            redis=clients.redis_bytes,  # keeps a long batch claimed (issue 12)
         )
 
     @property

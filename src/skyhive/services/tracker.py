@@ -80,7 +80,7 @@ class DeliveryTracker:
 
     def handle_events(self, count: int = 200, block_ms: int = 0) -> int:
         bus, stream = self._c.bus, self._s.events_stream
-        msgs = bus.claim_stale(stream, GROUP, self.consumer, 30_000, count)
+        msgs = bus.claim_stale(stream, GROUP, self.consumer, self._s.claim_idle_ms, count)
         msgs += bus.consume(stream, GROUP, self.consumer, count, block_ms) if not msgs else []
         if msgs:
             self.recorder.drain()  # an event may be about an assignment not yet recorded
