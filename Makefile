@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test test-fast lint format bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard chromium mosquitto clean
+.PHONY: install demo up test test-fast lint format bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium mosquitto clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "SkyHive needs Python 3.11 or newer")'
@@ -107,6 +107,10 @@ bench-api: install
 # The dashboard with 1,000 simulated drones at 1 Hz in headless Chromium (docs/benchmarks.md).
 bench-dashboard: install chromium
 	$(BIN)/skyhive bench dashboard --drones 1000 --hz 1 --duration 30
+
+# The cost of fsyncing the bus and what a broker crash loses (docs/benchmarks.md, "Durability").
+bench-durability: install mosquitto
+	$(BIN)/skyhive bench durability --n 5000
 
 clean:
 	rm -rf $(VENV) .skyhive .pytest_cache .mypy_cache .ruff_cache

@@ -986,6 +986,45 @@ def bench_api(rate: float, duration: float, as_json: bool) -> None:
         )
 
 
+@bench.command("durability")
+@click.option(
+    "--what",
+    type=click.Choice(["fsync", "broker-crash", "mosquitto-save", "all"]),
+    default="all",
+    show_default=True,
+    help="Which measurement.",
+)
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Readings queued at the broker crash; Mosquitto's saves with 0, 4N and 20N queued.",
+)
+@click.option(
+    "--fsync-seconds",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds per fsync row.",
+)
+@_json_option
+def bench_durability(what: str, n: int, fsync_seconds: float, as_json: bool) -> None:
+    """Bus writes with appendfsync everysec vs always; what a broker kill -9 loses; the CPU
+    of Mosquitto's saves. Exits 1 if Mosquitto lost a backlog it had saved."""
+    from skyhive.bench.durability import WHAT, format_report, run_durability_bench
+
+    chosen = WHAT if what == "all" else (what,)
+    report = run_durability_bench(chosen, n, fsync_seconds, progress=_progress)
+    if as_json:
+        _echo_json(report, mosquitto_kept_saved_backlog=report.mosquitto_kept_saved_backlog)
+    else:
+        click.echo(format_report(report))
+    if not report.mosquitto_kept_saved_backlog:
+        sys.exit(1)
+
+
 cli.add_command(keys)
 
 

@@ -122,8 +122,8 @@ class Settings(BaseSettings):
     deadletter_maxlen: int = Field(default=100_000, ge=100)
     # stream_maxlen is a safety cap only: streams are trimmed to what every consumer group has
     # acknowledged (services/stream_trimmer.py), and ingest is held back (MQTT not read, HTTP
-    # 503) while a stream retains more than ``bus_backlog_limit`` entries, until it is back
-    # under ``bus_backlog_resume``. The limit is kept under 80% of the cap whatever is set.
+    # 503) once a gateway batch more would take a stream over ``bus_backlog_limit`` entries,
+    # until it is under ``bus_backlog_resume``. The limit is kept under 80% of the cap.
     bus_backlog_limit: int = Field(default=1_000_000, ge=100)
     bus_backlog_resume: int = Field(default=500_000, ge=10)
     bus_trim_s: float = Field(default=0.5, gt=0, le=60)  # trim and backlog check period

@@ -93,7 +93,9 @@ class Clients:
 
     @cached_property
     def bus(self) -> RedisStreamsBus:
-        return RedisStreamsBus(self.redis_bytes, maxlen=self.settings.stream_maxlen)
+        return RedisStreamsBus(
+            self.redis_bytes, maxlen=self.settings.stream_maxlen, deadletters=self.deadletters
+        )
 
     @cached_property
     def live(self) -> LiveState:

@@ -102,7 +102,7 @@ class SkyHiveBrokerHandler(BrokerProtocolHandler):  # type: ignore[misc]
         self._puback_waiters[packet_id] = waiter
         try:
             app_message.puback_packet = await asyncio.wait_for(waiter, timeout=PUBACK_WAIT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(
                 f"no PUBACK for packet {packet_id} yet; kept for redelivery"
             ) from None
@@ -113,9 +113,9 @@ class SkyHiveBrokerHandler(BrokerProtocolHandler):  # type: ignore[misc]
     async def handle_puback(self, puback: PubackPacket) -> None:
         """A PUBACK after its wait ended still settles the message."""
         packet_id = puback.variable_header.packet_id if puback.variable_header else None
-        if packet_id is not None and packet_id not in self._puback_waiters:
-            if self.session.inflight_out.pop(packet_id, None) is not None:
-                return
+        late = packet_id is not None and packet_id not in self._puback_waiters
+        if late and self.session.inflight_out.pop(packet_id, None) is not None:
+            return
         await super().handle_puback(puback)
 
 

@@ -95,7 +95,8 @@ def _undelivered(
     return max(1, min(length - 1, round(length * share))), False
 
 
-def _group(stream: str, info: dict[Any, Any], g: dict[Any, Any]) -> GroupLag:
+def group_lag(stream: str, info: dict[Any, Any], g: dict[Any, Any]) -> GroupLag:
+    """One group of an ``XINFO STREAM … FULL COUNT 1`` reply (``info``)."""
     delivered = parse_id(_get(g, "last-delivered-id"))
     pending = int(_get(g, "pel-count"))
     pel = _get(g, "pending") or []
@@ -127,7 +128,7 @@ def read_lag(client: redis.Redis, streams: Sequence[str]) -> list[StreamLag]:
             if "no such key" in str(info).lower():
                 continue
             raise info
-        groups = [_group(s, info, g) for g in _get(info, "groups") or []]
+        groups = [group_lag(s, info, g) for g in _get(info, "groups") or []]
         out.append(StreamLag(s, int(_get(info, "length")), groups))
     # The age of a group with nothing pending is that of its first undelivered entry.
     todo = [(sl, i) for sl in out for i, g in enumerate(sl.groups) if _needs_first(g)]

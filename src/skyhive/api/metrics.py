@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, Response, g, request
 from flask_openapi3 import APIBlueprint, OpenAPI, Tag
@@ -155,6 +156,9 @@ def bus_metrics(snap: BusSnapshot) -> Iterator[Metric]:
         "stream nodes are dropped).", value=snap.deadletter_cap)  # fmt: skip
 
 
+BUS_READ_TIMEOUT_S = 2.0
+
+
 class BusCollector:
     """The bus series, read from Redis when scraped; Redis failing gives
     ``skyhive_bus_up 0`` and no bus series, never a failed scrape."""
@@ -163,11 +167,15 @@ class BusCollector:
         self._c = clients
 
     def collect(self) -> Iterator[Metric]:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bus-metrics")
         try:
-            snap = bus_snapshot(self._c.settings, self._c.redis_bytes)
-        except Exception as exc:
+            fut = pool.submit(bus_snapshot, self._c.settings, self._c.redis_bytes)
+            snap = fut.result(timeout=BUS_READ_TIMEOUT_S)
+        except Exception as exc:  # a hung Redis costs a scrape BUS_READ_TIMEOUT_S, no more
             log.warning("bus metrics unavailable: %s: %s", type(exc).__name__, exc)
             snap = None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         yield GaugeMetricFamily(
             "skyhive_bus_up", "1 if the bus series below could be read from Redis.",
             value=0 if snap is None else 1)  # fmt: skip

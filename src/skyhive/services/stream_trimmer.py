@@ -1,13 +1,13 @@
 """Trimming to what every consumer group has acknowledged, and backpressure on ingest.
 
 A stream may drop an entry only once every group on it has acknowledged it: each pass trims
-every bus stream with a group to ``MINID ~`` of its slowest group's oldest unacknowledged
-entry (``adapters/stream_lag.py``). What a stream then still holds is its backlog. While the
-backlog of a stream ingest writes to (telemetry, urgent, events) is above
-``bus_backlog_limit``, ingest is held back (the gateway stops reading from the broker, which
-queues; HTTP ingest answers 503 with Retry-After) until every one is under
-``bus_backlog_resume``: overload is slowed at the door instead of dropped inside.
-``stream_maxlen`` stays on every write as a safety cap, above the limit.
+every bus stream that has all its groups (``required_groups``) to ``MINID ~`` of its slowest
+group's oldest unacknowledged entry (``adapters/stream_lag.py``). What a stream then still
+holds is its backlog. Once a batch more would take the backlog of a stream ingest writes to
+(telemetry, urgent, events) over ``bus_backlog_limit``, ingest is held back (the gateway
+stops reading from the broker, which queues; HTTP ingest answers 503 with Retry-After) until
+every one is under ``bus_backlog_resume``: overload is slowed at the door instead of dropped
+inside. ``stream_maxlen`` stays on every write as a safety cap, above the limit.
 
 The pass runs in whichever ingesting process asks first (``IngestGate``), one at a time (a
 Redis lock), every ``bus_trim_s``; its verdict is shared in Redis (``STATE_KEY``), so every
@@ -31,7 +31,7 @@ from skyhive.settings import Settings
 log = logging.getLogger(__name__)
 
 LOCK = "bus:trim:lock"
-STATE_KEY = "bus:backpressure"  # hash: engaged, stream, backlog, limit, resume, since
+STATE_KEY = "bus:backpressure"  # hash: engaged, stream, backlog, limit, resume
 EPISODES_KEY = "bus:backpressure:episodes"  # hash: started, ended (counts, never expire)
 
 
