@@ -304,3 +304,19 @@ def test_a_wrong_key_is_refused_on_the_login_page(
     assert page.url == stack.url + "/login"
     # The browser logs the refused sign-in request (401) as a failed resource load.
     assert all("401" in e for e in console_errors), console_errors
+
+
+def test_the_header_says_when_ingest_is_behind(
+    stack: Stack, open_page: Callable[..., Page], console_errors: list[str]
+) -> None:
+    page = open_page()
+    badge = page.locator("#ingest-lag")
+    expect(badge).to_be_hidden()  # the processor keeps up (nothing waiting)
+    # Readings the processor has not read for 20 s (entry ids carry their arrival time).
+    r = stack.clients.redis_bytes
+    stream = stack.clients.settings.telemetry_stream
+    old_ms = int(time.time() * 1000) - 20_000
+    for i in range(3):
+        r.xadd(stream, {b"k": b"late", b"v": b"{}"}, id=f"{old_ms + i}-0")
+    expect(badge).to_contain_text("Ingest behind", timeout=12_000)  # polled every 5 s
+    assert console_errors == []

@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
     from skyhive.api import (
         alerts,
         audit,
+        bus,
         customers,
         dashboard,
         deadletters,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None)
         keys,
         audit,
         session,
+        bus,
         health,
         openapi,
         login,

@@ -6,6 +6,7 @@ import { getJSON, session, signOut } from "./api.js";
 import { DeliveriesPanel } from "./deliveries.js";
 import { DronePanel } from "./drone.js";
 import { FleetList } from "./fleet_list.js";
+import { watchIngest } from "./ingest.js";
 import { FleetMap } from "./map.js";
 import { Overview } from "./overview.js";
 import { setupTabs } from "./tabs.js";
@@ -94,6 +95,8 @@ async function start() {
   map.drones.update(drones.items);
   kpis();
   await Promise.all([alerts.load(), deliveries.refresh(), overview.refresh()]);
+
+  watchIngest(document.getElementById("ingest-lag"));
 
   // One stream for everything live. EventSource reconnects by itself (after `retry`); the
   // current picture is re-read then, since pub/sub keeps nothing for a disconnected client.
