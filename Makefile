@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test test-fast lint format bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium mosquitto clean
+.PHONY: install demo up test test-faults test-fast lint format bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium mosquitto clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "SkyHive needs Python 3.11 or newer")'
@@ -67,7 +67,12 @@ up: install
 	$(BIN)/skyhive up
 
 test: install chromium mosquitto
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/faults
+
+# Fault injection under load (kill -9 of each role under `skyhive up`). Not yet in `make test`:
+# restarted roles sometimes stall for over 20 s, a defect still open (issue 12).
+test-faults: install mosquitto
+	$(BIN)/pytest -q -s tests/faults
 
 lint: install
 	$(BIN)/ruff format --check src tests
