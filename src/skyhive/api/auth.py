@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, redirect, request
@@ -22,7 +21,7 @@ from skyhive.api.errors import error_response
 from skyhive.api.operation import access_of
 from skyhive.api.responses import current_clients
 from skyhive.domain.access import Access, Principal, Role
-from skyhive.services.api_keys import authenticate
+from skyhive.services.api_keys import audit_entry, authenticate, principal_for
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,10 @@ def _from_session() -> tuple[Principal | None, Session | None]:
     session = clients.sessions.get(sid)
     if session is None:
         return None, None
-    doc = clients.api_keys.lookup(session.key_id)
-    if doc is None or (doc.get("expires_at") and doc["expires_at"] <= datetime.now(UTC)):
+    principal = principal_for(clients, session.key_id)
+    if principal is None:  # its key was revoked or has expired: so has the session
         clients.sessions.close(sid)
         return None, None
-    principal = Principal(session.key_id, doc["name"], Role(doc["role"]), doc.get("customer_id"))
     return principal, session
 
 
@@ -133,20 +131,16 @@ def _audit(response: Response) -> None:
     principal: Principal | None = g.get("principal")
     if principal is None or request.method in SAFE_METHODS or principal.role is Role.drone:
         return
-    status = response.status_code
-    entry = {
-        "_id": g.request_id,
-        "at": datetime.now(UTC),
-        "key_id": principal.key_id,
-        "key_name": principal.name,
-        "role": principal.role.value,
-        "action": request.endpoint,
-        "method": request.method,
-        "path": request.path[:300],
-        "target": "/".join(str(v)[:100] for v in (request.view_args or {}).values()) or None,
-        "status": status,
-        "outcome": "ok" if status < 400 else ("refused" if status < 500 else "failed"),
-    }
+    target = "/".join(str(v)[:100] for v in (request.view_args or {}).values()) or None
+    entry = audit_entry(
+        g.request_id,
+        principal,
+        request.endpoint,
+        method=request.method,
+        path=request.path[:300],
+        target=target,
+        status=response.status_code,
+    )
     try:
         current_clients().audit.record(entry)
     except Exception:  # the write happened; a lost audit line must not turn it into a 500

@@ -80,36 +80,70 @@ def authenticate(clients: Clients, secret: str, now: datetime | None = None) -> 
     key_id = key_id_of(secret)
     if key_id is None:
         return None
-    doc = clients.api_keys.lookup(key_id)
     now = now or datetime.now(UTC)
-    if (
-        doc is None
-        or not secret_matches(secret, doc["hash"])
-        or is_expired(doc.get("expires_at"), now)
-    ):
+    doc = clients.api_keys.lookup(key_id)
+    if doc is None or not secret_matches(secret, doc["hash"]):
         return None
-    clients.api_keys.touch(key_id, now)
+    principal = principal_of(key_id, doc, now)
+    if principal is not None:
+        clients.api_keys.touch(key_id, now)
+    return principal
+
+
+def principal_for(clients: Clients, key_id: str, now: datetime | None = None) -> Principal | None:
+    """The principal of a key already proven (a dashboard session's), while it is still
+    neither revoked nor expired."""
+    doc = clients.api_keys.lookup(key_id)
+    return principal_of(key_id, doc, now or datetime.now(UTC)) if doc is not None else None
+
+
+def principal_of(key_id: str, doc: Document, now: datetime) -> Principal | None:
+    if is_expired(doc.get("expires_at"), now):
+        return None
     return Principal(key_id, doc["name"], Role(doc["role"]), doc.get("customer_id"))
 
 
-def audit_cli(clients: Clients, action: str, target: str, outcome: str = "ok") -> None:
+def audit_cli(clients: Clients, action: str, target: str) -> None:
     """An audit entry for a change made on the server's command line (who: the OS user)."""
     user = getpass.getuser()
     clients.audit.record(
-        {
-            "_id": uuid.uuid4().hex,
-            "at": datetime.now(UTC),
-            "key_id": f"cli:{user}",
-            "key_name": f"command line ({user})",
-            "role": "admin",
-            "action": action,
-            "method": "CLI",
-            "path": "",
-            "target": target,
-            "status": 0,
-            "outcome": outcome,
-        }
+        audit_entry(
+            uuid.uuid4().hex,
+            Principal(f"cli:{user}", f"command line ({user})", Role.admin),
+            action,
+            method="CLI",
+            path="",
+            target=target,
+            status=0,
+        )
     )
+
+
+def audit_entry(
+    entry_id: str,
+    who: Principal,
+    action: str | None,
+    *,
+    method: str,
+    path: str,
+    target: str | None,
+    status: int,
+) -> Document:
+    """One audit log entry (never a body, a header or a key); the outcome follows from the
+    status: below 400 ok, a 4xx refused, a 5xx failed."""
+    return {
+        "_id": entry_id,
+        "at": datetime.now(UTC),
+        "key_id": who.key_id,
+        "key_name": who.name,
+        "role": who.role.value,
+        "action": action,
+        "method": method,
+        "path": path,
+        "target": target,
+        "status": status,
+        "outcome": "ok" if status < 400 else ("refused" if status < 500 else "failed"),
+    }
 
 
 def key_view(doc: Document) -> dict[str, Any]:
