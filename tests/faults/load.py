@@ -1,5 +1,10 @@
 """A steady QoS 1 load for the fault tests, recording exactly which readings the broker
-acknowledged (PUBACK): those are the ones SkyHive promises never to lose."""
+acknowledged (PUBACK): those are the ones SkyHive promises never to lose.
+
+Acknowledgements are read from paho's message handles after the fact, not taken in an
+``on_publish`` callback: paho runs that callback holding its own lock, and a callback that
+waits for ours while ``publish`` (holding ours) waits for paho's deadlocks the load, which
+then looks exactly like a stalled pipeline."""
 
 from __future__ import annotations
 
@@ -22,9 +27,8 @@ class Load:
     port: int
     drones: int = 50
     rate: float = 200.0
-    acked: set[tuple[str, int]] = field(default_factory=set)
     sent: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _published: list[tuple[mqtt.MQTTMessageInfo, tuple[str, int]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -33,18 +37,10 @@ class Load:
             CallbackAPIVersion.VERSION2, client_id="fault-load", clean_session=False
         )
         self._client.max_inflight_messages_set(100)
-        self._pending: dict[int, tuple[str, int]] = {}
-        self._client.on_publish = self._on_publish
         self._client.connect("127.0.0.1", self.port)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-
-    def _on_publish(self, _c: object, _u: object, mid: int, _rc: object, _p: object) -> None:
-        with self._lock:
-            reading = self._pending.pop(mid, None)
-            if reading is not None:
-                self.acked.add(reading)
 
     def _run(self) -> None:
         seq = 0
@@ -64,10 +60,9 @@ class Load:
                         "status": "in_flight",
                     }
                 )
-                with self._lock:
-                    info = self._client.publish(f"skyhive/drones/{drone}/telemetry", body, qos=1)
-                    self._pending[info.mid] = (drone, seq)
-                    self.sent += 1
+                info = self._client.publish(f"skyhive/drones/{drone}/telemetry", body, qos=1)
+                self._published.append((info, (drone, seq)))
+                self.sent += 1
                 next_at += interval
                 delay = next_at - time.monotonic()
                 if delay > 0:
@@ -75,16 +70,18 @@ class Load:
                 if self._stop.is_set():
                     break
 
+    @property
+    def acked(self) -> set[tuple[str, int]]:
+        """The readings the broker has acknowledged so far."""
+        return {reading for info, reading in list(self._published) if info.is_published()}
+
     def stop(self, settle_s: float = 10.0) -> None:
         """Stop publishing; wait up to ``settle_s`` for the last acknowledgements."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
         deadline = time.monotonic() + settle_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._pending:
-                    break
+        while time.monotonic() < deadline and len(self.acked) < self.sent:
             time.sleep(0.1)
         self._client.disconnect()
         self._client.loop_stop()

@@ -27,11 +27,8 @@ pytestmark = pytest.mark.e2e
 
 LOAD_S = 12.0
 KILL_AT_S = 4.0
-# The gateway is not here yet: after its kill -9 the restarted gateway sometimes gets nothing
-# from amqtt for over 20 s (seen in about 4 runs of 10, with and without the redelivery fix;
-# under investigation, issue 12). Redelivery to a restarted gateway is proven on its own in
-# integration/test_broker_redelivery.py.
 ROLES = {
+    "gateway": ("gateway",),
     "processor-routine": ("processor", "--lane", "routine"),
     "processor-urgent": ("processor", "--lane", "urgent"),
     "archiver": ("archiver",),
