@@ -10,17 +10,15 @@ printed and appended to ``<tmp>/fault-figures.jsonl`` for docs/benchmarks.md.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymongo import MongoClient
 
 from e2e.harness import Up, wait_for
+from faults.conftest import history, record_figures, role_pids
 from faults.load import Load
 
 pytestmark = pytest.mark.e2e
@@ -33,44 +31,6 @@ ROLES = {
     "processor-urgent": ("processor", "--lane", "urgent"),
     "archiver": ("archiver",),
 }
-
-
-def role_pids(data_dir: Path, argv: tuple[str, ...]) -> list[int]:
-    """Processes running ``python -m skyhive <argv>`` for this data dir."""
-    want = ["-m", "skyhive", *argv]
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = Path(entry.path, "cmdline").read_bytes().split(b"\0")
-            env = Path(entry.path, "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        args = [c.decode(errors="replace") for c in cmd if c]
-        if args[1 : 1 + len(want)] != want:
-            continue
-        if f"SKYHIVE_DATA_DIR={data_dir}".encode() in env:
-            found.append(int(entry.name))
-    return found
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    u = Up(tmp_path / "data", env={"SKYHIVE_INSECURE_DEVICES": "true"})
-    u.start()
-    yield u
-    u.stop()
-
-
-def history(up: Up) -> list[str]:
-    stack = json.loads((up.data_dir / "run" / "stack.json").read_text())
-    client: MongoClient[dict[str, object]] = MongoClient(stack["mongodb_uri"])
-    try:
-        docs = client["skyhive"].telemetry.find({"drone_id": {"$regex": "^fault-"}}, {"_id": 1})
-        return [str(d["_id"]) for d in docs]
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))
@@ -130,7 +90,5 @@ def test_a_killed_role_loses_and_duplicates_nothing(up: Up, role: str, tmp_path:
         "resume_after_restart_s": round(resumed_at - restarted_at, 2),
         "drones_live": len(live),
     }
-    print(json.dumps(figures))
-    with open(tmp_path.parent / "fault-figures.jsonl", "a") as f:
-        f.write(json.dumps(figures) + "\n")
+    record_figures(tmp_path, figures)
     assert resumed_at - restarted_at < 10, figures

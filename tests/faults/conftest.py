@@ -1,0 +1,73 @@
+"""What the fault-injection cases share: `skyhive up` with insecure devices (one load client
+may publish as any drone), finding its processes, reading history, recording figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from e2e.harness import Up
+
+
+@pytest.fixture
+def up_env() -> dict[str, str]:
+    """Extra environment for `up` in a case (override it in a test module)."""
+    return {}
+
+
+@pytest.fixture
+def up(tmp_path: Path, up_env: dict[str, str]) -> Iterator[Up]:
+    u = Up(tmp_path / "data", env={"SKYHIVE_INSECURE_DEVICES": "true", **up_env})
+    u.start()
+    yield u
+    if u.proc is not None and u.proc.poll() is None:
+        u.stop()
+
+
+def stack_file(up: Up) -> dict[str, Any]:
+    """The running stack's servers (``mongodb_uri``, ``redis_url``, ...)."""
+    return dict(json.loads((up.data_dir / "run" / "stack.json").read_text()))
+
+
+def record_figures(tmp_path: Path, figures: dict[str, Any]) -> None:
+    """Print a case's figures and append them to ``<basetemp>/fault-figures.jsonl``, the
+    source of docs/benchmarks.md's table."""
+    print(json.dumps(figures))
+    with open(tmp_path.parent / "fault-figures.jsonl", "a") as f:
+        f.write(json.dumps(figures) + "\n")
+
+
+def role_pids(data_dir: Path, argv: tuple[str, ...]) -> list[int]:
+    """Processes running ``python -m skyhive <argv>`` for this data dir."""
+    want = ["-m", "skyhive", *argv]
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            env = Path(entry.path, "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [c.decode(errors="replace") for c in cmd if c]
+        if args[1 : 1 + len(want)] != want:
+            continue
+        if f"SKYHIVE_DATA_DIR={data_dir}".encode() in env:
+            found.append(int(entry.name))
+    return found
+
+
+def history(up: Up) -> list[str]:
+    """The ids (``drone:seq``) of the load's readings in MongoDB history, duplicates kept."""
+    client: MongoClient[dict[str, object]] = MongoClient(stack_file(up)["mongodb_uri"])
+    try:
+        docs = client["skyhive"].telemetry.find({"drone_id": {"$regex": "^fault-"}}, {"_id": 1})
+        return [str(d["_id"]) for d in docs]
+    finally:
+        client.close()
