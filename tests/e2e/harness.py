@@ -172,6 +172,15 @@ def server_pid(*markers: str) -> int:
     return found[0]
 
 
+def server_markers(up: Up, name: str) -> tuple[str, str]:
+    """What tells an embedded server's process apart (``name``: redis, mongodb or mqtt): its
+    program and its address or data dir."""
+    if name == "redis":
+        urls = json.loads((up.data_dir / "run" / "stack.json").read_text())
+        return "redis-server", str(urls["redis_url"]).split("//", 1)[1].split("/", 1)[0]
+    return {"mongodb": "nx_27017", "mqtt": "amqtt_broker"}[name], str(up.data_dir)
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes()

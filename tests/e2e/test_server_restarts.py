@@ -11,7 +11,6 @@ roles must reconnect: a reading published after the restart reaches live state a
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import signal
@@ -24,7 +23,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from e2e.harness import Up, alive, exists, server_pid, wait_for
+from e2e.harness import Up, alive, exists, server_markers, server_pid, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 BASE_MS = 1795428000000
@@ -99,14 +98,6 @@ def flows(up: Up, login: tuple[str, str], timeout: float = 40.0) -> list[int]:
     return sent
 
 
-def markers(up: Up, name: str) -> tuple[str, str]:
-    """What tells the server's process apart: its program and its address or data dir."""
-    if name == "redis":
-        urls = json.loads((up.data_dir / "run" / "stack.json").read_text())
-        return "redis-server", str(urls["redis_url"]).split("//", 1)[1].split("/", 1)[0]
-    return {"mongodb": "nx_27017", "mqtt": "amqtt_broker"}[name], str(up.data_dir)
-
-
 def metric(text: str, name: str, process: str) -> float | None:
     """A server's sample of ``name`` in the exposition text (labels in any order)."""
     for line in text.splitlines():
@@ -124,7 +115,7 @@ def test_a_killed_server_is_restarted_on_its_port_with_its_data(
     seq = flows(up, login)[-1]
     history = history_seqs(up)
     stack = (up.data_dir / "run" / "stack.json").read_text()
-    pid = server_pid(*markers(up, name))
+    pid = server_pid(*server_markers(up, name))
     restarts = metric(up.text("/metrics"), "skyhive_supervisor_restarts_total", name)
 
     up.proc.send_signal(signal.SIGSTOP)  # the supervisor is held still while the server is dead
@@ -149,7 +140,7 @@ def test_a_killed_server_is_restarted_on_its_port_with_its_data(
     ready_s = time.monotonic() - held
     assert not exists(pid), "the killed server was not reaped"
     assert (up.data_dir / "run" / "stack.json").read_text() == stack  # same ports
-    new_pid = server_pid(*markers(up, name))
+    new_pid = server_pid(*server_markers(up, name))
     assert new_pid != pid
     if name == "mongodb":
         assert (up.data_dir / "run" / "mongo.pid").read_text().strip() == str(new_pid)
@@ -180,7 +171,7 @@ def test_a_server_killed_under_a_running_supervisor_is_back_within_seconds(
     up: Up, login: tuple[str, str], name: str
 ) -> None:
     flows(up, login)
-    pid = server_pid(*markers(up, name))
+    pid = server_pid(*server_markers(up, name))
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     wait_for(lambda: not exists(pid), timeout=10, what="the killed server reaped")
@@ -189,7 +180,7 @@ def test_a_server_killed_under_a_running_supervisor_is_back_within_seconds(
     def back() -> bool:
         nonlocal new_pid
         try:
-            new_pid = server_pid(*markers(up, name))
+            new_pid = server_pid(*server_markers(up, name))
         except AssertionError:  # not started yet
             return False
         return up.status("/readyz") == 200

@@ -65,7 +65,9 @@ def role_pids(data_dir: Path, argv: tuple[str, ...]) -> list[int]:
 
 def history(up: Up) -> list[str]:
     """The ids (``drone:seq``) of the load's readings in MongoDB history, duplicates kept."""
-    client: MongoClient[dict[str, object]] = MongoClient(stack_file(up)["mongodb_uri"])
+    client: MongoClient[dict[str, object]] = MongoClient(
+        stack_file(up)["mongodb_uri"], serverSelectionTimeoutMS=2000
+    )
     try:
         docs = client["skyhive"].telemetry.find({"drone_id": {"$regex": "^fault-"}}, {"_id": 1})
         return [str(d["_id"]) for d in docs]

@@ -16,41 +16,77 @@ import time
 from pathlib import Path
 
 import pytest
+from pymongo.errors import PyMongoError
 
-from e2e.harness import Up, wait_for
+from e2e.harness import Up, server_markers, server_pid, wait_for
 from faults.conftest import history, record_figures, role_pids
 from faults.load import Load
 
 pytestmark = pytest.mark.e2e
 
-LOAD_S = 12.0
+LOAD_S = 14.0
 KILL_AT_S = 4.0
+RESUME_S = 5.0  # the issue's bound: processing resumed within 5 s of the restart
+# Roles by their `skyhive` arguments; embedded servers by name (e2e.harness.server_markers).
 ROLES = {
     "gateway": ("gateway",),
     "processor-routine": ("processor", "--lane", "routine"),
     "processor-urgent": ("processor", "--lane", "urgent"),
     "archiver": ("archiver",),
 }
+SERVERS = {"redis-server": "redis", "mongodb-wire-server": "mongodb"}
 
 
-@pytest.mark.parametrize("role", sorted(ROLES))
-def test_a_killed_role_loses_and_duplicates_nothing(up: Up, role: str, tmp_path: Path) -> None:
-    argv = ROLES[role]
-    [victim] = role_pids(up.data_dir, argv)
+def victim_pid(up: Up, victim: str) -> int | None:
+    """The live process of a role or a server (None while there is none)."""
+    if victim in ROLES:
+        pids = role_pids(up.data_dir, ROLES[victim])
+        return pids[0] if len(pids) == 1 else None
+    try:
+        return server_pid(*server_markers(up, SERVERS[victim]))
+    except AssertionError:  # none, or the old one not yet reaped
+        return None
+
+
+def newest_seqs(up: Up) -> tuple[int, int]:
+    """The newest seq of the load in live state and in history (0 while unreadable)."""
+    try:
+        live = max((d["seq"] for d in up.get("/api/v1/drones")["items"]), default=0)
+    except OSError:
+        live = 0
+    try:
+        stored = max((int(i.rsplit(":", 1)[1]) for i in history(up)), default=0)
+    except PyMongoError:
+        stored = 0
+    return live, stored
+
+
+@pytest.mark.parametrize("victim", sorted(ROLES) + sorted(SERVERS))
+def test_a_killed_process_loses_and_duplicates_nothing(up: Up, victim: str, tmp_path: Path) -> None:
+    """SIGKILL of a role or an embedded server 4 s into a steady load: the supervisor restarts
+    it, and readings published after the restart reach live state and history within
+    RESUME_S."""
+    pid = victim_pid(up, victim)
+    assert pid is not None
     load = Load(up.mqtt_port)
     load.start()
     time.sleep(KILL_AT_S)
     killed_at = time.monotonic()
-    os.kill(victim, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
 
     def restarted() -> bool:
-        pids = role_pids(up.data_dir, argv)
-        return bool(pids) and victim not in pids
+        new = victim_pid(up, victim)
+        return new is not None and new != pid
 
-    wait_for(restarted, timeout=15, what=f"{role} restarted")
+    wait_for(restarted, timeout=20, what=f"{victim} restarted")
     restarted_at = time.monotonic()
-    before = len(history(up))
-    wait_for(lambda: len(history(up)) > before, timeout=20, what="history growing again")
+    mark = load.sent // load.drones + 1  # a seq not yet published at the restart
+
+    def resumed() -> bool:
+        live, stored = newest_seqs(up)
+        return live > mark and stored > mark
+
+    wait_for(resumed, timeout=30, what="live state and history moving past the restart")
     resumed_at = time.monotonic()
     time.sleep(max(0.0, LOAD_S - (resumed_at - killed_at) - KILL_AT_S))
     load.stop()
@@ -81,7 +117,7 @@ def test_a_killed_role_loses_and_duplicates_nothing(up: Up, role: str, tmp_path:
         wait_for(lambda: not live_off(), timeout=20, what="live state at the newest readings")
     assert not live_off(), live_off()
     figures = {
-        "fault": f"kill -9 {role}",
+        "fault": f"kill -9 {victim}",
         "sent": load.sent,
         "acknowledged": len(acked),
         "lost": len(lost),
@@ -91,4 +127,4 @@ def test_a_killed_role_loses_and_duplicates_nothing(up: Up, role: str, tmp_path:
         "drones_live": len(live),
     }
     record_figures(tmp_path, figures)
-    assert resumed_at - restarted_at < 10, figures
+    assert resumed_at - restarted_at < RESUME_S, figures
