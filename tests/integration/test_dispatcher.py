@@ -277,6 +277,59 @@ def test_assignments_a_crashed_dispatcher_journaled_are_recorded_by_the_next(wor
     assert [t["status"] for t in svc.get(did)["timeline"]] == ["pending", "assigned"]
 
 
+def test_a_successor_does_not_reassign_what_a_crashed_dispatcher_commanded(world: tuple) -> None:  # type: ignore[type-arg]
+    # Seen under `kill -9` (tests/faults/test_kill_workflows.py): the record still pending,
+    # the next dispatcher queued the delivery again at start and gave it a second drone.
+    clients, d, sent, svc = world
+    for drone in ("d1", "d2"):
+        register(clients, drone)
+        fly(clients, drone, STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+    assert d.dispatch_pending() == 1  # commanded; the process dies before its recorder runs
+    assert len(sent.items) == 1
+    assert svc.get(did)["status"] == "pending"
+    successor = Dispatcher(clients.settings, clients, sent, consumer="next")
+    successor.setup()
+    assert dispatch(successor, retry_all=True) == 0
+    doc = svc.get(did)
+    assert doc["status"] == "assigned"
+    assert [c["delivery_id"] for _, c in sent.items if c["type"] == "deliver"] == [did]
+    drone = doc["drone_id"]
+    assert sent.items[0][0] == f"skyhive/drones/{drone}/commands"
+    assert clients.deliveries.claimed(["d1", "d2"]) == {drone: did}
+    assert [t["status"] for t in doc["timeline"]] == ["pending", "assigned"]
+
+
+def test_a_drone_assigned_by_a_dispatcher_that_died_before_commanding_it_is_told(
+    world: tuple,  # type: ignore[type-arg]
+) -> None:
+    # Seen under `kill -9`: the assignment was made in Redis, the process died before the
+    # command left it, and the drone stayed claimed, idle and untold.
+    clients, _d, sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did = order(svc)
+
+    def dies(topic: str, payload: bytes) -> None:
+        raise RuntimeError("killed before the command left the process")
+
+    doomed = Dispatcher(clients.settings, clients, dies, consumer="doomed")
+    doomed.setup()
+    with pytest.raises(RuntimeError):
+        doomed.dispatch_pending()
+    assert clients.deliveries.claimed(["d1"]) == {"d1": did} and sent.items == []
+    fast = clients.settings.model_copy(update={"claim_idle_ms": 100})
+    successor = Dispatcher(fast, clients, sent, consumer="next")
+    successor.setup()
+    time.sleep(0.2)
+    successor.tick()
+    assert [(t, c["type"], c["delivery_id"]) for t, c in sent.items] == [
+        ("skyhive/drones/d1/commands", "deliver", did)
+    ]
+    successor.recorder.drain()
+    assert svc.get(did)["status"] == "assigned" and svc.get(did)["drone_id"] == "d1"
+
+
 def test_an_event_before_the_record_is_written_is_not_lost(world: tuple) -> None:  # type: ignore[type-arg]
     clients, d, _sent, svc = world
     register(clients, "d1")

@@ -37,23 +37,41 @@ return 0
 
 
 # Assign each (delivery, drone) pair whose delivery is still pending and whose drone nobody
-# holds: the claim, the status, the queue and the journal change together or not at all, so
-# two dispatchers never double-book and a crash never loses an assignment already commanded.
-# KEYS: status hash, pending zset, journal, then one claim key per pair;
-# ARGV: (delivery id, record) per pair. Returns the delivery ids assigned.
+# holds: the claim, the status, the queue, the journal and the drone's command (an entry of
+# the commands stream, which the dispatchers relay) change together or not at all, so two
+# dispatchers never double-book, and a crash never loses an assignment nor leaves it without
+# its command.
+# KEYS: status hash, pending zset, journal, commands stream, then one claim key per pair;
+# ARGV: the stream's approximate cap, then (delivery id, record, drone id, command) per pair.
+# Returns the delivery ids assigned.
 _CLAIM_ASSIGN = """
 local won = {}
-for i = 1, #ARGV / 2 do
-  local id, rec = ARGV[2 * i - 1], ARGV[2 * i]
+for i = 1, (#ARGV - 1) / 4 do
+  local id, rec, drone, cmd = ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i], ARGV[4 * i + 1]
   if redis.call('HGET', KEYS[1], id) == 'pending'
-     and redis.call('SET', KEYS[3 + i], id, 'NX') then
+     and redis.call('SET', KEYS[4 + i], id, 'NX') then
     redis.call('HSET', KEYS[1], id, 'assigned')
     redis.call('ZREM', KEYS[2], id)
     redis.call('HSET', KEYS[3], id, rec)
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', 'k', drone, 'v', cmd)
     won[#won + 1] = id
   end
 end
 return won
+"""
+
+
+# Queue a delivery MongoDB holds as pending, unless Redis knows better: a status other than
+# ``pending`` there is newer than the record (an assignment journaled and commanded, its record
+# not written yet), and queueing it again would give it a second drone.
+# KEYS: status hash, orders hash, pending zset; ARGV: delivery id, summary, score.
+_REQUEUE = """
+local status = redis.call('HGET', KEYS[1], ARGV[1])
+if status and status ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], 'pending')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
+return 1
 """
 
 
@@ -123,6 +141,7 @@ class DeliveriesRepo:
         self._cache = cache  # every write to a record invalidates its cached API views
         self._release = redis_text.register_script(_RELEASE)
         self._claim_assign = redis_text.register_script(_CLAIM_ASSIGN)
+        self._requeue = redis_text.register_script(_REQUEUE)
 
     # --- MongoDB record -------------------------------------------------------------------
 
@@ -152,13 +171,23 @@ class DeliveriesRepo:
 
     def requeue_pending(self) -> int:
         """Queue every delivery MongoDB holds as pending that Redis lost track of (a crash
-        between the two writes, a Redis restored from an older file). Run at dispatcher start."""
+        between the two writes, a Redis restored from an older file). Run at dispatcher start.
+
+        Not one Redis has moved on (``_REQUEUE``): a dispatcher that died after assigning
+        and commanding, before its record was written, leaves the record pending and the
+        assignment in Redis's status and journal; the journal is recorded, and queueing the
+        delivery again would assign it to a second drone."""
         queued = set(self.pending(1_000_000))
         n = 0
         for doc in self._c.find({"status": "pending"}):
-            if str(doc["_id"]) not in queued:
-                doc = restore_datetimes(doc, DATE_FIELDS)
-                self._enqueue(doc, doc["created_at"].timestamp())
+            delivery_id = str(doc["_id"])
+            if delivery_id in queued:
+                continue
+            doc = restore_datetimes(doc, DATE_FIELDS)
+            created = doc["created_at"].timestamp()
+            keys = [STATUS_HASH, ORDERS, PENDING]
+            if self._requeue(keys=keys, args=[delivery_id, order_summary(doc, created), created]):
+                self._r.publish(WAKE, delivery_id)
                 n += 1
         return n
 
@@ -255,15 +284,22 @@ class DeliveriesRepo:
                 self.reconcile(delivery_id, str(doc["status"]))
         return out
 
-    def claim_assign(self, pairs: list[tuple[str, str, dict[str, Any]]]) -> set[str]:
-        """Atomically assign (delivery id, drone id, journal record) pairs; see
-        ``_CLAIM_ASSIGN``. Returns the deliveries assigned."""
+    def claim_assign(
+        self,
+        pairs: list[tuple[str, str, dict[str, Any], bytes]],
+        commands_stream: str,
+        maxlen: int,
+    ) -> set[str]:
+        """Atomically assign (delivery id, drone id, journal record, command to the drone)
+        pairs, queueing each winner's command on ``commands_stream`` (a bus stream, entries
+        capped at about ``maxlen``); see ``_CLAIM_ASSIGN``. Returns the deliveries assigned."""
         if not pairs:
             return set()
-        keys = [STATUS_HASH, PENDING, JOURNAL, *(claim_key(drone) for _, drone, _ in pairs)]
-        args: list[Any] = []
-        for delivery_id, _, record in pairs:
-            args += [delivery_id, orjson.dumps(record)]
+        keys = [STATUS_HASH, PENDING, JOURNAL, commands_stream]
+        keys += [claim_key(drone) for _, drone, _, _ in pairs]
+        args: list[Any] = [maxlen]
+        for delivery_id, drone, record, command in pairs:
+            args += [delivery_id, orjson.dumps(record), drone, command]
         return {str(x) for x in self._claim_assign(keys=keys, args=args)}
 
     def journal(self, limit: int = 500) -> dict[str, dict[str, Any]]:

@@ -4,9 +4,10 @@ Every tick (and at once when an order arrives, via ``dispatch:wake``):
 - relay queued commands (e.g. a cancelled delivery's recall) to the drones over MQTT;
 - try to assign each pending delivery: candidates near the pickup station from Redis GEO,
   judged by payload and energy (``domain/dispatch.py``), best score first. One Redis script
-  claims the drone, moves the delivery pending → assigned and journals the assignment, all
-  or nothing, so two dispatchers never double-book a drone or a delivery; the drone is
-  commanded at once and the MongoDB record written behind (``assignment_recorder.py``).
+  claims the drone, moves the delivery pending → assigned, journals the assignment and queues
+  the drone's command on the commands stream, all or nothing, so two dispatchers never
+  double-book a drone or a delivery and a crash never leaves an assigned drone untold; the
+  command is relayed at once and the MongoDB record written behind (``assignment_recorder.py``).
   The dispatch path reads and writes Redis only.
 
 The recorder runs on a thread of its own; what happens after assignment (drone events,
@@ -282,25 +283,38 @@ class Dispatcher:
         return verdicts
 
     def _commit(self, choices: list[tuple[_Order, Verdict, float, int]]) -> set[str]:
-        """Claim the chosen drones and assign in one Redis script, command the drones, and
-        leave the MongoDB record to the recorder. Returns the deliveries assigned."""
+        """Claim the chosen drones and assign in one Redis script, which also queues each
+        drone's command on the commands stream; relay the commands at once, and leave the
+        MongoDB record to the recorder. Returns the deliveries assigned.
+
+        The command goes through the stream, not straight to MQTT, so a dispatcher that dies
+        between the assignment and the publish does not leave a drone claimed and never told:
+        the next dispatcher relays what it left (a drone may then get the same command twice,
+        which it ignores: same delivery, same ``issued_at``)."""
         now = datetime.now(UTC)
         won = self._c.deliveries.claim_assign(
             [
-                (order.id, best.drone_id, self._assignment(order, best, to_pickup, considered, now))
+                (
+                    order.id,
+                    best.drone_id,
+                    self._assignment(order, best, to_pickup, considered, now),
+                    orjson.dumps(
+                        deliver_command(
+                            order.id, order.station, order.dest, order.back, now, order.weight
+                        )
+                    ),
+                )
                 for order, best, to_pickup, considered in choices
-            ]
+            ],
+            self._s.commands_stream,
+            self._s.stream_maxlen,
         )
         for order, best, *_ in choices:
-            if order.id not in won:
-                continue
-            self._waiting.pop(order.id, None)
-            cmd = deliver_command(
-                order.id, order.station, order.dest, order.back, now, order.weight
-            )
-            self._publish(commands_topic(best.drone_id), orjson.dumps(cmd))
-            log.info("delivery %s → %s (%s)", order.id, best.drone_id, best.reason)
+            if order.id in won:
+                self._waiting.pop(order.id, None)
+                log.info("delivery %s → %s (%s)", order.id, best.drone_id, best.reason)
         if won:
+            self.relay_commands()
             self.recorder.notify()
         return won
 
@@ -362,7 +376,8 @@ class Dispatcher:
         allows anyway: a repeated `deliver` names the same delivery and is ignored."""
         bus, stream = self._c.bus, self._s.commands_stream
         msgs = bus.claim_stale(stream, GROUP, self.consumer, self._s.claim_idle_ms, count)
-        msgs = msgs or bus.consume(stream, GROUP, self.consumer, count, 0)
+        if len(msgs) < count:  # and the new ones, such as the commands just assigned
+            msgs += bus.consume(stream, GROUP, self.consumer, count - len(msgs), 0)
         for m in msgs:
             self._publish(commands_topic(m.key), m.value)
         bus.ack(stream, GROUP, [m.id for m in msgs])
