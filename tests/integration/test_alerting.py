@@ -415,3 +415,66 @@ def test_a_new_alert_is_announced_with_the_document_it_is_stored_as(world: Any) 
     stored = clients.alerts.get(announced["id"])
     assert stored is not None
     assert announced == orjson.loads(orjson.dumps(serialize(stored)))
+
+
+class _LaneThatLetsAnotherIn(Processor):
+    """A routine lane that, once it has read its batch's memory and before it folds its
+    findings into the alerts, lets ``cut_in`` run: the other lane judging a newer reading
+    of the same drone in that window (what ``skyhive up`` runs as two processes)."""
+
+    cut_in: Any = None
+
+    def _alerts(self, fresh: list[Any], views: dict[str, Any], pipe: Any) -> list[Any]:
+        if self.cut_in is not None:
+            cut_in, self.cut_in = self.cut_in, None
+            cut_in()
+        return super()._alerts(fresh, views, pipe)
+
+
+def test_older_readings_judged_late_by_the_routine_lane_never_resolve_a_newer_emergency(
+    clients: Clients,
+) -> None:
+    """tests/e2e/test_up.py::test_telemetry_flows_end_to_end saw the emergency resolved in
+    2 of 13 runs: the routine lane read the drone's rule memory (seq 1-20 not judged yet),
+    the urgent lane judged the emergency (seq 21), then the routine lane folded seq 1-20,
+    not an emergency, into the alert the urgent lane had just opened, resolving it."""
+    bootstrap(clients)
+    clients.fleet.register(DroneSpec(drone_id="lane-1", home_station="12TH"))
+    s = clients.settings
+    routine = _LaneThatLetsAnotherIn(s, clients, consumer="routine")
+    urgent = Processor(s, clients, consumer="urgent", stream=s.urgent_stream)
+    routine.setup()
+    urgent.setup()
+    ingest = ingest_for(clients)
+    base_ms = 1795428000000
+
+    def body(seq: int, battery: float, **extra: Any) -> RawMessage:
+        reading = {
+            "drone_id": "lane-1",
+            "seq": seq,
+            "ts": base_ms + seq * 1000,
+            "battery_pct": battery,
+            "lat": STATION.lat + seq * 1e-4,
+            "lon": STATION.lon,
+            "status": "in_flight",
+            **extra,
+        }
+        return RawMessage(orjson.dumps(reading), "test")
+
+    ingest.submit([body(seq, 90 - seq * 4) for seq in range(1, 21)])
+
+    def urgent_lane_judges_the_emergency() -> None:
+        ingest.submit([body(21, 9, emergency=True)])
+        assert urgent.poll() == 1
+        assert alerts_of(clients, "lane-1", "open")["emergency"]["severity"] == "critical"
+
+    routine.cut_in = urgent_lane_judges_the_emergency
+    while routine.poll():
+        pass
+    assert routine.cut_in is None  # the urgent lane did cut in
+
+    open_now = alerts_of(clients, "lane-1", "open")
+    assert open_now["emergency"]["severity"] == "critical"
+    assert open_now["low_battery"]["severity"] == "critical"
+    assert clients.redis_text.hget("alertstate:lane-1", "emergency") is not None
+    assert ("lane-1", "emergency", "resolved") not in changes(clients)

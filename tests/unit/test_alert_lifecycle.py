@@ -69,3 +69,37 @@ def test_active_alert_encoding_reads_the_old_two_part_form() -> None:
     assert ActiveAlert.decode("d1:x:1|critical") == ActiveAlert("d1:x:1", "critical", "open")
     a = ActiveAlert("d1:geofence:5", "warning", "acknowledged")
     assert ActiveAlert.decode(a.encode()) == a
+
+
+def test_findings_older_than_the_reading_that_opened_the_alert_change_nothing() -> None:
+    """Two lanes judge one drone: the urgent lane opened the emergency at +10 s; the routine
+    lane then folds readings of +1 .. +9 s it judged with the memory it read before."""
+    opened = alert_id_for("d1", "emergency", T0 + timedelta(seconds=10))
+    low = alert_id_for("d1", "low_battery", T0 + timedelta(seconds=10))
+    active = {
+        ("d1", "emergency"): ActiveAlert(opened, "critical"),
+        ("d1", "low_battery"): ActiveAlert(low, "critical"),
+    }
+    late = [f("emergency", None, s) for s in range(1, 10)]
+    late += [f("low_battery", "warning", s) for s in range(1, 10)]
+    assert fold(late, active, CFG.resolves_itself) == ([], {})
+    # The reading that opened it, and newer ones, still count and resolve.
+    updates, state = fold(
+        [f("emergency", "critical", 10), f("emergency", None, 11)], active, CFG.resolves_itself
+    )
+    [u] = updates
+    assert u.alert_id == opened and u.count == 1 and u.events == ["resolved"]
+    assert state == {("d1", "emergency"): None}
+
+
+def test_offline_opened_by_the_server_clock_is_resolved_by_any_reading() -> None:
+    """The offline timer opens by the server's clock; a drone whose clock is behind is still
+    heard again."""
+    active = {
+        ("d1", "offline"): ActiveAlert(
+            alert_id_for("d1", "offline", T0 + timedelta(hours=1)), "critical"
+        )
+    }
+    updates, state = fold([f("offline", None, 5)], active, CFG.resolves_itself)
+    assert [u.events for u in updates] == [["resolved"]]
+    assert state == {("d1", "offline"): None}

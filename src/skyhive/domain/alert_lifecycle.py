@@ -4,6 +4,8 @@
 the first finding of a condition opens an alert, repeats count and move its severity up
 (escalated) or down (de-escalated), and a finding that the condition no longer holds resolves
 it when its type resolves by itself. After a resolution the next finding opens a new alert.
+A finding older than the reading that opened the active alert changes nothing: another lane
+(the urgent one) judged a newer reading meanwhile, and history must not move an alert back.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ def fold(
     for drone_id, f in findings:
         key = (drone_id, f.type)
         cur = current(key)
+        if cur is not None and _predates(f, cur):
+            continue
         if f.severity is None:
             if cur is not None and resolves_itself(f.type):
                 upd = updates.get(cur.alert_id) or _existing(cur, drone_id, f)
@@ -110,6 +114,21 @@ def fold(
         updates[upd.alert_id] = upd
         state[key] = ActiveAlert(upd.alert_id, f.severity, cur.state)
     return list(updates.values()), state
+
+
+# Opened by the server's clock (the offline timer), resolved by any reading heard after it,
+# whatever the drone's clock says.
+_OPENED_BY_SERVER_CLOCK = frozenset({"offline"})
+
+
+def _predates(f: Finding, cur: ActiveAlert) -> bool:
+    """Whether ``f`` is about a reading older than the one that opened ``cur`` (its id ends
+    with that reading's event time, in ms): only a lane that read the drone's rule memory
+    before another lane judged a newer reading can judge it now."""
+    if f.type in _OPENED_BY_SERVER_CLOCK:
+        return False
+    opened_ms = cur.alert_id.rpartition(":")[2]
+    return opened_ms.isdigit() and int(f.ts.timestamp() * 1000) < int(opened_ms)
 
 
 def _existing(cur: ActiveAlert, drone_id: str, f: Finding) -> AlertUpdate:
