@@ -29,13 +29,19 @@ from skyhive.adapters.read_cache import ReadCache
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.adapters.sessions_store import SessionStore
 from skyhive.adapters.stations_repo import StationCache
+from skyhive.adapters.system_clock import SystemClock
 from skyhive.adapters.telemetry_repo import TelemetryRepo
+from skyhive.ports.clock import Clock
 from skyhive.settings import Settings
 
 
 class Clients:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    @cached_property
+    def clock(self) -> Clock:
+        return SystemClock()
 
     @cached_property
     def mongo_client(self) -> MongoClient[mongo.Document]:

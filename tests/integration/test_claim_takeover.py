@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from skyhive.adapters.bus import BusMessage
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.telemetry import parse_telemetry
+from skyhive.ports.bus import BusMessage
 from skyhive.services.archiver import Archiver
 from skyhive.services.group_consumer import GroupConsumer, run_polling
 from skyhive.services.ingest import encode_for_bus

@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
-from skyhive.adapters.bus import BusMessage
 from skyhive.adapters.deadletters import DeadLetter, DeadLetters
 from skyhive.adapters.redis_durability import Mode, check_waitaof, durability_mode
+from skyhive.ports.bus import BusMessage
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import os
 import socket
 import threading
 
-from skyhive.adapters.bus import BusMessage
 from skyhive.adapters.deadletters import DeadLetter
 from skyhive.adapters.fleet_repo import REGISTERED
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
+from skyhive.ports.bus import BusMessage
 from skyhive.services.group_consumer import GroupConsumer, run_polling
 from skyhive.services.ingest import encode_for_bus
 from skyhive.settings import Settings

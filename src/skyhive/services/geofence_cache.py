@@ -14,17 +14,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
-from skyhive.domain.geofence import Geofence, GeofenceIndex
+from skyhive.domain.geofence import GeofenceIndex
+from skyhive.ports.geofences import GeofenceSource
 
 log = logging.getLogger(__name__)
-
-
-class GeofenceSource(Protocol):
-    def version(self) -> int: ...
-
-    def all_enabled(self) -> list[Geofence]: ...
 
 
 class GeofenceCache:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from skyhive.adapters.bus import Bus, BusMessage
+from skyhive.ports.bus import Bus, BusMessage
 from skyhive.services.periodic import retry_until_ready
 
 log = logging.getLogger(__name__)

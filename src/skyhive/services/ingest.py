@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from skyhive.adapters.bus import Bus
 from skyhive.adapters.deadletters import DeadLetter, DeadLetters
 from skyhive.domain.commands import DroneEvent, parse_event
 from skyhive.domain.telemetry import (
@@ -22,6 +21,7 @@ from skyhive.domain.telemetry import (
     parse_telemetry,
     validate_telemetry,
 )
+from skyhive.ports.bus import Bus
 from skyhive.services.stream_trimmer import Backpressure, IngestGate
 from skyhive.wiring import Clients
 

@@ -36,9 +36,9 @@ import orjson
 
 from skyhive.adapters.alerts_repo import serialize
 from skyhive.adapters.apprise_sender import install_capture
-from skyhive.adapters.bus import BusMessage
 from skyhive.adapters.deadletters import DeadLetter
 from skyhive.adapters.mongo import restore_datetimes
+from skyhive.ports.bus import BusMessage
 from skyhive.services.channel_worker import ChannelWorker, Job, Task, Throttle, enqueue
 from skyhive.services.notify_message import render
 from skyhive.services.periodic import retry_until_ready, start_every

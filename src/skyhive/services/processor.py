@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 import orjson
 
-from skyhive.adapters.bus import BusMessage
 from skyhive.adapters.deadletters import DeadLetter
 from skyhive.adapters.drone_memory import DroneMemory
 from skyhive.adapters.fleet_repo import REGISTERED
@@ -34,6 +33,7 @@ from skyhive.domain.alert_lifecycle import AlertUpdate
 from skyhive.domain.alert_rules import AIRBORNE, Context, Finding, Memory, Zone, evaluate
 from skyhive.domain.geo import haversine_m
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
+from skyhive.ports.bus import BusMessage
 from skyhive.services.alerting import ALERTS_LIVE, AlertEngine
 from skyhive.services.geofence_cache import GeofenceCache
 from skyhive.services.group_consumer import GroupConsumer, run_polling

@@ -1,4 +1,4 @@
-"""The event-log interface. Redis Streams implements it on one machine; Kafka at scale."""
+"""The event-log port. Redis Streams implements it on one machine (`adapters/redis_streams.py`); Kafka at scale."""
 
 from __future__ import annotations
 
