@@ -22,30 +22,48 @@ BASE_MS = 1_795_428_000_000
 @dataclass
 class Load:
     """``drones`` drones, ``rate`` readings/s in all, over one connection (the stack runs
-    with insecure devices, so one client may publish as any drone)."""
+    with insecure devices, so one client may publish as any drone).
+
+    For high rates: ``min_sleep_s`` paces in bursts (sleep only once at least that far
+    ahead, instead of before every reading: a sleep of a few µs costs far more than it
+    waits), ``inflight`` widens paho's window of unacknowledged messages (a window of 100
+    caps the rate at 100 per broker round trip), ``seq0`` starts the sequence numbers
+    after those of an earlier load. ``offered`` is how many readings were due by the
+    schedule, so ``sent < offered`` says the generator could not keep the pace.
+    ``max_unacked`` (0: no bound) models devices with a bounded outbox: a reading due while
+    that many sent ones still wait for their PUBACK is not sent (counted in ``skipped``),
+    so an overloaded broker's queue does not pile up without end in this process."""
 
     port: int
     drones: int = 50
     rate: float = 200.0
+    min_sleep_s: float = 0.0
+    inflight: int = 100
+    seq0: int = 0
+    max_unacked: int = 0
     sent: int = 0
+    skipped: int = 0
+    started_at: float = 0.0
+    stopped_at: float = 0.0
     _published: list[tuple[mqtt.MQTTMessageInfo, tuple[str, int]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _acked_upto: int = 0  # every handle before this index is acknowledged
 
     def start(self) -> None:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="fault-load", clean_session=False
         )
-        self._client.max_inflight_messages_set(100)
+        self._client.max_inflight_messages_set(self.inflight)
         self._client.connect("127.0.0.1", self.port)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        seq = 0
+        seq = self.seq0
         interval = 1.0 / self.rate
-        next_at = time.monotonic()
+        next_at = self.started_at = time.monotonic()
         while not self._stop.is_set():
             seq += 1
             for d in range(self.drones):
@@ -60,15 +78,34 @@ class Load:
                         "status": "in_flight",
                     }
                 )
-                info = self._client.publish(f"skyhive/drones/{drone}/telemetry", body, qos=1)
-                self._published.append((info, (drone, seq)))
-                self.sent += 1
+                if self.max_unacked and self._unacked() >= self.max_unacked:
+                    self.skipped += 1
+                else:
+                    info = self._client.publish(f"skyhive/drones/{drone}/telemetry", body, qos=1)
+                    self._published.append((info, (drone, seq)))
+                    self.sent += 1
                 next_at += interval
                 delay = next_at - time.monotonic()
-                if delay > 0:
+                if delay > self.min_sleep_s:
                     time.sleep(delay)
                 if self._stop.is_set():
                     break
+        self.stopped_at = time.monotonic()
+
+    @property
+    def offered(self) -> int:
+        """Readings due by the schedule from the start until publishing stopped (or now)."""
+        end = self.stopped_at or time.monotonic()
+        return int((end - self.started_at) * self.rate) if self.started_at else 0
+
+    def _unacked(self) -> int:
+        """About how many sent readings wait for their PUBACK (PUBACKs come in order, so
+        the first unacknowledged handle is the edge; cheap when called often)."""
+        i, published = self._acked_upto, self._published
+        while i < len(published) and published[i][0].is_published():
+            i += 1
+        self._acked_upto = i
+        return len(published) - i
 
     @property
     def acked(self) -> set[tuple[str, int]]:
