@@ -69,6 +69,10 @@ up: install
 test: install chromium mosquitto
 	$(BIN)/pytest -q
 
+# The unit tier: domain and service logic without servers, in seconds.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
 # Only the fault injection under load (kill -9 of each process under `skyhive up`; also in `make test`).
 test-faults: install mosquitto
 	$(BIN)/pytest -q -s tests/faults
@@ -77,6 +81,7 @@ lint: install
 	$(BIN)/ruff format --check src tests
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format src tests

@@ -1,8 +1,16 @@
 """Shared fixtures: real embedded servers (Redis, a MongoDB-wire server, an MQTT broker),
-started once per session, and per-test settings isolated from every other test.
+each started once per session when a test first needs it, and per-test settings isolated from
+every other test.
 
 Tests run serially, so isolation is a fresh MongoDB database per test and an emptied Redis
 database (FLUSHDB) at the start of each test.
+
+Markers: a test is marked ``redis``, ``mongodb`` or ``mqtt`` by the server fixtures it uses
+(``embedded_redis``, ``embedded_mongodb``, ``embedded_mqtt``; every test on ``settings`` uses
+the first two), and an ``e2e`` test (``skyhive up``) by all three, so ``pytest -m "not mqtt"``
+runs what needs no broker. A test that reaches the broker only through its settings (a helper
+that builds an MQTT client from them, or /readyz) is marked ``mqtt`` itself; without either,
+its settings point at a broker that does not exist, so an undeclared use fails at once.
 """
 
 from __future__ import annotations
@@ -29,55 +37,77 @@ from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
 HOST = "127.0.0.1"
+# The server fixtures and the marker each gives the tests that use it.
+SERVER_MARKERS = {"embedded_redis": "redis", "embedded_mongodb": "mongodb", "embedded_mqtt": "mqtt"}
+# `.invalid` never resolves (RFC 2606): what a test gets for a broker it did not ask for.
+NO_BROKER_URL = "mqtt://embedded-mqtt-not-requested.invalid:1883"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in SERVER_MARKERS.items():
+            if fixture in used or item.get_closest_marker("e2e"):
+                item.add_marker(marker)
+
+
+@contextlib.contextmanager
+def _running(server: Server) -> Iterator[Server]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-def embedded_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """``mongodb_uri``, ``redis_url``, ``mqtt_url``, ``mqtt_host`` and ``mqtt_port``."""
-    data_dir: Path = tmp_path_factory.mktemp("embedded")
-    redis_port, mongo_port, mqtt_port = free_port(HOST), free_port(HOST), free_port(HOST)
-    servers: list[Server] = []
-    try:
-        for server in (
-            redis_server(data_dir, HOST, redis_port),
-            mongo_server(data_dir, HOST, mongo_port),
-            # Insecure devices: tests publish as any drone without credentials. The access
-            # rules are tested on brokers of their own (integration/test_device_access.py).
-            mqtt_broker(data_dir, HOST, mqtt_port, BrokerAccess(insecure_devices=True)),
-        ):
-            servers.append(server)
-            server.start()
-        yield {
-            "mongodb_uri": f"mongodb://{HOST}:{mongo_port}",
-            "redis_url": f"redis://{HOST}:{redis_port}/0",
-            "mqtt_url": f"mqtt://{HOST}:{mqtt_port}",
-            "mqtt_host": HOST,
-            "mqtt_port": mqtt_port,
-        }
-    finally:
-        for server in reversed(servers):
-            server.stop()
+def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of database 0 of a Redis started for the session."""
+    port = free_port(HOST)
+    with _running(redis_server(tmp_path_factory.mktemp("redis"), HOST, port)):
+        yield f"redis://{HOST}:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def embedded_mongodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URI of a MongoDB-wire server started for the session."""
+    port = free_port(HOST)
+    with _running(mongo_server(tmp_path_factory.mktemp("mongodb"), HOST, port)):
+        yield f"mongodb://{HOST}:{port}"
+
+
+@pytest.fixture(scope="session")
+def embedded_mqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """The host and port of an MQTT broker started for the session, with insecure devices: tests publish as any
+    drone without credentials. The access rules are tested on brokers of their own
+    (integration/test_device_access.py)."""
+    port = free_port(HOST)
+    data_dir = tmp_path_factory.mktemp("mqtt")
+    with _running(mqtt_broker(data_dir, HOST, port, BrokerAccess(insecure_devices=True))):
+        yield HOST, port
 
 
 @pytest.fixture
 def make_settings(
-    embedded_servers: dict[str, object], tmp_path: Path
+    embedded_redis: str, embedded_mongodb: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., Settings]]:
     """Settings on the embedded servers with a unique database; keyword overrides on top.
+    The broker is the embedded one only for a test marked ``mqtt`` (see the module's docstring).
 
     Redis is flushed once, before the first settings of the test are made; databases made
     here are dropped at teardown.
     """
-    redis_url = str(embedded_servers["redis_url"])
-    base = {
-        "mongodb_uri": str(embedded_servers["mongodb_uri"]),
-        "redis_url": redis_url,
-        "mqtt_url": str(embedded_servers["mqtt_url"]),
-        "mqtt_port": int(str(embedded_servers["mqtt_port"])),
+    base: dict[str, object] = {
+        "mongodb_uri": embedded_mongodb,
+        "redis_url": embedded_redis,
+        "mqtt_url": NO_BROKER_URL,
         "host": HOST,
         "data_dir": tmp_path / "skyhive",
     }
-    r = redis.Redis.from_url(redis_url)
+    if request.node.get_closest_marker("mqtt"):
+        host, port = request.getfixturevalue("embedded_mqtt")
+        base |= {"mqtt_url": f"mqtt://{host}:{port}", "mqtt_port": port}
+    r = redis.Redis.from_url(embedded_redis)
     try:
         r.flushdb()
     finally:

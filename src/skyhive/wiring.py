@@ -12,13 +12,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from skyhive.adapters import mongo
+from skyhive.adapters.active_alerts import RedisActiveAlerts
 from skyhive.adapters.alerts_repo import AlertsRepo
 from skyhive.adapters.api_keys_repo import ApiKeysRepo
 from skyhive.adapters.audit_repo import AuditRepo
 from skyhive.adapters.credentials_repo import CredentialsRepo, DeviceVerifier
 from skyhive.adapters.customers_repo import CustomersRepo
 from skyhive.adapters.deadletters import DeadLetters
-from skyhive.adapters.deliveries_repo import DeliveriesRepo
+from skyhive.adapters.delivery_billing import MongoDeliveryBilling
+from skyhive.adapters.delivery_records import MongoDeliveryRecords
+from skyhive.adapters.dispatch_queue import RedisDispatchQueue
+from skyhive.adapters.drone_memory import DroneMemory
 from skyhive.adapters.fleet_repo import FleetRepo
 from skyhive.adapters.geofences_repo import GeofencesRepo
 from skyhive.adapters.invoices_repo import InvoicesRepo
@@ -27,11 +31,19 @@ from skyhive.adapters.money import MoneyCodec
 from skyhive.adapters.notifications_repo import NotificationsRepo
 from skyhive.adapters.read_cache import ReadCache
 from skyhive.adapters.redis_streams import RedisStreamsBus
+from skyhive.adapters.reminder_schedule import RedisReminderSchedule
+from skyhive.adapters.send_marks import RedisSendMarks
 from skyhive.adapters.sessions_store import SessionStore
 from skyhive.adapters.stations_repo import StationCache
+from skyhive.adapters.stream_trimmer import StreamTrimmer
 from skyhive.adapters.system_clock import SystemClock
 from skyhive.adapters.telemetry_repo import TelemetryRepo
 from skyhive.ports.clock import Clock
+from skyhive.services.alert_actions import AlertActions
+from skyhive.services.alerting import AlertEngine
+from skyhive.services.ingest import Ingest
+from skyhive.services.overview import OverviewReader
+from skyhive.services.stream_trimmer import IngestGate, trim_policy
 from skyhive.settings import Settings
 
 
@@ -83,7 +95,7 @@ class Clients:
     @cached_property
     def read_cache(self) -> ReadCache:
         s = self.settings
-        return ReadCache(self.redis_cache, s.cache_ttl_s, s.cache_breaker_s)
+        return ReadCache(self.redis_cache, s.cache_ttl_s, s.cache_breaker_s, self.clock)
 
     @cached_property
     def money(self) -> MoneyCodec:
@@ -104,6 +116,40 @@ class Clients:
         )
 
     @cached_property
+    def stream_trimmer(self) -> StreamTrimmer:
+        s = self.settings
+        return StreamTrimmer(
+            self.redis_bytes, trim_policy(s), s.deadletter_stream, s.deadletter_maxlen
+        )
+
+    @cached_property
+    def ingest(self) -> Ingest:
+        """One per set of clients (a process's API app, a gateway), so the ingest gate's
+        cached verdict is shared by every request."""
+        s = self.settings
+        return Ingest(
+            self.bus,
+            self.deadletters,
+            s.telemetry_stream,
+            s.max_message_bytes,
+            s.events_stream,
+            s.urgent_stream,
+            IngestGate(self.stream_trimmer, self.clock, s.ingest_retry_after_s),
+        )
+
+    @cached_property
+    def overview(self) -> OverviewReader:
+        return OverviewReader(
+            live=self.live,
+            deliveries=self.delivery_billing,
+            alerts=self.alerts,
+            invoices=self.invoices,
+            money=self.money,
+            clock=self.clock,
+            currency=self.settings.pricing.currency,
+        )
+
+    @cached_property
     def live(self) -> LiveState:
         return LiveState(self.redis_text)
 
@@ -115,6 +161,44 @@ class Clients:
     @cached_property
     def alerts(self) -> AlertsRepo:
         return AlertsRepo(self.db)
+
+    @cached_property
+    def active_alerts(self) -> RedisActiveAlerts:
+        return RedisActiveAlerts(self.redis_text)
+
+    @cached_property
+    def fleet_state(self) -> DroneMemory:
+        return DroneMemory(self.redis_text, self.live, self.active_alerts)
+
+    @cached_property
+    def alert_engine(self) -> AlertEngine:
+        return AlertEngine(
+            self.settings,
+            active=self.active_alerts,
+            store=self.alerts,
+            feed=self.live,
+            bus=self.bus,
+            stations=self.stations,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def alert_actions(self) -> AlertActions:
+        return AlertActions(
+            store=self.alerts,
+            active=self.active_alerts,
+            fleet=self.fleet_state,
+            engine=self.alert_engine,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def reminders(self) -> RedisReminderSchedule:
+        return RedisReminderSchedule(self.redis_text)
+
+    @cached_property
+    def send_marks(self) -> RedisSendMarks:
+        return RedisSendMarks(self.redis_text)
 
     @cached_property
     def notifications(self) -> NotificationsRepo:
@@ -134,11 +218,19 @@ class Clients:
 
     @cached_property
     def device_verifier(self) -> DeviceVerifier:
-        return DeviceVerifier(self.credentials, self.settings.credentials_refresh_s)
+        return DeviceVerifier(self.credentials, self.settings.credentials_refresh_s, self.clock)
 
     @cached_property
-    def deliveries(self) -> DeliveriesRepo:
-        return DeliveriesRepo(self.db, self.redis_text, self.read_cache)
+    def deliveries(self) -> MongoDeliveryRecords:
+        return MongoDeliveryRecords(self.db, self.dispatch_queue, self.money, self.read_cache)
+
+    @cached_property
+    def dispatch_queue(self) -> RedisDispatchQueue:
+        return RedisDispatchQueue(self.redis_text, self.live)
+
+    @cached_property
+    def delivery_billing(self) -> MongoDeliveryBilling:
+        return MongoDeliveryBilling(self.db, self.read_cache)
 
     @cached_property
     def stations(self) -> StationCache:

@@ -18,10 +18,10 @@ from skyhive.adapters.live_state import FLEET_UPDATES
 from skyhive.api import create_app, stream
 from skyhive.bench.browser import launch_chromium
 from skyhive.bootstrap import bootstrap
-from skyhive.services.archiver import Archiver
-from skyhive.services.processor import Processor
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
+from skyhive.workers.archiver import build_archiver
+from skyhive.workers.processor import build_processor
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +48,9 @@ def stack(
     monkeypatch.setattr(stream, "KEEPALIVE_S", 0.2)
     clients = Clients(make_settings(dashboard={"tiles_url": tiles_url}))
     bootstrap(clients)
-    processor = Processor(clients.settings, clients, consumer="browser-test")
+    processor = build_processor(clients, "browser-test")
     processor.setup()
-    archiver = Archiver(clients.settings, clients, consumer="browser-test")
+    archiver = build_archiver(clients, "browser-test")
     archiver.setup()
     server = make_server("127.0.0.1", 0, create_app(clients.settings, clients), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

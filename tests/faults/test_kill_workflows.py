@@ -44,7 +44,7 @@ from faults.workflow_load import (
     alert_reading,
     expected_alert_events,
 )
-from skyhive.adapters.deliveries_repo import JOURNAL, PENDING, claim_key
+from skyhive.adapters.dispatch_queue import JOURNAL, PENDING, claim_key
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import delivery_wiring as wire
 from customer_seed import add_customers
 
 from skyhive.bootstrap import bootstrap
-from skyhive.domain.deliveries import DeliveryRequest
+from skyhive.domain.deliveries import Delivery, DeliveryRequest, delivered_fields
 from skyhive.domain.stations import bart_stations
 from skyhive.services.deliveries import DeliveryService
-from skyhive.services.tracker import delivered_fields
 from skyhive.wiring import Clients
 
 STATIONS = {s.code: s for s in bart_stations()}
@@ -21,7 +21,7 @@ STATIONS = {s.code: s for s in bart_stations()}
 def world(clients: Clients, *customers: str) -> DeliveryService:
     bootstrap(clients)
     add_customers(clients, *customers)
-    return DeliveryService(clients)
+    return wire.delivery_service(clients)
 
 
 def order(
@@ -32,7 +32,7 @@ def order(
     kg: float = 1.0,
     size: str = "small",
     km: float = 0.02,
-) -> dict[str, Any]:
+) -> Delivery:
     s = STATIONS[station]
     req = DeliveryRequest.model_validate(
         {
@@ -42,20 +42,20 @@ def order(
             "package": {"weight_kg": kg, "size": size},
         }
     )
-    doc, _ = svc.create(req, now=at)
-    return doc
+    delivery, _ = svc.create(req, now=at)
+    return delivery
 
 
-def finish(clients: Clients, doc: dict[str, Any], end: str, at: datetime) -> str:
+def finish(clients: Clients, delivery: Delivery, end: str, at: datetime) -> str:
     """Take a pending delivery to ``end``: delivered, failed or cancelled."""
-    repo, delivery_id = clients.deliveries, str(doc["_id"])
+    repo, delivery_id = clients.deliveries, delivery.id
     if end == "cancelled":
         repo.transition(delivery_id, "cancelled", at, "test")
         return delivery_id
     repo.transition(delivery_id, "assigned", at, "test", {"drone_id": "d-1"})
     repo.transition(delivery_id, "picked_up", at, "test")
     if end == "delivered":
-        repo.transition(delivery_id, "delivered", at, "test", delivered_fields(doc, at))
+        repo.transition(delivery_id, "delivered", at, "test", delivered_fields(delivery, at))
     else:
         repo.transition(delivery_id, "failed", at, "test")
     return delivery_id

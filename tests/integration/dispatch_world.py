@@ -15,23 +15,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import delivery_wiring as wire
 import orjson
 import paho.mqtt.client as mqtt
 from customer_seed import add_customers
 from paho.mqtt.enums import CallbackAPIVersion
 
+from skyhive.adapters.mqtt_publisher import MqttPublisher
 from skyhive.adapters.mqtt_url import parse_mqtt_url
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.commands import commands_topic
 from skyhive.domain.deliveries import DeliveryRequest
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.stations import bart_stations
-from skyhive.services.deliveries import DeliveryService
-from skyhive.services.ingest import RawMessage, ingest_for
-from skyhive.services.mqtt_publisher import MqttPublisher
-from skyhive.services.processor import Processor
+from skyhive.services.ingest import RawMessage
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
+from skyhive.workers.processor import build_processor
 
 BASE_MS = 1795428000000  # 2026-11-23T12:00:00Z
 STATIONS = {s.code: s for s in bart_stations()}
@@ -54,9 +54,9 @@ class World:
         bootstrap(clients)
         add_customers(clients, "c1")
         self.clients = clients
-        self.svc = DeliveryService(clients)
+        self.svc = wire.delivery_service(clients)
         self._seq: dict[str, int] = {}
-        self._proc = Processor(clients.settings, clients, consumer="world")
+        self._proc = build_processor(clients, "world")
         self._proc.setup()
 
     def register(self, drone: str, **spec: Any) -> None:
@@ -74,7 +74,7 @@ class World:
             "battery_pct": battery,
             "status": status,
         }
-        ingest_for(self.clients).submit([RawMessage(orjson.dumps(body), "test")])
+        self.clients.ingest.submit([RawMessage(orjson.dumps(body), "test")])
         while self._proc.poll():
             pass
 
@@ -88,14 +88,14 @@ class World:
             }
         )
         doc, _ = self.svc.create(req)
-        return str(doc["_id"])
+        return doc.id
 
     def report(self, drone: str, delivery_id: str, event: str, **extra: Any) -> None:
         """A drone event as the gateway puts it on the bus (the tracker reads it there)."""
         seq = self._seq[drone] = self._seq.get(drone, 0) + 1
         body = {"delivery_id": delivery_id, "event": event, "ts": BASE_MS + seq * 1000, **extra}
         raw = RawMessage(orjson.dumps(body), f"mqtt:skyhive/drones/{drone}/events", drone, "event")
-        res = ingest_for(self.clients).submit([raw])
+        res = self.clients.ingest.submit([raw])
         assert res.accepted == 1, res.errors
 
 

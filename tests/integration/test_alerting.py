@@ -4,38 +4,59 @@ real ingest and processor, alerts out on the stream, in MongoDB and in Redis."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 from flask.testing import FlaskClient
 
-from skyhive.adapters.alerts_repo import serialize
+from skyhive.adapters.system_clock import SystemClock
 from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.access import Role
 from skyhive.domain.alert_lifecycle import fold
 from skyhive.domain.alert_rules import Finding
+from skyhive.domain.alerts import Alert
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
+from skyhive.ports.active_alerts import AlertSwap
+from skyhive.ports.fleet_state import FleetState, Recall
 from skyhive.services.alerting import AlertEngine
 from skyhive.services.api_keys import create_key
-from skyhive.services.archiver import Archiver
-from skyhive.services.ingest import RawMessage, ingest_for
+from skyhive.services.ingest import RawMessage
 from skyhive.services.offline_watch import OfflineWatch
 from skyhive.services.processor import Processor
+from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
+from skyhive.workers.archiver import build_archiver
+from skyhive.workers.processor import build_processor
 
 STATION = next(s for s in bart_stations() if s.code == "12TH")
+
+
+class LaterClock(SystemClock):
+    """The system's time, moved on by the test instead of waiting for it."""
+
+    def __init__(self) -> None:
+        self._ahead = timedelta()
+
+    def now(self) -> datetime:
+        return super().now() + self._ahead
+
+    def advance(self, seconds: float) -> None:
+        self._ahead += timedelta(seconds=seconds)
+
+
 _seq: dict[str, int] = {}
 
 
 @pytest.fixture
 def world(clients: Clients) -> tuple[Clients, Processor]:
     bootstrap(clients)
-    p = Processor(clients.settings, clients, consumer="t")
+    p = build_processor(clients, "t")
     p.setup()
     return clients, p
 
@@ -57,13 +78,13 @@ def report(
         "status": "in_flight",
         **extra,
     }
-    ingest_for(clients).submit([RawMessage(orjson.dumps(body), "test")])
+    clients.ingest.submit([RawMessage(orjson.dumps(body), "test")])
     while p.poll():
         pass
 
 
-def alerts_of(clients: Clients, drone: str, state: str | None = None) -> dict[str, dict[str, Any]]:
-    return {a["type"]: a for a in clients.alerts.list(state=state, drone_id=drone)}
+def alerts_of(clients: Clients, drone: str, state: str | None = None) -> dict[str, Alert]:
+    return {a.type: a for a in clients.alerts.list(state=state, drone_id=drone)}
 
 
 def changes(clients: Clients) -> list[tuple[str, str, str]]:
@@ -81,11 +102,11 @@ def test_low_battery_opens_escalates_deescalates_and_resolves_itself(world: Any)
     report(world, "b1", 8)
     report(world, "b1", 20)
     report(world, "b1", 26)  # inside the hysteresis band: still open
-    assert alerts_of(clients, "b1")["low_battery"]["state"] == "open"
+    assert alerts_of(clients, "b1")["low_battery"].state == "open"
     report(world, "b1", 60)
     alert = alerts_of(clients, "b1")["low_battery"]
-    assert alert["state"] == "resolved" and alert["resolved_by"] == "auto"
-    assert alert["count"] == 3 and alert["severity"] == "warning"
+    assert alert.state == "resolved" and alert.resolved_by == "auto"
+    assert alert.count == 3 and alert.severity == "warning"
     kinds = [c for d, t, c in changes(clients) if (d, t) == ("b1", "low_battery")]
     assert kinds == ["opened", "escalated", "deescalated", "resolved"]
     assert clients.redis_text.hgetall("alertstate:b1") == {}
@@ -94,7 +115,7 @@ def test_low_battery_opens_escalates_deescalates_and_resolves_itself(world: Any)
 def test_out_of_order_and_duplicate_readings_never_move_an_alert_back(world: Any) -> None:
     clients, p = world
     now = int(time.time() * 1000)
-    sub = ingest_for(clients).submit
+    sub = clients.ingest.submit
 
     def send(seq: int, battery: float) -> None:
         body = {"drone_id": "o1", "seq": seq, "ts": now + seq * 1000, "battery_pct": battery}
@@ -106,8 +127,8 @@ def test_out_of_order_and_duplicate_readings_never_move_an_alert_back(world: Any
     send(4, 60)  # older, arriving late: history only
     send(5, 8)  # duplicate
     alert = alerts_of(clients, "o1")["low_battery"]
-    assert alert["state"] == "open" and alert["severity"] == "critical" and alert["count"] == 1
-    archiver = Archiver(clients.settings, clients, consumer="t")
+    assert alert.state == "open" and alert.severity == "critical" and alert.count == 1
+    archiver = build_archiver(clients, "t")
     archiver.setup()
     while archiver.poll():
         pass
@@ -122,12 +143,11 @@ def test_cannot_reach_station_commands_the_drone_home_and_says_so(world: Any) ->
     lat, lon = destination_point(STATION.lat, STATION.lon, 270, 40_000)
     report(world, "r1", 45, lat=lat, lon=lon)
     alert = alerts_of(clients, "r1")["cannot_reach_station"]
-    assert alert["severity"] == "critical" and "low_battery" not in alerts_of(clients, "r1")
-    assert alert["details"]["station"] == "DALY" and alert["details"]["needed_pct"] == 40.1
-    action = alert["action"]
-    assert (
-        action["type"] == "return_to_station" and action["station"] == alert["details"]["station"]
-    )
+    assert alert.severity == "critical" and "low_battery" not in alerts_of(clients, "r1")
+    assert alert.details is not None and alert.action is not None
+    assert alert.details["station"] == "DALY" and alert.details["needed_pct"] == 40.1
+    action = alert.action
+    assert action["type"] == "return_to_station" and action["station"] == alert.details["station"]
     [(_, fields)] = clients.redis_bytes.xrange(clients.settings.commands_stream)
     assert fields[b"k"] == b"r1"
     command = orjson.loads(fields[b"v"])
@@ -150,9 +170,9 @@ def test_conditions_open_and_resolve_with_the_readings(
     drone = f"c-{kind}"
     report(world, drone, **good)
     report(world, drone, **bad)
-    assert alerts_of(clients, drone, "open")[kind]["details"]["seq"] == _seq[drone]
+    assert (alerts_of(clients, drone, "open")[kind].details or {})["seq"] == _seq[drone]
     report(world, drone, **good)
-    assert alerts_of(clients, drone)[kind]["state"] == "resolved"
+    assert alerts_of(clients, drone)[kind].state == "resolved"
 
 
 def test_gps_jump_stays_open_until_a_person_resolves_it(world: Any) -> None:
@@ -162,7 +182,7 @@ def test_gps_jump_stays_open_until_a_person_resolves_it(world: Any) -> None:
     report(world, "j1", lat=lat, lon=lon)
     report(world, "j1", lat=lat, lon=lon)
     alert = alerts_of(clients, "j1")["gps_jump"]
-    assert alert["state"] == "open" and alert["details"]["implied_mps"] > 1000
+    assert alert.state == "open" and (alert.details or {})["implied_mps"] > 1000
 
 
 def test_offline_by_the_server_clock_and_resolved_when_heard_again(
@@ -173,34 +193,45 @@ def test_offline_by_the_server_clock_and_resolved_when_heard_again(
         mongodb_db=clients.settings.mongodb_db,
         alerts={"defaults": {"offline_in_flight_s": 1.0, "offline_docked_s": 2.5}},
     )
-    watch = OfflineWatch(quick, clients, AlertEngine(quick, clients))
+    later = LaterClock()  # heard by the processor's (system) clock, swept by this one
+    engine = AlertEngine(
+        quick,
+        active=clients.active_alerts,
+        store=clients.alerts,
+        feed=clients.live,
+        bus=clients.bus,
+        stations=clients.stations,
+        clock=later,
+    )
+    specs = SpecCache(clients.fleet, later)
+    watch = OfflineWatch(quick, fleet=clients.fleet_state, engine=engine, specs=specs, clock=later)
     # A drone whose clock is an hour behind is not silent: it is heard now.
     report(world, "f1", ts=int(time.time() * 1000) - 3_600_000)
     report(world, "f2", status="charging")
     assert watch.sweep() == 0
-    time.sleep(1.1)
+    later.advance(1.1)
     clients.redis_text.delete("alerting:offline:lock")
     assert watch.sweep() == 1  # the flying one; the docked one has 2.5 s
     alert = alerts_of(clients, "f1")["offline"]
-    assert alert["severity"] == "critical" and alert["details"]["last_status"] == "in_flight"
-    time.sleep(1.5)
+    assert alert.severity == "critical" and (alert.details or {})["last_status"] == "in_flight"
+    later.advance(1.5)
     clients.redis_text.delete("alerting:offline:lock")
     assert watch.sweep() == 1  # now the docked one, as a warning
-    assert alerts_of(clients, "f2")["offline"]["severity"] == "warning"
+    assert alerts_of(clients, "f2")["offline"].severity == "warning"
     clients.redis_text.delete("alerting:offline:lock")
     assert watch.sweep() == 0  # raised once, not again every sweep
     report(world, "f1")
-    assert alerts_of(clients, "f1")["offline"]["state"] == "resolved"
+    assert alerts_of(clients, "f1")["offline"].state == "resolved"
 
 
 def test_a_restart_forgets_nothing(world: Any) -> None:
     clients, _ = world
     report(world, "s1", 20)
-    fresh = Processor(clients.settings, clients, consumer="after-restart")
+    fresh = build_processor(clients, "after-restart")
     fresh.setup()
     report((clients, fresh), "s1", 5)
     [alert] = clients.alerts.list(drone_id="s1")
-    assert alert["severity"] == "critical" and alert["count"] == 2
+    assert alert.severity == "critical" and alert.count == 2
 
 
 # --- people acting on alerts --------------------------------------------------------------
@@ -223,7 +254,7 @@ def test_acknowledge_then_resolve_through_the_api(world: Any, client: FlaskClien
     """Who acts is the key's name: the body has only a note."""
     clients, _ = world
     report(world, "h1", 5)
-    alert_id = alerts_of(clients, "h1")["low_battery"]["_id"]
+    alert_id = alerts_of(clients, "h1")["low_battery"].id
     r = client.post(f"/api/v1/alerts/{alert_id}/ack", json={"note": "on it"})
     assert r.status_code == 200 and r.json["state"] == "acknowledged"
     assert r.json["acknowledged_by"] == "dana" and r.json["ack_note"] == "on it"
@@ -246,11 +277,11 @@ def test_acknowledge_then_resolve_through_the_api(world: Any, client: FlaskClien
 def test_the_actor_cannot_be_named_in_the_body(world: Any, client: FlaskClient) -> None:
     clients, _ = world
     report(world, "h2", 5)
-    alert_id = alerts_of(clients, "h2")["low_battery"]["_id"]
+    alert_id = alerts_of(clients, "h2")["low_battery"].id
     for verb in ("ack", "resolve"):
         r = client.post(f"/api/v1/alerts/{alert_id}/{verb}", json={"by": "someone else"})
         assert r.status_code == 422 and r.json["error"]["field"] == "by", r.json
-    assert alerts_of(clients, "h2")["low_battery"]["state"] == "open"  # nothing changed
+    assert alerts_of(clients, "h2")["low_battery"].state == "open"  # nothing changed
 
 
 def test_alert_actions_reject_bad_input(client: FlaskClient) -> None:
@@ -268,13 +299,13 @@ def test_alert_actions_reject_bad_input(client: FlaskClient) -> None:
 
 def test_a_viewer_reads_alerts_but_cannot_act_on_them(world: Any, clients: Clients) -> None:
     report(world, "h3", 5)
-    alert_id = alerts_of(clients, "h3")["low_battery"]["_id"]
+    alert_id = alerts_of(clients, "h3")["low_battery"].id
     viewer = keyed_client(clients, "vic", Role.viewer)
     assert viewer.get(f"/api/v1/alerts/{alert_id}").json["state"] == "open"
     for verb in ("ack", "resolve"):
         r = viewer.post(f"/api/v1/alerts/{alert_id}/{verb}", json={})
         assert r.status_code == 403 and "viewer" in r.json["error"]["message"]
-    assert alerts_of(clients, "h3")["low_battery"]["state"] == "open"
+    assert alerts_of(clients, "h3")["low_battery"].state == "open"
 
 
 def test_alerts_filtered_by_severity_type_and_since(world: Any, client: FlaskClient) -> None:
@@ -313,10 +344,10 @@ def test_entering_a_no_fly_zone_is_critical_with_its_name(world: Any) -> None:
     zone = clients.geofences.create(spec)  # before the processor's first batch: no wait
     report(world, "z1", alt_m=50.0)  # inside, below the zone's ceiling
     alert = alerts_of(clients, "z1", "open")["geofence"]
-    assert alert["severity"] == "critical"
-    assert alert["details"]["zones"] == [{"id": zone.id, "name": "Oakland City Hall TFR"}]
+    assert alert.severity == "critical"
+    assert (alert.details or {})["zones"] == [{"id": zone.id, "name": "Oakland City Hall TFR"}]
     report(world, "z1", alt_m=200.0)  # above the zone's band: out of it
-    assert alerts_of(clients, "z1")["geofence"]["state"] == "resolved"
+    assert alerts_of(clients, "z1")["geofence"].state == "resolved"
 
 
 def test_one_batch_of_many_drones_judges_each_with_its_own_context(world: Any) -> None:
@@ -331,7 +362,7 @@ def test_one_batch_of_many_drones_judges_each_with_its_own_context(world: Any) -
         {"drone_id": "m2", "status": "in_flight", "battery_pct": 90.0, "lat": lat, "lon": lon},
         {"drone_id": "m3", "status": "in_flight", "battery_pct": 80.0, "emergency": True},
     ]
-    ingest_for(clients).submit(
+    clients.ingest.submit(
         [RawMessage(orjson.dumps({"seq": 1, "ts": now, **b}), "test") for b in bodies]
     )
     while p.poll():
@@ -347,20 +378,18 @@ def test_an_alert_resolved_while_a_batch_folds_onto_it_stays_resolved(
 ) -> None:
     clients, _ = world
     report(world, "x1", 5)
-    alert_id = alerts_of(clients, "x1")["low_battery"]["_id"]
-    engine = AlertEngine(clients.settings, clients)
-    before = engine.active(["x1"])  # a batch reads the active alert ...
-    client.post(f"/api/v1/alerts/{alert_id}/resolve", json={})  # ... a person acts
-    finding = Finding(
-        "low_battery", "critical", alerts_of(clients, "x1")["low_battery"]["last_seen"]
-    )
+    alert = alerts_of(clients, "x1")["low_battery"]
+    active = clients.active_alerts
+    before = active.get_many(["x1"])  # a batch reads the active alert ...
+    client.post(f"/api/v1/alerts/{alert.id}/resolve", json={})  # ... a person acts
+    assert alert.last_seen is not None
+    finding = Finding("low_battery", "critical", alert.last_seen)
     _, state = fold([("x1", finding)], before, clients.settings.alerts.resolves_itself)
-    pipe = clients.redis_text.pipeline(transaction=False)
-    engine.queue_state(pipe, state, before)
-    assert pipe.execute() == [0]  # ... and the batch's write is refused
+    swaps = [AlertSwap(d, t, before.get((d, t)), new) for (d, t), new in state.items()]
+    active.swap(swaps)  # ... and the batch's write is refused
     assert clients.redis_text.hget("alertstate:x1", "low_battery") is None
     report(world, "x1", 4)  # the condition persists: a new alert, not the resolved one
-    states = sorted(a["state"] for a in clients.alerts.list(drone_id="x1"))
+    states = sorted(a.state for a in clients.alerts.list(drone_id="x1"))
     assert states == ["open", "resolved"]
 
 
@@ -369,7 +398,7 @@ def test_an_acknowledgement_survives_a_batch_folding_onto_the_alert(
 ) -> None:
     clients, _ = world
     report(world, "x2", 5)
-    alert_id = alerts_of(clients, "x2")["low_battery"]["_id"]
+    alert_id = alerts_of(clients, "x2")["low_battery"].id
     client.post(f"/api/v1/alerts/{alert_id}/ack", json={})
     report(world, "x2", 20)  # de-escalates: the processor rewrites the active alert
     assert (
@@ -380,11 +409,9 @@ def test_an_acknowledgement_survives_a_batch_folding_onto_the_alert(
 
 def test_an_emergency_is_judged_past_the_routine_backlog_and_only_once(world: Any) -> None:
     clients, main = world
-    urgent = Processor(
-        clients.settings, clients, consumer="u", stream=clients.settings.urgent_stream
-    )
+    urgent = build_processor(clients, "u", stream=clients.settings.urgent_stream)
     urgent.setup()
-    ingest = ingest_for(clients)
+    ingest = clients.ingest
     base = int(time.time() * 1000)
     routine = [
         {"drone_id": f"r{i}", "seq": 1, "ts": base, "battery_pct": 80.0, "status": "in_flight"}
@@ -395,14 +422,14 @@ def test_an_emergency_is_judged_past_the_routine_backlog_and_only_once(world: An
 
     # The main lane has not read anything yet; the urgent lane sees only the emergency.
     assert urgent.poll() == 1
-    assert alerts_of(clients, "e1")["emergency"]["state"] == "open"
+    assert alerts_of(clients, "e1")["emergency"].state == "open"
 
     while main.poll():
         pass
     assert main.totals.received == 301
     assert main.totals.duplicates == 1  # the emergency, judged already
     emergency = alerts_of(clients, "e1")["emergency"]
-    assert emergency["count"] == 1
+    assert emergency.count == 1
     assert [c for c in changes(clients) if c[0] == "e1"] == [("e1", "emergency", "opened")]
 
 
@@ -414,21 +441,28 @@ def test_a_new_alert_is_announced_with_the_document_it_is_stored_as(world: Any) 
     assert announced.pop("change") == "opened"
     stored = clients.alerts.get(announced["id"])
     assert stored is not None
-    assert announced == orjson.loads(orjson.dumps(serialize(stored)))
+    assert announced == orjson.loads(orjson.dumps(stored.to_json()))
 
 
-class _LaneThatLetsAnotherIn(Processor):
-    """A routine lane that, once it has read its batch's memory and before it folds its
-    findings into the alerts, lets ``cut_in`` run: the other lane judging a newer reading
-    of the same drone in that window (what ``skyhive up`` runs as two processes)."""
+class _LetsAnotherIn:
+    """A routine lane's fleet state that, once the lane has read its batch's memory and
+    before it folds its findings into the alerts, lets ``cut_in`` run: the other lane judging
+    a newer reading of the same drone in that window (what ``skyhive up`` runs as two
+    processes)."""
 
-    cut_in: Any = None
+    def __init__(self, fleet: FleetState) -> None:
+        self._fleet = fleet
+        self.cut_in: Any = None
 
-    def _alerts(self, fresh: list[Any], views: dict[str, Any], pipe: Any) -> list[Any]:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fleet, name)
+
+    def recall(self, *args: Any) -> Recall:
+        got = self._fleet.recall(*args)
         if self.cut_in is not None:
             cut_in, self.cut_in = self.cut_in, None
             cut_in()
-        return super()._alerts(fresh, views, pipe)
+        return got
 
 
 def test_older_readings_judged_late_by_the_routine_lane_never_resolve_a_newer_emergency(
@@ -441,11 +475,23 @@ def test_older_readings_judged_late_by_the_routine_lane_never_resolve_a_newer_em
     bootstrap(clients)
     clients.fleet.register(DroneSpec(drone_id="lane-1", home_station="12TH"))
     s = clients.settings
-    routine = _LaneThatLetsAnotherIn(s, clients, consumer="routine")
-    urgent = Processor(s, clients, consumer="urgent", stream=s.urgent_stream)
+    fleet = _LetsAnotherIn(clients.fleet_state)
+    routine = Processor(
+        s,
+        bus=clients.bus,
+        fleet=fleet,
+        engine=clients.alert_engine,
+        specs=SpecCache(clients.fleet, clients.clock),
+        geofences=clients.geofences,
+        stations=clients.stations,
+        deadletters=clients.deadletters,
+        clock=clients.clock,
+        consumer="routine",
+    )
+    urgent = build_processor(clients, "urgent", stream=s.urgent_stream)
     routine.setup()
     urgent.setup()
-    ingest = ingest_for(clients)
+    ingest = clients.ingest
     base_ms = 1795428000000
 
     def body(seq: int, battery: float, **extra: Any) -> RawMessage:
@@ -466,15 +512,15 @@ def test_older_readings_judged_late_by_the_routine_lane_never_resolve_a_newer_em
     def urgent_lane_judges_the_emergency() -> None:
         ingest.submit([body(21, 9, emergency=True)])
         assert urgent.poll() == 1
-        assert alerts_of(clients, "lane-1", "open")["emergency"]["severity"] == "critical"
+        assert alerts_of(clients, "lane-1", "open")["emergency"].severity == "critical"
 
-    routine.cut_in = urgent_lane_judges_the_emergency
+    fleet.cut_in = urgent_lane_judges_the_emergency
     while routine.poll():
         pass
-    assert routine.cut_in is None  # the urgent lane did cut in
+    assert fleet.cut_in is None  # the urgent lane did cut in
 
     open_now = alerts_of(clients, "lane-1", "open")
-    assert open_now["emergency"]["severity"] == "critical"
-    assert open_now["low_battery"]["severity"] == "critical"
+    assert open_now["emergency"].severity == "critical"
+    assert open_now["low_battery"].severity == "critical"
     assert clients.redis_text.hget("alertstate:lane-1", "emergency") is not None
     assert ("lane-1", "emergency", "resolved") not in changes(clients)

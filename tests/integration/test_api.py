@@ -570,6 +570,7 @@ def test_healthz_always_ok(app: Flask, dead_stores: Flask) -> None:
     assert body(dead_stores.test_client().get("/healthz")) == {"status": "ok"}
 
 
+@pytest.mark.mqtt
 def test_readyz_ok_when_everything_answers(app: Flask) -> None:
     resp = app.test_client().get("/readyz")  # public: no key
     data = body(resp)
@@ -581,6 +582,7 @@ def test_readyz_ok_when_everything_answers(app: Flask) -> None:
     }
 
 
+@pytest.mark.mqtt
 def test_readyz_says_so_when_devices_are_insecure(
     make_settings: Callable[..., Settings],
 ) -> None:

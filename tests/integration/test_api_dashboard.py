@@ -14,11 +14,10 @@ from customer_seed import add_customers
 from flask.testing import FlaskClient
 
 from auth_helpers import api_client
-from skyhive.adapters.live_state import FLEET_UPDATES
+from skyhive.adapters.live_state import ALERTS_LIVE, FLEET_UPDATES
 from skyhive.api import create_app, dashboard, stream
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.telemetry import validate_telemetry
-from skyhive.services.processor import ALERTS_LIVE
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 

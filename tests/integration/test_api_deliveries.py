@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import delivery_wiring as wire
 import orjson
 import pytest
 from api_asserts import assert_error, body
@@ -15,12 +16,11 @@ from customer_seed import add_customers
 from flask.testing import FlaskClient
 
 from auth_helpers import api_client
-from skyhive.adapters.deliveries_repo import PENDING, STATUS_HASH
+from skyhive.adapters.dispatch_queue import PENDING, STATUS_HASH
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.deliveries import DeliveryRequest
 from skyhive.domain.stations import bart_stations
 from skyhive.domain.telemetry import validate_telemetry
-from skyhive.services.deliveries import DeliveryService
 from skyhive.wiring import Clients
 
 URL = "/api/v1/deliveries"
@@ -178,12 +178,12 @@ def test_malformed_bodies(
 @pytest.fixture
 def seeded(client: FlaskClient, clients: Clients) -> list[str]:
     """Four deliveries a second apart (oldest first); the third assigned to drone d9."""
-    svc = DeliveryService(clients)
+    svc = wire.delivery_service(clients)
     ids = []
     for i, customer in enumerate(("alice", "bob", "alice", "carol")):
         req = DeliveryRequest.model_validate(order(customer_id=customer))
         doc, _ = svc.create(req, now=BASE + timedelta(seconds=i))
-        ids.append(str(doc["_id"]))
+        ids.append(doc.id)
     clients.deliveries.transition(ids[2], "assigned", BASE, "test", fields={"drone_id": "d9"})
     return ids
 

@@ -19,10 +19,11 @@ from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from auth_helpers import api_client, make_key
+from manual_clock import ManualClock
 from skyhive.adapters.geofences_repo import VERSION_KEY
+from skyhive.adapters.live_state import ALERTS_LIVE
 from skyhive.api import create_app, stream
 from skyhive.services.geofence_cache import GeofenceCache
-from skyhive.services.processor import ALERTS_LIVE
 from skyhive.wiring import Clients
 
 URL = "/api/v1/geofences"
@@ -279,7 +280,7 @@ def test_every_write_bumps_the_version(client: FlaskClient, clients: Clients) ->
 
 
 def test_cache_follows_changes_made_through_the_api(client: FlaskClient, clients: Clients) -> None:
-    clock = [100.0]
+    clock = ManualClock()
     reads = [0]
     repo = clients.geofences
     real_all_enabled = repo.all_enabled
@@ -289,28 +290,28 @@ def test_cache_follows_changes_made_through_the_api(client: FlaskClient, clients
         return real_all_enabled()
 
     repo.all_enabled = counting_all_enabled  # type: ignore[method-assign]
-    cache = GeofenceCache(repo, clock=lambda: clock[0])
+    cache = GeofenceCache(repo, clock)
     lat, lon, at = 37.805, -122.27, datetime.now(UTC)
 
     assert cache.current().violations(lat, lon, 50.0, at) == []
     zid = create(client, ceiling_m=120)["id"]
     assert cache.current().violations(lat, lon, 50.0, at) == []  # checked < 1 s ago
-    clock[0] += 1.0
+    clock.advance(1.0)
     hits = cache.current().violations(lat, lon, 50.0, at)
     assert [z.id for z in hits] == [zid] and cache.version == 1
     assert cache.current().violations(lat, lon, 150.0, at) == []  # above the ceiling
-    clock[0] += 1.0
+    clock.advance(1.0)
     cache.current()
     assert reads[0] == 2  # the version did not move: MongoDB was not read again
 
     client.put(f"{URL}/{zid}", json=zone_body(enabled=False))
-    clock[0] += 1.0
+    clock.advance(1.0)
     assert cache.current().violations(lat, lon, 50.0, at) == []
     client.put(f"{URL}/{zid}", json=zone_body())
-    clock[0] += 1.0
+    clock.advance(1.0)
     assert len(cache.current().violations(lat, lon, 50.0, at)) == 1
     client.delete(f"{URL}/{zid}")
-    clock[0] += 1.0
+    clock.advance(1.0)
     assert len(cache.current()) == 0 and cache.version == 4 and reads[0] == 5
 
 

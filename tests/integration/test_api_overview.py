@@ -4,10 +4,11 @@ figure computed in Python over the seeded records."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import delivery_wiring as wire
 import pytest
 from api_asserts import assert_error, body
 from billing_data import finish, order, world
@@ -15,14 +16,13 @@ from customer_seed import add_customers
 from flask.testing import FlaskClient
 
 from auth_helpers import api_client
+from manual_clock import ManualClock
 from skyhive.adapters.money import decode_money
 from skyhive.adapters.mongo import restore_datetimes
 from skyhive.api import create_app
 from skyhive.api.overview import Overview
 from skyhive.domain.billing import Period
 from skyhive.domain.telemetry import validate_telemetry
-from skyhive.services import overview as overview_service
-from skyhive.services.billing import BillingService
 from skyhive.services.overview import drones_by_status
 from skyhive.wiring import Clients
 
@@ -67,7 +67,7 @@ def seed(clients: Clients, now: datetime) -> None:
         if end != "pending":
             finish(clients, doc, end, min(created + timedelta(seconds=took_s), now))
     month = Period.of(now)
-    BillingService(clients).run(month, month.end + timedelta(hours=1))
+    wire.billing(clients).run(month, month.end + timedelta(hours=1))
     clients.db.alerts.insert_many(
         [
             {"_id": f"a{i}", "drone_id": "ov-0", "type": "low_battery", "severity": sev,
@@ -129,18 +129,12 @@ def client(clients: Clients) -> FlaskClient:
 
 
 @pytest.fixture
-def now(monkeypatch: pytest.MonkeyPatch) -> datetime:
-    """The test's "now", and the overview's: today and this month are the same UTC day and
-    month for the seed and for the server, even when a run passes midnight or a month's end
-    between seeding and asking (the figures would then be of the next, empty day)."""
+def now(clients: Clients) -> datetime:
+    """The test's "now", and the overview's (its clock): today and this month are the same
+    UTC day and month for the seed and for the server, even when a run passes midnight or a
+    month's end between seeding and asking (the figures would then be of the next, empty day)."""
     frozen = datetime.now(UTC)
-
-    class FrozenClock(datetime):
-        @classmethod
-        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
-            return frozen.astimezone(tz) if tz else frozen.replace(tzinfo=None)
-
-    monkeypatch.setattr(overview_service, "datetime", FrozenClock)
+    clients.__dict__["clock"] = ManualClock(frozen)  # before anything is built with it
     return frozen
 
 
@@ -195,7 +189,7 @@ def test_the_running_month_shows_what_its_deliveries_will_add(
         finish(clients, doc, end, now)
         done.append(doc)
     want = sum(
-        (decode_money(clients.db.deliveries.find_one({"_id": d["_id"]})["price_final"])
+        (decode_money(clients.db.deliveries.find_one({"_id": d.id})["price_final"])
          for d in done[:2]),
         Decimal("0.00"),
     )  # fmt: skip

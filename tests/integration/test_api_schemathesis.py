@@ -21,6 +21,8 @@ from skyhive.api import create_app
 from skyhive.api.openapi import document
 from skyhive.bootstrap import bootstrap
 
+pytestmark = pytest.mark.mqtt  # /readyz, one of the operations, checks the broker
+
 EXAMPLES_PER_OPERATION = 12
 
 

@@ -22,9 +22,9 @@ import pytest
 
 from api_server import HOST, NO_RATE_LIMIT, Api
 from auth_helpers import make_key
+from skyhive.adapters.live_state import ALERTS_LIVE
 from skyhive.api.server import run_api
 from skyhive.embedded import free_port
-from skyhive.services.processor import ALERTS_LIVE
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 

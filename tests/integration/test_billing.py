@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import delivery_wiring as wire
 import pytest
 from api_asserts import assert_error, body
 from billing_data import delivered, finish, order, world
@@ -19,7 +20,7 @@ from auth_helpers import api_client
 from skyhive.adapters.money import CENTS, decode_money
 from skyhive.cli import cli
 from skyhive.domain.billing import BillingError, Period, build_invoice
-from skyhive.services.billing import BillingService, billable_delivery
+from skyhive.services.billing import billable_delivery
 from skyhive.wiring import Clients
 
 OCT = Period(2026, 10)
@@ -37,7 +38,7 @@ def test_one_invoice_per_customer_and_month_with_exact_totals(clients: Clients) 
     a2 = delivered(clients, svc, "alice", "EMBR", IN_OCT + timedelta(days=3))
     b1 = delivered(clients, svc, "bob", "12TH", IN_OCT)
     delivered(clients, svc, "bob", "12TH", datetime(2026, 11, 2, tzinfo=UTC))  # November
-    result = BillingService(clients).run(OCT, AFTER_OCT)
+    result = wire.billing(clients).run(OCT, AFTER_OCT)
     assert (result.invoices_created, result.deliveries_billed, result.customers) == (2, 3, 2)
 
     alice = clients.invoices.get("inv-2026-10-alice")
@@ -45,7 +46,7 @@ def test_one_invoice_per_customer_and_month_with_exact_totals(clients: Clients) 
     assert [i["delivery_id"] for i in alice["items"]] == sorted([a1, a2])
     assert {i["station"] for i in alice["items"]} == {"12TH", "EMBR"}
     assert {i["month"] for i in alice["items"]} == {"2026-10"}
-    prices = [decode_money(clients.deliveries.get(d)["price_final"]) for d in (a1, a2)]  # type: ignore[index]
+    prices = [clients.deliveries.get(d).price_final for d in (a1, a2)]  # type: ignore[union-attr]
     subtotal = sum(prices, Decimal("0"))
     tax = (subtotal * Decimal("0.0875")).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
     assert decode_money(alice["subtotal"]) == subtotal
@@ -58,7 +59,7 @@ def test_one_invoice_per_customer_and_month_with_exact_totals(clients: Clients) 
 def test_money_is_stored_as_cents_on_the_embedded_server(clients: Clients) -> None:
     svc = world(clients, "alice")
     delivered(clients, svc, "alice", "12TH", IN_OCT)
-    BillingService(clients).run(OCT, AFTER_OCT)
+    wire.billing(clients).run(OCT, AFTER_OCT)
     assert clients.money.mode == CENTS
     assert clients.db.meta.find_one({"_id": "money"}) == {"_id": "money", "mode": CENTS}
     raw = clients.db.invoices.find_one()
@@ -71,7 +72,7 @@ def test_running_a_period_again_creates_nothing_and_bills_nothing_twice(clients:
     svc = world(clients, "alice", "bob")
     for customer in ("alice", "bob", "alice"):
         delivered(clients, svc, customer, "12TH", IN_OCT)
-    billing = BillingService(clients)
+    billing = wire.billing(clients)
     first = billing.run(OCT, AFTER_OCT)
     before = list(clients.db.invoices.find().sort("_id"))
     again = billing.run(OCT, AFTER_OCT + timedelta(days=1))
@@ -86,13 +87,18 @@ def test_a_crash_between_invoice_and_marking_is_repaired_by_the_next_run(clients
     svc = world(clients, "alice")
     ids = [delivered(clients, svc, "alice", "12TH", IN_OCT) for _ in range(2)]
     # The first half of a run: the invoice is written, the deliveries are not yet marked.
-    docs = clients.deliveries.billable(OCT.label)
+    docs = clients.delivery_billing.billable(OCT.label)
     inv = build_invoice(
-        "alice", OCT, [billable_delivery(d) for d in docs], Decimal("0.0875"), AFTER_OCT, 30
+        "alice",
+        OCT,
+        [billable_delivery(d, decode_money(d["price_final"])) for d in docs],
+        Decimal("0.0875"),
+        AFTER_OCT,
+        30,
     )
     clients.invoices.insert_new([inv], "USD")
     assert set(billed_ids(clients).values()) == {None}
-    result = BillingService(clients).run(OCT, AFTER_OCT)
+    result = wire.billing(clients).run(OCT, AFTER_OCT)
     assert (result.invoices_created, result.repaired, result.deliveries_billed) == (0, 2, 0)
     assert billed_ids(clients) == dict.fromkeys(ids, inv.id)
     assert clients.db.invoices.count_documents({}) == 1
@@ -103,7 +109,7 @@ def test_failed_and_cancelled_deliveries_are_not_billed(clients: Clients) -> Non
     ok = delivered(clients, svc, "alice", "12TH", IN_OCT)
     failed = finish(clients, order(svc, "alice", "12TH", IN_OCT), "failed", IN_OCT)
     cancelled = finish(clients, order(svc, "alice", "12TH", IN_OCT), "cancelled", IN_OCT)
-    BillingService(clients).run(OCT, AFTER_OCT)
+    wire.billing(clients).run(OCT, AFTER_OCT)
     [inv] = clients.db.invoices.find()
     assert [i["delivery_id"] for i in inv["items"]] == [ok]
     marks = billed_ids(clients)
@@ -113,13 +119,13 @@ def test_failed_and_cancelled_deliveries_are_not_billed(clients: Clients) -> Non
 def test_an_open_period_is_refused(clients: Clients) -> None:
     world(clients)
     with pytest.raises(BillingError, match="2026-11 has not ended"):
-        BillingService(clients).run(Period(2026, 11), datetime(2026, 11, 30, 12, tzinfo=UTC))
+        wire.billing(clients).run(Period(2026, 11), datetime(2026, 11, 30, 12, tzinfo=UTC))
 
 
 def test_scheduled_billing_bills_last_month_and_marks_overdue(clients: Clients) -> None:
     svc = world(clients, "alice")
     delivered(clients, svc, "alice", "12TH", IN_OCT)
-    billing = BillingService(clients)
+    billing = wire.billing(clients)
     billing.scheduled(datetime(2026, 11, 1, 0, 5, tzinfo=UTC))  # not settled: bills September
     assert clients.db.invoices.count_documents({}) == 0
     billing.scheduled(AFTER_OCT)
@@ -138,7 +144,7 @@ def test_invoices_api_list_read_pay(clients: Clients, client: FlaskClient) -> No
     svc = world(clients, "alice", "bob")
     delivered(clients, svc, "alice", "12TH", IN_OCT)
     delivered(clients, svc, "bob", "12TH", IN_OCT)
-    BillingService(clients).run(OCT, AFTER_OCT)
+    wire.billing(clients).run(OCT, AFTER_OCT)
     listed = body(client.get("/api/v1/invoices?customer_id=alice"))
     [inv] = listed["items"]
     assert inv["id"] == "inv-2026-10-alice" and inv["status"] == "pending"
@@ -168,7 +174,7 @@ def test_invoices_access(clients: Clients, client: FlaskClient) -> None:
     svc = world(clients, "alice", "bob")
     delivered(clients, svc, "alice", "12TH", IN_OCT)
     delivered(clients, svc, "bob", "12TH", IN_OCT)
-    BillingService(clients).run(OCT, AFTER_OCT)
+    wire.billing(clients).run(OCT, AFTER_OCT)
     app = client.application
     mine, theirs = "/api/v1/invoices/inv-2026-10-alice", "/api/v1/invoices/inv-2026-10-bob"
     anonymous = app.test_client()
@@ -204,8 +210,8 @@ def test_invoices_page_on_with_before(clients: Clients, client: FlaskClient) -> 
         for customer in customers:
             delivered(clients, svc, customer, "12TH", period.start + timedelta(days=3))
         # One run per month: its invoices share their date, so the id orders them.
-        BillingService(clients).run(period, period.end + timedelta(hours=1))
-    BillingService(clients).pay("inv-2026-10-bob", {})
+        wire.billing(clients).run(period, period.end + timedelta(hours=1))
+    wire.billing(clients).pay("inv-2026-10-bob", {})
 
     def pages(query: str, as_: FlaskClient = client) -> list[list[str]]:
         out: list[list[str]] = []
@@ -275,7 +281,7 @@ def test_two_runs_at_once_bill_each_delivery_once(clients: Clients) -> None:
     others = [Clients(clients.settings) for _ in range(2)]
     try:
         with ThreadPoolExecutor(2) as pool:
-            runs = list(pool.map(lambda c: BillingService(c).run(OCT, AFTER_OCT), others))
+            runs = list(pool.map(lambda c: wire.billing(c).run(OCT, AFTER_OCT), others))
     finally:
         for c in others:
             c.close()
@@ -284,4 +290,4 @@ def test_two_runs_at_once_bill_each_delivery_once(clients: Clients) -> None:
     lines = [i["delivery_id"] for inv in invoices for i in inv["items"]]
     assert sorted(lines) == sorted(ids)  # every delivery on exactly one invoice
     marks = billed_ids(clients)
-    assert all(marks[i] == f"inv-2026-10-{clients.deliveries.get(i)['customer_id']}" for i in ids)  # type: ignore[index]
+    assert all(marks[i] == f"inv-2026-10-{clients.deliveries.get(i).customer_id}" for i in ids)  # type: ignore[union-attr]

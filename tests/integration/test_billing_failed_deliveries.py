@@ -15,15 +15,15 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import delivery_wiring as wire
 import pytest
 from dispatch_world import PICKUP, DroneRadio, World, command_publisher, wait_for
 
 from skyhive.adapters.money import decode_money
 from skyhive.domain.billing import Period
-from skyhive.services.billing import BillingService
-from skyhive.services.dispatcher import Dispatcher
-from skyhive.services.tracker import DeliveryTracker
 from skyhive.wiring import Clients
+
+pytestmark = pytest.mark.mqtt  # the drones and the dispatcher talk over the broker
 
 
 @pytest.fixture
@@ -44,14 +44,14 @@ def test_a_delivery_the_drone_reports_failed_is_not_invoiced(
     radio = DroneRadio(clients.settings, drones)
     try:
         with command_publisher(clients.settings) as publish:
-            d = Dispatcher(clients.settings, clients, publish, consumer="bill")
+            d = wire.dispatcher(clients, publish, "bill")
             d.setup()
             assert d.dispatch_pending(retry_all=True) == 3
             d.recorder.drain()
             wait_for(lambda: len(radio.commands()) == 3, "a deliver command at each drone")
     finally:
         radio.close()
-    drone_of = {x: world.svc.get(x)["drone_id"] for x in (delivered, failed, failed_early)}  # type: ignore[index]
+    drone_of = {x: world.svc.get(x).drone_id for x in (delivered, failed, failed_early)}
 
     world.report(drone_of[delivered], delivered, "picked_up")
     world.report(drone_of[delivered], delivered, "delivered")
@@ -59,18 +59,18 @@ def test_a_delivery_the_drone_reports_failed_is_not_invoiced(
     world.report(drone_of[failed], failed, "failed", reason="motor fault")
     world.report(drone_of[failed], failed, "failed", reason="motor fault")  # QoS 1: again
     world.report(drone_of[failed_early], failed_early, "failed", reason="battery swap")
-    tracker = DeliveryTracker(clients.settings, clients, consumer="bill")
+    tracker = wire.tracker(clients, "bill")
     tracker.setup()
     while tracker.handle_events():
         pass
 
     ok, bad, early = (world.svc.get(x) for x in (delivered, failed, failed_early))
     assert ok is not None and bad is not None and early is not None
-    assert ok["status"] == "delivered" and ok["price_final"] is not None
-    assert early["status"] == "pending"
+    assert ok.status == "delivered" and ok.price_final is not None
+    assert early.status == "pending"
 
-    period = Period.parse(str(ok["delivered_month"]))
-    billing = BillingService(clients)
+    period = Period.parse(str(ok.delivered_month))
+    billing = wire.billing(clients)
     result = billing.run(period, period.end + timedelta(days=1))
     assert (result.invoices_created, result.deliveries_billed) == (1, 1)
     [invoice] = clients.db.invoices.find()
@@ -86,7 +86,7 @@ def test_a_delivery_the_drone_reports_failed_is_not_invoiced(
     assert billing.run(nxt, nxt.end + timedelta(days=1)).deliveries_billed == 0
 
     # The failure is recorded as such, and not priced for billing: no final price, no month.
-    assert bad["status"] == "failed" and "motor fault" in bad["timeline"][-1]["note"]
+    assert bad.status == "failed" and "motor fault" in bad.timeline[-1].note
     raw = clients.db.deliveries.find_one({"_id": failed})
     assert raw is not None
     assert raw.get("price_final") is None and raw.get("delivered_month") is None

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from skyhive.bench.durability import crash_under_backlog
 from skyhive.domain.device_access import MOSQUITTO_AUTOSAVE_S
 from skyhive.settings import Settings
+
+pytestmark = pytest.mark.mqtt  # a broker of its own
 
 
 def test_mosquitto_keeps_a_saved_backlog_across_kill_9(settings: Settings, tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from skyhive.embedded import BrokerAccess, Server, free_port, mqtt_broker
 
+pytestmark = pytest.mark.mqtt  # a broker of its own
+
 HOST = "127.0.0.1"
 TOPIC = "skyhive/drones/d1/telemetry"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from polling import wait_for
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.wiring import Clients
 
@@ -43,8 +44,10 @@ def test_unacknowledged_entries_are_redelivered_and_reclaimed(clients: Clients) 
     # Another consumer sees nothing new, and takes nothing that is not idle long enough.
     assert bus.consume(STREAM, GROUP, "other", 10, 50) == []
     assert bus.claim_stale(STREAM, GROUP, "other", 60_000, 10) == []
-    time.sleep(0.15)
-    claimed = bus.claim_stale(STREAM, GROUP, "other", 100, 10)
+    claimed = wait_for(
+        lambda: bus.claim_stale(STREAM, GROUP, "other", 100, 10),
+        "idle for 100 ms, as Redis sees it",
+    )
     assert [m.value for m in claimed] == [b"x", b"y"]
     bus.ack(STREAM, GROUP, [m.id for m in claimed])
     assert bus.pending_count(STREAM, GROUP) == 0

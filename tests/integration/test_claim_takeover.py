@@ -22,13 +22,14 @@ import pytest
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.telemetry import parse_telemetry
 from skyhive.ports.bus import BusMessage
-from skyhive.services.archiver import Archiver
-from skyhive.services.group_consumer import GroupConsumer, run_polling
+from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.ingest import encode_for_bus
-from skyhive.services.notifier import Notifier
-from skyhive.services.processor import Processor
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
+from skyhive.workers import runner
+from skyhive.workers.archiver import build_archiver
+from skyhive.workers.notifier import build_notifier
+from skyhive.workers.processor import build_processor
 
 BASE_MS = 1795428000000
 IDLE_MS = 2000  # short, so the test is quick; the default is 5 s
@@ -77,6 +78,8 @@ def read_and_die(settings: Settings, stream: str, group: str, count: int) -> flo
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
     return time.monotonic()
 
 
@@ -93,19 +96,21 @@ class Group:
 
 def _processor_loop(stream: str | None) -> Callable[[Settings, Clients, threading.Event], None]:
     def run(settings: Settings, clients: Clients, stop: threading.Event) -> None:
-        p = Processor(settings, clients, consumer="rescuer", stream=stream)
-        run_polling("processor", p.setup, p.poll, p.batch_size, 0.0, stop, lambda: "")
+        p = build_processor(clients, "rescuer", stream=stream)
+        p.setup()
+        runner.polling("processor", p.poll, p.batch_size, 0.0)(stop)
 
     return run
 
 
 def _archiver_loop(settings: Settings, clients: Clients, stop: threading.Event) -> None:
-    a = Archiver(settings, clients, consumer="rescuer")
-    run_polling("archiver", a.setup, a.poll, 100, 0.0, stop, lambda: "")
+    a = build_archiver(clients, "rescuer")
+    a.setup()
+    runner.polling("archiver", a.poll, 100, 0.0)(stop)
 
 
 def _notifier_loop(settings: Settings, clients: Clients, stop: threading.Event) -> None:
-    n = Notifier(settings, clients, consumer="rescuer")  # claim_idle_ms from the settings
+    n = build_notifier(clients, "rescuer")  # claim_idle_ms from the settings
     n.setup()
     n.run(stop)
 
@@ -150,9 +155,9 @@ def test_one_claim_threshold_for_every_group(make_settings: Callable[..., Settin
     s = make_settings(claim_idle_ms=1234)
     clients = Clients(s)
     try:
-        assert Processor(s, clients)._group.claim_idle_ms == 1234
-        assert Archiver(s, clients)._group.claim_idle_ms == 1234
-        assert Notifier(s, clients)._claim_idle_ms == 1234
+        assert build_processor(clients, "p")._group.claim_idle_ms == 1234
+        assert build_archiver(clients, "a")._group.claim_idle_ms == 1234
+        assert build_notifier(clients, "n")._claim_idle_ms == 1234
     finally:
         clients.close()
 
@@ -194,9 +199,7 @@ def test_a_slow_consumer_that_is_alive_keeps_its_batch(settings: Settings) -> No
     handled: dict[str, list[str]] = {"slow": [], "other": []}
 
     def consumer(name: str) -> GroupConsumer:
-        return GroupConsumer(
-            clients.bus, stream, group, name, 10, 50, 300, redis=clients.redis_bytes
-        )
+        return GroupConsumer(clients.bus, stream, group, name, 10, 50, 300, keep_claimed=True)
 
     def slow(msgs: list[BusMessage]) -> None:
         handled["slow"] += [m.id for m in msgs]

@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import delivery_wiring as wire
 import pytest
 from dispatch_world import PICKUP, DroneRadio, World, command_publisher, wait_for
 
 from skyhive.services.dispatcher import Dispatcher
 from skyhive.wiring import Clients
+
+pytestmark = pytest.mark.mqtt  # the drones and the dispatcher talk over the broker
 
 
 class CommitsLate(Dispatcher):
@@ -47,15 +50,15 @@ def test_a_drone_claimed_while_another_dispatcher_chose_it_is_not_assigned_twice
     radio = DroneRadio(clients.settings, ["solo"])
     try:
         with command_publisher(clients.settings) as publish:
-            fast = Dispatcher(clients.settings, clients, publish, consumer="fast")
-            late = CommitsLate(clients.settings, clients, publish, consumer="late")
+            fast = wire.dispatcher(clients, publish, "fast")
+            late = wire.dispatcher(clients, publish, "late", kind=CommitsLate)
             fast.setup()
             late.setup()
             results: list[tuple[set[str], set[str]]] = []
 
             def fast_assigns_the_drone_first() -> None:
                 results.append(fast.dispatch_batch([first]))
-                assert clients.deliveries.claimed(["solo"]) == {"solo": first}
+                assert clients.dispatch_queue.claimed(["solo"]) == {"solo": first}
 
             late.cut_in = fast_assigns_the_drone_first
             lost = late.dispatch_batch([second])  # chose "solo" while it was free
@@ -63,19 +66,19 @@ def test_a_drone_claimed_while_another_dispatcher_chose_it_is_not_assigned_twice
             assert results == [({first}, set())]
             assert lost == (set(), {second})  # lost the race for its drone: retried at once
 
-            assert clients.deliveries.claimed(["solo"]) == {"solo": first}
+            assert clients.dispatch_queue.claimed(["solo"]) == {"solo": first}
             assert clients.redis_text.hget("delivery_status", second) == "pending"
-            assert second in clients.deliveries.pending(10)
+            assert second in clients.dispatch_queue.pending(10)
             assert late.dispatch_pending(retry_all=True) == 0  # the drone is taken now
             for d in (fast, late):
                 d.recorder.drain()
             wait_for(lambda: bool(radio.commands("solo")), "the deliver command at the drone")
             time.sleep(0.5)  # room for a second command, were one sent
         docs = {x: world.svc.get(x) for x in (first, second)}
-        assert docs[first]["status"] == "assigned" and docs[first]["drone_id"] == "solo"  # type: ignore[index]
-        assert docs[second]["status"] == "pending" and docs[second]["drone_id"] is None  # type: ignore[index]
-        assert "already assigned" in docs[second]["waiting_reason"]  # type: ignore[index]
+        assert docs[first].status == "assigned" and docs[first].drone_id == "solo"
+        assert docs[second].status == "pending" and docs[second].drone_id is None
+        assert "already assigned" in docs[second].waiting_reason
         assert [c["delivery_id"] for c in radio.commands("solo")] == [first]
-        assert clients.deliveries.journal() == {}
+        assert clients.dispatch_queue.journal() == {}
     finally:
         radio.close()

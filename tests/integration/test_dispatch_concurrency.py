@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import delivery_wiring as wire
 import orjson
 from customer_seed import add_customers
 
@@ -16,10 +17,9 @@ from skyhive.bootstrap import bootstrap
 from skyhive.domain.deliveries import DeliveryRequest
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.stations import bart_stations
-from skyhive.services.deliveries import DeliveryService
-from skyhive.services.ingest import RawMessage, ingest_for
-from skyhive.services.processor import Processor
+from skyhive.services.ingest import RawMessage
 from skyhive.wiring import Clients
+from skyhive.workers.processor import build_processor
 
 ORDERS, DRONES = 200, 150  # fewer drones than orders: contention for every drone
 
@@ -33,7 +33,7 @@ def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -
     clients.fleet.ensure_registered(
         [DroneSpec(drone_id=f"c{i}", home_station="12TH") for i in range(DRONES)]
     )
-    ingest_for(clients).submit(
+    clients.ingest.submit(
         [
             RawMessage(
                 orjson.dumps(
@@ -52,7 +52,7 @@ def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -
             for i in range(DRONES)
         ]
     )
-    proc = Processor(s, clients, consumer="t")
+    proc = build_processor(clients, "t")
     proc.setup()
     while proc.poll():
         pass
@@ -83,7 +83,7 @@ def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -
         while time.monotonic() < deadline and not all(_running(log) for log in logs):
             time.sleep(0.2)
         assert all(_running(log) for log in logs)
-        svc = DeliveryService(clients)
+        svc = wire.delivery_service(clients)
         ids = []
         for i in range(ORDERS):
             req = DeliveryRequest.model_validate(
@@ -95,7 +95,7 @@ def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -
                     "package": {"weight_kg": 1.0, "size": "small"},
                 }
             )
-            ids.append(str(svc.create(req)[0]["_id"]))
+            ids.append(svc.create(req)[0].id)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assigned = clients.db.deliveries.count_documents({"status": "assigned"})
@@ -116,7 +116,7 @@ def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -
     assert len(set(drones)) == len(drones) == DRONES  # no drone twice
     for d in docs:  # no delivery assigned twice
         assert [t["status"] for t in d["timeline"]].count("assigned") <= 1
-    claims = clients.deliveries.claimed([f"c{i}" for i in range(DRONES)])
+    claims = clients.dispatch_queue.claimed([f"c{i}" for i in range(DRONES)])
     assert sorted(claims.values()) == sorted(d["_id"] for d in docs if d["status"] == "assigned")
     # Both processes took part.
     assert len({d["dispatch"]["dispatcher"] for d in docs if d["status"] == "assigned"}) == 2

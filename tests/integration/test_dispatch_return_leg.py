@@ -8,13 +8,15 @@ return to. Real embedded Redis, MongoDB and broker; the drone is live through te
 
 from __future__ import annotations
 
+import delivery_wiring as wire
 import pytest
 from dispatch_world import PICKUP, STATIONS, DroneRadio, World, command_publisher, wait_for
 
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import haversine_m
-from skyhive.services.dispatcher import Dispatcher
 from skyhive.wiring import Clients
+
+pytestmark = pytest.mark.mqtt  # the drones and the dispatcher talk over the broker
 
 # South-west of 12TH, out over the estuary: 5 km from the pickup, and the nearest station
 # (where the drone must return) is several km further on.
@@ -49,16 +51,16 @@ def test_a_drone_that_could_not_get_back_from_the_destination_is_not_sent(
     radio = DroneRadio(clients.settings, ["ret-1"])
     try:
         with command_publisher(clients.settings) as publish:
-            d = Dispatcher(clients.settings, clients, publish, consumer="ret")
+            d = wire.dispatcher(clients, publish, "ret")
             d.setup()
             assert d.dispatch_pending(retry_all=True) == 0
             d.recorder.drain()
             doc = world.svc.get(did)
-            assert doc is not None and doc["status"] == "pending"
-            assert doc["drone_id"] is None
-            reason = doc["waiting_reason"]
+            assert doc is not None and doc.status == "pending"
+            assert doc.drone_id is None
+            reason = doc.waiting_reason
             assert "1 battery too low" in reason, reason
-            assert clients.deliveries.claimed(["ret-1"]) == {}
+            assert clients.dispatch_queue.claimed(["ret-1"]) == {}
 
             # Charged enough for the return leg too: sent, and told where to return.
             world.fly("ret-1", PICKUP.lat, PICKUP.lon, needed_pct + margin, "idle")
@@ -66,9 +68,9 @@ def test_a_drone_that_could_not_get_back_from_the_destination_is_not_sent(
             d.recorder.drain()
             wait_for(lambda: bool(radio.commands("ret-1")), "the deliver command at the drone")
         doc = world.svc.get(did)
-        assert doc is not None and doc["status"] == "assigned" and doc["drone_id"] == "ret-1"
-        assert doc["return_station"] == back.code
-        assert doc["dispatch"]["needed_pct"] == pytest.approx(needed_pct, abs=0.2)
+        assert doc is not None and doc.status == "assigned" and doc.drone_id == "ret-1"
+        assert doc.return_station == back.code
+        assert doc.dispatch["needed_pct"] == pytest.approx(needed_pct, abs=0.2)
         [cmd] = radio.commands("ret-1")
         assert cmd["type"] == "deliver" and cmd["delivery_id"] == did
         assert cmd["return_station"]["station"] == back.code, cmd

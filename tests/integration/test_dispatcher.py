@@ -9,20 +9,22 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import delivery_wiring as wire
 import orjson
 import pytest
 from customer_seed import add_customers
 
+from skyhive.adapters.dispatch_queue import ORDERS, PENDING
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.deliveries import DeliveryRequest
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.stations import bart_stations
 from skyhive.services.deliveries import DeliveryService
 from skyhive.services.dispatcher import Dispatcher
-from skyhive.services.ingest import RawMessage, ingest_for
-from skyhive.services.processor import Processor
+from skyhive.services.ingest import RawMessage
 from skyhive.services.tracker import DeliveryTracker
 from skyhive.wiring import Clients
+from skyhive.workers.processor import build_processor
 
 STATION = next(s for s in bart_stations() if s.code == "12TH")
 
@@ -40,16 +42,16 @@ def world(clients: Clients) -> tuple[Clients, Dispatcher, Sent, DeliveryService]
     bootstrap(clients)
     add_customers(clients, "c1")
     sent = Sent()
-    d = Dispatcher(clients.settings, clients, sent, consumer="t")
+    d = wire.dispatcher(clients, sent, "t")
     d.setup()
-    return clients, d, sent, DeliveryService(clients)
+    return clients, d, sent, wire.delivery_service(clients)
 
 
 _seq = [0]
 
 
 def tracker(clients: Clients, **settings: object) -> DeliveryTracker:
-    t = DeliveryTracker(clients.settings.model_copy(update=settings), clients, consumer="t")
+    t = wire.tracker(clients, "t", clients.settings.model_copy(update=settings))
     t.setup()
     return t
 
@@ -74,8 +76,8 @@ def fly(clients: Clients, drone: str, lat: float, lon: float, battery: float, st
         "battery_pct": battery,
         "status": status,
     }
-    ingest_for(clients).submit([RawMessage(orjson.dumps(body), "test")])
-    p = Processor(clients.settings, clients, consumer="t")
+    clients.ingest.submit([RawMessage(orjson.dumps(body), "test")])
+    p = build_processor(clients, "t")
     p.setup()
     while p.poll():
         pass
@@ -96,7 +98,7 @@ def order(svc: DeliveryService, order_id: str | None = None, kg: float = 1.0) ->
         }
     )
     doc, _ = svc.create(req)
-    return str(doc["_id"])
+    return str(doc.id)
 
 
 def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None:  # type: ignore[type-arg]
@@ -110,11 +112,11 @@ def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None: 
     did = order(svc)
     assert dispatch(d) == 1
     doc = svc.get(did)
-    assert doc["status"] == "assigned" and doc["drone_id"] == "far-ok"
-    assert "km to pickup" in doc["dispatch"]["reason"] and doc["return_station"]
+    assert doc.status == "assigned" and doc.drone_id == "far-ok"
+    assert "km to pickup" in doc.dispatch["reason"] and doc.return_station
     # Dates written by updates read back as dates (the embedded server stores them as text).
-    assert isinstance(doc["eta"], datetime) and doc["eta"] > doc["created_at"]
-    assert isinstance(doc["updated_at"], datetime) and doc["updated_at"].tzinfo is not None
+    assert isinstance(doc.eta, datetime) and doc.eta > doc.created_at
+    assert isinstance(doc.updated_at, datetime) and doc.updated_at.tzinfo is not None
     [(topic, cmd)] = sent.items
     assert topic == "skyhive/drones/far-ok/commands"
     assert cmd["type"] == "deliver" and cmd["delivery_id"] == did
@@ -129,11 +131,11 @@ def test_waits_with_a_reason_then_dispatches_when_a_drone_becomes_eligible(world
     fly(clients, "busy", STATION.lat, STATION.lon, 90, "in_flight")
     did = order(svc)
     assert dispatch(d) == 0
-    assert "flight status in_flight" in svc.get(did)["waiting_reason"]
+    assert "flight status in_flight" in svc.get(did).waiting_reason
     fly(clients, "busy", STATION.lat, STATION.lon, 90, "idle")
     assert dispatch(d) == 0  # a waiting delivery is looked at again after a second
     assert dispatch(d, retry_all=True) == 1
-    assert svc.get(did)["drone_id"] == "busy"
+    assert svc.get(did).drone_id == "busy"
 
 
 def test_a_drone_is_never_given_two_deliveries(world: tuple) -> None:  # type: ignore[type-arg]
@@ -141,10 +143,10 @@ def test_a_drone_is_never_given_two_deliveries(world: tuple) -> None:  # type: i
     register(clients, "solo")
     fly(clients, "solo", STATION.lat, STATION.lon, 100, "idle")
     first, second = order(svc), order(svc)
-    other = Dispatcher(clients.settings, clients, sent, consumer="t2")
+    other = wire.dispatcher(clients, sent, "t2")
     other.setup()
     assert dispatch(d) + dispatch(other) == 1
-    statuses = sorted(svc.get(x)["status"] for x in (first, second))
+    statuses = sorted(svc.get(x).status for x in (first, second))
     assert statuses == ["assigned", "pending"]
 
 
@@ -157,25 +159,25 @@ def test_events_drive_the_lifecycle_and_free_the_drone(world: tuple) -> None:  #
 
     def event(name: str, **extra: object) -> None:
         body = {"delivery_id": did, "event": name, "ts": int(time.time() * 1000), **extra}
-        ingest_for(clients).submit([RawMessage(orjson.dumps(body), "t", "d1", "event")])
+        clients.ingest.submit([RawMessage(orjson.dumps(body), "t", "d1", "event")])
         tracker(clients).handle_events()
 
     event("picked_up")
     fly(clients, "d1", STATION.lat + 0.01, STATION.lon, 95, "in_flight")
     tracker(clients).monitor()
-    assert svc.get(did)["status"] == "in_transit"
+    assert svc.get(did).status == "in_transit"
     event("delivered")
     event("delivered")  # a duplicate report changes nothing
     doc = svc.get(did)
-    assert [t["status"] for t in doc["timeline"]] == [
+    assert [t.status for t in doc.timeline] == [
         "pending",
         "assigned",
         "picked_up",
         "in_transit",
         "delivered",
     ]
-    assert doc["price_final"] == doc["price_estimate"]
-    assert clients.deliveries.claimed(["d1"]) == {}
+    assert doc.price_final == doc.price_estimate
+    assert clients.dispatch_queue.claimed(["d1"]) == {}
 
 
 def test_failure_before_pickup_redispatches_after_pickup_fails(world: tuple) -> None:  # type: ignore[type-arg]
@@ -186,12 +188,12 @@ def test_failure_before_pickup_redispatches_after_pickup_fails(world: tuple) -> 
     dispatch(d)
     t = tracker(clients)
     t.apply_event(_ev("d1", did, "failed", reason="busy"))
-    assert svc.get(did)["status"] == "pending"
+    assert svc.get(did).status == "pending"
     dispatch(d, retry_all=True)
     t.apply_event(_ev("d1", did, "picked_up"))
     t.apply_event(_ev("d1", did, "failed", reason="motor fault"))
     doc = svc.get(did)
-    assert doc["status"] == "failed" and "motor fault" in doc["timeline"][-1]["note"]
+    assert doc.status == "failed" and "motor fault" in doc.timeline[-1].note
 
 
 def test_silent_drone_before_pickup_is_replaced(world: tuple) -> None:  # type: ignore[type-arg]
@@ -201,15 +203,15 @@ def test_silent_drone_before_pickup_is_replaced(world: tuple) -> None:  # type: 
     fly(clients, "quiet", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
     dispatch(d)
-    assert svc.get(did)["drone_id"] == "quiet"
+    assert svc.get(did).drone_id == "quiet"
     fly(clients, "backup", STATION.lat, STATION.lon, 100, "idle")
     impatient = tracker(clients, dispatch_silent_assigned_s=0.2)
     clients.redis_text.hset("drone:quiet", "updated_at", "2000-01-01T00:00:00+00:00")
     time.sleep(0.3)
     impatient.monitor()
-    assert svc.get(did)["status"] == "pending"
+    assert svc.get(did).status == "pending"
     dispatch(d, retry_all=True)
-    assert svc.get(did)["drone_id"] == "backup"
+    assert svc.get(did).drone_id == "backup"
 
 
 def test_cancel_of_assigned_delivery_recalls_the_drone(world: tuple) -> None:  # type: ignore[type-arg]
@@ -222,7 +224,7 @@ def test_cancel_of_assigned_delivery_recalls_the_drone(world: tuple) -> None:  #
     d.relay_commands()
     assert sent.items[-1][0] == "skyhive/drones/d1/commands"
     assert sent.items[-1][1]["type"] == "return_to_station"
-    assert clients.deliveries.claimed(["d1"]) == {}
+    assert clients.dispatch_queue.claimed(["d1"]) == {}
 
 
 def _ev(drone: str, did: str, name: str, **extra: object):  # type: ignore[no-untyped-def]
@@ -246,17 +248,17 @@ def test_cancel_racing_the_record_write_recalls_the_drone(world: tuple) -> None:
     did = order(svc)
     assert d.dispatch_pending() == 1  # commanded; the MongoDB record is not written yet
     assert sent.items[-1][1]["type"] == "deliver"
-    assert svc.get(did)["status"] == "pending"
+    assert svc.get(did).status == "pending"
     svc.cancel(did)  # wins in MongoDB: the record still said pending
     d.recorder.drain()
     assert d.relay_commands() == 1  # the recall goes out through the commands stream
     doc = svc.get(did)
-    assert doc["status"] == "cancelled" and "assigned" not in [t["status"] for t in doc["timeline"]]
+    assert doc.status == "cancelled" and "assigned" not in [t.status for t in doc.timeline]
     assert sent.items[-1][0] == "skyhive/drones/d1/commands"
     assert sent.items[-1][1]["type"] == "return_to_station"
-    assert clients.deliveries.claimed(["d1"]) == {}
+    assert clients.dispatch_queue.claimed(["d1"]) == {}
     assert clients.redis_text.hget("delivery_status", did) == "cancelled"
-    assert clients.deliveries.journal() == {}
+    assert clients.dispatch_queue.journal() == {}
 
 
 def test_assignments_a_crashed_dispatcher_journaled_are_recorded_by_the_next(world: tuple) -> None:  # type: ignore[type-arg]
@@ -265,16 +267,16 @@ def test_assignments_a_crashed_dispatcher_journaled_are_recorded_by_the_next(wor
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
     d.dispatch_pending()  # ... and the process dies before its recorder runs
-    assert did in clients.deliveries.journal()
-    successor = Dispatcher(clients.settings, clients, sent, consumer="next")
+    assert did in clients.dispatch_queue.journal()
+    successor = wire.dispatcher(clients, sent, "next")
     successor.setup()
     assert successor.recorder.drain() == 1
     doc = svc.get(did)
-    assert doc["status"] == "assigned" and doc["drone_id"] == "d1"
-    assert doc["dispatch"]["dispatcher"] == "t" and doc["dispatch"]["latency_ms"] >= 0
-    assert clients.deliveries.journal() == {}
+    assert doc.status == "assigned" and doc.drone_id == "d1"
+    assert doc.dispatch["dispatcher"] == "t" and doc.dispatch["latency_ms"] >= 0
+    assert clients.dispatch_queue.journal() == {}
     assert successor.recorder.drain() == 0  # recording twice changes nothing
-    assert [t["status"] for t in svc.get(did)["timeline"]] == ["pending", "assigned"]
+    assert [t.status for t in svc.get(did).timeline] == ["pending", "assigned"]
 
 
 def test_a_successor_does_not_reassign_what_a_crashed_dispatcher_commanded(world: tuple) -> None:  # type: ignore[type-arg]
@@ -287,17 +289,17 @@ def test_a_successor_does_not_reassign_what_a_crashed_dispatcher_commanded(world
     did = order(svc)
     assert d.dispatch_pending() == 1  # commanded; the process dies before its recorder runs
     assert len(sent.items) == 1
-    assert svc.get(did)["status"] == "pending"
-    successor = Dispatcher(clients.settings, clients, sent, consumer="next")
+    assert svc.get(did).status == "pending"
+    successor = wire.dispatcher(clients, sent, "next")
     successor.setup()
     assert dispatch(successor, retry_all=True) == 0
     doc = svc.get(did)
-    assert doc["status"] == "assigned"
+    assert doc.status == "assigned"
     assert [c["delivery_id"] for _, c in sent.items if c["type"] == "deliver"] == [did]
-    drone = doc["drone_id"]
+    drone = doc.drone_id
     assert sent.items[0][0] == f"skyhive/drones/{drone}/commands"
-    assert clients.deliveries.claimed(["d1", "d2"]) == {drone: did}
-    assert [t["status"] for t in doc["timeline"]] == ["pending", "assigned"]
+    assert clients.dispatch_queue.claimed(["d1", "d2"]) == {drone: did}
+    assert [t.status for t in doc.timeline] == ["pending", "assigned"]
 
 
 def test_a_drone_assigned_by_a_dispatcher_that_died_before_commanding_it_is_told(
@@ -313,13 +315,13 @@ def test_a_drone_assigned_by_a_dispatcher_that_died_before_commanding_it_is_told
     def dies(topic: str, payload: bytes) -> None:
         raise RuntimeError("killed before the command left the process")
 
-    doomed = Dispatcher(clients.settings, clients, dies, consumer="doomed")
+    doomed = wire.dispatcher(clients, dies, "doomed")
     doomed.setup()
     with pytest.raises(RuntimeError):
         doomed.dispatch_pending()
-    assert clients.deliveries.claimed(["d1"]) == {"d1": did} and sent.items == []
+    assert clients.dispatch_queue.claimed(["d1"]) == {"d1": did} and sent.items == []
     fast = clients.settings.model_copy(update={"claim_idle_ms": 100})
-    successor = Dispatcher(fast, clients, sent, consumer="next")
+    successor = wire.dispatcher(clients, sent, "next", fast)
     successor.setup()
     time.sleep(0.2)
     successor.tick()
@@ -327,7 +329,7 @@ def test_a_drone_assigned_by_a_dispatcher_that_died_before_commanding_it_is_told
         ("skyhive/drones/d1/commands", "deliver", did)
     ]
     successor.recorder.drain()
-    assert svc.get(did)["status"] == "assigned" and svc.get(did)["drone_id"] == "d1"
+    assert svc.get(did).status == "assigned" and svc.get(did).drone_id == "d1"
 
 
 def test_an_event_before_the_record_is_written_is_not_lost(world: tuple) -> None:  # type: ignore[type-arg]
@@ -337,9 +339,9 @@ def test_an_event_before_the_record_is_written_is_not_lost(world: tuple) -> None
     did = order(svc)
     d.dispatch_pending()
     body = {"delivery_id": did, "event": "picked_up", "ts": int(time.time() * 1000)}
-    ingest_for(clients).submit([RawMessage(orjson.dumps(body), "t", "d1", "event")])
+    clients.ingest.submit([RawMessage(orjson.dumps(body), "t", "d1", "event")])
     assert tracker(clients).handle_events() == 1
-    assert svc.get(did)["status"] == "picked_up"
+    assert svc.get(did).status == "picked_up"
 
 
 def test_pending_deliveries_redis_lost_are_requeued_at_start(world: tuple) -> None:  # type: ignore[type-arg]
@@ -348,7 +350,21 @@ def test_pending_deliveries_redis_lost_are_requeued_at_start(world: tuple) -> No
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
     clients.redis_text.delete("deliveries:pending", "deliveries:orders", "delivery_status")
-    fresh = Dispatcher(clients.settings, clients, sent, consumer="fresh")
+    fresh = wire.dispatcher(clients, sent, "fresh")
     fresh.setup()
     assert dispatch(fresh) == 1
-    assert svc.get(did)["drone_id"] == "d1"
+    assert svc.get(did).drone_id == "d1"
+
+
+def test_a_queued_delivery_without_its_summary_is_dispatched_from_the_record(world: tuple) -> None:  # type: ignore[type-arg]
+    clients, d, _sent, svc = world
+    register(clients, "d1")
+    fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
+    did, gone = order(svc), order(svc)
+    clients.redis_text.hdel(ORDERS, did, gone)  # queued before summaries existed, say
+    svc.cancel(gone)
+    clients.redis_text.zadd(PENDING, {gone: 0})  # and a stale queue entry for a cancelled one
+    assert dispatch(d) == 1
+    assert svc.get(did).drone_id == "d1"
+    assert orjson.loads(clients.redis_text.hget(ORDERS, did))["station"] == "12TH"  # type: ignore[arg-type]
+    assert gone not in clients.dispatch_queue.pending(10)

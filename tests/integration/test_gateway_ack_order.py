@@ -23,10 +23,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from skyhive.bootstrap import bootstrap
 from skyhive.embedded import free_port
-from skyhive.services.gateway import MqttGateway
-from skyhive.services.ingest import ingest_for
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
+from skyhive.workers.gateway import mqtt_gateway
+
+pytestmark = pytest.mark.mqtt
 
 BASE_MS = 1795428000000
 DRONE = "ack-1"
@@ -54,7 +55,7 @@ class Running:
 
     def __init__(self, settings: Settings, client_id: str) -> None:
         self.clients = Clients(settings)
-        self.gateway = MqttGateway(settings, ingest_for(self.clients), client_id=client_id)
+        self.gateway = mqtt_gateway(settings, self.clients.ingest, client_id)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.gateway.run, args=(self._stop,), daemon=True)
         self._thread.start()

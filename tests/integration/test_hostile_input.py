@@ -36,12 +36,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.telemetry import InvalidTelemetry, parse_telemetry
-from skyhive.services.archiver import run_archiver
-from skyhive.services.gateway import MqttGateway, topic_identity
-from skyhive.services.ingest import ingest_for
-from skyhive.services.processor import run_processor
+from skyhive.services.gateway import topic_identity
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
+from skyhive.workers.archiver import run_archiver
+from skyhive.workers.gateway import mqtt_gateway
+from skyhive.workers.processor import run_processor
 
 HOSTILE = 10_200
 BIG_BODIES = 4
@@ -260,7 +260,7 @@ class Roles:
     def __init__(self, settings: Settings, clients: Clients) -> None:
         self.stop = threading.Event()
         self.failures: list[BaseException] = []
-        self.gateway = MqttGateway(settings, ingest_for(clients), client_id=f"gw-{uuid.uuid4()}")
+        self.gateway = mqtt_gateway(settings, clients.ingest, client_id=f"gw-{uuid.uuid4()}")
         self.threads = [
             threading.Thread(target=self._guard(self.gateway.run), args=(self.stop,)),
             threading.Thread(target=self._guard(run_processor), args=(settings, self.stop)),
@@ -300,6 +300,7 @@ def pipeline(settings: Settings, clients: Clients) -> Iterator[Roles]:
         yield roles
 
 
+@pytest.mark.mqtt
 def test_hostile_input_at_volume_through_the_running_pipeline(
     settings: Settings, clients: Clients, pipeline: Roles, caplog: pytest.LogCaptureFixture
 ) -> None:

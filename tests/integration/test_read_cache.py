@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import delivery_wiring as wire
 import orjson
 import pytest
 import redis
@@ -20,10 +21,10 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from auth_helpers import api_client
-from skyhive.adapters.deliveries_repo import JOURNAL
+from manual_clock import ManualClock
+from skyhive.adapters.dispatch_queue import JOURNAL
 from skyhive.domain.billing import Period
 from skyhive.embedded import Server, free_port, redis_server
-from skyhive.services.billing import BillingService
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
@@ -104,7 +105,7 @@ def test_invoice_reads_are_invalidated_by_payment_billing_and_overdue(
     delivered(clients, svc, "alice", "12TH", IN_OCT)
     listing = "/api/v1/invoices"
     assert cached(client, listing)["count"] == 0
-    billing = BillingService(clients)
+    billing = wire.billing(clients)
     billing.run(OCT, AFTER_OCT)  # a billing run, as the `billing` process makes it
     [inv] = fresh(client, listing)["items"]
     url = f"/api/v1/invoices/{inv['id']}"
@@ -123,7 +124,7 @@ def test_a_customer_key_never_shares_an_entry_with_another_caller(
     svc = world(clients, "alice", "bob")
     for customer in ("alice", "bob"):
         delivered(clients, svc, customer, "12TH", IN_OCT)
-    BillingService(clients).run(OCT, AFTER_OCT)
+    wire.billing(clients).run(OCT, AFTER_OCT)
     alice, bob = (
         api_client(clients, "customer", c, app=client.application) for c in ("alice", "bob")
     )
@@ -149,7 +150,7 @@ def test_delivery_reads_are_invalidated_by_every_writer(
 ) -> None:
     svc = world(clients, "alice")
     doc = order(svc, "alice", "12TH", datetime.now(UTC))
-    did = str(doc["_id"])
+    did = doc.id
     url = f"/api/v1/deliveries/{did}"
     assert cached(client, url)["status"] == "pending"
     listing = "/api/v1/deliveries?customer_id=alice"
@@ -169,7 +170,7 @@ def test_delivery_reads_are_invalidated_by_every_writer(
         },
     }
     clients.redis_text.hset(JOURNAL, did, orjson.dumps(record))
-    clients.deliveries.record_journal(clients.deliveries.journal())
+    clients.deliveries.record_journal(clients.dispatch_queue.journal())
     assert fresh(client, url)["status"] == "assigned"
     assert fresh(client, listing)["items"][0]["drone_id"] == "d-1"
 
@@ -206,7 +207,7 @@ def test_billing_marks_the_delivery_and_invalidates_it(
     did = delivered(clients, svc, "alice", "12TH", IN_OCT)
     url = f"/api/v1/deliveries/{did}"
     assert cached(client, url)["invoice_id"] is None
-    BillingService(clients).run(OCT, AFTER_OCT)
+    wire.billing(clients).run(OCT, AFTER_OCT)
     assert fresh(client, url)["invoice_id"] == "inv-2026-10-alice"
 
 
@@ -278,6 +279,8 @@ def test_a_redis_outage_degrades_to_mongodb_reads_never_to_errors(
     server, restart = own_redis
     settings = make_settings(redis_url=f"redis://127.0.0.1:{server.port}/0", cache_breaker_s=0.5)
     clients = Clients(settings)
+    clock = ManualClock(datetime.now(UTC))
+    clients.clock = clock  # type: ignore[misc]  # the breaker's
     try:
         world(clients, "alice")
         client = api_client(clients)
@@ -299,7 +302,7 @@ def test_a_redis_outage_degrades_to_mongodb_reads_never_to_errors(
         with redis.Redis.from_url(settings.redis_url) as r:
             stale = r.get("cache:customers:id:alice")
         assert stale is not None and b"Customer alice" in stale  # what a naive cache would serve
-        time.sleep(0.6)  # the breaker closes
+        clock.advance(settings.cache_breaker_s)  # the breaker closes
         assert fresh(client, url)["name"] == "Alice in the outage"
         assert cached(client, "/api/v1/customers")["items"][0]["name"] == "Alice in the outage"
     finally:

@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
+import delivery_wiring as wire
 import pytest
 from api_asserts import assert_error, body
 from billing_data import delivered, world
@@ -16,7 +17,6 @@ from flask.testing import FlaskClient
 from auth_helpers import api_client
 from skyhive.adapters.money import decode_money
 from skyhive.domain.billing import Period
-from skyhive.services.billing import BillingService
 from skyhive.wiring import Clients
 
 CUSTOMERS = ("alice", "bob", "carol", "dave")
@@ -44,9 +44,9 @@ def client(clients: Clients) -> FlaskClient:
                 size=size,
                 km=km,
             )
-        BillingService(clients).run(period, period.end + timedelta(hours=1))
+        wire.billing(clients).run(period, period.end + timedelta(hours=1))
     # One invoice paid, so paid and outstanding differ.
-    BillingService(clients).pay("inv-2026-09-alice", {})
+    wire.billing(clients).pay("inv-2026-09-alice", {})
     return api_client(clients)
 
 

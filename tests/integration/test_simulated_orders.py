@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import random
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import pytest
 from customer_seed import add_customers
 from werkzeug.serving import make_server
 
 from auth_helpers import make_key
+from polling import wait_for
 from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.geo import haversine_m
@@ -21,30 +23,44 @@ from skyhive.simulator.orders import random_order, run_orders
 from skyhive.wiring import Clients
 
 
+@dataclass
+class Served:
+    url: str
+    answered: list[str]  # the paths of the requests the API has answered, in order
+
+
 @pytest.fixture
-def api(clients: Clients) -> Iterator[str]:
+def api(clients: Clients) -> Iterator[Served]:
     bootstrap(clients)
-    server = make_server("127.0.0.1", 0, create_app(clients.settings, clients), threaded=True)
+    app = create_app(clients.settings, clients)
+    answered: list[str] = []
+
+    def recording(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        response = app(environ, start_response)
+        answered.append(environ["PATH_INFO"])
+        return response
+
+    server = make_server("127.0.0.1", 0, recording, threaded=True)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield Served(f"http://127.0.0.1:{server.server_port}", answered)
     server.shutdown()
 
 
-def test_orders_wait_for_customers_then_are_accepted_and_priced(api: str, clients: Clients) -> None:
+def test_orders_wait_for_customers_then_are_accepted_and_priced(
+    api: Served, clients: Clients
+) -> None:
     stop = threading.Event()
     result = []
     key = make_key(clients, "operator")  # as `skyhive demo` runs it, with its operator key
     runner = threading.Thread(
-        target=lambda: result.append(run_orders(api, 0.05, stop, key, seed=3))
+        target=lambda: result.append(run_orders(api.url, 0.05, stop, key, seed=3))
     )
     runner.start()
-    time.sleep(0.5)
+    wait_for(lambda: "/api/v1/customers" in api.answered, "the runner asked for customers")
     assert clients.db.deliveries.count_documents({}) == 0  # no customer yet: nothing ordered
     add_customers(clients, "shop-a", "shop-b")
-    deadline = time.monotonic() + 20
-    while clients.db.deliveries.count_documents({}) < 5 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: clients.db.deliveries.count_documents({}) >= 5, "five orders", timeout=20)
     stop.set()
     runner.join(timeout=15)
     (stats,) = result

@@ -29,7 +29,7 @@ Message = tuple[str, bytes]
 
 @pytest.fixture
 def observer(
-    embedded_servers: dict[str, object],
+    embedded_mqtt: tuple[str, int],
 ) -> Iterator[tuple[mqtt.Client, queue.Queue[Message]]]:
     """A client subscribed to every drone's events and to DRONE's telemetry."""
     inbox: queue.Queue[Message] = queue.Queue()
@@ -40,7 +40,7 @@ def observer(
     client.on_connect = lambda c, *_args: c.subscribe(
         [("skyhive/drones/+/events", 1), (f"skyhive/drones/{DRONE}/telemetry", 1)]
     )
-    client.connect(str(embedded_servers["mqtt_host"]), int(str(embedded_servers["mqtt_port"])))
+    client.connect(*embedded_mqtt)
     client.loop_start()
     assert subscribed.wait(10.0)
     yield client, inbox
@@ -56,7 +56,7 @@ def next_message(inbox: queue.Queue[Message], deadline: float) -> Message:
 
 
 def test_a_commanded_drone_delivers_and_reports_its_events(
-    embedded_servers: dict[str, object], observer: tuple[mqtt.Client, queue.Queue[Message]]
+    embedded_mqtt: tuple[str, int], observer: tuple[mqtt.Client, queue.Queue[Message]]
 ) -> None:
     client, inbox = observer
     config = SimulatorConfig(drones=3, rate_hz=5.0, seed=1, autonomous_legs=False, time_scale=20.0)
@@ -69,8 +69,7 @@ def test_a_commanded_drone_delivers_and_reports_its_events(
             results.append(
                 run_simulator(
                     config,
-                    str(embedded_servers["mqtt_host"]),
-                    int(str(embedded_servers["mqtt_port"])),
+                    *embedded_mqtt,
                     stop_event=stop,
                     register=registered.append,
                 )
@@ -90,8 +89,8 @@ def test_a_commanded_drone_delivers_and_reports_its_events(
         cmd = deliver_command("dlv-it-1", pickup, dest, pickup, datetime.now(UTC), 1.5)
         for target, payload in [
             (DRONE, b"{not json"),  # ignored, with a warning
-            ("drone-9999", orjson.dumps(cmd)),  # not this simulator's drone
-            (DRONE, orjson.dumps(cmd)),
+            ("drone-9999", cmd.to_json()),  # not this simulator's drone
+            (DRONE, cmd.to_json()),
         ]:
             client.publish(commands_topic(target), payload, qos=1).wait_for_publish(5.0)
 

@@ -21,20 +21,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from auth_helpers import api_client
 from skyhive.adapters.redis_streams import LOST_KEY
+from skyhive.adapters.stream_trimmer import LOCK, STATE_KEY
 from skyhive.bootstrap import bootstrap
-from skyhive.services.archiver import Archiver
-from skyhive.services.gateway import MqttGateway
-from skyhive.services.ingest import IngestPaused, RawMessage, ingest_for
-from skyhive.services.processor import Processor
-from skyhive.services.stream_trimmer import (
-    LOCK,
-    STATE_KEY,
-    Backpressure,
-    StreamTrimmer,
-    bounds,
-)
+from skyhive.domain.backpressure import Backpressure
+from skyhive.services.ingest import IngestPaused, RawMessage
+from skyhive.services.stream_trimmer import bounds
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
+from skyhive.workers.archiver import build_archiver
+from skyhive.workers.gateway import mqtt_gateway
+from skyhive.workers.processor import build_processor
 
 BASE_MS = 1795428000000
 TEL = "telemetry"
@@ -67,7 +63,7 @@ def small(make_settings: Callable[..., Settings]) -> Iterator[Clients]:
 def fresh_pass(c: Clients) -> Backpressure:
     """Run a trim pass now, whoever ran the last one."""
     c.redis_bytes.delete(LOCK)
-    state = StreamTrimmer(c.settings, c.redis_bytes).run_once()
+    state = c.stream_trimmer.run_once()
     assert state is not None
     return state
 
@@ -87,7 +83,7 @@ def test_trim_drops_only_what_every_group_acknowledged(clients: Clients) -> None
     read = bus.consume(TEL, "archiver", "a", 2000, 0)  # 2,000 read, only 1,000 acknowledged
     bus.ack(TEL, "archiver", [m.id for m in read[:1000]])
 
-    held = StreamTrimmer(clients.settings, r).trim()
+    held = clients.stream_trimmer.trim()
 
     left = stream_ids(clients)
     assert set(ids[1000:]) <= set(left)  # pending and unread: all still there
@@ -99,7 +95,7 @@ def test_trim_drops_only_what_every_group_acknowledged(clients: Clients) -> None
 
     # A group that has read nothing holds everything back.
     bus.ensure_group(TEL, "late")
-    StreamTrimmer(clients.settings, r).trim()
+    clients.stream_trimmer.trim()
     assert stream_ids(clients) == left
 
     # Everyone done: (nearly) nothing left, and never anything beyond the last id.
@@ -107,7 +103,7 @@ def test_trim_drops_only_what_every_group_acknowledged(clients: Clients) -> None
     bus.ack(TEL, "archiver", [m.id for m in own])
     while msgs := bus.consume(TEL, "archiver", "a", 500, 0):
         bus.ack(TEL, "archiver", [m.id for m in msgs])
-    StreamTrimmer(clients.settings, r).trim()
+    clients.stream_trimmer.trim()
     assert r.xlen(TEL) < 200
 
 
@@ -119,7 +115,7 @@ def test_nothing_is_trimmed_before_every_role_has_its_group(clients: Clients) ->
     ids = bus.publish(TEL, [("d", reading("d", i)) for i in range(1000)])
     while msgs := bus.consume(TEL, "processor", "p", 500, 0):
         bus.ack(TEL, "processor", [m.id for m in msgs])
-    assert StreamTrimmer(clients.settings, clients.redis_bytes).trim()[TEL] == 1000
+    assert clients.stream_trimmer.trim()[TEL] == 1000
     bus.ensure_group(TEL, "archiver")
     got = bus.consume(TEL, "archiver", "a", 2000, 0)
     assert [m.id for m in got] == ids
@@ -131,10 +127,10 @@ def test_paused_archiver_with_a_small_cap_loses_nothing(small: Clients) -> None:
     c = small
     limit, resume = bounds(c.settings)
     assert (limit, resume) == (800, 300)
-    ingest = ingest_for(c)
-    processor = Processor(c.settings, c, consumer="p")
+    ingest = c.ingest
+    processor = build_processor(c, "p")
     processor.setup()
-    archiver = Archiver(c.settings, c, consumer="a")
+    archiver = build_archiver(c, "a")
     archiver.setup()
     accepted, seq = 0, 0
 
@@ -183,7 +179,7 @@ def test_paused_archiver_with_a_small_cap_loses_nothing(small: Clients) -> None:
 def test_a_burst_is_held_back_under_the_limit_between_two_passes(small: Clients) -> None:
     """What a process wrote since the last pass counts: a burst stops at the limit, far
     from the cap, however fast it comes."""
-    ingest = ingest_for(small)
+    ingest = small.ingest
     accepted = 0
     with pytest.raises(IngestPaused) as held:
         for i in range(100):
@@ -202,6 +198,7 @@ def metric(text: str, name: str, **labels: str) -> float:
     return float(m.group(1))
 
 
+@pytest.mark.mqtt
 def test_lag_and_backpressure_in_metrics_readyz_and_http_ingest(small: Clients) -> None:
     c = small
     bus = c.bus
@@ -277,6 +274,7 @@ def test_an_entry_trimmed_while_pending_is_dead_lettered_counted_and_acknowledge
     assert metric(text, "skyhive_deadletters") == 21
 
 
+@pytest.mark.mqtt
 def test_gateway_stops_reading_while_held_back(small: Clients) -> None:
     """Held back, the gateway takes nothing from the broker (which queues); released, it
     takes all of it."""
@@ -284,7 +282,7 @@ def test_gateway_stops_reading_while_held_back(small: Clients) -> None:
     s = c.settings
     r = c.redis_bytes
     bus = c.bus
-    gw = MqttGateway(s, ingest_for(c), client_id=f"gw-{uuid.uuid4().hex[:8]}")
+    gw = mqtt_gateway(s, c.ingest, client_id=f"gw-{uuid.uuid4().hex[:8]}")
     stop = threading.Event()
     thread = threading.Thread(target=gw.run, args=(stop,), daemon=True)
     thread.start()

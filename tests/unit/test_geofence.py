@@ -14,6 +14,7 @@ import pytest
 import shapely
 from pydantic import ValidationError
 
+from manual_clock import ManualClock
 from skyhive.domain.geofence import Geofence, GeofenceIndex, GeofenceSpec
 from skyhive.services.geofence_cache import GeofenceCache
 
@@ -388,53 +389,45 @@ class FakeSource:
         return list(self.zones)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_cache_rereads_only_when_the_version_moved_and_at_most_once_a_second() -> None:
-    source, clock = FakeSource(), Clock()
-    cache = GeofenceCache(source, clock=clock)
+    source, clock = FakeSource(), ManualClock()
+    cache = GeofenceCache(source, clock)
     first = cache.current()
     assert (len(first), source.reads, cache.version) == (0, 1, 0)
     source.zones, source.counter = [zone("z1")], 1
-    clock.now += 0.5
+    clock.advance(0.5)
     assert cache.current() is first  # checked less than a second ago
-    clock.now += 0.5
+    clock.advance(0.5)
     second = cache.current()
     assert [z.id for z in second.geofences] == ["z1"] and source.reads == 2
     assert hits(second, 5, 5) == ["z1"]
     for _ in range(5):  # unchanged version: no re-read
-        clock.now += 1.0
+        clock.advance(1.0)
         assert cache.current() is second
     assert source.reads == 2
 
 
 def test_cache_rereads_after_max_age_even_without_a_version_change() -> None:
-    source, clock = FakeSource(), Clock()
-    cache = GeofenceCache(source, max_age_s=60.0, clock=clock)
+    source, clock = FakeSource(), ManualClock()
+    cache = GeofenceCache(source, clock, max_age_s=60.0)
     cache.current()
     source.zones = [zone("z1")]  # written while the counter was lost: same version
-    clock.now += 30
+    clock.advance(30)
     assert len(cache.current()) == 0
-    clock.now += 30
+    clock.advance(30)
     assert len(cache.current()) == 1
 
 
 def test_cache_keeps_the_last_zones_while_the_stores_fail() -> None:
-    source, clock = FakeSource(), Clock()
+    source, clock = FakeSource(), ManualClock()
     source.zones, source.counter = [zone("z1")], 1
-    cache = GeofenceCache(source, clock=clock)
+    cache = GeofenceCache(source, clock)
     loaded = cache.current()
     source.fail = True
     source.counter = 2
-    clock.now += 1.0
+    clock.advance(1.0)
     assert cache.current() is loaded  # no exception, the last zones
     source.fail = False
     source.zones = []
-    clock.now += 1.0
+    clock.advance(1.0)
     assert len(cache.current()) == 0 and cache.version == 2

@@ -7,31 +7,32 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
 import orjson
 import pytest
 
-from skyhive.cli import simulate
+from skyhive.cli.simulation import simulate
 from skyhive.domain.alert_config import Thresholds
 from skyhive.domain.alert_rules import Context, Memory, evaluate
+from skyhive.domain.commands import DeliverCommand, Point, StationRef
 from skyhive.domain.geo import destination_point, haversine_m
 from skyhive.domain.telemetry import parse_telemetry
-from skyhive.simulator.faults import FaultKind, FaultRates
-from skyhive.simulator.physics import (
+from skyhive.simulator.drone import (
     CELL_FAILURE_PCT,
     EXCURSION_ABOVE_S,
     EXCURSION_ALT_M,
     GPS_JUMP_M,
     GUST_S,
     GUST_SPEED_MPS,
-    MAX_ALT_M,
     Phase,
     SimDrone,
     make_fleet,
 )
+from skyhive.simulator.faults import FaultKind, FaultRates
+from skyhive.simulator.flight import MAX_ALT_M
 from skyhive.simulator.runner import SimStats, SimulatorConfig, _Publisher
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -148,7 +149,7 @@ def test_gps_jump_puts_one_reading_kilometres_off_and_the_drone_stays_on_course(
     (before,) = flight.fly(1.0)
     drone.faults = FaultRates(gps_jump=1.0)
     (jumped,) = flight.fly(1.0)
-    true_lat, true_lon = drone.lat, drone.lon
+    true_lat, true_lon = drone.motion.lat, drone.motion.lon
     drone.faults = FaultRates()
     after = flight.fly(3.0)
 
@@ -178,7 +179,7 @@ def test_gps_jump_happens_docked_too() -> None:
 def test_overspeed_gust_lasts_seconds_and_covers_ground_that_fast() -> None:
     flight = cruising()
     drone = flight.drone
-    alt = drone.alt_m
+    alt = drone.motion.alt_m
     drone.faults = FaultRates(overspeed=1.0)
     flight.fly(1.0)
     drone.faults = FaultRates()
@@ -212,13 +213,13 @@ def test_a_gust_while_climbing_blows_the_drone_along_its_course() -> None:
     flight.until(Phase.CLIMB)
     start = flight.readings[-1]
     target_m = haversine_m(
-        start["lat"], start["lon"], flight.drone.target_lat, flight.drone.target_lon
+        start["lat"], start["lon"], flight.drone.motion.target_lat, flight.drone.motion.target_lon
     )
     (blown,) = flight.fly(1.0)
     assert flight.drone.phase is Phase.CLIMB
     assert blown["speed_mps"] > 30.0
     left_m = haversine_m(
-        blown["lat"], blown["lon"], flight.drone.target_lat, flight.drone.target_lon
+        blown["lat"], blown["lon"], flight.drone.motion.target_lat, flight.drone.motion.target_lon
     )
     assert target_m - left_m == pytest.approx(blown["speed_mps"], abs=0.5)
 
@@ -229,7 +230,7 @@ def test_a_gust_while_climbing_blows_the_drone_along_its_course() -> None:
 def test_altitude_excursion_climbs_above_the_ceiling_for_a_while_then_comes_back() -> None:
     flight = cruising()
     drone = flight.drone
-    cruise_alt = round(drone.alt_m, 1)
+    cruise_alt = round(drone.motion.alt_m, 1)
     drone.faults = FaultRates(altitude=1.0)
     flight.fly(1.0)
     drone.faults = FaultRates()
@@ -254,7 +255,7 @@ def test_altitude_excursion_ends_when_the_drone_descends() -> None:
     rng = random.Random(3)
     flight = Flight(make_fleet(1, T0_MS, rng, fault_once=(FaultKind.ALTITUDE,))[0], rng)
     flight.until(Phase.CHARGING, limit_s=3600)  # flew the leg, landed
-    assert flight.drone.excursion_left_s == 0.0
+    assert flight.drone.motion.excursion_left_s == 0.0
     assert max(r["alt_m"] for r in flight.readings) > MAX_ALT_M
     flight.until(Phase.CRUISE, limit_s=7200)  # the next leg is normal
     flight.fly(30.0)
@@ -285,7 +286,7 @@ def test_cell_failure_drops_the_battery_at_once_and_it_stays_down() -> None:
 
 def test_cell_failure_never_goes_below_empty() -> None:
     flight = docked()
-    flight.drone.battery_pct = 10.0
+    flight.drone.battery.pct = 10.0
     flight.drone.faults = FaultRates(battery_drop=1.0)
     (reading,) = flight.fly(1.0)
     assert reading["battery_pct"] >= 0.0
@@ -328,15 +329,15 @@ def test_outage_length_does_not_scale_with_simulated_time() -> None:
 def test_delivery_events_wait_for_the_link_and_none_are_lost() -> None:
     flight = docked()
     drone = flight.drone
-    here = {"station": drone.station.code, "lat": drone.lat, "lon": drone.lon}
-    lat, lon = destination_point(drone.lat, drone.lon, 90.0, 1500.0)
-    cmd = {
-        "type": "deliver",
-        "delivery_id": "d-1",
-        "pickup": here,
-        "destination": {"lat": lat, "lon": lon},
-        "return_station": here,
-    }
+    here = StationRef(station=drone.station.code, lat=drone.motion.lat, lon=drone.motion.lon)
+    lat, lon = destination_point(drone.motion.lat, drone.motion.lon, 90.0, 1500.0)
+    cmd = DeliverCommand(
+        delivery_id="d-1",
+        pickup=here,
+        destination=Point(lat=lat, lon=lon),
+        return_station=here,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
     assert drone.command(cmd, flight.now_ms, flight.rng) == []  # loading on the pad
     drone.offline_s = 30.0
     drone.start_fault(FaultKind.OFFLINE, flight.now_ms, flight.rng)
@@ -381,10 +382,10 @@ def test_fault_once_waits_while_docked_and_runs_several_in_order() -> None:
     rng = random.Random(4)
     drone = make_fleet(1, T0_MS, rng, autonomous_legs=False)[0]
     drone.fault_once = (FaultKind.BATTERY_DROP, FaultKind.GPS_JUMP)
-    battery = drone.battery_pct
+    battery = drone.battery.pct
     flight = Flight(drone, rng)
     flight.fly(120.0)
-    assert not drone.faults_started and drone.battery_pct >= battery
+    assert not drone.faults_started and drone.battery.pct >= battery
     drone.autonomous = True
     flight.until(Phase.CLIMB, limit_s=3600)
     assert not drone.faults_started  # the take-off reading goes out first
@@ -451,4 +452,4 @@ def test_gusts_and_excursions_cannot_be_started_on_the_ground() -> None:
     flight.drone.start_fault(FaultKind.OVERSPEED, flight.now_ms, flight.rng)
     flight.drone.start_fault(FaultKind.ALTITUDE, flight.now_ms, flight.rng)
     assert not flight.drone.faults_started
-    assert flight.drone.gust_left_s == flight.drone.excursion_left_s == 0.0
+    assert flight.drone.motion.gust_left_s == flight.drone.motion.excursion_left_s == 0.0

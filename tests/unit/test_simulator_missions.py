@@ -3,9 +3,9 @@ that drains as the registry spec says, so the dispatcher's energy model holds.""
 
 from __future__ import annotations
 
-import copy
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -14,25 +14,23 @@ from typing import Any
 import orjson
 import pytest
 
-from skyhive.domain.commands import deliver_command, parse_event, return_command
+from skyhive.domain.commands import (
+    Command,
+    DeliverCommand,
+    deliver_command,
+    parse_command,
+    parse_event,
+    return_command,
+)
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import destination_point, haversine_m
 from skyhive.domain.stations import Station, bart_stations
 from skyhive.domain.telemetry import parse_telemetry
+from skyhive.simulator.battery import HOVER_DRAIN_PCT_PER_S
+from skyhive.simulator.drone import DROP_ALT_M, DROP_S, Phase, SimDrone, make_fleet
 from skyhive.simulator.faults import FaultRates
-from skyhive.simulator.physics import (
-    CLIMB_RATE_MPS,
-    CRUISE_ALT_M,
-    DESCENT_RATE_MPS,
-    DROP_ALT_M,
-    DROP_S,
-    HOVER_DRAIN_PCT_PER_S,
-    InvalidCommand,
-    Phase,
-    SimDrone,
-    make_fleet,
-)
-from skyhive.simulator.runner import SimulatorConfig
+from skyhive.simulator.flight import CLIMB_RATE_MPS, CRUISE_ALT_M, DESCENT_RATE_MPS
+from skyhive.simulator.runner import SimStats, SimulatorConfig, _Publisher
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 ISSUED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -67,7 +65,7 @@ def idle_drone(seed: int = 1, battery: float = 90.0) -> tuple[SimDrone, random.R
     """A drone docked at HOME that never flies unless commanded."""
     rng = random.Random(seed)
     drone = make_fleet(1, T0_MS, rng, autonomous_legs=False)[0]
-    drone.battery_pct = battery
+    drone.battery.pct = battery
     return drone, rng
 
 
@@ -77,12 +75,10 @@ def delivery(
     km: float = 1.0,
     return_station: Station | None = None,
     issued_at: datetime = ISSUED,
-) -> dict[str, Any]:
-    """A deliver command to a point ``km`` east of ``pickup``, as the drone receives it."""
+) -> DeliverCommand:
+    """A deliver command to a point ``km`` east of ``pickup``."""
     dest = destination_point(pickup.lat, pickup.lon, 90.0, km * 1000.0)
-    cmd = deliver_command(delivery_id, pickup, dest, return_station or pickup, issued_at, 2.2)
-    received: dict[str, Any] = orjson.loads(orjson.dumps(cmd))
-    return received
+    return deliver_command(delivery_id, pickup, dest, return_station or pickup, issued_at, 2.2)
 
 
 def fly(
@@ -108,10 +104,9 @@ def fly(
     return out
 
 
-def command(
-    drone: SimDrone, cmd: dict[str, Any], rng: random.Random, flight: Flight
-) -> list[Event]:
-    return drone.command(cmd, flight.now_ms, rng)
+def command(drone: SimDrone, cmd: Command, rng: random.Random, flight: Flight) -> list[Event]:
+    """``cmd`` as the drone receives it: through its JSON."""
+    return drone.command(parse_command(cmd.to_json()), flight.now_ms, rng)
 
 
 def dist_m(r: Reading, lat: float, lon: float) -> float:
@@ -141,7 +136,7 @@ def assert_valid_event(event: Event, drone: SimDrone) -> None:
 def test_delivery_from_the_home_station_picks_up_delivers_and_comes_back_to_charge() -> None:
     drone, rng = idle_drone()
     cmd = delivery(km=1.0)
-    dest = (cmd["destination"]["lat"], cmd["destination"]["lon"])
+    dest = (cmd.destination.lat, cmd.destination.lon)
     flight = Flight()
     assert command(drone, cmd, rng, flight) == []
 
@@ -213,21 +208,23 @@ def test_a_delivery_takes_off_mid_charge() -> None:
 def test_a_docked_drone_never_flies_on_its_own() -> None:
     rng = random.Random(3)
     fleet = make_fleet(10, T0_MS, rng, autonomous_legs=False)
-    start = [(d.lat, d.lon) for d in fleet]
+    start = [(d.motion.lat, d.motion.lon) for d in fleet]
     statuses = set()
     for k in range(1, 3601):
         for d in fleet:
             assert d.step(T0_MS + k * 1000, 1.0, rng) == []
             statuses.add(d.status)
     assert statuses <= {"idle", "charging"}
-    assert [(d.lat, d.lon) for d in fleet] == start
-    assert all(d.alt_m == 0.0 and d.status == "idle" and d.battery_pct >= 95.0 for d in fleet)
+    assert [(d.motion.lat, d.motion.lon) for d in fleet] == start
+    assert all(
+        d.motion.alt_m == 0.0 and d.status == "idle" and d.battery.pct >= 95.0 for d in fleet
+    )
 
 
 def test_an_autonomous_drone_does_not_start_its_own_legs_mid_mission() -> None:
     rng = random.Random(4)
     drone = make_fleet(1, T0_MS, rng)[0]
-    drone.battery_pct = 90.0
+    drone.battery.pct = 90.0
     flight = Flight()
     command(drone, delivery(km=3.0), rng, flight)
     fly(drone, rng, 3600, flight, until_status="charging")
@@ -281,7 +278,7 @@ def test_the_same_delivery_dispatched_again_is_flown_again() -> None:
 def test_a_flying_drone_refuses_a_delivery() -> None:
     rng = random.Random(2)
     drone = make_fleet(1, T0_MS, rng)[0]
-    drone.battery_pct = 90.0
+    drone.battery.pct = 90.0
     flight = fly(drone, rng, 600, until_status="in_flight")
     assert drone.status == "in_flight"
     (refusal,) = command(drone, delivery(), rng, flight)
@@ -358,22 +355,23 @@ def test_recall_of_an_idle_drone_flies_it_over_without_events() -> None:
 
 def test_cruise_drains_exactly_the_specs_percent_per_km() -> None:
     drone, rng = idle_drone()
-    drone.spec = DroneSpec(
+    spec = DroneSpec(
         drone_id=drone.drone_id,
         home_station=HOME.code,
         battery_capacity_wh=400.0,
         consumption_wh_per_km=12.0,
     )
+    drone.battery.pct_per_km = spec.pct_per_km
     flight = Flight()
     command(drone, delivery(km=3.0), rng, flight)
     while drone.phase is not Phase.CRUISE:
         fly(drone, rng, 1, flight)
-    before, lat, lon = drone.battery_pct, drone.lat, drone.lon
+    before, lat, lon = drone.battery.pct, drone.motion.lat, drone.motion.lon
     fly(drone, rng, 60, flight)
     assert drone.phase is Phase.CRUISE
-    km = haversine_m(lat, lon, drone.lat, drone.lon) / 1000.0
+    km = haversine_m(lat, lon, drone.motion.lat, drone.motion.lon) / 1000.0
     assert km == pytest.approx(60 * 15.0 / 1000.0)
-    assert before - drone.battery_pct == pytest.approx(km * 3.0)
+    assert before - drone.battery.pct == pytest.approx(km * 3.0)
 
 
 @pytest.mark.parametrize(
@@ -384,15 +382,15 @@ def test_a_missions_battery_use_is_its_distance_times_the_spec_rate(
     pickup: str, km: float, home: str
 ) -> None:
     drone, rng = idle_drone(battery=95.0)
-    drone.charge_rate_pct_per_s = 0.0  # so the landing reading shows what the flight used
+    drone.battery.charge_rate_pct_per_s = 0.0  # so the landing reading shows what the flight used
     flight = Flight()
     command(
         drone, delivery(pickup=STATIONS[pickup], km=km, return_station=STATIONS[home]), rng, flight
     )
     fly(drone, rng, 7200, flight, until_status="charging")
 
-    used = 95.0 - drone.battery_pct
-    cruise = flown_km(flight.readings) * drone.pct_per_km
+    used = 95.0 - drone.battery.pct
+    cruise = flown_km(flight.readings) * drone.battery.pct_per_km
     assert cruise > 0.0
     assert cruise <= used <= cruise + 3 * LEG_OVERHEAD_PCT + HOVER_DRAIN_PCT_PER_S * DROP_S
 
@@ -402,7 +400,7 @@ def test_the_fleet_flies_the_registrys_default_spec() -> None:
     default = DroneSpec(drone_id="x", home_station="x")
     for d in fleet:
         assert d.spec.drone_id == d.drone_id and d.spec.home_station == d.station.code
-        assert d.pct_per_km == default.pct_per_km == pytest.approx(1.6)
+        assert d.battery.pct_per_km == default.pct_per_km == pytest.approx(1.6)
         assert d.cruise_speed_mps == default.cruise_speed_mps
 
 
@@ -443,58 +441,39 @@ def test_message_faults_leave_missions_alone() -> None:
     assert flight.kinds() == ["picked_up", "delivered"]
 
 
-# -- bad commands -----------------------------------------------------------------------------
+# -- commands as received ---------------------------------------------------------------------
 
 
-def _without(cmd: dict[str, Any], *path: str) -> dict[str, Any]:
-    out = copy.deepcopy(cmd)
-    target = out
-    for key in path[:-1]:
-        target = target[key]
-    del target[path[-1]]
-    return out
+class Published:
+    """Stands in for the paho client: records publishes."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> Any:
+        self.items.append((topic, payload))
+        return type("Info", (), {"rc": 0})()
 
 
-def _with(cmd: dict[str, Any], value: object, *path: str) -> dict[str, Any]:
-    out = copy.deepcopy(cmd)
-    target = out
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return out
-
-
-GOOD = delivery()
-
-
-@pytest.mark.parametrize(
-    ("cmd", "message"),
-    [
-        ({"type": "self_destruct"}, "unknown command type"),
-        ({}, "unknown command type"),
-        (_without(GOOD, "delivery_id"), "delivery_id"),
-        (_with(GOOD, "", "delivery_id"), "delivery_id"),
-        (_with(GOOD, "x" * 129, "delivery_id"), "delivery_id"),
-        (_without(GOOD, "pickup"), "pickup"),
-        (_with(GOOD, 7, "pickup", "station"), "pickup.station"),
-        (_with(GOOD, 95.0, "destination", "lat"), "destination.lat"),
-        (_with(GOOD, "37.8", "destination", "lat"), "destination.lat"),
-        (_with(GOOD, True, "destination", "lon"), "destination.lon"),
-        (_with(GOOD, math.nan, "return_station", "lon"), "return_station.lon"),
-        (_with(GOOD, [1, 2], "destination"), "destination"),
-        ({"type": "return_to_station"}, "return_station"),
-        (_with(GOOD, -1, "payload_kg"), "payload_kg"),
-        (_with(GOOD, "2", "payload_kg"), "payload_kg"),
-    ],
-)
-def test_an_unusable_command_is_rejected_and_changes_nothing(
-    cmd: dict[str, Any], message: str
-) -> None:
-    drone, rng = idle_drone()
+def test_the_runner_applies_a_command_and_skips_an_unusable_one_changing_nothing() -> None:
+    client, stats, commands = Published(), SimStats(), deque[tuple[str, bytes]]()
+    pub = _Publisher(
+        SimulatorConfig(drones=1, seed=1, autonomous_legs=False), client, stats, commands
+    )
+    (drone,) = pub.fleet
+    drone.battery.pct = 90.0
+    topic = f"skyhive/drones/{drone.drone_id}/commands"
+    good = delivery("dlv-1", pickup=drone.station).to_json()
+    bad = orjson.loads(good)
+    bad["destination"]["lat"] = "37.8"
     state = repr(drone)
-    with pytest.raises(InvalidCommand, match=message):
-        drone.command(cmd, T0_MS, rng)
-    assert repr(drone) == state
+    for payload in [b"{not json", orjson.dumps({"type": "self_destruct"}), orjson.dumps(bad)]:
+        commands.append((topic, payload))
+    pub._apply_commands()
+    assert (stats.commands, stats.bad_commands) == (0, 3) and repr(drone) == state
+    commands.append((topic, good))
+    pub._apply_commands()
+    assert (stats.commands, stats.bad_commands) == (1, 3) and drone.delivery_id == "dlv-1"
 
 
 # -- runner config ----------------------------------------------------------------------------

@@ -14,15 +14,10 @@ import pytest
 from skyhive.domain.geo import bearing_deg, haversine_m
 from skyhive.domain.stations import bart_stations
 from skyhive.domain.telemetry import InvalidTelemetry, parse_telemetry
+from skyhive.simulator.battery import MIN_TAKEOFF_PCT
+from skyhive.simulator.drone import Phase, SimDrone, format_ts, make_fleet
 from skyhive.simulator.faults import FaultRates, MalformedKind, MessageFaults, malformed_payload
-from skyhive.simulator.physics import (
-    MAX_ALT_M,
-    MIN_TAKEOFF_PCT,
-    Phase,
-    SimDrone,
-    format_ts,
-    make_fleet,
-)
+from skyhive.simulator.flight import MAX_ALT_M
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 Reading = dict[str, Any]
@@ -168,12 +163,12 @@ def test_a_low_drone_only_picks_legs_it_can_finish() -> None:
     rng = random.Random(11)
     fleet = make_fleet(50, T0_MS, rng)
     for d in fleet:
-        d.battery_pct = MIN_TAKEOFF_PCT + 5.0  # enough for short legs only
+        d.battery.pct = MIN_TAKEOFF_PCT + 5.0  # enough for short legs only
     lowest, flew = 100.0, 0
     for k in range(1, 1801):
         for d in fleet:
             d.step(T0_MS + k * 1000, 1.0, rng)
-            lowest = min(lowest, d.battery_pct)
+            lowest = min(lowest, d.battery.pct)
             flew += d.status == "in_flight"
     assert flew > 0
     assert lowest >= 20.0  # landed with a reserve, never near flat

@@ -36,8 +36,9 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from skyhive.adapters import mongo
-from skyhive.adapters.credentials_repo import Credential, CredentialsRepo, now_ms
+from skyhive.adapters.credentials_repo import CredentialsRepo, now_ms
 from skyhive.domain.device_access import OPEN_GRANT, Grant, grant_for, verify_password
+from skyhive.ports.credentials import Credential
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,11 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 import apprise
 
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    title: str
-    body: str
-    notify_type: apprise.NotifyType
+from skyhive.ports.sender import Message
 
 
 class _ThreadCapture(logging.Handler):
@@ -81,9 +75,11 @@ def url_secrets(url: str) -> list[str]:
 
 
 class AppriseSender:
-    """One channel's apprise object, with the per-send timeout and masked diagnostics."""
+    """One channel's apprise object (the ``Sender`` port), with the per-send timeout and
+    masked diagnostics."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
+        install_capture()
         asset = apprise.AppriseAsset(async_mode=False)  # send on the caller's thread
         self._apprise = apprise.Apprise(asset=asset)
         self._secrets = url_secrets(url)
@@ -114,7 +110,7 @@ class AppriseSender:
                 ok = self._apprise.notify(
                     body=msg.body,
                     title=msg.title,
-                    notify_type=msg.notify_type,
+                    notify_type=apprise.NotifyType(msg.kind),
                     body_format=apprise.NotifyFormat.TEXT,
                 )
             except Exception as exc:  # a plugin bug must not kill the worker

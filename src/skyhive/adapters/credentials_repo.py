@@ -12,52 +12,29 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.database import Database
 
 from skyhive.adapters.mongo import Document
 from skyhive.domain.device_access import is_drone_username, verify_password
+from skyhive.ports.clock import Clock
+from skyhive.ports.credentials import Credential, NewCredential
 
 COLLECTION = "mqtt_credentials"
-Kind = Literal["drone", "service"]
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    username: str
-    kind: Kind
-    password_hash: str | None  # None: revoked
-    changed_ms: int  # wall clock of the writer, ms; brokers poll on it
-    source: str  # who issued it: "operator", "simulator", "up"
-    service: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.password_hash is not None
-
-    @staticmethod
-    def from_document(doc: dict[str, Any]) -> Credential:
-        return Credential(
-            username=str(doc["_id"]),
-            kind="service" if doc.get("kind") == "service" else "drone",
-            password_hash=doc.get("password_hash") or None,
-            changed_ms=int(doc.get("changed_ms", 0)),
-            source=str(doc.get("source", "")),
-            service=doc.get("service"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class NewCredential:
-    username: str
-    kind: Kind
-    password_hash: str
-    source: str
-    service: str | None = None
+def _credential(doc: dict[str, Any]) -> Credential:
+    return Credential(
+        username=str(doc["_id"]),
+        kind="service" if doc.get("kind") == "service" else "drone",
+        password_hash=doc.get("password_hash") or None,
+        changed_ms=int(doc.get("changed_ms", 0)),
+        source=str(doc.get("source", "")),
+        service=doc.get("service"),
+    )
 
 
 def now_ms() -> int:
@@ -70,13 +47,13 @@ class CredentialsRepo:
 
     def get(self, username: str) -> Credential | None:
         doc = self._c.find_one({"_id": username})
-        return Credential.from_document(doc) if doc else None
+        return _credential(doc) if doc else None
 
     def get_many(self, usernames: Sequence[str]) -> dict[str, Credential]:
         if not usernames:
             return {}
         docs = self._c.find({"_id": {"$in": list(usernames)}})
-        return {str(d["_id"]): Credential.from_document(d) for d in docs}
+        return {str(d["_id"]): _credential(d) for d in docs}
 
     def put_many(self, creds: Iterable[NewCredential]) -> int:
         """Create or replace these credentials (a rotation); returns how many were written."""
@@ -111,11 +88,11 @@ class CredentialsRepo:
         return res.modified_count > 0
 
     def changed_since(self, ms: int) -> list[Credential]:
-        return [Credential.from_document(d) for d in self._c.find({"changed_ms": {"$gte": ms}})]
+        return [_credential(d) for d in self._c.find({"changed_ms": {"$gte": ms}})]
 
     def active(self) -> list[Credential]:
         docs = self._c.find({"password_hash": {"$ne": None}}).sort("_id", 1)
-        return [c for c in map(Credential.from_document, docs) if c.active]
+        return [c for c in map(_credential, docs) if c.active]
 
 
 class DeviceVerifier:
@@ -130,7 +107,7 @@ class DeviceVerifier:
         self,
         repo: CredentialsRepo,
         ttl_s: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock,
     ) -> None:
         self._repo = repo
         self._ttl = ttl_s
@@ -140,7 +117,7 @@ class DeviceVerifier:
         self._verified: set[tuple[str, str, bytes]] = set()  # (username, hash, sha256(pw))
 
     def _stored_hash(self, username: str) -> str | None:
-        now = self._clock()
+        now = self._clock.monotonic()
         with self._lock:
             cached = self._hashes.get(username)
         if cached is not None and now - cached[0] < self._ttl:

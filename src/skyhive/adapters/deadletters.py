@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
+from skyhive.ports.deadletters import DeadLetter
+
 RAW_KEEP_BYTES = 4096  # keep enough of an oversize payload to diagnose it, not all of it
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    reason: str
-    raw: bytes
-    source: str  # e.g. "mqtt:skyhive/drones/x/telemetry", "http", "processor"
 
 
 class DeadLetters:
@@ -24,7 +19,7 @@ class DeadLetters:
         self._stream = stream
         self._maxlen = maxlen
 
-    def queue_add(self, pipe: redis.client.Pipeline, letters: list[DeadLetter]) -> None:
+    def queue_add(self, pipe: redis.client.Pipeline, letters: Sequence[DeadLetter]) -> None:
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         for d in letters:
             pipe.xadd(
@@ -40,7 +35,7 @@ class DeadLetters:
                 approximate=True,
             )
 
-    def add(self, letters: list[DeadLetter]) -> None:
+    def add(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
             pipe = self._r.pipeline(transaction=False)
             self.queue_add(pipe, letters)

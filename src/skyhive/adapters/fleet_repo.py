@@ -80,6 +80,12 @@ class FleetRepo:
             self._max_payload = (now, value)
         return self._max_payload[1]
 
+    def registered(self, drone_ids: Sequence[str]) -> dict[str, bool]:
+        ids = list(drone_ids)
+        if not ids:
+            return {}
+        return dict(zip(ids, map(bool, self._r.smismember(REGISTERED, ids)), strict=True))
+
     def registered_ids(self) -> set[str]:
         return {str(x) for x in self._r.smembers(REGISTERED)}
 

@@ -20,15 +20,11 @@ from pymongo.errors import BulkWriteError
 from skyhive.adapters.money import MoneyCodec, decode_money
 from skyhive.adapters.mongo import Document, find_page, restore_datetimes
 from skyhive.adapters.read_cache import ReadCache
-from skyhive.domain.billing import UNPAID, Invoice
+from skyhive.domain.billing import UNPAID, AlreadyPaid, Invoice
 
 RESOURCE = "invoices"
 DATE_FIELDS = ("invoice_date", "due_date", "created_at", "paid_at", "updated_at")
 DUPLICATE_KEY = 11000
-
-
-class AlreadyPaid(Exception):
-    pass
 
 
 def _zero_if_none(value: object) -> Decimal:

@@ -1,7 +1,9 @@
 """Live fleet picture in Redis: a hash per drone, a GEO set, and dedup windows.
 
 Keys: ``drone:{id}`` (latest state), ``fleet:ids`` (every drone seen), ``fleet:geo`` (positions),
-``seen:{id}`` (recent sequence numbers, for duplicate detection), ``stations:geo``.
+``seen:{id}`` (recent sequence numbers, for duplicate detection), ``stations:geo``. Watchers
+(the dashboard) hear of moved drones on ``fleet:updates`` and of alert changes on
+``alerts:live`` (the ``AlertFeed`` port).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ FLEET_IDS = "fleet:ids"
 FLEET_GEO = "fleet:geo"
 STATIONS_GEO = "stations:geo"
 FLEET_UPDATES = "fleet:updates"
+ALERTS_LIVE = "alerts:live"
 
 # Writes the new state only if it is newer (event time, then seq) than what is stored, so
 # out-of-order and replayed messages never move a drone backwards, whoever processes them.
@@ -165,6 +168,10 @@ class LiveState:
                 FLEET_GEO, longitude=lon, latitude=lat, radius=radius_km, unit="km", count=cap
             )
         return [len(found) for found in pipe.execute()]
+
+    def announce_alerts(self, events: Sequence[bytes]) -> None:
+        if events:
+            self._r.publish(ALERTS_LIVE, b"[" + b",".join(events) + b"]")
 
     def seed_stations(self, stations: Sequence[Station]) -> None:
         values: list[Any] = []

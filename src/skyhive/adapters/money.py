@@ -91,3 +91,7 @@ class MoneyCodec:
         if self.mode == DECIMAL128:
             return Decimal128(cents)
         return Int64(int(cents / CENT))
+
+    def decode(self, value: object) -> Decimal | None:
+        """:func:`decode_money`: decoding goes by the stored type, not the mode."""
+        return decode_money(value)

@@ -2,32 +2,25 @@
 a channel about an alert change or reminder.
 
 The attempt that ends a (message, channel) pair — ``sent``, ``throttled`` or ``gave_up`` — is
-stored under a deterministic id (:func:`record_id`), so it is written once however often the
-message is delivered again, and the notifier checks it before sending: a message redelivered
-after a crash is not sent a second time once its sending is recorded. Failed attempts before
+stored under a deterministic id (``ports/notifications.record_id``), so it is written once
+however often the message is delivered again, and the notifier checks it before sending: a
+message redelivered after a crash is not sent a second time once its sending is recorded. Failed attempts before
 the last have ordinary ids: each is a real attempt.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.ports.notifications import FINAL_OUTCOMES, Outcome
 
 COLLECTION = "alert_notifications"
-Outcome = Literal["sent", "failed", "throttled", "gave_up"]
-FINAL_OUTCOMES: tuple[Outcome, ...] = ("sent", "throttled", "gave_up")
-
-
-def record_id(alert_id: str, occurrence: str, channel: str) -> str:
-    """The id of the final record of one message to one channel. ``occurrence`` names the
-    message among the alert's: its change and when it happened, or the reminder number."""
-    return f"{alert_id}|{occurrence}|{channel}"
 
 
 class NotificationsRepo:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
+
+from skyhive.ports.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,11 @@ class ReadCache:
         client: redis.Redis,
         ttl_s: float,
         breaker_s: float,
+        clock: Clock,
         on_result: Callable[[str, str], None] | None = None,
     ) -> None:
         self._r = client
+        self._clock = clock
         self._fill = client.register_script(_FILL)
         self._ttl_ms = int(ttl_s * 1000)
         self._breaker_s = breaker_s
@@ -139,14 +142,14 @@ class ReadCache:
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """``fn()``'s result, or False if Redis is failing (now or within ``breaker_s``)."""
-        if time.monotonic() < self._open_until:
+        if self._clock.monotonic() < self._open_until:
             return False
         try:
             if self._purge:
                 self._purge_lost()
             return fn()
         except redis.RedisError as exc:
-            self._open_until = time.monotonic() + self._breaker_s
+            self._open_until = self._clock.monotonic() + self._breaker_s
             log.warning("read cache bypassed for %.0fs: %s", self._breaker_s, exc)
             return False
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import redis
 
-from skyhive.adapters.deadletters import DeadLetter, DeadLetters
+from skyhive.adapters.deadletters import DeadLetters
 from skyhive.adapters.redis_durability import Mode, check_waitaof, durability_mode
 from skyhive.ports.bus import BusMessage
+from skyhive.ports.deadletters import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,10 @@ class RedisStreamsBus:
     ) -> list[BusMessage]:
         resp = self._r.xautoclaim(stream, group, consumer, min_idle_ms, start_id="0-0", count=count)
         return self._received(stream, group, resp[1], consumer)
+
+    def keep_claimed(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        if ids:  # XCLAIM JUSTID resets the idle time, and skips entries no longer pending
+            self._r.xclaim(stream, group, consumer, 0, list(ids), justid=True)
 
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> None:
         if ids:

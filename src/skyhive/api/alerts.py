@@ -18,7 +18,7 @@ from skyhive.api.fields import DroneId, Items, Open, PagedQuery, PathModel, Time
 from skyhive.api.operation import OPERATOR, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.alert_config import AlertType, Severity
-from skyhive.services.alert_actions import AlertActions, AlertNotFound, AlertStateConflict
+from skyhive.services.alert_actions import AlertNotFound, AlertStateConflict
 
 bp = APIBlueprint("alerts", __name__, url_prefix="/api/v1/alerts", abp_tags=[Tag(name="alerts")])
 
@@ -105,7 +105,7 @@ def _conflict(exc: AlertStateConflict) -> Response:
 def list_alerts(query: AlertsQuery) -> Response:
     """Newest opened first (then by id); `before` pages on. Without `state` every alert is
     listed, whatever its state; `since` keeps the alerts seen at or after that time."""
-    docs = current_clients().alerts.list(
+    alerts = current_clients().alerts.list(
         state=query.state,
         drone_id=query.drone_id,
         limit=query.limit,
@@ -114,17 +114,17 @@ def list_alerts(query: AlertsQuery) -> Response:
         since=query.since,
         before=query.before,
     )
-    return items_response([serialize(d) for d in docs])
+    return items_response([a.to_json() for a in alerts])
 
 
 @operation(bp.get, "/<alert_id>", access=VIEWER, ok=AlertWithNotifications, errors=(404,))
 def get_alert(path: AlertPath) -> Response:
     """One alert, with every notification attempt made for it."""
     clients = current_clients()
-    doc = clients.alerts.get(path.alert_id)
-    if doc is None:
+    alert = clients.alerts.get(path.alert_id)
+    if alert is None:
         raise AlertNotFound(path.alert_id)
-    out = serialize(doc)
+    out = alert.to_json()
     out["notifications"] = [serialize(n) for n in clients.notifications.for_alert(path.alert_id)]
     return json_response(out)
 
@@ -133,15 +133,17 @@ def get_alert(path: AlertPath) -> Response:
 def ack_alert(path: AlertPath, body: AlertAction) -> Response:
     """Acknowledge an open alert (stops its reminders), as the caller's API key; 409 when it
     is not open (acknowledged or resolved already)."""
-    actions = AlertActions(current_clients())
-    doc = actions.acknowledge(path.alert_id, current_principal().name, body.note)
-    return json_response(serialize(doc))
+    alert = current_clients().alert_actions.acknowledge(
+        path.alert_id, current_principal().name, body.note
+    )
+    return json_response(alert.to_json())
 
 
 @operation(bp.post, "/<alert_id>/resolve", access=OPERATOR, ok=Alert, errors=(404, 409))
 def resolve_alert(path: AlertPath, body: AlertAction) -> Response:
     """Resolve an open or acknowledged alert, as the caller's API key; 409 when it is resolved
     already. If the condition persists, the next finding opens a new alert."""
-    actions = AlertActions(current_clients())
-    doc = actions.resolve(path.alert_id, current_principal().name, body.note)
-    return json_response(serialize(doc))
+    alert = current_clients().alert_actions.resolve(
+        path.alert_id, current_principal().name, body.note
+    )
+    return json_response(alert.to_json())

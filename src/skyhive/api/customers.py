@@ -27,7 +27,7 @@ from skyhive.api.invoices import Money
 from skyhive.api.operation import ADMIN, ADMIN_OR_OWN_CUSTOMER, OPERATOR, operation
 from skyhive.api.responses import current_clients, json_response
 from skyhive.domain.customers import Address, CustomerCreate, CustomerPatch
-from skyhive.services.deliveries import utc_now
+from skyhive.services.deliveries import to_millisecond
 
 bp = APIBlueprint(
     "customers", __name__, url_prefix="/api/v1/customers", abp_tags=[Tag(name="customers")]
@@ -93,7 +93,7 @@ def _taken(email: str) -> ApiError:
 def create_customer(body: CustomerCreate) -> Response:
     """Create a customer; `Location` is its URL. 409 when another customer has the address
     (any case)."""
-    now = utc_now()
+    now = to_millisecond(current_clients().clock.now())
     doc: Document = {
         "_id": f"cus-{uuid.uuid4().hex[:16]}",
         **body.model_dump(),
@@ -140,7 +140,9 @@ def patch_customer(path: CustomerPath, body: CustomerPatch) -> Response:
         names = ", ".join(CustomerPatch.model_fields)
         raise ApiError(400, f"nothing to change: send at least one of {names}")
     try:
-        doc = current_clients().customers.update(customer_id, fields, utc_now())
+        doc = current_clients().customers.update(
+            customer_id, fields, to_millisecond(current_clients().clock.now())
+        )
     except DuplicateEmail:
         raise _taken(str(fields["email"])) from None
     if doc is None:

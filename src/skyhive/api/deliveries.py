@@ -11,6 +11,7 @@ to them, and another customer's delivery is a 404 like a missing one, so ids can
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from flask import Response
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
-from skyhive.adapters.deliveries_repo import RESOURCE
+from skyhive.adapters.delivery_records import RESOURCE
 from skyhive.api.auth import own_customer
 from skyhive.api.cached import cached_document, cached_list
 from skyhive.api.drones import DroneState
@@ -40,13 +41,11 @@ from skyhive.domain.deliveries import (
     DeliveryStatus,
     Package,
     Point,
-)
-from skyhive.services.deliveries import (
-    DeliveryNotFound,
-    DeliveryService,
     TransitionRefused,
-    serialize,
 )
+from skyhive.domain.deliveries import Delivery as DeliveryRecord
+from skyhive.domain.pricing import to_cents
+from skyhive.services.deliveries import DeliveryNotFound, DeliveryService, iso
 
 bp = APIBlueprint(
     "deliveries", __name__, url_prefix="/api/v1/deliveries", abp_tags=[Tag(name="deliveries")]
@@ -132,8 +131,51 @@ class DeliveriesQuery(PagedQuery):
     drone_id: DroneId | None = Field(default=None, description="Only those assigned to this drone.")
 
 
+def delivery_view(d: DeliveryRecord) -> dict[str, Any]:
+    """The API's view of a delivery (:class:`Delivery` is its schema)."""
+    out = {
+        "id": d.id,
+        "order_id": d.order_id,
+        "customer_id": d.customer_id,
+        "pickup_station": d.pickup_station,
+        "destination": {"lat": d.destination.lat, "lon": d.destination.lon},
+        "package": d.package.model_dump(),
+        "status": d.status,
+        "drone_id": d.drone_id,
+        "return_station": d.return_station,
+        "distance_km": d.distance_km,
+        "price_estimate": _money(d.price_estimate),
+        "price_final": _money(d.price_final),
+        "invoice_id": d.invoice_id,
+        "currency": d.currency,
+        "eta": iso(d.eta),
+        "dispatch": d.dispatch,
+        "waiting_reason": d.waiting_reason,
+        "created_at": iso(d.created_at),
+        "updated_at": iso(d.updated_at),
+        "timeline": [{"status": t.status, "at": iso(t.at), "note": t.note} for t in d.timeline],
+    }
+    if d.dispatch and "assigned_at" in d.dispatch:
+        out["dispatch"] = {**d.dispatch, "assigned_at": iso(d.dispatch["assigned_at"])}
+    return out
+
+
+def _money(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(to_cents(amount))
+
+
 def _service() -> DeliveryService:
-    return DeliveryService(current_clients())
+    c = current_clients()
+    return DeliveryService(
+        c.settings,
+        records=c.deliveries,
+        stations=c.stations,
+        fleet=c.fleet,
+        customers=c.customers,
+        live=c.live,
+        bus=c.bus,
+        clock=c.clock,
+    )
 
 
 def _not_found(delivery_id: str) -> ApiError:
@@ -170,12 +212,12 @@ def create_delivery(body: DeliveryRequest) -> Response:
     own = own_customer()
     if own is not None and body.customer_id != own:
         raise ApiError(403, "a customer key may order only for its own customer", "customer_id")
-    doc, created = _service().create(body)
-    if not created and doc["customer_id"] != body.customer_id:
+    delivery, created = _service().create(body)
+    if not created and delivery.customer_id != body.customer_id:
         # Order ids are global: never hand one customer's delivery to another.
         raise ApiError(409, "order_id is already used by another customer", "order_id")
-    headers = {"Location": f"{bp.url_prefix}/{doc['_id']}"}
-    return json_response(serialize(doc), status=201 if created else 200, headers=headers)
+    headers = {"Location": f"{bp.url_prefix}/{delivery.id}"}
+    return json_response(delivery_view(delivery), status=201 if created else 200, headers=headers)
 
 
 @operation(bp.get, "", access=VIEWER_OR_OWN_CUSTOMER, ok=Items[Delivery])
@@ -188,10 +230,10 @@ def list_deliveries(query: DeliveriesQuery) -> Response:
     def view() -> dict[str, Any]:
         if others:  # a customer key asking for another customer's: it has none
             return {"items": [], "count": 0}
-        docs = current_clients().deliveries.find(
+        found = current_clients().deliveries.find(
             query.status, customer_id, query.drone_id, query.limit, query.before
         )
-        return {"items": [serialize(d) for d in docs], "count": len(docs)}
+        return {"items": [delivery_view(d) for d in found], "count": len(found)}
 
     return cached_list(RESOURCE, view, query, forced={"customer_id": own})
 
@@ -202,8 +244,8 @@ def get_delivery(path: DeliveryPath) -> Response:
     delivery_id = path.delivery_id
 
     def view() -> dict[str, Any] | None:
-        doc = current_clients().deliveries.get(delivery_id)
-        return serialize(doc) if doc else None
+        delivery = current_clients().deliveries.get(delivery_id)
+        return delivery_view(delivery) if delivery else None
 
     return cached_document(
         RESOURCE, delivery_id, view, _not_found(delivery_id), owner=own_customer()
@@ -222,8 +264,8 @@ def track_delivery(path: DeliveryPath) -> Response:
     delivery_id = path.delivery_id
     own = own_customer()
     if own is not None:
-        doc = current_clients().deliveries.get(delivery_id)
-        if doc is None or doc["customer_id"] != own:
+        delivery = current_clients().deliveries.get(delivery_id)
+        if delivery is None or delivery.customer_id != own:
             raise _not_found(delivery_id)
     return json_response(_service().track(delivery_id))
 
@@ -233,4 +275,4 @@ def cancel_delivery(path: DeliveryPath) -> Response:
     """Pending or assigned only; an assigned drone is sent back to a station. 409 once the
     package is picked up, or when the delivery is already finished (the message gives its
     current status)."""
-    return json_response(serialize(_service().cancel(path.delivery_id)))
+    return json_response(delivery_view(_service().cancel(path.delivery_id)))

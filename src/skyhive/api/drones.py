@@ -15,8 +15,9 @@ from skyhive.api.errors import ApiError
 from skyhive.api.fields import DroneId, Finite, Items, LimitQuery, Open, PathModel, WindowQuery
 from skyhive.api.operation import OPERATOR, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
+from skyhive.domain.commands import ReturnCommand
 from skyhive.domain.downsample import downsample
-from skyhive.services.drone_commands import DroneNotFound, StationNotFound, return_to_station
+from skyhive.services.drone_commands import DroneCommands, DroneNotFound, StationNotFound
 
 bp = APIBlueprint("drones", __name__, url_prefix="/api/v1/drones", abp_tags=[Tag(name="drones")])
 
@@ -127,7 +128,7 @@ class DroneCommand(BaseModel):
 
 class CommandAccepted(BaseModel):
     drone_id: str
-    command: dict[str, Any] = Field(description="The command as it is sent to the drone.")
+    command: ReturnCommand = Field(description="The command as it is sent to the drone.")
 
 
 @operation(bp.get, "", access=VIEWER, ok=Items[DroneState])
@@ -198,9 +199,11 @@ def command_drone(path: DronePath, body: DroneCommand) -> Response:
     """202: the command is queued for the dispatchers to relay to the drone over MQTT."""
     drone_id = path.drone_id
     try:
-        cmd = return_to_station(current_clients(), drone_id, body.reason, body.station)
+        c = current_clients()
+        commands = DroneCommands(c.live, c.stations, c.bus, c.clock, c.settings.commands_stream)
+        cmd = commands.return_to_station(drone_id, body.reason, body.station)
     except DroneNotFound:
         raise ApiError(404, f"drone {drone_id!r} not found", "drone_id") from None
     except StationNotFound as exc:
         raise ApiError(422, str(exc.args[0])[:120], "station") from None
-    return json_response({"drone_id": drone_id, "command": cmd}, status=202)
+    return json_response({"drone_id": drone_id, "command": cmd.model_dump(mode="json")}, status=202)

@@ -31,9 +31,9 @@ from flask_openapi3.models import Response as DocResponse
 from pydantic import BaseModel, Field
 
 from skyhive.adapters.mqtt_url import parse_mqtt_url
+from skyhive.adapters.stream_trimmer import BusSnapshot
 from skyhive.api.operation import PUBLIC, operation
 from skyhive.api.responses import current_clients, json_response
-from skyhive.services.stream_trimmer import BusSnapshot, bus_snapshot
 from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def read_lag_section(clients: Clients) -> dict[str, object] | None:
     """The ``lag`` section, within the probe's deadline (None if Redis is too slow)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz-lag")
     try:
-        fut = pool.submit(bus_snapshot, clients.settings, clients.redis_bytes)
+        fut = pool.submit(clients.stream_trimmer.snapshot)
         wait_futures([fut], timeout=CHECK_TIMEOUT_S + 0.2)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

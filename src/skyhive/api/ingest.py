@@ -20,7 +20,7 @@ from skyhive.api.operation import DRONE_OR_ADMIN, operation
 from skyhive.api.responses import current_clients, json_response
 from skyhive.domain.access import Role
 from skyhive.domain.telemetry import Telemetry
-from skyhive.services.ingest import RawMessage, ingest_for
+from skyhive.services.ingest import RawMessage
 
 bp = APIBlueprint("ingest", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="telemetry")])
 
@@ -121,7 +121,7 @@ def ingest_telemetry(raw: TelemetryUpload) -> Response:
     if not items:
         raise ApiError(400, "no telemetry items in the request body")
 
-    result = ingest_for(current_clients()).submit([item.message for item in items])
+    result = current_clients().ingest.submit([item.message for item in items])
 
     errors: list[dict[str, object]] = []
     for index, reason in result.errors[:MAX_ERRORS_LISTED]:

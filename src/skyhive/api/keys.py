@@ -15,7 +15,7 @@ from skyhive.api.operation import ADMIN, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.access import Role, parse_duration
 from skyhive.services.api_keys import KeyRejected, create_key, key_view
-from skyhive.services.deliveries import utc_now
+from skyhive.services.deliveries import to_millisecond
 
 bp = APIBlueprint("keys", __name__, url_prefix="/api/v1/keys", abp_tags=[Tag(name="keys")])
 
@@ -106,7 +106,8 @@ def get_api_key(path: KeyPath) -> Response:
 @operation(bp.post, "/<key_id>/revoke", access=ADMIN, ok=KeyView, errors=(404,))
 def revoke_api_key(path: KeyPath) -> Response:
     """Revoke at once, in every API process; revoking twice keeps the first time."""
-    doc = current_clients().api_keys.revoke(path.key_id, utc_now())
+    clients = current_clients()
+    doc = clients.api_keys.revoke(path.key_id, to_millisecond(clients.clock.now()))
     if doc is None:
         raise _not_found(path.key_id)
     return json_response(key_view(doc))

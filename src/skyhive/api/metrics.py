@@ -25,11 +25,11 @@ from flask_openapi3 import APIBlueprint, OpenAPI, Tag
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from skyhive.adapters.stream_trimmer import BusSnapshot
 from skyhive.api.errors import error_response
 from skyhive.api.operation import PUBLIC, operation
 from skyhive.api.responses import current_clients
 from skyhive.services.ingest import IngestPaused
-from skyhive.services.stream_trimmer import BusSnapshot, bus_snapshot
 from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class BusCollector:
     def collect(self) -> Iterator[Metric]:
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bus-metrics")
         try:
-            fut = pool.submit(bus_snapshot, self._c.settings, self._c.redis_bytes)
+            fut = pool.submit(self._c.stream_trimmer.snapshot)
             snap = fut.result(timeout=BUS_READ_TIMEOUT_S)
         except Exception as exc:  # a hung Redis costs a scrape BUS_READ_TIMEOUT_S, no more
             log.warning("bus metrics unavailable: %s: %s", type(exc).__name__, exc)

@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 
 from skyhive.api.operation import VIEWER, operation
 from skyhive.api.responses import current_clients, json_response
-from skyhive.services.overview import overview
 
 bp = APIBlueprint(
     "overview", __name__, url_prefix="/api/v1/overview", abp_tags=[Tag(name="dashboard")]
@@ -77,4 +76,4 @@ class Overview(BaseModel):
 def get_overview() -> Response:
     """The operations overview: fleet, today's deliveries, open alerts, revenue, computed by
     the stores at `as_of`."""
-    return json_response(overview(current_clients()))
+    return json_response(current_clients().overview.read())

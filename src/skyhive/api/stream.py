@@ -38,12 +38,11 @@ from flask import Flask, Response, current_app, stream_with_context
 from flask.blueprints import BlueprintSetupState
 from flask_openapi3 import APIBlueprint, Tag
 
-from skyhive.adapters.live_state import FLEET_UPDATES, state_from_hash
+from skyhive.adapters.live_state import ALERTS_LIVE, FLEET_UPDATES, state_from_hash
 from skyhive.api.errors import RETRY_AFTER_S, error_response
 from skyhive.api.operation import VIEWER, operation
 from skyhive.api.ratelimit import client_identity
 from skyhive.api.responses import current_clients
-from skyhive.services.processor import ALERTS_LIVE
 
 log = logging.getLogger(__name__)
 

@@ -220,10 +220,9 @@ def publish_backlog(port: int, n: int) -> int:
 def _run_gateway(
     settings: Settings, clients: Clients, client_id: str, until: Callable[[], bool], timeout: float
 ) -> None:
-    from skyhive.services.gateway import MqttGateway
-    from skyhive.services.ingest import ingest_for
+    from skyhive.workers.gateway import mqtt_gateway
 
-    gw = MqttGateway(settings, ingest_for(clients), client_id=client_id)
+    gw = mqtt_gateway(settings, clients.ingest, client_id)
     stop = threading.Event()
     thread = threading.Thread(target=gw.run, args=(stop,), daemon=True)
     thread.start()

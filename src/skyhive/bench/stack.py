@@ -196,9 +196,9 @@ def http_status(port: int, path: str) -> int:
 
 def seed_customers(clients: Clients, n: int) -> list[str]:
     """Customers ``bench-0`` … ``bench-{n-1}`` (orders need a known customer)."""
-    from skyhive.services.deliveries import utc_now
+    from skyhive.services.deliveries import to_millisecond
 
-    now, ids = utc_now(), [f"bench-{i}" for i in range(n)]
+    now, ids = to_millisecond(clients.clock.now()), [f"bench-{i}" for i in range(n)]
     docs = [
         {"_id": c, "name": f"Bench {c}", "email": f"{c}@bench.example", "created_at": now}
         for c in ids

@@ -23,6 +23,10 @@ class BillingError(ValueError):
     pass
 
 
+class AlreadyPaid(Exception):
+    """The invoice is paid already: a payment is recorded once."""
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """A calendar month in UTC, ``[start, end)``."""

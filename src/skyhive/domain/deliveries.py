@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +34,16 @@ def can_transition(current: str, new: str) -> bool:
     return new in TRANSITIONS.get(current, frozenset())
 
 
+class TransitionRefused(Exception):
+    """The lifecycle does not allow the change (``current`` is ``"busy"`` when every retry
+    of an optimistic write lost to a concurrent one)."""
+
+    def __init__(self, current: str, wanted: str) -> None:
+        super().__init__(f"a {current} delivery cannot become {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
 class Point(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -53,6 +66,75 @@ class DeliveryRequest(BaseModel):
     destination: Point
     package: Package
     order_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: DeliveryStatus
+    at: datetime
+    note: str = ""
+
+
+class Delivery(BaseModel):
+    """A delivery order and what has been recorded of it since, as every layer sees it:
+    amounts as Decimal and places as points, whatever the store keeps (the record adapter
+    maps its documents to and from this)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    order_id: str | None = None
+    customer_id: str
+    pickup_station: str
+    pickup_location: Point
+    destination: Point
+    package: Package
+    status: DeliveryStatus
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    drone_id: str | None = None
+    return_station: str | None = None  # where the drone goes after the drop-off
+    distance_km: float | None = None
+    price_estimate: Decimal | None = None  # before tax, quoted at the order
+    price_final: Decimal | None = None  # the price billed, fixed on delivery
+    currency: str = "USD"
+    eta: datetime | None = None
+    dispatch: dict[str, Any] | None = None  # how the drone was chosen
+    waiting_reason: str | None = None  # why a pending delivery has no drone yet
+    invoice_id: str | None = None
+    delivered_at: datetime | None = None
+    delivered_month: str | None = None  # YYYY-MM, the billing period
+    delivery_s: float | None = None  # order to drop
+    created_at: datetime
+    updated_at: datetime | None = None
+    version: int = 0  # bumped by every transition (optimistic concurrency)
+
+
+@dataclass(frozen=True, slots=True)
+class Flight:
+    """What watching an active delivery needs of its record (not its timeline)."""
+
+    id: str
+    status: str
+    drone_id: str | None
+    pickup: Point
+    destination: Point
+    eta: datetime | None
+    updated_at: datetime  # of the last transition
+
+
+def delivered_fields(delivery: Delivery, at: datetime) -> dict[str, Any]:
+    """What a delivery records when it is delivered: the price quoted at the order becomes
+    the price billed, and the month it is billed in. ``delivery_s`` (order to drop) is kept
+    as a number so an aggregation can average it: the embedded server cannot subtract a
+    ``$set`` date."""
+    return {
+        "price_final": delivery.price_estimate,
+        "delivered_at": at,
+        "delivery_s": (at - delivery.created_at).total_seconds(),
+        "delivered_month": at.strftime("%Y-%m"),
+        "eta": None,
+    }
 
 
 class DeliveryRejected(ValueError):

@@ -15,6 +15,18 @@ DISPATCHABLE_STATUSES = frozenset({"idle", "charging"})
 
 
 @dataclass(frozen=True, slots=True)
+class PendingOrder:
+    """What dispatching needs of a pending delivery (it never changes while pending)."""
+
+    station: str  # the pickup station's code
+    lat: float  # the destination
+    lon: float
+    kg: float
+    km: float | None  # pickup to destination, as quoted
+    accepted_at: float  # epoch seconds: when the API had the order stored
+
+
+@dataclass(frozen=True, slots=True)
 class Trip:
     """Distances a delivery asks of a drone, in km."""
 

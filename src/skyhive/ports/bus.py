@@ -43,6 +43,12 @@ class Bus(Protocol):
     ) -> list[BusMessage]:
         """Take over records another consumer read but never acknowledged (it died)."""
 
-    def ack(self, stream: str, group: str, ids: Sequence[str]) -> None: ...
+    def keep_claimed(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> None:
+        """Entries this consumer read and is still working on are claimed again, so another
+        consumer does not take them for a dead one's (``claim_stale``); ids acknowledged
+        meanwhile are ignored."""
+
+    def ack(self, stream: str, group: str, ids: Sequence[str]) -> None:
+        """Acknowledge these ids, in any order: each is done on its own."""
 
     def ping(self) -> bool: ...

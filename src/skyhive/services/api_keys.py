@@ -13,9 +13,8 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from skyhive.adapters.mongo import Document
 from skyhive.domain.access import (
     Principal,
     Role,
@@ -24,9 +23,31 @@ from skyhive.domain.access import (
     new_key,
     secret_matches,
 )
-from skyhive.wiring import Clients
+from skyhive.ports.api_keys import ApiKeyStore
+from skyhive.ports.audit import AuditLog
+from skyhive.ports.clock import Clock
+from skyhive.ports.customers import CustomerDirectory
+from skyhive.settings import Settings
 
 log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+
+class KeyPorts(Protocol):
+    """What key management needs (the composition root's ``Clients`` provides it)."""
+
+    @property
+    def api_keys(self) -> ApiKeyStore: ...
+    @property
+    def customers(self) -> CustomerDirectory: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def settings(self) -> Settings: ...
+
 
 ADMIN_KEY_FILE = "admin-api-key"
 DEMO_KEY_FILE = "demo-operator-api-key"
@@ -42,7 +63,7 @@ class KeyRejected(ValueError):
 
 
 def create_key(
-    clients: Clients,
+    clients: KeyPorts,
     name: str,
     role: Role,
     customer_id: str | None = None,
@@ -56,7 +77,7 @@ def create_key(
         )
     if customer_id is not None and not clients.customers.exists(customer_id):
         raise KeyRejected(f"customer {customer_id!r} not found", "customer_id")
-    now = now or datetime.now(UTC)
+    now = now or clients.clock.now()
     key = new_key()
     doc: Document = {
         "_id": key.key_id,
@@ -74,13 +95,13 @@ def create_key(
     return {k: v for k, v in doc.items() if k != "hash"}, key.secret
 
 
-def authenticate(clients: Clients, secret: str, now: datetime | None = None) -> Principal | None:
+def authenticate(clients: KeyPorts, secret: str, now: datetime | None = None) -> Principal | None:
     """The principal a key stands for, or None when it is malformed, unknown, revoked or
     expired (the caller learns no more than that)."""
     key_id = key_id_of(secret)
     if key_id is None:
         return None
-    now = now or datetime.now(UTC)
+    now = now or clients.clock.now()
     doc = clients.api_keys.lookup(key_id)
     if doc is None or not secret_matches(secret, doc["hash"]):
         return None
@@ -90,11 +111,11 @@ def authenticate(clients: Clients, secret: str, now: datetime | None = None) -> 
     return principal
 
 
-def principal_for(clients: Clients, key_id: str, now: datetime | None = None) -> Principal | None:
+def principal_for(clients: KeyPorts, key_id: str, now: datetime | None = None) -> Principal | None:
     """The principal of a key already proven (a dashboard session's), while it is still
     neither revoked nor expired."""
     doc = clients.api_keys.lookup(key_id)
-    return principal_of(key_id, doc, now or datetime.now(UTC)) if doc is not None else None
+    return principal_of(key_id, doc, now or clients.clock.now()) if doc is not None else None
 
 
 def principal_of(key_id: str, doc: Document, now: datetime) -> Principal | None:
@@ -103,7 +124,7 @@ def principal_of(key_id: str, doc: Document, now: datetime) -> Principal | None:
     return Principal(key_id, doc["name"], Role(doc["role"]), doc.get("customer_id"))
 
 
-def audit_cli(clients: Clients, action: str, target: str) -> None:
+def audit_cli(clients: KeyPorts, action: str, target: str) -> None:
     """An audit entry for a change made on the server's command line (who: the OS user)."""
     user = getpass.getuser()
     clients.audit.record(
@@ -168,17 +189,17 @@ def write_secret_file(path: Path, secret: str) -> None:
     os.chmod(path, 0o600)
 
 
-def ensure_first_admin_key(clients: Clients) -> str | None:
+def ensure_first_admin_key(clients: KeyPorts) -> str | None:
     """On a first start (no usable admin key), make one and write it to the data dir.
     Returns the new key, or None when an admin key exists already."""
-    if clients.api_keys.active_admin_exists(datetime.now(UTC)):
+    if clients.api_keys.active_admin_exists(clients.clock.now()):
         return None
     _, secret = create_key(clients, "first admin (created by skyhive up)", Role.admin)
     write_secret_file(clients.settings.data_dir / ADMIN_KEY_FILE, secret)
     return secret
 
 
-def ensure_demo_operator_key(clients: Clients) -> str:
+def ensure_demo_operator_key(clients: KeyPorts) -> str:
     """The demo's operator key for the dashboard, kept in the data dir so a restarted demo
     prints the same one."""
     path = clients.settings.data_dir / DEMO_KEY_FILE

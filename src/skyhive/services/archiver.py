@@ -10,34 +10,40 @@ is dead-lettered with the server's reason.
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-
-from skyhive.adapters.deadletters import DeadLetter
-from skyhive.adapters.fleet_repo import REGISTERED
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
-from skyhive.ports.bus import BusMessage
-from skyhive.services.group_consumer import GroupConsumer, run_polling
+from skyhive.ports.bus import Bus, BusMessage
+from skyhive.ports.deadletters import DeadLetter, DeadLetterSink
+from skyhive.ports.history import TelemetryHistory
+from skyhive.ports.registry import Registry
+from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.ingest import encode_for_bus
 from skyhive.settings import Settings
-from skyhive.wiring import Clients
 
 
 class Archiver:
-    def __init__(self, settings: Settings, clients: Clients, consumer: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        registry: Registry,
+        history: TelemetryHistory,
+        deadletters: DeadLetterSink,
+        consumer: str,
+    ) -> None:
         self._s = settings
-        self._c = clients
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._registry = registry
+        self._history = history
+        self._dead = deadletters
+        self.consumer = consumer
         self._group = GroupConsumer(
-            clients.bus,
+            bus,
             settings.telemetry_stream,
             settings.archiver_group,
-            self.consumer,
+            consumer,
             settings.archiver_batch_size,
             settings.processor_block_ms,
             settings.group_claim_idle_ms(),
-            redis=clients.redis_bytes,  # keeps a long batch claimed (issue 12)
+            keep_claimed=True,  # a long batch is not taken for a dead consumer's (issue 12)
         )
         self.stored = 0
 
@@ -57,15 +63,14 @@ class Archiver:
                 continue  # dead-lettered by the processor
         if not readings:
             return 0
-        drones = sorted({t.drone_id for t in readings})
-        known = dict(zip(drones, self._c.redis_text.smismember(REGISTERED, drones), strict=True))
+        known = self._registry.registered(sorted({t.drone_id for t in readings}))
         docs = [t.history_document() for t in readings]
         for doc in docs:
             if not known[doc["drone_id"]]:
                 doc["unregistered"] = True  # ingested all the same, but flagged
-        stored, refused = self._c.telemetry.insert(docs)
+        stored, refused = self._history.insert(docs)
         if refused:
-            self._c.deadletters.add(
+            self._dead.add(
                 [
                     DeadLetter(
                         f"history write refused: {why}", encode_for_bus(readings[i]), "archiver"
@@ -75,20 +80,3 @@ class Archiver:
             )
         self.stored += stored
         return stored
-
-
-def run_archiver(settings: Settings, stop: threading.Event) -> None:
-    clients = Clients(settings)
-    archiver = Archiver(settings, clients)
-    try:
-        run_polling(
-            f"archiver {archiver.consumer}",
-            archiver.setup,
-            archiver.poll,
-            settings.archiver_batch_size,
-            settings.processor_linger_ms / 1000.0,
-            stop,
-            lambda: f"{archiver.stored} readings stored",
-        )
-    finally:
-        clients.close()

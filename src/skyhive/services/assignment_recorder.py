@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from skyhive.domain.commands import return_command
-from skyhive.wiring import Clients
+from skyhive.ports.bus import Bus
+from skyhive.ports.clock import Clock
+from skyhive.ports.delivery_records import DeliveryRecords
+from skyhive.ports.dispatch_queue import DispatchQueue
+from skyhive.ports.stations import StationLookup
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,21 @@ JOURNAL_BATCH = 500
 
 
 class AssignmentRecorder:
-    def __init__(self, clients: Clients) -> None:
-        self._c = clients
+    def __init__(
+        self,
+        records: DeliveryRecords,
+        queue: DispatchQueue,
+        stations: StationLookup,
+        bus: Bus,
+        clock: Clock,
+        commands_stream: str,
+    ) -> None:
+        self._records = records
+        self._queue = queue
+        self._stations = stations
+        self._bus = bus
+        self._clock = clock
+        self._commands_stream = commands_stream
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._waiting: dict[str, str] = {}
@@ -48,13 +62,14 @@ class AssignmentRecorder:
         """Record everything journaled so far; returns how many entries were looked at."""
         with self._lock:
             waiting, self._waiting = self._waiting, {}
-            repo = self._c.deliveries
             if waiting:
-                repo.set_fields_many({d: {"waiting_reason": r} for d, r in waiting.items()})
-            records = repo.journal(JOURNAL_BATCH)
+                self._records.set_fields_many(
+                    {d: {"waiting_reason": r} for d, r in waiting.items()}
+                )
+            records = self._queue.journal(JOURNAL_BATCH)
             if not records:
                 return 0
-            lost = repo.record_journal(records)
+            lost = self._records.record_journal(records)
         for delivery_id, (drone, status) in lost.items():
             self._recall(delivery_id, drone, status, records[delivery_id])
         if len(records) >= JOURNAL_BATCH:
@@ -70,10 +85,10 @@ class AssignmentRecorder:
             drone,
             status,
         )
-        station = self._c.stations.get(str(record["fields"]["return_station"]))
+        station = self._stations.get(str(record["fields"]["return_station"]))
         if station is not None:
-            cmd = return_command(station, datetime.now(UTC), f"delivery {delivery_id} {status}")
-            self._c.bus.publish(self._c.settings.commands_stream, [(drone, orjson.dumps(cmd))])
+            cmd = return_command(station, self._clock.now(), f"delivery {delivery_id} {status}")
+            self._bus.publish(self._commands_stream, [(drone, cmd.to_json())])
 
     def run(self, stop: threading.Event) -> None:
         """Record as entries arrive (and at least every half second, to pick up what a

@@ -14,26 +14,28 @@ delivered, and only once that month has ended.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from skyhive.adapters.invoices_repo import AlreadyPaid
-from skyhive.adapters.money import decode_money
-from skyhive.adapters.mongo import Document
-from skyhive.domain.billing import BillableDelivery, BillingError, Period, build_invoice
-from skyhive.services.periodic import every, retry_until_ready
+from skyhive.domain.billing import (
+    BillableDelivery,
+    BillingError,
+    Period,
+    build_invoice,
+)
+from skyhive.ports.clock import Clock
+from skyhive.ports.delivery_billing import DeliveryBilling
+from skyhive.ports.invoices import InvoiceStore
+from skyhive.ports.money import Money
 from skyhive.settings import Settings
-from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
 # The scheduled run bills a month this long after it ended: a delivery reported in its last
 # second is recorded by then.
 SETTLE = timedelta(minutes=10)
-
-__all__ = ["AlreadyPaid", "BillingError", "BillingRun", "BillingService", "run_billing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +47,8 @@ class BillingRun:
     customers: int
 
 
-def billable_delivery(doc: Document) -> BillableDelivery:
-    price = decode_money(doc.get("price_final"))
+def billable_delivery(doc: dict[str, Any], price: Decimal | None) -> BillableDelivery:
+    """``doc`` as billing reads it, with its ``price_final`` decoded (``price``)."""
     if price is None:
         raise BillingError(f"delivery {doc['_id']} was delivered without a final price")
     package = doc.get("package") or {}
@@ -64,16 +66,27 @@ def billable_delivery(doc: Document) -> BillableDelivery:
 
 
 class BillingService:
-    def __init__(self, clients: Clients) -> None:
-        self._c = clients
-        self._s = clients.settings
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        deliveries: DeliveryBilling,
+        invoices: InvoiceStore,
+        money: Money,
+        clock: Clock,
+    ) -> None:
+        self._s = settings
+        self._deliveries = deliveries
+        self._invoices = invoices
+        self._money = money
+        self._clock = clock
 
     def run(self, period: Period, now: datetime | None = None) -> BillingRun:
         """Bill ``period``; raises :class:`BillingError` if it has not ended. With nothing
         left to bill this is one indexed query."""
-        now = now or datetime.now(UTC)
+        now = now or self._clock.now()
         period.check_closed(now)
-        deliveries, invoices = self._c.deliveries, self._c.invoices
+        deliveries, invoices = self._deliveries, self._invoices
         unbilled = deliveries.billable(period.label)
         if not unbilled:
             return BillingRun(period.label, 0, 0, 0, 0)
@@ -88,7 +101,8 @@ class BillingService:
             if (inv_id := listed.get(str(doc["_id"]))) is not None:
                 repair.setdefault(inv_id, []).append(str(doc["_id"]))
             else:
-                by_customer.setdefault(str(doc["customer_id"]), []).append(billable_delivery(doc))
+                line = billable_delivery(doc, self._money.decode(doc.get("price_final")))
+                by_customer.setdefault(str(doc["customer_id"]), []).append(line)
         repaired = deliveries.mark_billed(repair)
         pricing = self._s.pricing
         built = [
@@ -107,29 +121,29 @@ class BillingService:
         return BillingRun(period.label, len(created), billed, repaired, len(by_customer))
 
     def mark_overdue(self, now: datetime | None = None) -> int:
-        return len(self._c.invoices.mark_overdue(now or datetime.now(UTC)))
+        return len(self._invoices.mark_overdue(now or self._clock.now()))
 
     def pay(
         self, invoice_id: str, payment: dict[str, Any], now: datetime | None = None
-    ) -> Document | None:
+    ) -> dict[str, Any] | None:
         """Record a payment in full; None if there is no such invoice. Raises
         :class:`AlreadyPaid`, or :class:`BillingError` for an amount other than the total."""
-        now = now or datetime.now(UTC)
-        invoice = self._c.invoices.get(invoice_id)
+        now = now or self._clock.now()
+        invoice = self._invoices.get(invoice_id)
         if invoice is None:
             return None
-        total = decode_money(invoice["total_amount"])
+        total = self._money.decode(invoice["total_amount"])
         assert total is not None
         amount = payment.get("amount")
         if amount is not None and amount != total:
             raise BillingError(f"the payment must be the invoice total, {total}; got {amount}")
-        record = {**payment, "amount": self._c.money.encode(total), "at": now}
-        return self._c.invoices.pay(invoice_id, record, now)
+        record = {**payment, "amount": self._money.encode(total), "at": now}
+        return self._invoices.pay(invoice_id, record, now)
 
     def scheduled(self, now: datetime | None = None) -> None:
         """What ``skyhive up`` runs periodically: bill the last month once it has settled,
         and mark overdue invoices. Both are idempotent."""
-        now = now or datetime.now(UTC)
+        now = now or self._clock.now()
         last = Period.of(now - SETTLE).previous()
         result = self.run(last, now)
         if result.invoices_created or result.repaired:
@@ -137,20 +151,3 @@ class BillingService:
         overdue = self.mark_overdue(now)
         if overdue:
             log.info("%d invoices are now overdue", overdue)
-
-
-def run_billing(settings: Settings, stop: threading.Event) -> None:
-    """The billing role of ``skyhive up``: the scheduled work now, then every
-    ``SKYHIVE_BILLING_CHECK_S`` (a failure is logged and retried at the next period)."""
-    clients = Clients(settings)
-    service = BillingService(clients)
-    try:
-        if not retry_until_ready("billing", lambda: clients.db.command("ping"), stop):
-            return
-        try:
-            service.scheduled()
-        except Exception:
-            log.exception("billing failed; trying again in %.0fs", settings.billing_check_s)
-        every(settings.billing_check_s, service.scheduled, stop)
-    finally:
-        clients.close()

@@ -5,11 +5,12 @@ back no other.
   up on a message gets one attempt per message until a send succeeds again, so a dead channel
   cannot build a backlog that stalls the consumer.
 - Throttling: at most one message per (drone, type, channel) per ``notify.throttle_s``
-  (shared by every notifier through Redis); escalations and reminders are never throttled.
-- Every attempt is recorded in ``alert_notifications`` (``adapters/notifications_repo.py``),
-  the final one under a deterministic id. That id is also marked done in Redis, and the mark
-  is checked before sending, so a message redelivered after a crash (or published again by a
-  replayed batch) is not sent twice. The mark, not the MongoDB record, is checked: MongoDB
+  (shared by every notifier through the ``SendMarks`` port, in Redis); escalations and
+  reminders are never throttled.
+- Every attempt is recorded (the ``NotificationLog`` port: MongoDB ``alert_notifications``),
+  the final one under a deterministic id. That id is also marked done (``SendMarks``), and
+  the mark is checked before sending, so a message redelivered after a crash (or published
+  again by a replayed batch) is not sent twice. The mark, not the MongoDB record, is checked: MongoDB
   busy with history could add a few hundred ms to every alert, and the mark lives in the
   same Redis as the stream entries that could be replayed.
 - A message fanned out to several channels (a :class:`Job`) is done when every channel is
@@ -25,16 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from skyhive.adapters.apprise_sender import AppriseSender, Message
-from skyhive.adapters.notifications_repo import NotificationsRepo, Outcome, record_id
 from skyhive.domain.alert_config import Channel, NotifyConfig
-from skyhive.wiring import Clients
+from skyhive.ports.notifications import NotificationLog, Outcome, record_id
+from skyhive.ports.send_marks import SendMarks
+from skyhive.ports.sender import Message, Sender
 
 log = logging.getLogger(__name__)
-
-THROTTLE_PREFIX = "notify:throttle"
-DONE_PREFIX = "notify:done"
-DONE_TTL_S = 7 * 86400  # longer than an entry can wait in the alerts stream
 
 
 class _Stopped(Exception):
@@ -81,14 +78,17 @@ class ChannelWorker:
         self,
         channel: Channel,
         config: NotifyConfig,
-        clients: Clients,
+        *,
+        sender: Sender,
+        records: NotificationLog,
+        marks: SendMarks,
     ) -> None:
         self.channel = channel
         self.name = channel.name
-        self.sender = AppriseSender(channel.url, config.timeout_s)
+        self.sender = sender
         self._cfg = config
-        self._repo: NotificationsRepo = clients.notifications
-        self._redis: Any = clients.redis_text
+        self._records = records
+        self._marks = marks
         self._stop = threading.Event()
         self._queue: queue.Queue[Task] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -140,20 +140,19 @@ class ChannelWorker:
 
     def _handle(self, task: Task) -> None:
         rid = record_id(task.alert_id, task.occurrence, self.name)
-        done_key = f"{DONE_PREFIX}:{rid}"
-        if self._redis.exists(done_key):
+        if self._marks.is_done(rid):
             log.debug("channel %s: %s done before (redelivered)", self.name, rid)
             task.job.finish()
             return
-        if task.only_if_told and not self._repo.was_sent(task.alert_id, self.name):
+        if task.only_if_told and not self._records.was_sent(task.alert_id, self.name):
             task.job.finish()
             return
 
         def record(outcome: Outcome, attempt: int, error: str | None = None) -> None:
             final = None if outcome == "failed" else rid
             if final is not None:
-                self._redis.set(done_key, 1, ex=DONE_TTL_S)
-            self._repo.record(
+                self._marks.mark_done(rid)
+            self._records.record(
                 task.alert_id,
                 self.name,
                 task.change,
@@ -213,22 +212,14 @@ class ChannelWorker:
 
     def _may_send(self, task: Task, rid: str) -> bool:
         """The throttle: one message per (drone, type, channel) per ``throttle_s``, shared by
-        every notifier through Redis. The slot remembers which message took it, so that
-        message, delivered again after a crash, is not throttled by itself."""
+        every notifier. The slot remembers which message took it, so that message, delivered
+        again after a crash, is not throttled by itself."""
         if task.throttle == "none" or self._cfg.throttle_s <= 0:
             return True
-        key = f"{THROTTLE_PREFIX}:{self.name}:{task.drone_id}:{task.alert_type}"
+        slot = f"{self.name}:{task.drone_id}:{task.alert_type}"
         ttl_ms = max(1, int(self._cfg.throttle_s * 1000))
-        if task.throttle == "take":  # an escalation: always sent, and restarts the window
-            self._redis.set(key, rid, px=ttl_ms)
-            return True
-        for _ in range(3):
-            if self._redis.set(key, rid, px=ttl_ms, nx=True):
-                return True
-            holder = self._redis.get(key)
-            if holder is not None:
-                return bool(holder == rid)
-        return True
+        # An escalation is always sent, and restarts the window.
+        return self._marks.take_slot(slot, rid, ttl_ms, force=task.throttle == "take")
 
 
 def enqueue(job: Job, tasks: list[tuple[ChannelWorker, Task]]) -> None:

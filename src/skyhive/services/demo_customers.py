@@ -3,8 +3,9 @@ orders can be placed against them straight away."""
 
 from __future__ import annotations
 
-from skyhive.services.deliveries import utc_now
-from skyhive.wiring import Clients
+from skyhive.ports.clock import Clock
+from skyhive.ports.customer_seed import CustomerSeed
+from skyhive.services.deliveries import to_millisecond
 
 DEMO_CUSTOMERS = (
     (
@@ -64,9 +65,9 @@ DEMO_CUSTOMERS = (
 )
 
 
-def seed_demo_customers(clients: Clients) -> int:
+def seed_demo_customers(customers: CustomerSeed, clock: Clock) -> int:
     """Returns how many were created now."""
-    now = utc_now()
+    now = to_millisecond(clock.now())
     docs = [
         {
             "_id": cid,
@@ -79,4 +80,4 @@ def seed_demo_customers(clients: Clients) -> int:
         }
         for cid, name, email, phone, street, city, zip_code in DEMO_CUSTOMERS
     ]
-    return clients.customers.upsert_many(docs)
+    return customers.upsert_many(docs)

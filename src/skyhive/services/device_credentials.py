@@ -15,11 +15,10 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from skyhive.adapters.credentials_repo import Credential, NewCredential
 from skyhive.domain.device_access import (
     Service,
     grant_for,
@@ -32,12 +31,24 @@ from skyhive.domain.device_access import (
     service_username,
     verify_password,
 )
+from skyhive.ports.credentials import Credential, CredentialStore, DeviceCheck, NewCredential
+from skyhive.ports.drone_specs import DroneSpecs
 from skyhive.settings import Settings
-from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
 SIMULATOR = "simulator"  # the source of credentials the simulator issued for its own drones
+
+
+class CredentialPorts(Protocol):
+    """What credential management needs (the composition root's ``Clients`` provides it)."""
+
+    @property
+    def credentials(self) -> CredentialStore: ...
+    @property
+    def device_verifier(self) -> DeviceCheck: ...
+    @property
+    def fleet(self) -> DroneSpecs: ...
 
 
 class UnknownDrone(LookupError):
@@ -51,7 +62,7 @@ class CredentialConflict(RuntimeError):
 # -- drones -------------------------------------------------------------------------------------
 
 
-def issue_drone_password(clients: Clients, drone_id: str, source: str = "operator") -> str:
+def issue_drone_password(clients: CredentialPorts, drone_id: str, source: str = "operator") -> str:
     """Create or rotate ``drone_id``'s MQTT password and return it (the only time it is
     seen). The old password stops working at once for new connections and within
     ``credentials_refresh_s`` for a connection already open. Raises ``UnknownDrone``."""
@@ -65,7 +76,7 @@ def issue_drone_password(clients: Clients, drone_id: str, source: str = "operato
     return password
 
 
-def revoke_drone_password(clients: Clients, drone_id: str) -> bool:
+def revoke_drone_password(clients: CredentialPorts, drone_id: str) -> bool:
     """Withdraw ``drone_id``'s password (e.g. when it is retired); True if it had one."""
     revoked = clients.credentials.revoke(drone_id)
     if revoked:
@@ -73,13 +84,13 @@ def revoke_drone_password(clients: Clients, drone_id: str) -> bool:
     return revoked
 
 
-def drone_credential(clients: Clients, drone_id: str) -> Credential | None:
+def drone_credential(clients: CredentialPorts, drone_id: str) -> Credential | None:
     """The stored record (hash, when changed, who issued it), never the password."""
     cred = clients.credentials.get(drone_id)
     return cred if cred is not None and cred.kind == "drone" else None
 
 
-def verify_device(clients: Clients, username: str, password: str) -> bool:
+def verify_device(clients: CredentialPorts, username: str, password: str) -> bool:
     """True when ``username`` is a drone and ``password`` is its current MQTT password.
 
     Cheap enough per HTTP request: the stored hash is cached for ``credentials_refresh_s``
@@ -88,7 +99,9 @@ def verify_device(clients: Clients, username: str, password: str) -> bool:
     return clients.device_verifier.verify(username, password)
 
 
-def simulator_passwords(clients: Clients, drone_ids: Sequence[str], path: Path) -> dict[str, str]:
+def simulator_passwords(
+    clients: CredentialPorts, drone_ids: Sequence[str], path: Path
+) -> dict[str, str]:
     """Passwords for the simulator's (registered) drones, kept in ``path`` (mode 600) so a
     restarted simulator reuses them instead of rotating them. A drone whose kept password no
     longer verifies gets a new one; one whose credential an operator issued is refused
@@ -142,7 +155,7 @@ class MqttLogin:
         return f"MqttLogin(username={self.username!r}, password=***)"
 
 
-def ensure_service_credentials(clients: Clients, path: Path) -> dict[Service, MqttLogin]:
+def ensure_service_credentials(clients: CredentialPorts, path: Path) -> dict[Service, MqttLogin]:
     """The services' logins: those in ``path`` that still verify against the store are kept;
     the others are issued now, stored hashed, and written to ``path`` (mode 600). Run by
     `skyhive up` (and the benchmarks) before the services start."""
@@ -201,7 +214,7 @@ class MosquittoFiles:
 
 
 def write_mosquitto_config(
-    clients: Clients, out_dir: Path, insecure_devices: bool = False
+    clients: CredentialPorts, out_dir: Path, insecure_devices: bool = False
 ) -> MosquittoFiles:
     """Mosquitto's password file and ACL file for every active credential, and a config
     snippet that points at them. Mosquitto reads them at start and on SIGHUP: regenerate and

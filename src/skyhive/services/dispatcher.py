@@ -17,22 +17,16 @@ ETA, silent drones) is the tracker's (``tracker.py``), in another process.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
-from skyhive.adapters.deliveries_repo import WAKE, claim_key
 from skyhive.domain.commands import commands_topic, deliver_command
 from skyhive.domain.dispatch import (
     Candidate,
     DispatchPolicy,
+    PendingOrder,
     Trip,
     Verdict,
     eta_seconds,
@@ -42,11 +36,16 @@ from skyhive.domain.dispatch import (
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import haversine_m, nearest
 from skyhive.domain.stations import Station
+from skyhive.ports.bus import Bus
+from skyhive.ports.clock import Clock
+from skyhive.ports.delivery_records import DeliveryRecords
+from skyhive.ports.dispatch_queue import DispatchQueue
+from skyhive.ports.drone_specs import DroneSpecs
+from skyhive.ports.live_fleet import LiveFleet
+from skyhive.ports.stations import StationLookup
 from skyhive.services.assignment_recorder import AssignmentRecorder
-from skyhive.services.periodic import retry_until_ready, start_every
 from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
-from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,6 @@ GROUP = "dispatcher"
 SEARCH_STEPS: tuple[tuple[float | None, int], ...] = ((2.0, 10), (None, 50), (None, 1000))
 RETRY_WAITING_S = 1.0  # a delivery with no eligible drone is looked at again this often
 DOCKED_TTL_S = 1.0  # how long a station's count of docked drones is trusted
-# What judging a candidate needs of its live state.
-VIEW_FIELDS = ("battery_pct", "status")
 Publish = Callable[[str, bytes], None]
 _REASON_KINDS = (("battery", "battery too low"), ("payload", "payload too heavy"))
 
@@ -99,26 +96,43 @@ class _FleetView:
 
 class Dispatcher:
     def __init__(
-        self, settings: Settings, clients: Clients, publish: Publish, consumer: str | None = None
+        self,
+        settings: Settings,
+        *,
+        queue: DispatchQueue,
+        records: DeliveryRecords,
+        live: LiveFleet,
+        fleet: DroneSpecs,
+        stations: StationLookup,
+        bus: Bus,
+        clock: Clock,
+        publish: Publish,
+        consumer: str,
     ) -> None:
         self._s = settings
-        self._c = clients
+        self._queue = queue
+        self._records = records
+        self._live = live
+        self._fleet = fleet
+        self._stations = stations
+        self._bus = bus
+        self._clock = clock
         self._publish = publish
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.consumer = consumer
         self._policy = DispatchPolicy(reserve_pct=settings.dispatch_reserve_pct)
-        self._specs = SpecCache(clients.fleet)
+        self._specs = SpecCache(fleet, clock)
         self._waiting: dict[str, str] = {}
         self._next_try: dict[str, float] = {}
         self._docked: dict[str, tuple[float, int]] = {}
-        self.recorder = AssignmentRecorder(clients)
+        self.recorder = AssignmentRecorder(
+            records, queue, stations, bus, clock, settings.commands_stream
+        )
 
     def setup(self) -> None:
-        # Build the lazy clients here, before the recorder thread could race to build them.
-        _ = (self._c.db, self._c.redis_text, self._c.live, self._c.fleet, self._c.stations)
-        self._c.bus.ensure_group(self._s.commands_stream, GROUP)
-        self._c.fleet.sync_registered_set()
+        self._bus.ensure_group(self._s.commands_stream, GROUP)
+        self._fleet.sync_registered_set()
         self._specs.refresh()
-        if requeued := self._c.deliveries.requeue_pending():
+        if requeued := self._records.requeue_pending():
             log.info("re-queued %d pending deliveries Redis had lost track of", requeued)
 
     # --- the loop -------------------------------------------------------------------------
@@ -133,8 +147,8 @@ class Dispatcher:
     def dispatch_pending(self, limit: int = 500, retry_all: bool = False) -> int:
         """Try the pending deliveries, oldest first, in batches: new ones at once, waiting
         ones once a second (``retry_all`` forces every one)."""
-        now = time.monotonic()
-        pending = self._c.deliveries.pending(limit)
+        now = self._clock.monotonic()
+        pending = self._queue.pending(limit)
         for memo in (self._next_try, self._waiting):
             for gone in memo.keys() - set(pending):
                 del memo[gone]
@@ -143,13 +157,13 @@ class Dispatcher:
         size = self._s.dispatch_batch
         for i in range(0, len(due), size):
             chunk = due[i : i + size]
-            started = time.monotonic()
+            started = self._clock.monotonic()
             won, contended = self.dispatch_batch(chunk)
             log.debug(
                 "batch of %d: %d assigned in %.0f ms",
                 len(chunk),
                 len(won),
-                (time.monotonic() - started) * 1000,
+                (self._clock.monotonic() - started) * 1000,
             )
             done += len(won)
             for delivery_id in chunk:
@@ -162,7 +176,10 @@ class Dispatcher:
     def dispatch_batch(self, delivery_ids: list[str]) -> tuple[set[str], set[str]]:
         """Assign a batch of pending deliveries with a fixed number of round trips, whatever
         its size. Returns (assigned, lost a race for their drone: retry at once)."""
-        orders = self._orders(self._c.deliveries.pending_orders(delivery_ids))
+        pending, unsummarized = self._queue.pending_orders(delivery_ids)
+        if unsummarized:
+            pending |= self._records.restore_orders(unsummarized)
+        orders = self._orders(pending)
         won: set[str] = set()
         contended: set[str] = set()
         verdicts_of: dict[str, list[Verdict]] = {}
@@ -193,15 +210,15 @@ class Dispatcher:
                 self._wait(delivery_id, self._why_waiting(verdicts))
         return won, contended
 
-    def _orders(self, summaries: dict[str, dict[str, Any]]) -> list[_Order]:
+    def _orders(self, pending: dict[str, PendingOrder]) -> list[_Order]:
         known = []
-        for delivery_id, summary in summaries.items():
-            station = self._c.stations.get(str(summary["station"]))
+        for delivery_id, order in pending.items():
+            station = self._stations.get(order.station)
             if station is None:
-                self._wait(delivery_id, f"pickup station {summary['station']} is unknown")
+                self._wait(delivery_id, f"pickup station {order.station} is unknown")
             else:
-                known.append((delivery_id, summary, station))
-        dests = [(float(o["lat"]), float(o["lon"])) for _, o, _ in known]
+                known.append((delivery_id, order, station))
+        dests = [(o.lat, o.lon) for _, o, _ in known]
         orders = []
         for (delivery_id, o, station), (dlat, dlon), back in zip(
             known, dests, self.return_stations(dests), strict=True
@@ -212,10 +229,10 @@ class Dispatcher:
                     station,
                     (dlat, dlon),
                     back,
-                    float(o.get("km") or _km(station.lat, station.lon, dlat, dlon)),
+                    o.km or _km(station.lat, station.lon, dlat, dlon),
                     _km(dlat, dlon, back.lat, back.lon),
-                    float(o["kg"]),
-                    float(o["accepted_at"]),
+                    o.kg,
+                    o.accepted_at,
                 )
             )
         return orders
@@ -227,7 +244,7 @@ class Dispatcher:
         """For each (lat, lon): the nearest station with a free pad (docked drones < pads),
         among the five nearest; else the nearest. Counts are read at most once a second per
         station, in one round trip for all the points."""
-        stations = list(self._c.stations.all().values())
+        stations = list(self._stations.all().values())
         shortlists = [nearest(lat, lon, stations, _where, 5) for lat, lon in points]
         docked = self._docked_counts({s.code: s for short in shortlists for s in short})
         return [
@@ -235,13 +252,13 @@ class Dispatcher:
         ]
 
     def _docked_counts(self, stations: dict[str, Station]) -> dict[str, int]:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         stale = [
             s for c, s in stations.items() if now - self._docked.get(c, (-1e9, 0))[0] > DOCKED_TTL_S
         ]
         if stale:
             cap = max(s.pads for s in stale) + 1
-            counts = self._c.live.count_near([(s.lat, s.lon) for s in stale], 0.15, cap)
+            counts = self._live.count_near([(s.lat, s.lon) for s in stale], 0.15, cap)
             for s, n in zip(stale, counts, strict=True):
                 self._docked[s.code] = (now, n)
         return {c: self._docked[c][1] for c in stations}
@@ -250,7 +267,7 @@ class Dispatcher:
         self, orders: list[_Order], radius_km: float, count: int
     ) -> list[list[tuple[str, float]]]:
         points = [(o.station.lat, o.station.lon) for o in orders]
-        return self._c.live.nearby_many(points, radius_km, count)
+        return self._live.nearby_many(points, radius_km, count)
 
     def _fleet_view(self, drone_ids: set[str]) -> _FleetView:
         """Live state, claims and registry spec of every candidate, in one Redis round trip
@@ -258,13 +275,7 @@ class Dispatcher:
         ids = sorted(drone_ids)
         if not ids:
             return _FleetView({}, {}, {})
-        rows = self._c.live.read_with(ids, VIEW_FIELDS, [claim_key(d) for d in ids])
-        states, claimed = {}, {}
-        for drone_id, ((battery, status), claim) in zip(ids, rows, strict=True):
-            if status is not None:
-                states[drone_id] = (float(battery or 0), status)
-            if claim is not None:
-                claimed[drone_id] = claim
+        states, claimed = self._queue.fleet_view(ids)
         return _FleetView(states, claimed, self._specs.get_many(ids))
 
     def _judge_all(
@@ -291,18 +302,16 @@ class Dispatcher:
         between the assignment and the publish does not leave a drone claimed and never told:
         the next dispatcher relays what it left (a drone may then get the same command twice,
         which it ignores: same delivery, same ``issued_at``)."""
-        now = datetime.now(UTC)
-        won = self._c.deliveries.claim_assign(
+        now = self._clock.now()
+        won = self._queue.claim_assign(
             [
                 (
                     order.id,
                     best.drone_id,
                     self._assignment(order, best, to_pickup, considered, now),
-                    orjson.dumps(
-                        deliver_command(
-                            order.id, order.station, order.dest, order.back, now, order.weight
-                        )
-                    ),
+                    deliver_command(
+                        order.id, order.station, order.dest, order.back, now, order.weight
+                    ).to_json(),
                 )
                 for order, best, to_pickup, considered in choices
             ],
@@ -321,7 +330,7 @@ class Dispatcher:
     def _assignment(
         self, order: _Order, best: Verdict, to_pickup: float, considered: int, now: datetime
     ) -> dict[str, Any]:
-        """The journal record of an assignment (see ``DeliveriesRepo.record_journal``)."""
+        """The journal record of an assignment (see ``DeliveryRecords.record_journal``)."""
         spec = self._specs.get_many([best.drone_id])[best.drone_id]
         eta_s = eta_seconds(to_pickup + order.leg_km, spec.cruise_speed_mps)
         accepted = datetime.fromtimestamp(order.accepted_at, UTC)
@@ -374,7 +383,7 @@ class Dispatcher:
         """Commands other processes queued, to their drones; those a dead dispatcher had
         read but not relayed are taken over first. A drone may then get one twice, as QoS 1
         allows anyway: a repeated `deliver` names the same delivery and is ignored."""
-        bus, stream = self._c.bus, self._s.commands_stream
+        bus, stream = self._bus, self._s.commands_stream
         msgs = bus.claim_stale(stream, GROUP, self.consumer, self._s.claim_idle_ms, count)
         if len(msgs) < count:  # and the new ones, such as the commands just assigned
             msgs += bus.consume(stream, GROUP, self.consumer, count - len(msgs), 0)
@@ -382,60 +391,3 @@ class Dispatcher:
             self._publish(commands_topic(m.key), m.value)
         bus.ack(stream, GROUP, [m.id for m in msgs])
         return len(msgs)
-
-
-def run_dispatcher(settings: Settings, stop: threading.Event) -> None:
-    from skyhive.adapters.mqtt_url import parse_mqtt_url
-    from skyhive.domain.device_access import Service
-    from skyhive.services.device_credentials import service_login
-    from skyhive.services.mqtt_publisher import MqttPublisher
-
-    clients = Clients(settings)
-    host, port = parse_mqtt_url(settings.mqtt_url_or_default())
-    login = service_login(settings, Service.dispatcher)
-    publisher = MqttPublisher(
-        host,
-        port,
-        client_id=f"skyhive-dispatcher-{os.getpid()}",
-        login=(login.username, login.password) if login else None,
-    )
-    dispatcher = Dispatcher(settings, clients, publisher.publish)
-    pubsub = None
-    helpers: list[threading.Thread] = []
-    try:
-        publisher.start()
-        if not retry_until_ready("dispatcher", dispatcher.setup, stop):
-            return
-        recorder = threading.Thread(target=dispatcher.recorder.run, args=(stop,), name="recorder")
-        recorder.start()
-        # Registry specs are refreshed here, so the dispatch path finds them cached.
-        helpers = [recorder, start_every(1.0, dispatcher.refresh_specs, stop, "specs")]
-        pubsub = clients.redis_text.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(WAKE)
-        log.info("dispatcher %s running", dispatcher.consumer)
-        tick_s = settings.dispatch_tick_ms / 1000.0
-        backoff = 0.5
-        while not stop.is_set():
-            try:
-                dispatcher.tick()
-                backoff = 0.5
-                # Sleep until the next tick, or until an order arrives.
-                if pubsub.get_message(timeout=tick_s) is not None:
-                    while pubsub.get_message(timeout=0) is not None:
-                        pass
-            except Exception:
-                log.exception("dispatcher tick failed; retrying in %.1fs", backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-    finally:
-        stop.set()  # also on an error: the helpers must end before their clients close
-        for thread in helpers:
-            thread.join(timeout=30)
-        try:
-            dispatcher.recorder.drain()  # what is left stays journaled for the next dispatcher
-        except Exception as exc:
-            log.warning("could not record the last assignments on the way out: %s", exc)
-        if pubsub is not None:
-            pubsub.close()
-        publisher.stop()
-        clients.close()

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 
 from skyhive.domain.geofence import GeofenceIndex
+from skyhive.ports.clock import Clock
 from skyhive.ports.geofences import GeofenceSource
 
 log = logging.getLogger(__name__)
@@ -25,9 +24,9 @@ class GeofenceCache:
     def __init__(
         self,
         repo: GeofenceSource,
+        clock: Clock,
         check_every_s: float = 1.0,
         max_age_s: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repo = repo
         self._check_every_s = check_every_s
@@ -48,7 +47,7 @@ class GeofenceCache:
     def current(self) -> GeofenceIndex:
         """The latest zones. Never raises: while Redis or MongoDB fail, the last index read
         (empty before the first) is kept, and the read is retried a second later."""
-        now = self._clock()
+        now = self._clock.monotonic()
         if now < self._next_check:
             return self._index
         with self._lock:

@@ -6,8 +6,8 @@ second, at once again while there are more), then new entries. A batch is acknow
 after its handler returns, so a crash or an error replays it.
 
 While a batch runs, its entries are re-claimed before they are idle half of ``claim_idle_ms``
-(with a Redis client given), so a slow consumer that is alive never has its batch taken over and processed
-twice; a dead one stops re-claiming, and its batch is taken over once idle that long.
+(``keep_claimed``), so a slow consumer that is alive never has its batch taken over and
+processed twice; a dead one stops re-claiming, and its batch is taken over once idle that long.
 """
 
 from __future__ import annotations
@@ -17,17 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from skyhive.ports.bus import Bus, BusMessage
-from skyhive.services.periodic import retry_until_ready
 
 log = logging.getLogger(__name__)
 
 CLAIM_EVERY_S = 1.0  # how often a consumer looks for a dead consumer's entries (at most)
-# Retrying a failed batch backs off to this at most: a server that `skyhive up` restarts is
-# back within seconds, and a longer wait would only delay the resume.
-RETRY_MAX_S = 2.0
 
 
 @dataclass
@@ -39,7 +34,7 @@ class GroupConsumer:
     batch_size: int
     block_ms: int
     claim_idle_ms: int
-    redis: Any = None  # redis.Redis on the bus's server: keeps a running batch claimed
+    keep_claimed: bool = False  # re-claim a running batch (for batches that may run long)
     _retry_own: bool = False  # after a failed batch, its entries are still ours and pending
     _next_claim: float = 0.0  # monotonic time of the next look for stale entries
     _kept: KeepClaimed | None = None
@@ -99,25 +94,25 @@ class GroupConsumer:
         return len(msgs)
 
     def _keeper(self) -> KeepClaimed | None:
-        if self.redis is None:
+        if not self.keep_claimed:
             return None
         if self._kept is None:
             every_s = self.claim_idle_ms / 3000.0
-            self._kept = KeepClaimed(self.redis, self.stream, self.group, self.consumer, every_s)
+            self._kept = KeepClaimed(self.bus, self.stream, self.group, self.consumer, every_s)
         return self._kept
 
 
 class KeepClaimed:
-    """Re-claims the batch a consumer holds every ``every_s`` (XCLAIM JUSTID resets the
-    entries' idle time), so others do not take it for a dead consumer's. Its thread starts
+    """Re-claims the batch a consumer holds every ``every_s`` (resetting the entries' idle
+    time), so others do not take it for a dead consumer's. Its thread starts
     with the first batch and ends after a while without one; holding a batch costs a lock,
     not a thread (a thread per batch cost ~0.3 ms)."""
 
     IDLE_ROUNDS = 10  # rounds without a batch before the thread ends
 
-    def __init__(self, redis: Any, stream: str, group: str, consumer: str, every_s: float) -> None:
+    def __init__(self, bus: Bus, stream: str, group: str, consumer: str, every_s: float) -> None:
         self._where = (stream, group, consumer)
-        self._redis = redis
+        self._bus = bus
         self._every_s = every_s
         self._lock = threading.Lock()
         self._ids: list[str] = []
@@ -152,40 +147,7 @@ class KeepClaimed:
                 if time.monotonic() - self._held_at < self._every_s:
                     continue
                 self._held_at = time.monotonic()
-            try:  # acknowledged meanwhile: XCLAIM ignores entries no longer pending
-                self._redis.xclaim(stream, group, consumer, 0, ids, justid=True)
+            try:  # acknowledged meanwhile: ignored
+                self._bus.keep_claimed(stream, group, consumer, ids)
             except Exception as exc:  # the bus is down: nobody can take them meanwhile
                 log.debug("could not re-claim %d entries of %s: %s", len(ids), stream, exc)
-
-
-def run_polling(
-    name: str,
-    setup: Callable[[], object],
-    poll: Callable[[], int],
-    full_batch: int,
-    linger_s: float,
-    stop: threading.Event,
-    status: Callable[[], str],
-) -> None:
-    """The loop of a batch-consuming process: wait for the bus, then poll until ``stop``,
-    lingering after a small batch (per-batch round trips dominate small batches) and backing
-    off after a failure (its entries stay pending and are read again); ``status`` is logged
-    every 30 s."""
-    if not retry_until_ready(name, setup, stop):
-        return
-    log.info("%s consuming", name)
-    backoff = 0.5
-    last_log = time.monotonic()
-    while not stop.is_set():
-        try:
-            n = poll()
-            backoff = 0.5
-            if 0 < n < full_batch // 4:
-                stop.wait(linger_s)
-        except Exception:
-            log.exception("%s batch failed; retrying in %.1fs", name, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, RETRY_MAX_S)
-        if time.monotonic() - last_log > 30:
-            log.info("%s: %s", name, status())
-            last_log = time.monotonic()

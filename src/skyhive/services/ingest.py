@@ -7,13 +7,12 @@ stops reading from the broker.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
-from skyhive.adapters.deadletters import DeadLetter, DeadLetters
+from skyhive.domain.backpressure import Backpressure
 from skyhive.domain.commands import DroneEvent, parse_event
 from skyhive.domain.telemetry import (
     InvalidTelemetry,
@@ -22,8 +21,8 @@ from skyhive.domain.telemetry import (
     validate_telemetry,
 )
 from skyhive.ports.bus import Bus
-from skyhive.services.stream_trimmer import Backpressure, IngestGate
-from skyhive.wiring import Clients
+from skyhive.ports.deadletters import DeadLetter, DeadLetterSink
+from skyhive.services.stream_trimmer import IngestGate
 
 
 class IngestPaused(Exception):
@@ -71,7 +70,7 @@ class Ingest:
     def __init__(
         self,
         bus: Bus,
-        deadletters: DeadLetters,
+        deadletters: DeadLetterSink,
         stream: str,
         max_bytes: int,
         events_stream: str = "events",
@@ -144,28 +143,3 @@ class Ingest:
         self._dead.add(bad)
         result.accepted, result.rejected = len(good), len(bad)
         return result
-
-
-_gates: weakref.WeakKeyDictionary[Clients, IngestGate] = weakref.WeakKeyDictionary()
-
-
-def gate_for(clients: Clients) -> IngestGate:
-    """One gate per set of clients (a process's API app, a gateway), so its cached verdict
-    is shared by every request."""
-    gate = _gates.get(clients)
-    if gate is None:
-        gate = _gates.setdefault(clients, IngestGate(clients.settings, clients.redis_bytes))
-    return gate
-
-
-def ingest_for(clients: Clients) -> Ingest:
-    s = clients.settings
-    return Ingest(
-        clients.bus,
-        clients.deadletters,
-        s.telemetry_stream,
-        s.max_message_bytes,
-        s.events_stream,
-        s.urgent_stream,
-        gate_for(clients),
-    )

@@ -2,8 +2,9 @@
 
 It consumes the ``alerts`` stream (consumer group ``settings.notifier_group``; entries a dead
 consumer left unacknowledged are claimed after ``settings.claim_idle_ms``, looked for at every
-poll, while entries still being sent are re-claimed every third of it so a live notifier is
-never robbed), in a process of its own, so alerts never wait behind history writes.
+poll, while entries still being sent are re-claimed every third of it, ``Bus.keep_claimed``,
+so a live notifier is never robbed), in a process of its own, so alerts never wait behind
+history writes.
 
 - ``opened``, ``escalated``, ``deescalated`` and ``resolved`` go to every non-escalation
   channel that wants the alert's type and severity; ``deescalated`` and ``resolved`` also go
@@ -15,122 +16,92 @@ never robbed), in a process of its own, so alerts never wait behind history writ
   up); entries finish out of order.
 - Reminders: an open (unacknowledged) critical alert is reminded every
   ``notify.reminder_every_s``; from the ``escalate_after_reminders``-th reminder on, each one
-  also goes to the escalation channels. The schedule lives in Redis (``alerts:reminders``,
-  alert id → due epoch; ``alerts:reminder_counts``, alert id → ``start:count``), so a restart
-  forgets nothing; a due reminder is leased, and rescheduled only once every channel is done
-  with it. The alert is read back from MongoDB first: once acknowledged, resolved or no longer
-  critical, it is dropped from the schedule.
+  also goes to the escalation channels. The schedule (the ``ReminderSchedule`` port, in
+  Redis) survives a restart; a due reminder is leased, and rescheduled only once every
+  channel is done with it. The alert is read back from the alert store first: once
+  acknowledged, resolved or no longer critical, it is dropped from the schedule.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import os
-import socket
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from skyhive.adapters.alerts_repo import serialize
-from skyhive.adapters.apprise_sender import install_capture
-from skyhive.adapters.deadletters import DeadLetter
-from skyhive.adapters.mongo import restore_datetimes
-from skyhive.ports.bus import BusMessage
+from skyhive.domain.alert_config import Channel
+from skyhive.ports.alert_store import AlertStore
+from skyhive.ports.bus import Bus, BusMessage
+from skyhive.ports.clock import Clock
+from skyhive.ports.deadletters import DeadLetter, DeadLetterSink
+from skyhive.ports.notifications import NotificationLog
+from skyhive.ports.reminders import ReminderSchedule
+from skyhive.ports.send_marks import SendMarks
+from skyhive.ports.sender import Sender
 from skyhive.services.channel_worker import ChannelWorker, Job, Task, Throttle, enqueue
 from skyhive.services.notify_message import render
-from skyhive.services.periodic import retry_until_ready, start_every
+from skyhive.services.periodic import start_every
 from skyhive.settings import Settings
-from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
 NOTIFIED_CHANGES = ("opened", "escalated", "deescalated", "resolved")
 CLOSING_CHANGES = ("deescalated", "resolved")  # also to channels told of the alert before
-REMINDERS = "alerts:reminders"  # ZSET alert id → due epoch seconds
-REMINDER_COUNTS = "alerts:reminder_counts"  # HASH alert id → "<start ms>:<reminders sent>"
 MAX_IN_FLIGHT = 1000  # stream entries read but not yet finished; reading pauses beyond
 BATCH = 100
 REMINDER_LEASE_S = 60.0  # a claimed reminder comes due again if its notifier died
-DATE_FIELDS = ("opened_at", "last_seen", "acknowledged_at", "resolved_at")
-
-# Take the due reminders (at most ARGV[3]) and lease them until ARGV[2]; returns
-# [id, "start:count", ...]. A missing count starts at ARGV[4] (ms) with none sent.
-_CLAIM_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-local out = {}
-for _, m in ipairs(due) do
-  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], m)
-  local v = redis.call('HGET', KEYS[2], m)
-  if not v then
-    v = ARGV[4] .. ':0'
-    redis.call('HSET', KEYS[2], m, v)
-  end
-  table.insert(out, m)
-  table.insert(out, v)
-end
-return out
-"""
-# Schedule ARGV[1]'s first reminder at ARGV[2] unless it is scheduled already.
-_SCHEDULE = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3] .. ':0')
-return 1
-"""
-# A reminder is done: count it and set the next one, unless the schedule changed meanwhile
-# (dropped, or dropped and started again).
-_REMINDED = """
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[1], 'XX', ARGV[4], ARGV[1])
-return 1
-"""
 
 
 class Notifier:
     def __init__(
         self,
         settings: Settings,
-        clients: Clients,
-        consumer: str | None = None,
         *,
+        bus: Bus,
+        alerts: AlertStore,
+        reminders: ReminderSchedule,
+        records: NotificationLog,
+        marks: SendMarks,
+        deadletters: DeadLetterSink,
+        clock: Clock,
+        sender: Callable[[Channel], Sender],
+        consumer: str,
         claim_idle_ms: int | None = None,  # default: settings.claim_idle_ms
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        install_capture()
+        """``sender`` makes a channel's sender."""
         self._s = settings
         self._cfg = settings.notify
-        self._c = clients
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._bus = bus
+        self._alerts = alerts
+        self._schedule = reminders
+        self._records = records
+        self._dead = deadletters
+        self._clock = clock
+        self.consumer = consumer
         self._claim_idle_ms = claim_idle_ms or settings.claim_idle_ms
         self._max_in_flight = max_in_flight
         self._stop = threading.Event()
         # Built here, started by ``start``: no I/O until then.
-        self.workers = [ChannelWorker(ch, self._cfg, clients) for ch in self._cfg.channels]
+        self.workers = [
+            ChannelWorker(ch, self._cfg, sender=sender(ch), records=records, marks=marks)
+            for ch in self._cfg.channels
+        ]
         self._threads: list[threading.Thread] = []
         self._in_flight: dict[str, float] = {}  # entry id → last claimed (monotonic); main thread
         self._done: collections.deque[str] = collections.deque()  # entries to acknowledge
         self._reminding: set[str] = set()
         self._reminding_lock = threading.Lock()
-        self._scripts: dict[str, Any] = {}
         self._retry_own = False
         self.dispatched = 0
         self.reminders = 0
 
     def setup(self) -> None:
-        # Build the lazy clients here, before the worker threads could race to build them.
-        _ = (self._c.db, self._c.redis_text, self._c.redis_bytes, self._c.bus, self._c.alerts)
-        self._c.notifications.ensure_indexes()
-        self._c.bus.ensure_group(self._s.alerts_stream, self._s.notifier_group)
-        r: Any = self._c.redis_text
-        self._scripts = {
-            "claim": r.register_script(_CLAIM_DUE),
-            "schedule": r.register_script(_SCHEDULE),
-            "reminded": r.register_script(_REMINDED),
-        }
+        self._records.ensure_indexes()
+        self._bus.ensure_group(self._s.alerts_stream, self._s.notifier_group)
 
     def start(self, stop: threading.Event) -> None:
         """Start the channel workers and the reminder sweep; they run until ``stop``."""
@@ -144,7 +115,7 @@ class Notifier:
                 " (escalation)" if w.channel.escalation else "",
             )
             if not w.sender.valid:
-                log.error("channel %s: apprise cannot use its URL; it will never send", w.name)
+                log.error("channel %s: its URL is not usable; it will never send", w.name)
         self._threads = [start_every(self._s.alerts_sweep_s, self.sweep, stop, "reminders")]
 
     def join(self, timeout: float = 30.0) -> None:
@@ -188,7 +159,7 @@ class Notifier:
         if room <= 0:
             self._stop.wait(block_ms / 1000.0)
             return 0
-        bus, stream, group = self._c.bus, s.alerts_stream, s.notifier_group
+        bus, stream, group = self._bus, s.alerts_stream, s.notifier_group
         msgs: list[BusMessage] = []
         if self._retry_own:  # a batch failed half-dispatched: its entries are still ours
             count = len(self._in_flight) + room
@@ -217,7 +188,7 @@ class Notifier:
         if not ids:
             return 0
         try:
-            self._c.bus.ack(self._s.alerts_stream, self._s.notifier_group, ids)
+            self._bus.ack(self._s.alerts_stream, self._s.notifier_group, ids)
         except Exception:
             self._done.extendleft(reversed(ids))
             raise
@@ -230,16 +201,15 @@ class Notifier:
 
     def _keep_claimed(self) -> None:
         """Entries still being sent are claimed again now and then, so another notifier
-        never takes them for a dead consumer's (Redis Streams specific)."""
+        never takes them for a dead consumer's."""
         if not self._in_flight:
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         every_s = self._claim_idle_ms / 3000.0
         old = [i for i, t in self._in_flight.items() if now - t > every_s]
         if old:
-            r: Any = self._c.redis_bytes
             s = self._s
-            r.xclaim(s.alerts_stream, s.notifier_group, self.consumer, 0, old, justid=True)
+            self._bus.keep_claimed(s.alerts_stream, s.notifier_group, self.consumer, old)
             for i in old:
                 self._in_flight[i] = now
 
@@ -254,7 +224,7 @@ class Notifier:
                 raise ValueError("not an alert event (id, drone_id, type, change)")
         except ValueError as exc:
             log.warning("alerts entry %s is not an alert event: %s", m.id, exc)
-            self._c.deadletters.add([DeadLetter(f"notifier: {exc}", m.value, "notifier")])
+            self._dead.add([DeadLetter(f"notifier: {exc}", m.value, "notifier")])
             self._done.append(m.id)
             return
         self.dispatched += 1
@@ -264,7 +234,7 @@ class Notifier:
         if not tasks:
             self._done.append(m.id)
             return
-        self._in_flight[m.id] = time.monotonic()
+        self._in_flight[m.id] = self._clock.monotonic()
         enqueue(job, tasks)
 
     def _event_tasks(
@@ -312,50 +282,34 @@ class Notifier:
             and alert.get("state", "open") == "open"
         )
         if remind and self.workers:
-            now = time.time()
-            self._scripts["schedule"](
-                keys=[REMINDERS, REMINDER_COUNTS],
-                args=[alert["id"], now + self._cfg.reminder_every_s, int(now * 1000)],
-            )
+            now = self._clock.now().timestamp()
+            self._schedule.schedule(alert["id"], now + self._cfg.reminder_every_s, int(now * 1000))
         elif alert["change"] in ("deescalated", "resolved", "acknowledged") or (
             alert.get("state", "open") != "open"
         ):
             self.drop_reminders(alert["id"])
 
     def drop_reminders(self, alert_id: str) -> None:
-        pipe = self._c.redis_text.pipeline(transaction=True)
-        pipe.zrem(REMINDERS, alert_id)
-        pipe.hdel(REMINDER_COUNTS, alert_id)
-        pipe.execute()
+        self._schedule.drop(alert_id)
 
     def sweep(self) -> None:
         """Send the due reminders of alerts still open and critical; drop the others."""
-        now = time.time()
-        raw = self._scripts["claim"](
-            keys=[REMINDERS, REMINDER_COUNTS],
-            args=[
-                now,
-                now + max(REMINDER_LEASE_S, 2 * self._cfg.reminder_every_s),
-                BATCH,
-                int(now * 1000),
-            ],
-        )
-        due: list[tuple[str, str]] = []
-        with self._reminding_lock:
-            for i in range(0, len(raw), 2):
-                if raw[i] not in self._reminding:  # still being sent: its lease ran out
-                    due.append((raw[i], raw[i + 1]))
+        now = self._clock.now().timestamp()
+        lease = now + max(REMINDER_LEASE_S, 2 * self._cfg.reminder_every_s)
+        claimed = self._schedule.claim_due(now, lease, BATCH)
+        with self._reminding_lock:  # still being sent: its lease ran out
+            due = [(a, count) for a, count in claimed if a not in self._reminding]
         if not due:
             return
-        docs = {str(d["_id"]): d for d in self._c.alerts.get_many([a for a, _ in due])}
+        alerts = {a.id: a for a in self._alerts.get_many([a for a, _ in due])}
         for alert_id, count in due:
-            doc = docs.get(alert_id)
-            if doc is None or doc.get("state") != "open" or doc.get("severity") != "critical":
+            alert = alerts.get(alert_id)
+            if alert is None or alert.state != "open" or alert.severity != "critical":
                 log.debug("alert %s no longer open and critical: no more reminders", alert_id)
                 self.drop_reminders(alert_id)
                 continue
             start, _, sent = count.partition(":")
-            self._remind(serialize(restore_datetimes(doc, DATE_FIELDS)), start, int(sent or 0))
+            self._remind(alert.to_json(), start, int(sent or 0))
 
     def _remind(self, alert: dict[str, Any], start: str, sent: int) -> None:
         n = sent + 1
@@ -393,43 +347,14 @@ class Notifier:
         with self._reminding_lock:
             unfinished = list(self._reminding)
         if unfinished:
-            now = time.time()
-            self._c.redis_text.zadd(REMINDERS, dict.fromkeys(unfinished, now), xx=True)
+            self._schedule.release(unfinished, self._clock.now().timestamp())
 
     def _reminded(self, alert_id: str, start: str, sent: int) -> None:
         """Every channel is done with reminder ``sent + 1``: count it, set the next."""
         with self._reminding_lock:
             self._reminding.discard(alert_id)
         try:
-            self._scripts["reminded"](
-                keys=[REMINDERS, REMINDER_COUNTS],
-                args=[
-                    alert_id,
-                    f"{start}:{sent}",
-                    f"{start}:{sent + 1}",
-                    time.time() + self._cfg.reminder_every_s,
-                ],
-            )
+            next_due = self._clock.now().timestamp() + self._cfg.reminder_every_s
+            self._schedule.reminded(alert_id, f"{start}:{sent}", f"{start}:{sent + 1}", next_due)
         except Exception as exc:  # its lease runs out and the reminder is done again
             log.warning("could not reschedule the reminders of %s: %s", alert_id, exc)
-
-
-def run_notifier(settings: Settings, stop: threading.Event) -> None:
-    clients = Clients(settings)
-    notifier = Notifier(settings, clients)
-    try:
-        if not retry_until_ready("notifier", notifier.setup, stop):
-            return
-        if not settings.notify.channels:
-            log.warning("no notification channels configured (SKYHIVE_NOTIFY__CHANNELS)")
-        log.info(
-            "notifier %s consuming %s with %d channel(s)",
-            notifier.consumer,
-            settings.alerts_stream,
-            len(settings.notify.channels),
-        )
-        notifier.run(stop)
-    finally:
-        stop.set()
-        notifier.join()
-        clients.close()

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import apprise
 import orjson
 
-from skyhive.adapters.apprise_sender import Message
+from skyhive.ports.sender import Message, MessageKind
 
 
 def _where(details: dict[str, Any]) -> str | None:
@@ -44,9 +43,7 @@ def render(alert: dict[str, Any], change: str, reminder: int = 0) -> Message:
             f"Drone {drone}: {kind} resolved at {at}" + (f" by {by}." if by else "."),
             f"Alert id: {alert_id}",
         ]
-        return Message(
-            f"[RESOLVED] {kind} on {drone}", "\n".join(lines), apprise.NotifyType.SUCCESS
-        )
+        return Message(f"[RESOLVED] {kind} on {drone}", "\n".join(lines), "success")
     label = {
         "opened": "opened",
         "escalated": "escalated to critical" if severity == "critical" else "escalated",
@@ -68,9 +65,7 @@ def render(alert: dict[str, Any], change: str, reminder: int = 0) -> Message:
     if alert.get("acknowledged_by"):
         lines.append(f"Acknowledged by: {alert['acknowledged_by']}")
     lines.append(f"Alert id: {alert_id}")
-    kind_of = (
-        apprise.NotifyType.FAILURE
-        if severity == "critical" or change == "escalation"
-        else apprise.NotifyType.WARNING
+    kind_of: MessageKind = (
+        "failure" if severity == "critical" or change == "escalation" else "warning"
     )
     return Message(f"[{prefix}] {kind} on {drone} {label}", "\n".join(lines), kind_of)

@@ -12,15 +12,20 @@ its deliveries so far will add (their final prices, before tax).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, get_args
 
-from skyhive.adapters.money import decode_money
 from skyhive.domain.alert_config import Severity
 from skyhive.domain.deliveries import DeliveryStatus
 from skyhive.domain.telemetry import DroneStatus
-from skyhive.wiring import Clients
+from skyhive.ports.alert_store import AlertStore
+from skyhive.ports.clock import Clock
+from skyhive.ports.delivery_billing import DeliveryBilling
+from skyhive.ports.fleet_snapshot import FleetSnapshot
+from skyhive.ports.money import Money
+from skyhive.ports.revenue import RevenueReport
 
 DRONE_STATUSES: tuple[str, ...] = get_args(DroneStatus)
 DELIVERY_STATUSES: tuple[str, ...] = get_args(DeliveryStatus)
@@ -38,38 +43,48 @@ def drones_by_status(states: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def overview(clients: Clients, now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month = now.strftime("%Y-%m")
+@dataclass(frozen=True)
+class OverviewReader:
+    live: FleetSnapshot
+    deliveries: DeliveryBilling
+    alerts: AlertStore
+    invoices: RevenueReport
+    money: Money
+    clock: Clock
+    currency: str
 
-    drones = drones_by_status(clients.live.all())
-    created = clients.deliveries.created_by_status(day, day + timedelta(days=1))
-    delivered = created.get("delivered", {})
-    alerts = clients.alerts.count_by_severity("open")
-    unbilled, unbilled_n = clients.deliveries.unbilled_value(month)
-    revenue = next(
-        (r["revenue"] for r in clients.invoices.revenue_by("month") if r["month"] == month),
-        None,
-    )
-    return {
-        "as_of": now,
-        "drones": {"total": sum(drones.values()), "by_status": drones},
-        "deliveries_today": {
-            "day": day.date().isoformat(),
-            "total": sum(g["count"] for g in created.values()),
-            "by_status": {s: created.get(s, {}).get("count", 0) for s in DELIVERY_STATUSES},
-            "avg_delivery_s": delivered.get("avg_delivery_s"),
-        },
-        "open_alerts": {
-            "total": sum(alerts.values()),
-            "by_severity": {s: alerts.get(s, 0) for s in SEVERITIES},
-        },
-        "revenue_this_month": {
-            "month": month,
-            "revenue": str(revenue) if revenue is not None else "0.00",
-            "unbilled": str(decode_money(unbilled) or Decimal("0.00")),
-            "unbilled_deliveries": unbilled_n,
-            "currency": clients.settings.pricing.currency,
-        },
-    }
+    def read(self) -> dict[str, Any]:
+        now = self.clock.now()
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        month = now.strftime("%Y-%m")
+
+        drones = drones_by_status(self.live.all())
+        created = self.deliveries.created_by_status(day, day + timedelta(days=1))
+        delivered = created.get("delivered", {})
+        alerts = self.alerts.count_by_severity("open")
+        unbilled, unbilled_n = self.deliveries.unbilled_value(month)
+        revenue = next(
+            (r["revenue"] for r in self.invoices.revenue_by("month") if r["month"] == month),
+            None,
+        )
+        return {
+            "as_of": now,
+            "drones": {"total": sum(drones.values()), "by_status": drones},
+            "deliveries_today": {
+                "day": day.date().isoformat(),
+                "total": sum(g["count"] for g in created.values()),
+                "by_status": {s: created.get(s, {}).get("count", 0) for s in DELIVERY_STATUSES},
+                "avg_delivery_s": delivered.get("avg_delivery_s"),
+            },
+            "open_alerts": {
+                "total": sum(alerts.values()),
+                "by_severity": {s: alerts.get(s, 0) for s in SEVERITIES},
+            },
+            "revenue_this_month": {
+                "month": month,
+                "revenue": str(revenue) if revenue is not None else "0.00",
+                "unbilled": str(self.money.decode(unbilled) or Decimal("0.00")),
+                "unbilled_deliveries": unbilled_n,
+                "currency": self.currency,
+            },
+        }

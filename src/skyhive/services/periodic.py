@@ -1,4 +1,4 @@
-"""Background work of long-running roles: waiting for the servers, periodic work."""
+"""Periodic background work, for roles and for services that keep a helper thread."""
 
 from __future__ import annotations
 
@@ -25,16 +25,3 @@ def start_every(
     thread = threading.Thread(target=every, args=(period_s, work, stop), name=name)
     thread.start()
     return thread
-
-
-def retry_until_ready(name: str, setup: Callable[[], object], stop: threading.Event) -> bool:
-    """Call ``setup`` until it succeeds (the servers may still be starting), once a second;
-    False if ``stop`` came first."""
-    while not stop.is_set():
-        try:
-            setup()
-            return True
-        except Exception as exc:
-            log.warning("%s waiting for MongoDB/Redis: %s", name, exc)
-            stop.wait(1.0)
-    return False

@@ -4,51 +4,43 @@ History is the archiver's (``archiver.py``, a consumer group of its own on the s
 so alerts never wait behind history writes. Per batch: decode and validate; drop duplicates
 by (drone_id, seq); run the alert rules over each drone's new readings
 (``domain/alert_rules.py``) and fold their findings into its alerts (``services/alerting.py``);
-update live state, rule memory and active alerts in one Redis pipeline (never moving a drone
-backwards); acknowledge last. A crash anywhere before the acknowledgement replays the batch,
-and every write is keyed so a replay is harmless. Everything a batch needs from Redis before
-the writes (seen sequence numbers, registry membership, rule memory, active alerts, nearest
-stations) comes in one round trip.
+update live state, rule memory and active alerts in one round trip (the ``FleetState`` port;
+never moving a drone backwards); acknowledge last. A crash anywhere before the
+acknowledgement replays the batch, and every write is keyed so a replay is harmless.
+Everything a batch needs to know before the writes (seen sequence numbers, registry
+membership, rule memory, active alerts, nearest stations) comes in one round trip too.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
 
 import orjson
 
-from skyhive.adapters.deadletters import DeadLetter
-from skyhive.adapters.drone_memory import DroneMemory
-from skyhive.adapters.fleet_repo import REGISTERED
-from skyhive.adapters.live_state import FLEET_UPDATES, STATIONS_GEO
 from skyhive.domain.alert_lifecycle import AlertUpdate
 from skyhive.domain.alert_rules import AIRBORNE, Context, Finding, Memory, Zone, evaluate
 from skyhive.domain.geo import haversine_m
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
-from skyhive.ports.bus import BusMessage
-from skyhive.services.alerting import ALERTS_LIVE, AlertEngine
+from skyhive.ports.active_alerts import AlertSwap
+from skyhive.ports.bus import Bus, BusMessage
+from skyhive.ports.clock import Clock
+from skyhive.ports.deadletters import DeadLetter, DeadLetterSink
+from skyhive.ports.fleet_state import FleetState, FleetWrite
+from skyhive.ports.geofences import GeofenceSource
+from skyhive.ports.stations import StationLookup
+from skyhive.services.alerting import AlertEngine
 from skyhive.services.geofence_cache import GeofenceCache
-from skyhive.services.group_consumer import GroupConsumer, run_polling
-from skyhive.services.offline_watch import HEARD, OfflineWatch
-from skyhive.services.periodic import start_every
+from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
-from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ALERTS_LIVE", "Processor", "run_processor"]
+__all__ = ["Processor"]
 
 NEAREST_STATION_KM = 100.0
-SPEC_REFRESH_S = 5.0  # registry changes reach the rules within this (plus the cache's TTL)
 
 
 def _cell(t: Telemetry) -> tuple[float, float]:
@@ -58,7 +50,7 @@ def _cell(t: Telemetry) -> tuple[float, float]:
 
 @dataclass(slots=True)
 class _DroneView:
-    """What a batch reads from Redis about one of its drones before writing."""
+    """What a batch knows about one of its drones before writing."""
 
     readings: dict[int, Telemetry]  # by seq, the batch's first of each
     seen: list[bool]  # per reading: its seq was seen before
@@ -82,36 +74,42 @@ class Processor:
     def __init__(
         self,
         settings: Settings,
-        clients: Clients,
-        consumer: str | None = None,
+        *,
+        bus: Bus,
+        fleet: FleetState,
+        engine: AlertEngine,
+        specs: SpecCache,
+        geofences: GeofenceSource,
+        stations: StationLookup,
+        deadletters: DeadLetterSink,
+        clock: Clock,
+        consumer: str,
         stream: str | None = None,
-        specs: SpecCache | None = None,
     ) -> None:
+        """``specs``: a registry cache someone keeps fresh (specs missing from it are read on
+        the way)."""
         self._s = settings
-        self._c = clients
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self._engine = AlertEngine(settings, clients)
-        # Specs missing from the cache are read on the way; run_processor refreshes it.
-        self.specs = specs or SpecCache(clients.fleet)
-        self._zones = GeofenceCache(clients.geofences)
-        self._memory = DroneMemory(clients.redis_text)
+        self.consumer = consumer
+        self._fleet = fleet
+        self._engine = engine
+        self.specs = specs
+        self._zones = GeofenceCache(geofences, clock)
+        self._stations = stations
+        self._dead = deadletters
+        self._clock = clock
         self._nearest: dict[tuple[float, float], str] = {}  # position cell → nearest station
         self.totals = BatchStats()
         self.batch_size = settings.processor_batch_size
         self._group = GroupConsumer(
-            clients.bus,
+            bus,
             stream or settings.telemetry_stream,
             settings.processor_group,
             self.consumer,
             self.batch_size,
             settings.processor_block_ms,
             settings.group_claim_idle_ms(),
-            redis=clients.redis_bytes,  # keeps a long batch claimed (issue 12)
+            keep_claimed=True,  # a long batch is not taken over (issue 12)
         )
-
-    @property
-    def clients(self) -> Clients:
-        return self._c
 
     def setup(self) -> None:
         self._group.setup()
@@ -127,14 +125,13 @@ class Processor:
         views = self._read_views(readings)
         fresh = self._drop_seen(views)
         st.duplicates = len(readings) - len(fresh)
-        pipe = self._c.redis_text.pipeline(transaction=False)
-        changes = self._alerts(fresh, views, pipe)
+        now = self._clock.now()
+        write = FleetWrite(updated_at=now, heard_at=now, window=self._s.dedup_window)
+        changes, write.alerts = self._alerts(fresh, views)
         st.alert_changes = len(changes)
-        if readings:
-            heard = time.time()
-            pipe.zadd(HEARD, dict.fromkeys(views, heard), gt=True)
-        st.live_updates = self._update_live(fresh, views, pipe)
-        self._c.deadletters.add(invalid)
+        write.heard = list(views)
+        st.live_updates = self._update_live(fresh, views, write)
+        self._dead.add(invalid)
         self._add(st)
         return st
 
@@ -148,7 +145,7 @@ class Processor:
         return readings, invalid
 
     def _read_views(self, readings: list[Telemetry]) -> dict[str, _DroneView]:
-        """One pipeline for everything the batch needs to know first, per drone: which
+        """Everything the batch needs to know first, per drone, in one round trip: which
         sequence numbers were seen, registry membership, rule memory, whether it has active
         alerts, and (in the air) its nearest station."""
         by_drone: dict[str, dict[int, Telemetry]] = defaultdict(dict)
@@ -156,53 +153,34 @@ class Processor:
             by_drone[t.drone_id].setdefault(t.seq, t)
         if not by_drone:
             return {}
-        pipe = self._c.redis_text.pipeline(transaction=False)
-        airborne: list[tuple[str, Telemetry]] = []
+        airborne: dict[str, Telemetry] = {}
         for drone_id, seqs in by_drone.items():
-            self._memory.queue_recall(pipe, drone_id, list(seqs))
             last = max(seqs.values(), key=lambda t: (t.ts_ms, t.seq))
             if last.lat is not None and last.lon is not None and last.status in AIRBORNE:
-                airborne.append((drone_id, last))
-        cached = {d: hit for d, t in airborne if (hit := self._cached_nearest(t)) is not None}
-        airborne = [(d, t) for d, t in airborne if d not in cached]
-        for _, last in airborne:
-            assert last.lat is not None and last.lon is not None
-            pipe.geosearch(
-                STATIONS_GEO,
-                longitude=last.lon,
-                latitude=last.lat,
-                radius=NEAREST_STATION_KM,
-                unit="km",
-                sort="ASC",
-                count=1,
-                withdist=True,
-            )
-        pipe.smismember(REGISTERED, list(by_drone))
-        results = iter(pipe.execute())
+                airborne[drone_id] = last
+        cached = {d: hit for d, t in airborne.items() if (hit := self._cached_nearest(t))}
+        near = {d: (t.lat or 0.0, t.lon or 0.0) for d, t in airborne.items() if d not in cached}
+        recall = self._fleet.recall(
+            {d: list(seqs) for d, seqs in by_drone.items()}, near, NEAREST_STATION_KM
+        )
         views: dict[str, _DroneView] = {}
-        for drone_id in by_drone:
-            got = DroneMemory.recalled(next(results))
+        for drone_id, got in recall.drones.items():
             mem = Memory.decode(orjson.loads(got.memory)) if got.memory else Memory()
             views[drone_id] = _DroneView(
-                by_drone[drone_id], got.seen, memory=mem, has_alerts=got.has_alerts
+                by_drone[drone_id], got.seen, got.registered, mem, got.has_alerts
             )
-        for drone_id, last in airborne:
-            found = next(results)
-            if found:
-                code, km = found[0]
-                self._nearest[_cell(last)] = str(code)
-                views[drone_id].nearest = (str(code), float(km))
+        for drone_id, (code, km) in recall.nearest.items():
+            self._nearest[_cell(airborne[drone_id])] = code
+            views[drone_id].nearest = (code, km)
         for drone_id, nearest in cached.items():
             views[drone_id].nearest = nearest
-        for drone_id, ok in zip(by_drone, next(results), strict=True):
-            views[drone_id].registered = bool(ok)
         return views
 
     def _cached_nearest(self, t: Telemetry) -> tuple[str, float] | None:
         """The nearest station (code, km) from the per-cell cache, when this ~1 km cell was
         searched before (stations do not move); the distance is the reading's own."""
         code = self._nearest.get(_cell(t))
-        station = self._c.stations.get(code) if code else None
+        station = self._stations.get(code) if code else None
         if station is None or t.lat is None or t.lon is None:
             return None
         return station.code, haversine_m(t.lat, t.lon, station.lat, station.lon) / 1000.0
@@ -217,11 +195,12 @@ class Processor:
         return fresh
 
     def _alerts(
-        self, fresh: list[Telemetry], views: dict[str, _DroneView], pipe: Any
-    ) -> list[AlertUpdate]:
+        self, fresh: list[Telemetry], views: dict[str, _DroneView]
+    ) -> tuple[list[AlertUpdate], list[AlertSwap]]:
         """Run the rules over each drone's readings newer than the last judged (oldest
         first), remember what they need next time, and fold the findings into the alerts of
-        drones that have some or got some."""
+        drones that have some or got some; returns the active alerts to record with the
+        batch."""
         by_drone: dict[str, list[Telemetry]] = defaultdict(list)
         for t in fresh:
             by_drone[t.drone_id].append(t)
@@ -249,85 +228,26 @@ class Processor:
                 view.remember = orjson.dumps(mem.encode())
             if view.has_alerts or any(f.severity for f in mine):
                 findings += [(drone_id, f) for f in mine]
-        return self._engine.apply(findings, pipe)
+        return self._engine.fold(findings)
 
-    def _update_live(self, fresh: list[Telemetry], views: dict[str, _DroneView], pipe: Any) -> int:
-        """Queue the live state, seen marks and rule memory on ``pipe`` (which already holds
-        the batch's other Redis writes) and run it."""
+    def _update_live(
+        self, fresh: list[Telemetry], views: dict[str, _DroneView], write: FleetWrite
+    ) -> int:
+        """Add the live states, seen marks and rule memory to the batch's other writes, and
+        make them all."""
         latest: dict[str, Telemetry] = {}
         for t in fresh:
             cur = latest.get(t.drone_id)
             if cur is None or t.newer_than(cur.ts_ms, cur.seq):
                 latest[t.drone_id] = t
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        live = self._c.live
-        first = len(pipe)
-        for t in latest.values():
-            live.queue_apply(pipe, t, now, registered=views[t.drone_id].registered)
+        write.latest = [(t, views[t.drone_id].registered) for t in latest.values()]
         seqs: dict[str, list[int]] = defaultdict(list)
         for t in fresh:
             seqs[t.drone_id].append(t.seq)
-        window = self._s.dedup_window
-        for drone_id, drone_seqs in seqs.items():
-            remember = views[drone_id].remember
-            self._memory.queue_remember(pipe, drone_id, drone_seqs, window, remember)
-        results = pipe.execute()[first:]
-        applied = [t for t, ok in zip(latest.values(), results, strict=False) if ok == 1]
-        if applied:
-            updates = [{**t.live_fields(), "updated_at": now} for t in applied]
-            self._c.redis_text.publish(FLEET_UPDATES, orjson.dumps(updates))
-        return len(applied)
+        write.seen = dict(seqs)
+        write.memory = {d: m for d in seqs if (m := views[d].remember) is not None}
+        return len(self._fleet.commit(write))
 
     def _add(self, st: BatchStats) -> None:
         for name in BatchStats.__slots__:
             setattr(self.totals, name, getattr(self.totals, name) + getattr(st, name))
-
-
-Lane = Literal["all", "routine", "urgent"]
-
-
-def _poll_forever(proc: Processor, name: str, linger_s: float, stop: threading.Event) -> None:
-    t = proc.totals
-    run_polling(
-        f"{name} {proc.consumer}",
-        proc.setup,
-        proc.poll,
-        proc.batch_size,
-        linger_s,
-        stop,
-        lambda: (
-            f"{t.received} received, {t.duplicates} duplicates, {t.invalid} invalid, "
-            f"{t.alert_changes} alert changes"
-        ),
-    )
-
-
-def run_processor(settings: Settings, stop: threading.Event, lane: Lane = "all") -> None:
-    """The routine lane (all telemetry, the offline watch) and the urgent lane (emergencies,
-    on their own stream, judged as soon as they arrive, never behind a backlog of routine
-    telemetry; the routine lane later finds them seen and skips them). ``all`` runs both in
-    one process; `skyhive up` runs them apart, so the urgent lane never waits for the
-    routine one's share of the interpreter."""
-    clients = Clients(settings)
-    specs = SpecCache(clients.fleet)
-    helpers = [start_every(SPEC_REFRESH_S, specs.refresh, stop, "specs")]
-    lanes: list[tuple[Processor, str, float, threading.Event]] = []
-    if lane != "urgent":
-        routine = Processor(settings, clients, specs=specs)
-        watch = OfflineWatch(settings, clients, AlertEngine(settings, clients), specs)
-        helpers.append(start_every(settings.alerts_sweep_s, watch.sweep, stop, "offline-watch"))
-        lanes.append((routine, "processor", settings.processor_linger_ms / 1000.0, stop))
-    if lane != "routine":
-        urgent = Processor(settings, clients, stream=settings.urgent_stream, specs=specs)
-        lanes.append((urgent, "urgent lane", 0.0, stop))
-    first, *others = lanes
-    for args in others:
-        helpers.append(threading.Thread(target=_poll_forever, args=args, name=args[1]))
-        helpers[-1].start()
-    try:
-        _poll_forever(*first)
-    finally:
-        stop.set()  # the helpers must end before their clients close
-        for thread in helpers:
-            thread.join(timeout=30)
-        clients.close()

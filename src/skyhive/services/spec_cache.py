@@ -3,10 +3,9 @@ drones a second and they change rarely (a PATCH reaches the cache within ``SPEC_
 
 from __future__ import annotations
 
-import time
-
-from skyhive.adapters.fleet_repo import FleetRepo
 from skyhive.domain.fleet import DroneSpec
+from skyhive.ports.clock import Clock
+from skyhive.ports.drone_specs import DroneSpecs
 
 SPEC_TTL_S = 10.0
 # A drone not in the registry is remembered as such this long: telemetry from unregistered
@@ -15,15 +14,16 @@ ABSENT_TTL_S = 5.0
 
 
 class SpecCache:
-    def __init__(self, fleet: FleetRepo, absent_ttl_s: float = ABSENT_TTL_S) -> None:
+    def __init__(self, fleet: DroneSpecs, clock: Clock, absent_ttl_s: float = ABSENT_TTL_S) -> None:
         self._fleet = fleet
+        self._clock = clock
         self._absent_ttl_s = absent_ttl_s
         self._specs: dict[str, tuple[float, DroneSpec | None]] = {}  # None: not registered
 
     def get_many(self, drone_ids: list[str]) -> dict[str, DroneSpec]:
         """Specs from the cache; only drones never seen (or found unregistered more than
         ``absent_ttl_s`` ago) are read on the way."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         missing = [
             d
             for d in drone_ids
@@ -45,14 +45,14 @@ class SpecCache:
     def refresh(self) -> None:
         """Load the specs of drones registered since, and re-read those older than
         ``SPEC_TTL_S``; run off the hot path, so it finds them cached."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         stale = [d for d, (at, _) in list(self._specs.items()) if now - at > SPEC_TTL_S]
         stale += sorted(self._fleet.registered_ids() - self._specs.keys())
         for i in range(0, len(stale), 1000):
             self._load(stale[i : i + 1000])
 
     def _load(self, drone_ids: list[str]) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         fresh = self._fleet.specs(drone_ids)
         for d in drone_ids:
             self._specs[d] = (now, fresh.get(d))

@@ -1,17 +1,17 @@
 """Drone fleet simulator: realistic telemetry (and injected faults) published over MQTT.
 
-``physics`` and ``faults`` are pure and deterministic under a seeded RNG; ``runner`` owns the
-clock and ``links`` the MQTT connections (one per drone, each with its own credentials),
-through which drones also obey the dispatcher's commands.
+``drone`` (the state machine), ``flight``, ``battery`` and ``faults`` are pure and
+deterministic under a seeded RNG; ``runner`` owns the clock and ``links`` the MQTT connections
+(one per drone, each with its own credentials), through which drones also obey the
+dispatcher's commands.
 """
 
+from skyhive.simulator.drone import SimDrone, make_fleet
 from skyhive.simulator.faults import FaultRates, MalformedKind, MessageFaults
-from skyhive.simulator.physics import InvalidCommand, SimDrone, make_fleet
 from skyhive.simulator.runner import SimStats, SimulatorConfig, run_simulator
 
 __all__ = [
     "FaultRates",
-    "InvalidCommand",
     "MalformedKind",
     "MessageFaults",
     "SimDrone",

@@ -32,10 +32,11 @@ from typing import Any, Protocol
 import orjson
 from paho.mqtt.enums import MQTTErrorCode
 
+from skyhive.domain.commands import InvalidCommand, parse_command
 from skyhive.domain.fleet import DroneSpec
+from skyhive.simulator.drone import OFFLINE_S, Event, SimDrone, make_fleet
 from skyhive.simulator.faults import FaultKind, FaultRates, MessageFaults
 from skyhive.simulator.links import Links
-from skyhive.simulator.physics import OFFLINE_S, Event, InvalidCommand, SimDrone, make_fleet
 
 log = logging.getLogger(__name__)
 
@@ -297,16 +298,13 @@ class _Publisher:
                 waiting.append((topic, payload))
                 continue
             try:
-                cmd = orjson.loads(payload)
-                if not isinstance(cmd, dict):
-                    raise InvalidCommand(f"not a JSON object: {type(cmd).__name__}")
-                events = drone.command(cmd, now_ms, self.rng)
-            except ValueError as exc:  # orjson.JSONDecodeError or InvalidCommand
+                cmd = parse_command(payload)
+            except InvalidCommand as exc:
                 self.stats.bad_commands += 1
                 log.warning("ignoring bad command for %s: %s", drone.drone_id, exc)
                 continue
             self.stats.commands += 1
-            self._publish_events(events)
+            self._publish_events(drone.command(cmd, now_ms, self.rng))
         commands.extendleft(reversed(waiting))
 
     def _publish_events(self, events: list[Event]) -> None:

@@ -3,27 +3,10 @@ servers (the same records as ``/api/v1/keys``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
-
 import click
 
+from skyhive.cli.common import clients_of
 from skyhive.domain.access import KEY_ROLES, Role, parse_duration
-
-if TYPE_CHECKING:
-    from skyhive.wiring import Clients
-
-
-@contextmanager
-def _clients(ctx: click.Context) -> Iterator[Clients]:
-    from skyhive.wiring import Clients  # connects lazily; kept off the CLI's import path
-
-    clients = Clients(ctx.obj)
-    try:
-        yield clients
-    finally:
-        clients.close()
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> object:
@@ -54,7 +37,7 @@ def keys_create(
 
     from skyhive.services.api_keys import KeyRejected, audit_cli, create_key
 
-    with _clients(ctx) as clients:
+    with clients_of(ctx) as clients:
         try:
             doc, secret = create_key(
                 clients,
@@ -81,7 +64,7 @@ def keys_list(ctx: click.Context, include_revoked: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    with _clients(ctx) as clients:
+    with clients_of(ctx) as clients:
         docs = clients.api_keys.find(include_revoked, limit=10_000)
     table = Table("id", "name", "role", "customer", "created", "expires", "last used", "revoked")
 
@@ -108,10 +91,10 @@ def keys_list(ctx: click.Context, include_revoked: bool) -> None:
 def keys_revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke a key; every API process refuses it from the next request on."""
     from skyhive.services.api_keys import audit_cli
-    from skyhive.services.deliveries import utc_now
+    from skyhive.services.deliveries import to_millisecond
 
-    with _clients(ctx) as clients:
-        doc = clients.api_keys.revoke(key_id, utc_now())
+    with clients_of(ctx) as clients:
+        doc = clients.api_keys.revoke(key_id, to_millisecond(clients.clock.now()))
         if doc is not None:
             audit_cli(clients, "keys.revoke", key_id)
     if doc is None:

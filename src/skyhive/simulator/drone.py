@@ -1,9 +1,10 @@
-"""Pure drone physics: one state machine per drone, driven by time the caller passes in.
+"""A simulated drone's state machine, driven by time the caller passes in.
 
 Nothing here reads a clock or touches the network, so a seeded ``random.Random`` makes every
 flight reproducible in unit tests; the runner owns wall-clock time and MQTT. Durations are
 counted in the ``dt_s`` given to :meth:`SimDrone.step` and ``now_ms`` only stamps messages, so
-the runner can run simulated time faster than the wall clock.
+the runner can run simulated time faster than the wall clock. How it moves is in
+``flight.py``, what that costs and charging in ``battery.py``.
 
 A drone's life: docked (idle) at a BART station, charging when low, then a flight, then
 charging again. Left to itself (``autonomous``) it flies a leg to a station 2-12 km away
@@ -15,43 +16,36 @@ ceiling and to its cruise speed, and reports steadily. Injected faults (see ``fa
 emergency hover, fast drain, GPS glitch, gust, altitude excursion, cell failure, radio
 outage) break that on purpose; a drone that gets low in the air diverts to the nearest
 station ("returning"), abandoning any delivery.
-
-Battery use follows the drone's registry spec, so the dispatcher's energy model holds:
-cruising costs ``pct_per_km`` per km; climbing, descending and hovering cost time on top, a
-few percent per flight that the dispatcher's landing reserve absorbs.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache, lru_cache
 from typing import Any
 
+from skyhive.domain.commands import Command, DeliverCommand, StationRef
 from skyhive.domain.fleet import DroneSpec
-from skyhive.domain.geo import bearing_deg, destination_point, haversine_m
+from skyhive.domain.geo import destination_point, haversine_m
 from skyhive.domain.stations import Station, bart_stations
+from skyhive.simulator.battery import (
+    CHARGE_RATE_PCT_PER_S,
+    CHARGE_TARGET_PCT,
+    HOVER_DRAIN_PCT_PER_S,
+    LANDING_RESERVE_PCT,
+    LOW_BATTERY_PCT,
+    MIN_TAKEOFF_PCT,
+    Battery,
+)
 from skyhive.simulator.faults import FaultKind, FaultRates, Reading
+from skyhive.simulator.flight import CRUISE_ALT_M, Motion, pad_position, vertical_s
 
-MAX_ALT_M = 120.0  # legal ceiling for small drones (FAA Part 107: 400 ft)
-CRUISE_ALT_M = (60.0, 110.0)
-CLIMB_RATE_MPS = 3.0
-DESCENT_RATE_MPS = 2.0
 LEG_DISTANCE_M = (2_000.0, 12_000.0)
-PAD_OFFSET_MAX_M = 12.0  # stations have several pads around the station's coordinates
-AT_STATION_M = 30.0  # this close to a station's coordinates is being there (on one of its pads)
-HOVER_DRAIN_PCT_PER_S = 0.015  # climbing, descending, hovering; cruise drains per km instead
-CHARGE_RATE_PCT_PER_S = (0.08, 0.15)  # roughly 7-14 minutes from 35 % to full
-CHARGE_TAPER_ABOVE_PCT = 80.0  # constant-voltage phase: charging slows near full
-CHARGE_TAPER_FACTOR = 0.5
-CHARGE_TARGET_PCT = (95.0, 100.0)
-MIN_TAKEOFF_PCT = 35.0
-LANDING_RESERVE_PCT = 25.0  # an autonomous leg is affordable only if this much is left on landing
-LOW_BATTERY_PCT = 15.0  # airborne below this: divert to the nearest station
 DWELL_S = (20.0, 180.0)
 INITIAL_DWELL_S = (0.0, 60.0)  # short, so a fresh fleet starts flying within a minute
 INITIAL_BATTERY_PCT = (45.0, 100.0)
@@ -59,8 +53,6 @@ PAYLOAD_KG = (0.5, 2.5)
 LOADING_S = (5.0, 10.0)
 DROP_S = 5.0
 DROP_ALT_M = 15.0  # the package is lowered on a tether: no landing in a customer's garden
-MISSION_PAYLOAD_KG = 1.0  # when a deliver command does not say what the package weighs
-MAX_DELIVERY_ID_LEN = 128  # as the event schema allows
 RECENT_COMMANDS = 32  # deliver commands remembered, to ignore QoS 1 redeliveries
 EMERGENCY_S = (15.0, 60.0)
 FAULT_DRAIN_S = (60.0, 180.0)
@@ -94,10 +86,6 @@ _EN_ROUTE = frozenset({Phase.CLIMB, Phase.CRUISE})  # where gusts and excursions
 _EN_ROUTE_FAULTS = frozenset({FaultKind.OVERSPEED, FaultKind.ALTITUDE})
 
 
-class InvalidCommand(ValueError):
-    """A command the drone cannot act on (unknown type, missing or bad field)."""
-
-
 @dataclass(slots=True)
 class Mission:
     """A delivery the drone was commanded to fly; ``loaded`` once the package is on board."""
@@ -106,8 +94,18 @@ class Mission:
     pickup: Station
     destination: tuple[float, float]
     return_station: Station
-    payload_kg: float = MISSION_PAYLOAD_KG
+    payload_kg: float
     loaded: bool = False
+
+    @classmethod
+    def of(cls, cmd: DeliverCommand) -> Mission:
+        return cls(
+            cmd.delivery_id,
+            _station(cmd.pickup),
+            (cmd.destination.lat, cmd.destination.lon),
+            _station(cmd.return_station),
+            cmd.payload_kg,
+        )
 
 
 @dataclass(slots=True)
@@ -123,22 +121,13 @@ class SimDrone:
 
     spec: DroneSpec
     station: Station
-    lat: float
-    lon: float
-    battery_pct: float
+    motion: Motion
+    battery: Battery
     seq: int
     faults: FaultRates
-    charge_rate_pct_per_s: float
     autonomous: bool = True  # flies legs of its own accord; otherwise only when commanded
     phase: Phase = Phase.DOCKED
     dwell_left_s: float = 0.0  # on the pad before the next leg, loading, or hovering to drop
-    alt_m: float = 0.0
-    speed_mps: float = 0.0
-    heading_deg: float = 0.0
-    target_lat: float = 0.0
-    target_lon: float = 0.0
-    cruise_alt_m: float = 0.0
-    charge_target_pct: float = 100.0
     returning: bool = False
     delivery_id: str | None = None
     payload_kg: float | None = None
@@ -147,26 +136,17 @@ class SimDrone:
     drain_left_s: float = 0.0
     offline_s: float = OFFLINE_S
     fault_once: tuple[FaultKind, ...] = ()
-    gust_left_s: float = 0.0
-    gust_speed_mps: float = 0.0
-    excursion_left_s: float = 0.0  # counts down only while above MAX_ALT_M
-    excursion_alt_m: float = 0.0
     glitch: tuple[float, float] | None = None  # (bearing, metres) off for the next reading
     offline_until_ms: int = 0  # silent while now_ms is before this
     faults_started: Counter[FaultKind] = field(default_factory=Counter)
     _outbox: list[Event] = field(default_factory=list, init=False, repr=False)
-    _accepted: deque[tuple[str, object]] = field(
+    _accepted: deque[tuple[str, datetime]] = field(
         default_factory=lambda: deque(maxlen=RECENT_COMMANDS), init=False, repr=False
     )
 
     @property
     def drone_id(self) -> str:
         return self.spec.drone_id
-
-    @property
-    def pct_per_km(self) -> float:
-        """Battery percent a km of cruise costs, from the spec the dispatcher plans with."""
-        return self.spec.pct_per_km
 
     @property
     def cruise_speed_mps(self) -> float:
@@ -215,19 +195,13 @@ class SimDrone:
                 remaining = self._advance(now_ms, remaining, rng)
         return self._take_events(now_ms)
 
-    def command(self, cmd: Mapping[str, Any], now_ms: int, rng: random.Random) -> list[Event]:
-        """Apply a command (``deliver`` or ``return_to_station``, as built by
-        :mod:`skyhive.domain.commands`); return the events it causes at once, stamped ``now_ms``.
-
-        Raises :class:`InvalidCommand`, leaving the drone as it was, when ``cmd`` is unusable.
-        """
-        kind = cmd.get("type")
-        if kind == "deliver":
+    def command(self, cmd: Command, now_ms: int, rng: random.Random) -> list[Event]:
+        """Apply a command (parsed by :func:`skyhive.domain.commands.parse_command`); return
+        the events it causes at once, stamped ``now_ms``."""
+        if isinstance(cmd, DeliverCommand):
             self._deliver(cmd, now_ms, rng)
-        elif kind == "return_to_station":
-            self._recall(_station_field(cmd, "return_station"), now_ms, rng)
         else:
-            raise InvalidCommand(f"unknown command type {kind!r}")
+            self._recall(_station(cmd.return_station), now_ms, rng)
         return self._take_events(now_ms)
 
     def reading(self, now_ms: int) -> Reading:
@@ -235,7 +209,8 @@ class SimDrone:
         pending GPS glitch, which puts this one reading's position off)."""
         seq = self.seq
         self.seq += 1
-        lat, lon = self.lat, self.lon
+        m = self.motion
+        lat, lon = m.lat, m.lon
         if self.glitch is not None:
             bearing, metres = self.glitch
             self.glitch = None
@@ -246,10 +221,10 @@ class SimDrone:
             "ts": format_ts(now_ms),
             "lat": round(lat, 7),
             "lon": round(lon, 7),
-            "alt_m": round(self.alt_m, 1),
-            "speed_mps": round(self.speed_mps, 2),
-            "heading_deg": round(self.heading_deg, 1) % 360.0,
-            "battery_pct": round(self.battery_pct, 2),
+            "alt_m": round(m.alt_m, 1),
+            "speed_mps": round(m.speed_mps, 2),
+            "heading_deg": round(m.heading_deg, 1) % 360.0,
+            "battery_pct": round(self.battery.pct, 2),
             "status": self.status,
             "emergency": self.emergency_left_s > 0.0,
         }
@@ -261,32 +236,23 @@ class SimDrone:
 
     # -- commands --------------------------------------------------------------------------
 
-    def _deliver(self, cmd: Mapping[str, Any], now_ms: int, rng: random.Random) -> None:
-        delivery_id = cmd.get("delivery_id")
-        if not isinstance(delivery_id, str) or not 0 < len(delivery_id) <= MAX_DELIVERY_ID_LEN:
-            raise InvalidCommand(f"delivery_id must be a string of 1-{MAX_DELIVERY_ID_LEN} chars")
-        mission = Mission(
-            delivery_id,
-            _station_field(cmd, "pickup"),
-            _point_field(cmd, "destination"),
-            _station_field(cmd, "return_station"),
-            _payload_field(cmd),
-        )
-        key = (delivery_id, cmd.get("issued_at"))
+    def _deliver(self, cmd: DeliverCommand, now_ms: int, rng: random.Random) -> None:
+        mission = Mission.of(cmd)
+        key = (cmd.delivery_id, cmd.issued_at)
         if key in self._accepted:
             return  # a redelivery of a command already taken: answering "busy" would fail it
         if not self.on_standby:
-            self._emit(delivery_id, "failed", now_ms, "busy")
+            self._emit(mission.delivery_id, "failed", now_ms, "busy")
             return
-        if self.battery_pct - self._mission_cost_pct(mission) < LOW_BATTERY_PCT:
-            self._emit(delivery_id, "failed", now_ms, "insufficient battery")
+        if self.battery.pct - self._mission_cost_pct(mission) < LOW_BATTERY_PCT:
+            self._emit(mission.delivery_id, "failed", now_ms, "insufficient battery")
             return
         self._accepted.append(key)
         self.mission = mission
-        self.delivery_id = delivery_id
+        self.delivery_id = mission.delivery_id
         self.payload_kg = None
-        self.cruise_alt_m = rng.uniform(*CRUISE_ALT_M)
-        if self._near(mission.pickup):
+        self.motion.cruise_alt_m = rng.uniform(*CRUISE_ALT_M)
+        if self.motion.near(mission.pickup):
             self._start_loading(rng)
         else:
             self._fly_to(mission.pickup, *pad_position(mission.pickup, rng))
@@ -298,25 +264,28 @@ class SimDrone:
             haversine_m(m.pickup.lat, m.pickup.lon, dest_lat, dest_lon),
             haversine_m(dest_lat, dest_lon, m.return_station.lat, m.return_station.lon),
         ]
-        if not self._near(m.pickup):
-            legs.append(haversine_m(self.lat, self.lon, m.pickup.lat, m.pickup.lon))
-        alt = CRUISE_ALT_M[1]
-        return sum(self._leg_cost(d, alt) for d in legs) + HOVER_DRAIN_PCT_PER_S * DROP_S
+        if not self.motion.near(m.pickup):
+            legs.append(haversine_m(self.motion.lat, self.motion.lon, m.pickup.lat, m.pickup.lon))
+        climb_s = vertical_s(CRUISE_ALT_M[1])
+        return sum(self.battery.leg_cost(d, climb_s) for d in legs) + (
+            HOVER_DRAIN_PCT_PER_S * DROP_S
+        )
 
     def _recall(self, station: Station, now_ms: int, rng: random.Random) -> None:
         """Drop whatever it was doing and land at ``station``, the nearest way."""
         self._abandon(now_ms, "recalled")
+        m = self.motion
         if self.airborne:
             self.returning = True
-            if self._near(station):  # overhead already: straight down
+            if m.near(station):  # overhead already: straight down
                 self.station = station
-                self.target_lat, self.target_lon = self.lat, self.lon
+                m.target_lat, m.target_lon = m.lat, m.lon
                 self.phase = Phase.DESCENT
             else:
                 self._fly_to(station, *pad_position(station, rng))
-        elif not self._near(station):
+        elif not m.near(station):
             self.returning = True
-            self.cruise_alt_m = rng.uniform(*CRUISE_ALT_M)
+            m.cruise_alt_m = rng.uniform(*CRUISE_ALT_M)
             self._fly_to(station, *pad_position(station, rng))
         elif self.phase is Phase.LOADING:
             self._start_charging(rng)
@@ -346,24 +315,17 @@ class SimDrone:
         events, self._outbox = self._outbox, []
         return events
 
-    def _near(self, station: Station) -> bool:
-        return haversine_m(self.lat, self.lon, station.lat, station.lon) <= AT_STATION_M
-
     # -- faults ----------------------------------------------------------------------------
 
     def _count_down_faults(self, dt_s: float) -> None:
-        """Time runs out on active faults; a fast drain empties the battery meanwhile. An
-        altitude excursion's clock runs only while the drone is above the ceiling."""
+        """Time runs out on active faults; a fast drain empties the battery meanwhile."""
         if self.emergency_left_s > 0.0:
             self.emergency_left_s = max(self.emergency_left_s - dt_s, 0.0)
         if self.drain_left_s > 0.0:
             drained_s = min(dt_s, self.drain_left_s)
-            self.battery_pct = max(0.0, self.battery_pct - FAULT_DRAIN_PCT_PER_S * drained_s)
+            self.battery.lose(FAULT_DRAIN_PCT_PER_S * drained_s)
             self.drain_left_s -= drained_s
-        if self.gust_left_s > 0.0:
-            self.gust_left_s = max(self.gust_left_s - dt_s, 0.0)
-        if self.excursion_left_s > 0.0 and self.alt_m > MAX_ALT_M:
-            self.excursion_left_s = max(self.excursion_left_s - dt_s, 0.0)
+        self.motion.count_down(dt_s)
 
     def _roll_faults(self, now_ms: int, rng: random.Random) -> None:
         """Start the faults due: the forced ones once the drone is on its way, then each
@@ -373,16 +335,16 @@ class SimDrone:
             kinds, self.fault_once = self.fault_once, ()
             for kind in kinds:
                 self.start_fault(kind, now_ms, rng)
-        r = self.faults
+        r, m = self.faults, self.motion
         if self.emergency_left_s <= 0.0 and r.emergency and rng.random() < r.emergency:
             self.start_fault(FaultKind.EMERGENCY, now_ms, rng)
         if self.drain_left_s <= 0.0 and r.battery_drain and rng.random() < r.battery_drain:
             self.start_fault(FaultKind.BATTERY_DRAIN, now_ms, rng)
         if self.glitch is None and r.gps_jump and rng.random() < r.gps_jump:
             self.start_fault(FaultKind.GPS_JUMP, now_ms, rng)
-        if en_route and self.gust_left_s <= 0.0 and r.overspeed and rng.random() < r.overspeed:
+        if en_route and m.gust_left_s <= 0.0 and r.overspeed and rng.random() < r.overspeed:
             self.start_fault(FaultKind.OVERSPEED, now_ms, rng)
-        if en_route and self.excursion_left_s <= 0.0 and r.altitude and rng.random() < r.altitude:
+        if en_route and m.excursion_left_s <= 0.0 and r.altitude and rng.random() < r.altitude:
             self.start_fault(FaultKind.ALTITUDE, now_ms, rng)
         if r.battery_drop and rng.random() < r.battery_drop:
             self.start_fault(FaultKind.BATTERY_DROP, now_ms, rng)
@@ -395,6 +357,7 @@ class SimDrone:
         the drone descends."""
         if kind in _EN_ROUTE_FAULTS and self.phase not in _EN_ROUTE:
             return
+        m = self.motion
         if kind is FaultKind.EMERGENCY:
             self.emergency_left_s = rng.uniform(*EMERGENCY_S)
         elif kind is FaultKind.BATTERY_DRAIN:
@@ -402,22 +365,22 @@ class SimDrone:
         elif kind is FaultKind.GPS_JUMP:
             self.glitch = (rng.uniform(0.0, 360.0), rng.uniform(*GPS_JUMP_M))
         elif kind is FaultKind.OVERSPEED:
-            self.gust_left_s = rng.uniform(*GUST_S)
-            self.gust_speed_mps = rng.uniform(*GUST_SPEED_MPS)
+            m.gust_left_s = rng.uniform(*GUST_S)
+            m.gust_speed_mps = rng.uniform(*GUST_SPEED_MPS)
         elif kind is FaultKind.ALTITUDE:
-            self.excursion_alt_m = rng.uniform(*EXCURSION_ALT_M)
-            self.excursion_left_s = rng.uniform(*EXCURSION_ABOVE_S)
+            m.excursion_alt_m = rng.uniform(*EXCURSION_ALT_M)
+            m.excursion_left_s = rng.uniform(*EXCURSION_ABOVE_S)
         elif kind is FaultKind.BATTERY_DROP:
-            self.battery_pct = max(0.0, self.battery_pct - rng.uniform(*CELL_FAILURE_PCT))
+            self.battery.lose(rng.uniform(*CELL_FAILURE_PCT))
         else:
             self.offline_until_ms = now_ms + round(self.offline_s * 1000.0)
         self.faults_started[kind] += 1
 
     def _hold(self, dt_s: float) -> None:
         """Emergency: stop where it is (hovering if airborne) until the emergency clears."""
-        self.speed_mps = 0.0
+        self.motion.speed_mps = 0.0
         if self.airborne:
-            self._hover_drain(dt_s)
+            self.battery.hover(dt_s)
 
     # -- duty cycle ------------------------------------------------------------------------
 
@@ -430,24 +393,41 @@ class SimDrone:
                 self._plan_next(now_ms, rng)
             return 0.0
         if phase is Phase.CHARGING:
-            self._charge(dt_s, rng)
+            if self.battery.charge(dt_s):
+                self.phase = Phase.DOCKED
+                self.dwell_left_s = rng.uniform(*DWELL_S)
             return 0.0
         if phase is Phase.CLIMB:
-            return self._climb(now_ms, dt_s)
+            left = self.motion.climb(dt_s, self.battery)
+            if left is None:
+                self._divert_if_low(now_ms)
+                return 0.0
+            self.phase = Phase.CRUISE
+            return left
         if phase is Phase.CRUISE:
-            return self._cruise(now_ms, dt_s)
+            left = self.motion.cruise(dt_s, self.cruise_speed_mps, self.battery)
+            if left is None:
+                self._divert_if_low(now_ms)
+                return 0.0
+            self.phase = Phase.DESCENT
+            return left
         if phase is Phase.DESCENT:
-            return self._descend(dt_s, rng)
+            loaded = self.mission is not None and self.mission.loaded
+            left = self.motion.descend(dt_s, DROP_ALT_M if loaded else 0.0, self.battery)
+            if left is None:
+                return 0.0
+            self._arrive(rng)
+            return left
         return self._dwell(now_ms, dt_s, rng)
 
     def _plan_next(self, now_ms: int, rng: random.Random) -> None:
         """Autonomous: fly an affordable leg, or charge first when low or when nothing is in
         reach. Otherwise stand by on the pad, topped up, for a command."""
         if not self.autonomous:
-            if self.battery_pct < CHARGE_TARGET_PCT[0]:
+            if self.battery.pct < CHARGE_TARGET_PCT[0]:
                 self._start_charging(rng)
             return
-        if self.battery_pct < MIN_TAKEOFF_PCT:
+        if self.battery.pct < MIN_TAKEOFF_PCT:
             self._start_charging(rng)
             return
         alt = rng.uniform(*CRUISE_ALT_M)
@@ -458,18 +438,16 @@ class SimDrone:
             self._take_off(dest, alt, now_ms, rng)
 
     def _choose_destination(self, alt: float, rng: random.Random) -> Station | None:
-        budget = self.battery_pct - LANDING_RESERVE_PCT
-        reachable = [s for s, d in _legs_from(self.station) if self._leg_cost(d, alt) <= budget]
+        budget = self.battery.pct - LANDING_RESERVE_PCT
+        climb_s = vertical_s(alt)
+        reachable = [
+            s for s, d in _legs_from(self.station) if self.battery.leg_cost(d, climb_s) <= budget
+        ]
         return rng.choice(reachable) if reachable else None
-
-    def _leg_cost(self, distance_m: float, alt: float) -> float:
-        """Battery percent a whole leg uses: cruise drain by distance plus the vertical part."""
-        vertical_s = alt / CLIMB_RATE_MPS + alt / DESCENT_RATE_MPS
-        return self.pct_per_km * distance_m / 1000.0 + HOVER_DRAIN_PCT_PER_S * vertical_s
 
     def _take_off(self, dest: Station, alt: float, now_ms: int, rng: random.Random) -> None:
         """An autonomous leg, carrying a made-up delivery so telemetry looks like real work."""
-        self.cruise_alt_m = alt
+        self.motion.cruise_alt_m = alt
         self.delivery_id = f"{self.drone_id}-{now_ms}"
         self.payload_kg = round(rng.uniform(*PAYLOAD_KG), 1)
         self._fly_to(dest, *pad_position(dest, rng))
@@ -477,106 +455,22 @@ class SimDrone:
     def _fly_to(self, station: Station, lat: float, lon: float) -> None:
         """Head for (lat, lon), docking next at ``station``: climb to cruise altitude first."""
         self.station = station
-        self.target_lat, self.target_lon = lat, lon
-        self.heading_deg = bearing_deg(self.lat, self.lon, lat, lon)
+        self.motion.head_for(lat, lon)
         self.phase = Phase.CLIMB
-
-    def _climb(self, now_ms: int, dt_s: float) -> float:
-        """Straight up to cruise altitude (or to an excursion's peak); a gust meanwhile
-        blows the drone along its course."""
-        top = self._level_alt()
-        to_top_s = max(top - self.alt_m, 0.0) / CLIMB_RATE_MPS
-        self.speed_mps = CLIMB_RATE_MPS
-        if dt_s < to_top_s:
-            self.alt_m += CLIMB_RATE_MPS * dt_s
-            self._hover_drain(dt_s)
-            self._blown(dt_s)
-            self._divert_if_low(now_ms)
-            return 0.0
-        self.alt_m = max(self.alt_m, top)
-        self._hover_drain(to_top_s)
-        self._blown(to_top_s)
-        self.phase = Phase.CRUISE
-        return dt_s - to_top_s
-
-    def _cruise(self, now_ms: int, dt_s: float) -> float:
-        speed = self.gust_speed_mps if self.gust_left_s > 0.0 else self.cruise_speed_mps
-        self.speed_mps = speed
-        left_m = haversine_m(self.lat, self.lon, self.target_lat, self.target_lon)
-        if speed * dt_s < left_m:
-            course = bearing_deg(self.lat, self.lon, self.target_lat, self.target_lon)
-            self.lat, self.lon = destination_point(self.lat, self.lon, course, speed * dt_s)
-            self.heading_deg = bearing_deg(self.lat, self.lon, self.target_lat, self.target_lon)
-            self._distance_drain(speed * dt_s)
-            self._level(dt_s)
-            self._divert_if_low(now_ms)
-            return 0.0
-        self.lat, self.lon = self.target_lat, self.target_lon
-        self._distance_drain(left_m)
-        self._level(left_m / speed)
-        self.phase = Phase.DESCENT
-        return dt_s - left_m / speed
-
-    def _level_alt(self) -> float:
-        """The altitude to hold on the way: cruise altitude, or an excursion's peak."""
-        if self.excursion_left_s > 0.0:
-            return max(self.cruise_alt_m, self.excursion_alt_m)
-        return self.cruise_alt_m
-
-    def _level(self, dt_s: float) -> None:
-        """Cruising: climb or sink towards the altitude to hold (off it only in an altitude
-        excursion); vertical motion costs as hovering does."""
-        target = self._level_alt()
-        if self.alt_m < target:
-            rise_s = min((target - self.alt_m) / CLIMB_RATE_MPS, dt_s)
-            self.alt_m = min(self.alt_m + CLIMB_RATE_MPS * rise_s, target)
-            self._hover_drain(rise_s)
-        elif self.alt_m > target:
-            sink_s = min((self.alt_m - target) / DESCENT_RATE_MPS, dt_s)
-            self.alt_m = max(self.alt_m - DESCENT_RATE_MPS * sink_s, target)
-            self._hover_drain(sink_s)
-
-    def _blown(self, dt_s: float) -> None:
-        """Climbing in a gust: carried along the course (never past the target) at the
-        gust's speed, which is what the drone's ground speed reads."""
-        if self.gust_left_s <= 0.0:
-            return
-        self.speed_mps = self.gust_speed_mps
-        left_m = haversine_m(self.lat, self.lon, self.target_lat, self.target_lon)
-        push_m = min(self.gust_speed_mps * dt_s, left_m)
-        if push_m > 0.0:
-            course = bearing_deg(self.lat, self.lon, self.target_lat, self.target_lon)
-            self.lat, self.lon = destination_point(self.lat, self.lon, course, push_m)
-
-    def _descend(self, dt_s: float, rng: random.Random) -> float:
-        """Down onto the pad, or to drop height over a delivery's destination. Gusts and
-        altitude excursions are over by then."""
-        self.gust_left_s = self.excursion_left_s = 0.0
-        floor_m = DROP_ALT_M if self.mission is not None and self.mission.loaded else 0.0
-        to_floor_s = max(self.alt_m - floor_m, 0.0) / DESCENT_RATE_MPS
-        self.speed_mps = DESCENT_RATE_MPS
-        if dt_s < to_floor_s:
-            self.alt_m -= DESCENT_RATE_MPS * dt_s
-            self._hover_drain(dt_s)
-            return 0.0
-        self.alt_m = floor_m
-        self._hover_drain(to_floor_s)
-        self._arrive(rng)
-        return dt_s - to_floor_s
 
     def _arrive(self, rng: random.Random) -> None:
         mission = self.mission
         if mission is None:
             self._land(rng)
         elif mission.loaded:
-            self.speed_mps = 0.0
+            self.motion.speed_mps = 0.0
             self.dwell_left_s = DROP_S
             self.phase = Phase.DROP
         else:
             self._start_loading(rng)
 
     def _start_loading(self, rng: random.Random) -> None:
-        self.speed_mps = 0.0
+        self.motion.speed_mps = 0.0
         self.dwell_left_s = rng.uniform(*LOADING_S)
         self.phase = Phase.LOADING
 
@@ -586,13 +480,13 @@ class SimDrone:
         if dt_s < self.dwell_left_s:
             self.dwell_left_s -= dt_s
             if hovering:
-                self._hover_drain(dt_s)
+                self.battery.hover(dt_s)
             return 0.0
         used_s, self.dwell_left_s = self.dwell_left_s, 0.0
         mission = self.mission
         assert mission is not None  # only missions load and drop
         if hovering:
-            self._hover_drain(used_s)
+            self.battery.hover(used_s)
             self._emit(mission.delivery_id, "delivered", now_ms)
             self.mission = None
             self.delivery_id = None
@@ -608,41 +502,27 @@ class SimDrone:
         return dt_s - used_s
 
     def _land(self, rng: random.Random) -> None:
-        self.alt_m = 0.0
+        self.motion.alt_m = 0.0
         self.returning = False
         self.delivery_id = None
         self.payload_kg = None
         self._start_charging(rng)
 
     def _start_charging(self, rng: random.Random) -> None:
-        self.speed_mps = 0.0
-        self.charge_target_pct = rng.uniform(*CHARGE_TARGET_PCT)
+        self.motion.speed_mps = 0.0
+        self.battery.start_charging(rng)
         self.phase = Phase.CHARGING
-
-    def _charge(self, dt_s: float, rng: random.Random) -> None:
-        rate = self.charge_rate_pct_per_s
-        if self.battery_pct >= CHARGE_TAPER_ABOVE_PCT:
-            rate *= CHARGE_TAPER_FACTOR
-        self.battery_pct = min(self.battery_pct + rate * dt_s, 100.0)
-        if self.battery_pct >= self.charge_target_pct:
-            self.phase = Phase.DOCKED
-            self.dwell_left_s = rng.uniform(*DWELL_S)
-
-    def _hover_drain(self, airborne_s: float) -> None:
-        self.battery_pct = max(0.0, self.battery_pct - HOVER_DRAIN_PCT_PER_S * airborne_s)
-
-    def _distance_drain(self, distance_m: float) -> None:
-        self.battery_pct = max(0.0, self.battery_pct - self.pct_per_km * distance_m / 1000.0)
 
     def _divert_if_low(self, now_ms: int) -> None:
         """Abandon the leg (and any delivery) for the nearest station once the battery is low;
         only faults get a drone this low."""
-        if self.returning or self.battery_pct >= LOW_BATTERY_PCT:
+        if self.returning or not self.battery.low:
             return
         self._abandon(now_ms, "low battery")
-        nearest = min(bart_stations(), key=lambda s: haversine_m(self.lat, self.lon, s.lat, s.lon))
+        m = self.motion
+        nearest = min(bart_stations(), key=lambda s: haversine_m(m.lat, m.lon, s.lat, s.lon))
         self.station = nearest
-        self.target_lat, self.target_lon = nearest.lat, nearest.lon
+        m.target_lat, m.target_lon = nearest.lat, nearest.lon
         self.returning = True
 
 
@@ -687,25 +567,18 @@ def _new_drone(
     autonomous: bool,
 ) -> SimDrone:
     lat, lon = pad_position(station, rng)
+    battery_pct = rng.uniform(*INITIAL_BATTERY_PCT)
+    battery = Battery(battery_pct, rng.uniform(*CHARGE_RATE_PCT_PER_S), spec.pct_per_km)
+    dwell_left_s = rng.uniform(*INITIAL_DWELL_S)
     return SimDrone(
         spec=spec,
         station=station,
-        lat=lat,
-        lon=lon,
-        battery_pct=rng.uniform(*INITIAL_BATTERY_PCT),
+        motion=Motion(lat, lon, heading_deg=rng.uniform(0.0, 360.0)),
+        battery=battery,
         seq=now_ms,
         faults=faults,
-        charge_rate_pct_per_s=rng.uniform(*CHARGE_RATE_PCT_PER_S),
         autonomous=autonomous,
-        dwell_left_s=rng.uniform(*INITIAL_DWELL_S),
-        heading_deg=rng.uniform(0.0, 360.0),
-    )
-
-
-def pad_position(station: Station, rng: random.Random) -> tuple[float, float]:
-    """A landing pad near ``station``: within ``PAD_OFFSET_MAX_M`` of its coordinates."""
-    return destination_point(
-        station.lat, station.lon, rng.uniform(0.0, 360.0), rng.uniform(0.0, PAD_OFFSET_MAX_M)
+        dwell_left_s=dwell_left_s,
     )
 
 
@@ -726,40 +599,14 @@ def _station_names() -> dict[str, str]:
     return {s.code: s.name for s in bart_stations()}
 
 
-def _payload_field(cmd: Mapping[str, Any]) -> float:
-    value = cmd.get("payload_kg", MISSION_PAYLOAD_KG)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1000:
-        raise InvalidCommand("payload_kg must be a number in (0, 1000]")
-    return float(value)
-
-
-def _station_field(cmd: Mapping[str, Any], key: str) -> Station:
-    """A command's ``{"station", "lat", "lon"}``; its coordinates win over the shipped ones."""
-    obj = _object_field(cmd, key)
-    code = obj.get("station")
-    if not isinstance(code, str) or not code:
-        raise InvalidCommand(f"{key}.station must be a non-empty string")
-    lat, lon = _point_field(cmd, key)
-    return Station(code=code, name=_station_names().get(code, code), lat=lat, lon=lon)
-
-
-def _point_field(cmd: Mapping[str, Any], key: str) -> tuple[float, float]:
-    obj = _object_field(cmd, key)
-    return _number(obj, key, "lat", 90.0), _number(obj, key, "lon", 180.0)
-
-
-def _object_field(cmd: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    obj = cmd.get(key)
-    if not isinstance(obj, Mapping):
-        raise InvalidCommand(f"{key} must be an object")
-    return obj
-
-
-def _number(obj: Mapping[str, Any], key: str, name: str, limit: float) -> float:
-    value = obj.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= limit:
-        raise InvalidCommand(f"{key}.{name} must be a number within ±{limit:g}")
-    return float(value)
+def _station(ref: StationRef) -> Station:
+    """A command's station; its coordinates win over the shipped ones."""
+    return Station(
+        code=ref.station,
+        name=_station_names().get(ref.station, ref.station),
+        lat=ref.lat,
+        lon=ref.lon,
+    )
 
 
 def format_ts(now_ms: int) -> str:

@@ -1,0 +1,271 @@
+"""`skyhive bench`: benchmarks of the real pipeline, each printing its report as text or JSON."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks of the real pipeline on this machine."""
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+_broker_option = click.option(
+    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
+)
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _echo_json(report: object, **extra: object) -> None:
+    """A benchmark's report (a dataclass) as one line of JSON, with ``extra`` fields."""
+    import dataclasses
+
+    import orjson
+
+    assert dataclasses.is_dataclass(report) and not isinstance(report, type)
+    click.echo(orjson.dumps({**dataclasses.asdict(report), **extra}).decode())
+
+
+@bench.command("ingest")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=1500,
+    show_default=True,
+    help="Target msg/s (0 = flat out).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=30,
+    show_default=True,
+    help="Seconds of load.",
+)
+@click.option("--drones", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@_broker_option
+@_json_option
+def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json: bool) -> None:
+    """Push telemetry over MQTT through the whole pipeline; report rate, latency and loss."""
+    from skyhive.bench.ingest import run_ingest_bench
+
+    report = run_ingest_bench(rate, duration, drones, broker, progress=_progress)
+    if as_json:
+        _echo_json(report, zero_loss=report.zero_loss)
+    else:
+        lat = report.latency_ms
+        click.echo(
+            f"broker={report.broker} target={report.target_rate:g} msg/s drones={report.drones} "
+            f"duration={report.duration_s:g}s\n"
+            f"published={report.published} stored={report.stored} unique={report.unique_in_history} "
+            f"zero_loss={report.zero_loss}\n"
+            f"sustained={report.sustained_rate:g} msg/s (drain after load {report.drain_s:g}s)\n"
+            f"publish→live-state latency ms: p50={lat.get('p50')} p99={lat.get('p99')} "
+            f"max={lat.get('max')} (samples={report.samples})"
+        )
+    if not report.zero_loss:
+        sys.exit(1)
+
+
+def _pp(stats: dict[str, float]) -> str:
+    return f"{stats.get('p50')}/{stats.get('p99')} ms"
+
+
+@bench.command("alerts")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=2000,
+    show_default=True,
+    help="Background telemetry, messages/s.",
+)
+@click.option("--duration", type=click.FloatRange(min=5), default=20, show_default=True)
+@click.option("--drones", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option(
+    "--triggers",
+    type=click.FloatRange(0.1, 100),
+    default=5,
+    show_default=True,
+    help="Emergencies per second, each from a new drone.",
+)
+@_broker_option
+@_json_option
+def bench_alerts(
+    rate: float, duration: float, drones: int, triggers: float, broker: str, as_json: bool
+) -> None:
+    """Alert latency: MQTT publish of an emergency → webhook received, under load."""
+    from skyhive.bench.alerts import run_alert_bench
+
+    report = run_alert_bench(rate, duration, drones, triggers, broker, progress=_progress)
+    if as_json:
+        _echo_json(report)
+    else:
+        lat = report.latency_ms
+        click.echo(
+            f"broker={report.broker} background={report.rate:g}/s offered, "
+            f"{report.telemetry_per_s:g}/s ingested; triggered={report.triggered} "
+            f"notified={report.notified}\n"
+            f"publish → webhook (ms): p50={lat.get('p50')} p99={lat.get('p99')} "
+            f"max={lat.get('max')}\n"
+            f"  publish → telemetry bus p50/p99: {_pp(report.to_bus_ms)}; "
+            f"→ alerts stream: {_pp(report.to_alert_ms)}; → webhook: {_pp(report.to_webhook_ms)}"
+        )
+    if report.notified < report.triggered:
+        sys.exit(1)
+
+
+@bench.command("dispatch")
+@click.option("--drones", type=click.IntRange(10, 20_000), default=1000, show_default=True)
+@click.option(
+    "--rate", type=click.FloatRange(min=1), default=100, show_default=True, help="Orders/s."
+)
+@click.option("--duration", type=click.FloatRange(min=1), default=8, show_default=True)
+@click.option(
+    "--telemetry-hz",
+    type=click.FloatRange(0.05, 10),
+    default=1.0,
+    show_default=True,
+    help="Telemetry rate per simulated drone.",
+)
+@_broker_option
+@_json_option
+def bench_dispatch(
+    drones: int, rate: float, duration: float, telemetry_hz: float, broker: str, as_json: bool
+) -> None:
+    """Dispatch latency (order accepted → command published) with a live simulated fleet."""
+    from skyhive.bench.dispatch import run_dispatch_bench
+
+    report = run_dispatch_bench(
+        drones,
+        rate,
+        duration,
+        progress=_progress,
+        telemetry_hz=telemetry_hz,
+        broker=broker,
+    )
+    if as_json:
+        _echo_json(report)
+    else:
+        lat, inner = report.latency_ms, report.dispatcher_latency_ms
+        click.echo(
+            f"drones={report.drones} orders={report.orders} at {report.rate:g}/s "
+            f"rejected={report.rejected} commanded={report.commanded} "
+            f"double_booked={report.double_booked} "
+            f"telemetry_ingested={report.telemetry_per_s:g}/s\n"
+            f"order accepted → command received (ms): p50={lat.get('p50')} p99={lat.get('p99')} "
+            f"max={lat.get('max')}\n"
+            f"order accepted → assigned, in the dispatcher (ms): p50={inner.get('p50')} "
+            f"p99={inner.get('p99')} max={inner.get('max')}\n"
+            f"POST /api/v1/deliveries round trip (ms): p50={report.api_post_ms.get('p50')} "
+            f"p99={report.api_post_ms.get('p99')}"
+        )
+    if report.double_booked or report.commanded < report.orders:
+        sys.exit(1)
+
+
+@bench.command("dashboard")
+@click.option("--drones", type=click.IntRange(1, 20_000), default=1000, show_default=True)
+@click.option(
+    "--hz", type=click.FloatRange(0.1, 10), default=1.0, show_default=True, help="Per drone."
+)
+@click.option("--duration", type=click.FloatRange(min=5), default=30, show_default=True)
+@click.option(
+    "--screenshot", type=click.Path(dir_okay=False, path_type=Path), help="Save the page as PNG."
+)
+@_json_option
+def bench_dashboard(
+    drones: int, hz: float, duration: float, screenshot: Path | None, as_json: bool
+) -> None:
+    """The dashboard in headless Chromium with a simulated fleet: frame time and update lag."""
+    from skyhive.bench.dashboard import run_dashboard_bench
+
+    report = run_dashboard_bench(drones, hz, duration, progress=_progress, screenshot=screenshot)
+    if as_json:
+        _echo_json(report)
+    else:
+        frame, lag = report.frame_ms, report.lag_ms
+        click.echo(
+            f"drones={report.drones} at {report.hz:g} Hz for {report.duration_s:g}s: "
+            f"{report.drones_on_map} on the map; {report.telemetry_per_s:g} readings/s ingested, "
+            f"{report.updates_per_s:g} drone updates/s drawn in {report.redraws_per_s:g} "
+            "redraws/s\n"
+            f"frame time (ms): p50={frame.get('p50')} p99={frame.get('p99')} "
+            f"max={frame.get('max')} (over 50 ms: {report.slow_frames_pct:g}%)\n"
+            f"update lag, telemetry ts → drawn (ms): p50={lag.get('p50')} p99={lag.get('p99')} "
+            f"max={lag.get('max')}\n"
+            f"  of which applied by the processor → drawn (ms): {_pp(report.stream_lag_ms)}; "
+            f"one redraw of the drones (ms): {_pp(report.draw_ms)}"
+        )
+
+
+@bench.command("api")
+@click.option(
+    "--rate", type=click.FloatRange(min=1), default=500, show_default=True, help="Requests/s."
+)
+@click.option("--duration", type=click.FloatRange(min=1), default=10, show_default=True)
+@_json_option
+def bench_api(rate: float, duration: float, as_json: bool) -> None:
+    """API read latency under waitress: customers and invoices, cached and uncached."""
+    from skyhive.bench.api import run_api_bench
+
+    report = run_api_bench(rate, duration, progress=_progress)
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo(
+        f"{rate:g} requests/s, {duration:g} s per case (latency from the scheduled send); "
+        f"load average at the end {report.load_average[0]:.1f}"
+    )
+    for c in report.cases:
+        lat = c.latency_ms
+        click.echo(
+            f"  {c.name:<20} p50={lat.get('p50')} p99={lat.get('p99')} max={lat.get('max')} ms"
+            f"  ({c.requests} requests, {c.achieved_rps:g}/s, hit={c.hits} miss={c.misses} "
+            f"errors={c.errors}; in the server p50 <= {c.server_ms.get('p50_le')} "
+            f"p99 <= {c.server_ms.get('p99_le')} ms)"
+        )
+
+
+@bench.command("durability")
+@click.option(
+    "--what",
+    type=click.Choice(["fsync", "broker-crash", "mosquitto-save", "all"]),
+    default="all",
+    show_default=True,
+    help="Which measurement.",
+)
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Readings queued at the broker crash; Mosquitto's saves with 0, 4N and 20N queued.",
+)
+@click.option(
+    "--fsync-seconds",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds per fsync row.",
+)
+@_json_option
+def bench_durability(what: str, n: int, fsync_seconds: float, as_json: bool) -> None:
+    """Bus writes with appendfsync everysec vs always; what a broker kill -9 loses; the CPU
+    of Mosquitto's saves. Exits 1 if Mosquitto lost a backlog it had saved."""
+    from skyhive.bench.durability import WHAT, format_report, run_durability_bench
+
+    chosen = WHAT if what == "all" else (what,)
+    report = run_durability_bench(chosen, n, fsync_seconds, progress=_progress)
+    if as_json:
+        _echo_json(report, mosquitto_kept_saved_backlog=report.mosquitto_kept_saved_backlog)
+    else:
+        click.echo(format_report(report))
+    if not report.mosquitto_kept_saved_backlog:
+        sys.exit(1)

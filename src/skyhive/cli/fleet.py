@@ -1,0 +1,145 @@
+"""`skyhive drones`: the fleet registry and each drone's MQTT credentials."""
+
+from __future__ import annotations
+
+import click
+
+from skyhive.cli.common import clients_of
+
+
+@click.group()
+def drones() -> None:
+    """The fleet registry."""
+
+
+@drones.command("register")
+@click.argument("drone_id")
+@click.option("--home-station", required=True, help="Station code, e.g. 12TH.")
+@click.option("--model", default="skyhive-x4", show_default=True)
+@click.option("--max-payload-kg", type=float, default=2.5, show_default=True)
+@click.option("--battery-wh", type=float, default=500.0, show_default=True)
+@click.option("--cruise-speed-mps", type=float, default=15.0, show_default=True)
+@click.option("--consumption-wh-per-km", type=float, default=8.0, show_default=True)
+@click.option(
+    "--no-credentials", is_flag=True, help="Don't issue an MQTT password now (do it later)."
+)
+@click.pass_context
+def drones_register(
+    ctx: click.Context,
+    drone_id: str,
+    home_station: str,
+    model: str,
+    max_payload_kg: float,
+    battery_wh: float,
+    cruise_speed_mps: float,
+    consumption_wh_per_km: float,
+    no_credentials: bool,
+) -> None:
+    """Register a drone so the dispatcher may assign it deliveries, and issue its MQTT
+    password (printed once: the drone signs in with its id and this password)."""
+    from pydantic import ValidationError
+
+    from skyhive.adapters.fleet_repo import DuplicateDrone
+    from skyhive.adapters.stations_repo import get_station
+    from skyhive.domain.fleet import DroneSpec
+    from skyhive.domain.telemetry import format_validation_error
+    from skyhive.services.device_credentials import issue_drone_password
+
+    try:
+        spec = DroneSpec(
+            drone_id=drone_id,
+            model=model,
+            home_station=home_station,
+            max_payload_kg=max_payload_kg,
+            battery_capacity_wh=battery_wh,
+            cruise_speed_mps=cruise_speed_mps,
+            consumption_wh_per_km=consumption_wh_per_km,
+        )
+    except ValidationError as exc:
+        raise click.ClickException(format_validation_error(exc)) from None
+    with clients_of(ctx) as clients:
+        try:
+            if get_station(clients.db, home_station) is None:
+                raise click.ClickException(f"unknown home station {home_station!r}")
+            clients.fleet.register(spec)
+            password = None if no_credentials else issue_drone_password(clients, drone_id)
+        except DuplicateDrone:
+            raise click.ClickException(f"drone {drone_id!r} is already registered") from None
+    click.echo(f"registered {drone_id} ({model}, home {home_station})")
+    if password is not None:
+        _echo_drone_login(drone_id, password)
+
+
+def _echo_drone_login(drone_id: str, password: str) -> None:
+    click.echo(f"MQTT username: {drone_id}")
+    click.echo("MQTT password (shown this once; store it on the drone now):")
+    click.echo(password)
+
+
+@drones.command("credentials")
+@click.argument("drone_id")
+@click.option("--rotate", is_flag=True, help="Issue a new password (the old one stops working).")
+@click.option("--revoke", is_flag=True, help="Withdraw the password (the drone is shut out).")
+@click.pass_context
+def drones_credentials(ctx: click.Context, drone_id: str, rotate: bool, revoke: bool) -> None:
+    """A drone's MQTT credentials: show their state, --rotate (prints the new password once)
+    or --revoke. Open connections lose their rights within SKYHIVE_CREDENTIALS_REFRESH_S."""
+    from datetime import UTC, datetime
+
+    from skyhive.services.device_credentials import (
+        UnknownDrone,
+        drone_credential,
+        issue_drone_password,
+        revoke_drone_password,
+    )
+
+    if rotate and revoke:
+        raise click.ClickException("--rotate or --revoke, not both")
+    with clients_of(ctx) as clients:
+        try:
+            if rotate:
+                password = issue_drone_password(clients, drone_id)
+            elif revoke:
+                if not revoke_drone_password(clients, drone_id):
+                    raise click.ClickException(f"drone {drone_id!r} has no MQTT password to revoke")
+                click.echo(f"revoked the MQTT password of {drone_id}")
+                return
+            else:
+                cred = drone_credential(clients, drone_id)
+                if cred is None or not cred.active:
+                    state = "revoked" if cred is not None else "none"
+                    click.echo(f"{drone_id}: no MQTT password ({state}); issue one with --rotate")
+                    return
+                changed = datetime.fromtimestamp(cred.changed_ms / 1000, UTC)
+                when = changed.isoformat(timespec="seconds")
+                click.echo(f"{drone_id}: MQTT password issued {when} by {cred.source}")
+                return
+        except UnknownDrone:
+            raise click.ClickException(f"drone {drone_id!r} is not registered") from None
+    _echo_drone_login(drone_id, password)
+
+
+@drones.command("list")
+@click.option("--status", type=click.Choice(["active", "maintenance", "retired"]), default=None)
+@click.pass_context
+def drones_list(ctx: click.Context, status: str | None) -> None:
+    """List registered drones."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with clients_of(ctx) as clients:
+        specs = clients.fleet.list(status=status)
+    table = Table("drone", "model", "home", "payload kg", "battery Wh", "m/s", "Wh/km", "status")
+    for s in specs:
+        table.add_row(
+            s.drone_id,
+            s.model,
+            s.home_station,
+            f"{s.max_payload_kg:g}",
+            f"{s.battery_capacity_wh:g}",
+            f"{s.cruise_speed_mps:g}",
+            f"{s.consumption_wh_per_km:g}",
+            s.status,
+        )
+    Console().print(table)
+    click.echo(f"{len(specs)} drones")

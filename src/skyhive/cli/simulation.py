@@ -1,0 +1,229 @@
+"""`skyhive simulate` (a drone fleet over MQTT, with injected faults) and `skyhive
+simulate-orders` (customers ordering through the API)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import Field, fields
+
+import click
+
+from skyhive.cli.common import clients_of, settings_of
+from skyhive.settings import Settings
+from skyhive.simulator.faults import FaultKind, FaultRates
+from skyhive.workers.signals import stop_on_signals
+
+# Drone faults (one per FaultKind) and message faults: `simulate` lists the drone faults' rates
+# with the options that shape them (--offline-s, --fault-once), then the message faults'.
+_DRONE_FAULTS = [f for f in fields(FaultRates) if f.name in {k.value for k in FaultKind}]
+_MESSAGE_FAULTS = [f for f in fields(FaultRates) if f not in _DRONE_FAULTS]
+
+# The help of a fault's --<fault>-rate option, by FaultRates field (a field without one gets
+# its option all the same).
+_RATE_HELP = {
+    "gps_jump": "One reading's position off by 2-5 km.",
+    "overspeed": "On the way: 5-12 s at 31-40 m/s (a gust or a runaway).",
+    "altitude": "On the way: up to 125-150 m, 8-20 s above the 120 m ceiling.",
+    "battery_drop": "A cell failure: the battery 20-30 points lower at once, for good.",
+    "offline": "A radio outage: the drone publishes nothing for --offline-s seconds.",
+}
+
+
+def _rate_options(
+    rates: list[Field[float]],
+) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    """A `--<fault>-rate` option (parameter `<fault>_rate`) for each of these FaultRates
+    fields, so a new fault rate is a new option."""
+
+    def decorate(f: click.decorators.FC) -> click.decorators.FC:
+        for rate in reversed(rates):
+            f = click.option(
+                f"--{rate.name.replace('_', '-')}-rate",
+                type=click.FloatRange(0, 1),
+                default=rate.default,
+                show_default=True,
+                help=_RATE_HELP.get(rate.name),
+            )(f)
+        return f
+
+    return decorate
+
+
+@click.command()
+@click.option("--drones", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.001, 100),
+    default=1.0,
+    show_default=True,
+    help="Messages/s per drone.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds to run [until Ctrl-C].",
+)
+@click.option("--seed", type=int, default=None, help="Random seed, for a repeatable fleet.")
+@click.option("--id-prefix", default="drone", show_default=True)
+@_rate_options(_DRONE_FAULTS)
+@click.option(
+    "--offline-s",
+    type=click.FloatRange(min=0.1, max=86_400),
+    default=30.0,
+    show_default=True,
+    help="How long a radio outage lasts (wall-clock seconds, whatever --time-scale).",
+)
+@click.option(
+    "--fault-once",
+    "fault_once",
+    type=click.Choice([k.value for k in FaultKind]),
+    multiple=True,
+    help="Every drone has this fault once, right after its first take-off (repeatable).",
+)
+@_rate_options(_MESSAGE_FAULTS)
+@click.option(
+    "--autonomous-legs/--no-autonomous-legs",
+    default=True,
+    show_default=True,
+    help="Fly repositioning legs on their own between commands, or stay docked until told.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0.01, 1000),
+    default=1.0,
+    show_default=True,
+    help="Simulated seconds per real second (flights end sooner; timestamps stay real).",
+)
+@click.option("--no-register", is_flag=True, help="Don't add the drones to the fleet registry.")
+@click.pass_context
+def simulate(
+    ctx: click.Context,
+    /,
+    drones: int,
+    rate: float,
+    duration: float | None,
+    seed: int | None,
+    id_prefix: str,
+    offline_s: float,
+    fault_once: tuple[str, ...],
+    autonomous_legs: bool,
+    time_scale: float,
+    no_register: bool,
+    **rates: float,
+) -> None:
+    """Fly a simulated fleet between BART stations, publishing telemetry over MQTT.
+
+    The drones obey dispatch commands and are registered in the fleet registry on start.
+    The --*-rate options inject faults (per-message probabilities); --fault-once makes every
+    drone have a fault right after it takes off, for a demonstration or a test."""
+    from skyhive.adapters.mqtt_url import parse_mqtt_url
+    from skyhive.domain.fleet import DroneSpec
+    from skyhive.services.device_credentials import (
+        CredentialConflict,
+        UnknownDrone,
+        simulator_passwords,
+    )
+    from skyhive.simulator import SimulatorConfig, run_simulator
+
+    settings = settings_of(ctx)
+    host, port = parse_mqtt_url(settings.mqtt_url_or_default())
+    faults = FaultRates(**{f.name: rates[f"{f.name}_rate"] for f in fields(FaultRates)})
+    config = SimulatorConfig(
+        drones=drones,
+        rate_hz=rate,
+        duration_s=duration,
+        seed=seed,
+        id_prefix=id_prefix,
+        faults=faults,
+        autonomous_legs=autonomous_legs,
+        time_scale=time_scale,
+        fault_once=tuple(FaultKind(k) for k in fault_once),
+        offline_s=offline_s,
+    )
+    secure = not settings.insecure_devices
+    if secure and no_register:
+        raise click.ClickException(
+            "--no-register needs insecure devices (SKYHIVE_INSECURE_DEVICES=true): "
+            "a drone has MQTT credentials only once it is registered"
+        )
+    how = (
+        "one connection per drone, each with its own credentials"
+        if secure
+        else ("one anonymous connection (insecure devices)")
+    )
+    with clients_of(ctx) as clients:
+
+        def register(specs: list[DroneSpec]) -> None:
+            added = clients.fleet.ensure_registered(specs)
+            click.echo(
+                f"fleet registry: {added} drones added, {len(specs) - added} known", err=True
+            )
+
+        def logins(specs: list[DroneSpec]) -> dict[str, str]:
+            """Registered first (credentials are for registered drones only), then each
+            drone's password, kept in the data dir (mode 600) so a restart does not rotate
+            them."""
+            register(specs)
+            path = settings.data_dir / "simulator" / f"{id_prefix}-credentials.json"
+            return simulator_passwords(clients, [s.drone_id for s in specs], path)
+
+        click.echo(
+            f"simulating {drones} drones at {rate:g} Hz → mqtt://{host}:{port} ({how})", err=True
+        )
+
+        def progress(stats: dict[str, object]) -> None:
+            click.echo("simulator: " + ", ".join(f"{k}={v}" for k, v in stats.items()), err=True)
+
+        try:
+            stats = run_simulator(
+                config,
+                host,
+                port,
+                stop_event=stop_on_signals(grace_s=20.0),  # 10 s of it for in-flight acks
+                progress=progress,
+                register=None if no_register or secure else register,
+                logins=logins if secure else None,
+            )
+        except (UnknownDrone, CredentialConflict, ConnectionError) as exc:
+            raise click.ClickException(str(exc) or type(exc).__name__) from None
+    click.echo(f"done: {stats}", err=True)
+
+
+def _client_key(settings: Settings) -> str:
+    """The API key a client command sends: ``SKYHIVE_API_KEY``, else the demo's operator key
+    in the data dir (written by `skyhive demo`)."""
+    from skyhive.services.api_keys import DEMO_KEY_FILE
+
+    if settings.api_key:
+        return settings.api_key.get_secret_value()
+    path = settings.data_dir / DEMO_KEY_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    raise click.ClickException(
+        "an operator API key is needed: set SKYHIVE_API_KEY (`skyhive keys create --role operator`)"
+    )
+
+
+@click.command("simulate-orders")
+@click.option(
+    "--every",
+    type=click.FloatRange(0.05, 3600),
+    default=20.0,
+    show_default=True,
+    help="Seconds between orders.",
+)
+@click.option("--api", "api_url", default=None, help="API base URL [the configured host:port].")
+@click.option("--seed", type=int, default=None, help="Random seed, for repeatable orders.")
+@click.pass_context
+def simulate_orders(
+    ctx: click.Context, every: float, api_url: str | None, seed: int | None
+) -> None:
+    """Customers placing delivery orders through the API (random customer, station and
+    destination 0.5-4 km away), one every --every seconds, until Ctrl-C."""
+    from skyhive.simulator.orders import run_orders
+
+    settings = settings_of(ctx)
+    api = (api_url or f"http://{settings.host}:{settings.api_port}").rstrip("/")
+    stats = run_orders(api, every, stop_on_signals(), _client_key(settings), seed)
+    click.echo(f"orders placed={stats.placed} refused={stats.refused} failed={stats.failed}")

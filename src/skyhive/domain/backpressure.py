@@ -1,0 +1,37 @@
+"""Backpressure on ingest: when the bus holds too much unprocessed work, and when it is
+under control again (``services/stream_trimmer.py`` explains the whole mechanism)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Backpressure:
+    engaged: bool
+    stream: str  # the ingest stream with the largest backlog
+    backlog: int
+    limit: int
+    resume: int
+
+    @classmethod
+    def released(cls) -> Backpressure:
+        return cls(False, "", 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TrimPolicy:
+    """What a trim pass trims and how it decides: ``streams`` are trimmed to what all their
+    ``required`` groups acknowledged; ingest is held back once a batch more (``room``) would
+    take an ``ingest_streams`` backlog over ``limit``, until every one is under ``resume``."""
+
+    limit: int
+    resume: int
+    room: int
+    streams: tuple[str, ...]
+    ingest_streams: tuple[str, ...]
+    required: dict[str, frozenset[str]]
+    period_s: float  # how often a pass runs
+
+    def engaged(self, worst: int, before: Backpressure) -> bool:
+        return worst + self.room > self.limit or (before.engaged and worst >= self.resume)

@@ -1,0 +1,35 @@
+"""`skyhive tracker`: drone events (group ``tracker``), ETAs and silent drones."""
+
+from __future__ import annotations
+
+import threading
+
+from skyhive.services.tracker import DeliveryTracker
+from skyhive.settings import Settings
+from skyhive.wiring import Clients
+from skyhive.workers import runner
+
+
+def worker(clients: Clients) -> runner.Worker:
+    tracker = DeliveryTracker(
+        clients.settings,
+        records=clients.deliveries,
+        queue=clients.dispatch_queue,
+        live=clients.live,
+        fleet=clients.fleet,
+        stations=clients.stations,
+        bus=clients.bus,
+        clock=clients.clock,
+        consumer=runner.consumer_name(),
+    )
+    name = f"tracker {tracker.consumer}"
+    events = runner.loop(name, lambda: tracker.handle_events(block_ms=500), retry_s=(1.0, 1.0))
+    return runner.Worker(
+        name,
+        [("tracker", events), ("monitor", runner.every(1.0, tracker.monitor))],
+        setup=tracker.setup,
+    )
+
+
+def run_tracker(settings: Settings, stop: threading.Event) -> None:
+    runner.run(settings, stop, worker)
