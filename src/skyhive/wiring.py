@@ -41,6 +41,8 @@ from skyhive.adapters.telemetry_repo import TelemetryRepo
 from skyhive.ports.clock import Clock
 from skyhive.services.alert_actions import AlertActions
 from skyhive.services.alerting import AlertEngine
+from skyhive.services.billing import BillingService
+from skyhive.services.deliveries import DeliveryService
 from skyhive.services.ingest import Ingest
 from skyhive.services.overview import OverviewReader
 from skyhive.services.stream_trimmer import IngestGate, trim_policy
@@ -179,6 +181,29 @@ class Clients:
             feed=self.live,
             bus=self.bus,
             stations=self.stations,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def delivery_service(self) -> DeliveryService:
+        return DeliveryService(
+            self.settings,
+            records=self.deliveries,
+            stations=self.stations,
+            fleet=self.fleet,
+            customers=self.customers,
+            live=self.live,
+            bus=self.bus,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def billing(self) -> BillingService:
+        return BillingService(
+            self.settings,
+            deliveries=self.delivery_billing,
+            invoices=self.invoices,
+            money=self.money,
             clock=self.clock,
         )
 

@@ -87,14 +87,19 @@ class Up:
             with urllib.request.urlopen(self._request(path, key), timeout=2) as r:
                 return int(r.status)
         except urllib.error.HTTPError as e:
-            return int(e.code)
+            with e:  # an error answer holds the connection open until closed
+                return int(e.code)
         except OSError:
             return 0
 
     def get(self, path: str, key: str | None = None) -> Any:
         """The JSON of a GET; an error status raises (``urllib.error.HTTPError``)."""
-        with urllib.request.urlopen(self._request(path, key), timeout=5) as r:
-            return json.loads(r.read())
+        try:
+            with urllib.request.urlopen(self._request(path, key), timeout=5) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            e.close()  # raised on with its status; its connection closed now, not at GC
+            raise
 
     def answer(self, path: str, key: str | None = None) -> tuple[int, Any]:
         """The status and JSON of a GET, whatever the status (``(0, None)`` when nothing
@@ -103,7 +108,8 @@ class Up:
             with urllib.request.urlopen(self._request(path, key), timeout=5) as r:
                 return int(r.status), json.loads(r.read())
         except urllib.error.HTTPError as e:
-            return int(e.code), json.loads(e.read() or b"null")
+            with e:  # an error answer holds the connection open until closed
+                return int(e.code), json.loads(e.read() or b"null")
         except OSError:
             return 0, None
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import delivery_wiring as wire
 from customer_seed import add_customers
 
 from skyhive.bootstrap import bootstrap
@@ -21,7 +20,7 @@ STATIONS = {s.code: s for s in bart_stations()}
 def world(clients: Clients, *customers: str) -> DeliveryService:
     bootstrap(clients)
     add_customers(clients, *customers)
-    return wire.delivery_service(clients)
+    return clients.delivery_service
 
 
 def order(

@@ -9,13 +9,11 @@ Readings are stamped from a fixed base, never from today's date.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import delivery_wiring as wire
 import orjson
 import paho.mqtt.client as mqtt
 from customer_seed import add_customers
@@ -38,15 +36,6 @@ STATIONS = {s.code: s for s in bart_stations()}
 PICKUP = STATIONS["12TH"]
 
 
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
 class World:
     """One customer ``c1``; drones registered at 12TH and reporting through the processor."""
 
@@ -54,7 +43,7 @@ class World:
         bootstrap(clients)
         add_customers(clients, "c1")
         self.clients = clients
-        self.svc = wire.delivery_service(clients)
+        self.svc = clients.delivery_service
         self._seq: dict[str, int] = {}
         self._proc = build_processor(clients, "world")
         self._proc.setup()

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import delivery_wiring as wire
 import pytest
 from api_asserts import assert_error, body
 from billing_data import delivered, world
@@ -109,7 +108,7 @@ def test_a_customer_with_unpaid_invoices_cannot_be_deleted(
     ada = create(client)
     svc = world(clients)
     delivered(clients, svc, ada["id"], "12TH", datetime(2026, 10, 5, tzinfo=UTC))
-    wire.billing(clients).run(Period(2026, 10), datetime(2026, 11, 2, tzinfo=UTC))
+    clients.billing.run(Period(2026, 10), datetime(2026, 11, 2, tzinfo=UTC))
     msg = assert_error(client.delete(f"{URL}/{ada['id']}"), 409)
     assert "1 unpaid invoice" in msg
     [invoice] = body(client.get(f"/api/v1/invoices?customer_id={ada['id']}"))["items"]

@@ -8,7 +8,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import delivery_wiring as wire
 import orjson
 import pytest
 from api_asserts import assert_error, body
@@ -178,7 +177,7 @@ def test_malformed_bodies(
 @pytest.fixture
 def seeded(client: FlaskClient, clients: Clients) -> list[str]:
     """Four deliveries a second apart (oldest first); the third assigned to drone d9."""
-    svc = wire.delivery_service(clients)
+    svc = clients.delivery_service
     ids = []
     for i, customer in enumerate(("alice", "bob", "alice", "carol")):
         req = DeliveryRequest.model_validate(order(customer_id=customer))

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import delivery_wiring as wire
 import pytest
 from api_asserts import assert_error, body
 from billing_data import finish, order, world
@@ -67,7 +66,7 @@ def seed(clients: Clients, now: datetime) -> None:
         if end != "pending":
             finish(clients, doc, end, min(created + timedelta(seconds=took_s), now))
     month = Period.of(now)
-    wire.billing(clients).run(month, month.end + timedelta(hours=1))
+    clients.billing.run(month, month.end + timedelta(hours=1))
     clients.db.alerts.insert_many(
         [
             {"_id": f"a{i}", "drone_id": "ov-0", "type": "low_battery", "severity": sev,

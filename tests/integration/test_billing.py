@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import delivery_wiring as wire
 import pytest
 from api_asserts import assert_error, body
 from billing_data import delivered, finish, order, world
@@ -38,7 +37,7 @@ def test_one_invoice_per_customer_and_month_with_exact_totals(clients: Clients) 
     a2 = delivered(clients, svc, "alice", "EMBR", IN_OCT + timedelta(days=3))
     b1 = delivered(clients, svc, "bob", "12TH", IN_OCT)
     delivered(clients, svc, "bob", "12TH", datetime(2026, 11, 2, tzinfo=UTC))  # November
-    result = wire.billing(clients).run(OCT, AFTER_OCT)
+    result = clients.billing.run(OCT, AFTER_OCT)
     assert (result.invoices_created, result.deliveries_billed, result.customers) == (2, 3, 2)
 
     alice = clients.invoices.get("inv-2026-10-alice")
@@ -59,7 +58,7 @@ def test_one_invoice_per_customer_and_month_with_exact_totals(clients: Clients) 
 def test_money_is_stored_as_cents_on_the_embedded_server(clients: Clients) -> None:
     svc = world(clients, "alice")
     delivered(clients, svc, "alice", "12TH", IN_OCT)
-    wire.billing(clients).run(OCT, AFTER_OCT)
+    clients.billing.run(OCT, AFTER_OCT)
     assert clients.money.mode == CENTS
     assert clients.db.meta.find_one({"_id": "money"}) == {"_id": "money", "mode": CENTS}
     raw = clients.db.invoices.find_one()
@@ -72,7 +71,7 @@ def test_running_a_period_again_creates_nothing_and_bills_nothing_twice(clients:
     svc = world(clients, "alice", "bob")
     for customer in ("alice", "bob", "alice"):
         delivered(clients, svc, customer, "12TH", IN_OCT)
-    billing = wire.billing(clients)
+    billing = clients.billing
     first = billing.run(OCT, AFTER_OCT)
     before = list(clients.db.invoices.find().sort("_id"))
     again = billing.run(OCT, AFTER_OCT + timedelta(days=1))
@@ -98,7 +97,7 @@ def test_a_crash_between_invoice_and_marking_is_repaired_by_the_next_run(clients
     )
     clients.invoices.insert_new([inv], "USD")
     assert set(billed_ids(clients).values()) == {None}
-    result = wire.billing(clients).run(OCT, AFTER_OCT)
+    result = clients.billing.run(OCT, AFTER_OCT)
     assert (result.invoices_created, result.repaired, result.deliveries_billed) == (0, 2, 0)
     assert billed_ids(clients) == dict.fromkeys(ids, inv.id)
     assert clients.db.invoices.count_documents({}) == 1
@@ -109,7 +108,7 @@ def test_failed_and_cancelled_deliveries_are_not_billed(clients: Clients) -> Non
     ok = delivered(clients, svc, "alice", "12TH", IN_OCT)
     failed = finish(clients, order(svc, "alice", "12TH", IN_OCT), "failed", IN_OCT)
     cancelled = finish(clients, order(svc, "alice", "12TH", IN_OCT), "cancelled", IN_OCT)
-    wire.billing(clients).run(OCT, AFTER_OCT)
+    clients.billing.run(OCT, AFTER_OCT)
     [inv] = clients.db.invoices.find()
     assert [i["delivery_id"] for i in inv["items"]] == [ok]
     marks = billed_ids(clients)
@@ -119,13 +118,13 @@ def test_failed_and_cancelled_deliveries_are_not_billed(clients: Clients) -> Non
 def test_an_open_period_is_refused(clients: Clients) -> None:
     world(clients)
     with pytest.raises(BillingError, match="2026-11 has not ended"):
-        wire.billing(clients).run(Period(2026, 11), datetime(2026, 11, 30, 12, tzinfo=UTC))
+        clients.billing.run(Period(2026, 11), datetime(2026, 11, 30, 12, tzinfo=UTC))
 
 
 def test_scheduled_billing_bills_last_month_and_marks_overdue(clients: Clients) -> None:
     svc = world(clients, "alice")
     delivered(clients, svc, "alice", "12TH", IN_OCT)
-    billing = wire.billing(clients)
+    billing = clients.billing
     billing.scheduled(datetime(2026, 11, 1, 0, 5, tzinfo=UTC))  # not settled: bills September
     assert clients.db.invoices.count_documents({}) == 0
     billing.scheduled(AFTER_OCT)
@@ -144,7 +143,7 @@ def test_invoices_api_list_read_pay(clients: Clients, client: FlaskClient) -> No
     svc = world(clients, "alice", "bob")
     delivered(clients, svc, "alice", "12TH", IN_OCT)
     delivered(clients, svc, "bob", "12TH", IN_OCT)
-    wire.billing(clients).run(OCT, AFTER_OCT)
+    clients.billing.run(OCT, AFTER_OCT)
     listed = body(client.get("/api/v1/invoices?customer_id=alice"))
     [inv] = listed["items"]
     assert inv["id"] == "inv-2026-10-alice" and inv["status"] == "pending"
@@ -174,7 +173,7 @@ def test_invoices_access(clients: Clients, client: FlaskClient) -> None:
     svc = world(clients, "alice", "bob")
     delivered(clients, svc, "alice", "12TH", IN_OCT)
     delivered(clients, svc, "bob", "12TH", IN_OCT)
-    wire.billing(clients).run(OCT, AFTER_OCT)
+    clients.billing.run(OCT, AFTER_OCT)
     app = client.application
     mine, theirs = "/api/v1/invoices/inv-2026-10-alice", "/api/v1/invoices/inv-2026-10-bob"
     anonymous = app.test_client()
@@ -210,8 +209,8 @@ def test_invoices_page_on_with_before(clients: Clients, client: FlaskClient) -> 
         for customer in customers:
             delivered(clients, svc, customer, "12TH", period.start + timedelta(days=3))
         # One run per month: its invoices share their date, so the id orders them.
-        wire.billing(clients).run(period, period.end + timedelta(hours=1))
-    wire.billing(clients).pay("inv-2026-10-bob", {})
+        clients.billing.run(period, period.end + timedelta(hours=1))
+    clients.billing.pay("inv-2026-10-bob", {})
 
     def pages(query: str, as_: FlaskClient = client) -> list[list[str]]:
         out: list[list[str]] = []
@@ -281,7 +280,7 @@ def test_two_runs_at_once_bill_each_delivery_once(clients: Clients) -> None:
     others = [Clients(clients.settings) for _ in range(2)]
     try:
         with ThreadPoolExecutor(2) as pool:
-            runs = list(pool.map(lambda c: wire.billing(c).run(OCT, AFTER_OCT), others))
+            runs = list(pool.map(lambda c: c.billing.run(OCT, AFTER_OCT), others))
     finally:
         for c in others:
             c.close()

@@ -17,8 +17,9 @@ from decimal import Decimal
 
 import delivery_wiring as wire
 import pytest
-from dispatch_world import PICKUP, DroneRadio, World, command_publisher, wait_for
+from dispatch_world import PICKUP, DroneRadio, World, command_publisher
 
+from polling import wait_for
 from skyhive.adapters.money import decode_money
 from skyhive.domain.billing import Period
 from skyhive.wiring import Clients
@@ -70,7 +71,7 @@ def test_a_delivery_the_drone_reports_failed_is_not_invoiced(
     assert early.status == "pending"
 
     period = Period.parse(str(ok.delivered_month))
-    billing = wire.billing(clients)
+    billing = clients.billing
     result = billing.run(period, period.end + timedelta(days=1))
     assert (result.invoices_created, result.deliveries_billed) == (1, 1)
     [invoice] = clients.db.invoices.find()

@@ -199,7 +199,9 @@ def test_a_slow_consumer_that_is_alive_keeps_its_batch(settings: Settings) -> No
     handled: dict[str, list[str]] = {"slow": [], "other": []}
 
     def consumer(name: str) -> GroupConsumer:
-        return GroupConsumer(clients.bus, stream, group, name, 10, 50, 300, keep_claimed=True)
+        return GroupConsumer(
+            clients.bus, stream, group, name, 10, 50, 300, clients.clock, keep_claimed=True
+        )
 
     def slow(msgs: list[BusMessage]) -> None:
         handled["slow"] += [m.id for m in msgs]

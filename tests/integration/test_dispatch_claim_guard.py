@@ -15,8 +15,9 @@ from typing import Any
 
 import delivery_wiring as wire
 import pytest
-from dispatch_world import PICKUP, DroneRadio, World, command_publisher, wait_for
+from dispatch_world import PICKUP, DroneRadio, World, command_publisher
 
+from polling import wait_for
 from skyhive.services.dispatcher import Dispatcher
 from skyhive.wiring import Clients
 

@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import delivery_wiring as wire
 import orjson
 from customer_seed import add_customers
 
@@ -83,7 +82,7 @@ def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -
         while time.monotonic() < deadline and not all(_running(log) for log in logs):
             time.sleep(0.2)
         assert all(_running(log) for log in logs)
-        svc = wire.delivery_service(clients)
+        svc = clients.delivery_service
         ids = []
         for i in range(ORDERS):
             req = DeliveryRequest.model_validate(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import delivery_wiring as wire
 import pytest
-from dispatch_world import PICKUP, STATIONS, DroneRadio, World, command_publisher, wait_for
+from dispatch_world import PICKUP, STATIONS, DroneRadio, World, command_publisher
 
+from polling import wait_for
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import haversine_m
 from skyhive.wiring import Clients

@@ -44,7 +44,7 @@ def world(clients: Clients) -> tuple[Clients, Dispatcher, Sent, DeliveryService]
     sent = Sent()
     d = wire.dispatcher(clients, sent, "t")
     d.setup()
-    return clients, d, sent, wire.delivery_service(clients)
+    return clients, d, sent, clients.delivery_service
 
 
 _seq = [0]

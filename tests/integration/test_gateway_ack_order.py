@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -21,6 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from polling import wait_for
 from skyhive.bootstrap import bootstrap
 from skyhive.embedded import free_port
 from skyhive.settings import Settings
@@ -39,15 +39,6 @@ def reading(seq: int) -> bytes:
     return orjson.dumps(
         {"seq": seq, "ts": BASE_MS + seq * 1000, "battery_pct": 80.0, "lat": 37.8, "lon": -122.27}
     )
-
-
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 class Running:

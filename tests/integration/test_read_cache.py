@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import delivery_wiring as wire
 import orjson
 import pytest
 import redis
@@ -105,7 +104,7 @@ def test_invoice_reads_are_invalidated_by_payment_billing_and_overdue(
     delivered(clients, svc, "alice", "12TH", IN_OCT)
     listing = "/api/v1/invoices"
     assert cached(client, listing)["count"] == 0
-    billing = wire.billing(clients)
+    billing = clients.billing
     billing.run(OCT, AFTER_OCT)  # a billing run, as the `billing` process makes it
     [inv] = fresh(client, listing)["items"]
     url = f"/api/v1/invoices/{inv['id']}"
@@ -124,7 +123,7 @@ def test_a_customer_key_never_shares_an_entry_with_another_caller(
     svc = world(clients, "alice", "bob")
     for customer in ("alice", "bob"):
         delivered(clients, svc, customer, "12TH", IN_OCT)
-    wire.billing(clients).run(OCT, AFTER_OCT)
+    clients.billing.run(OCT, AFTER_OCT)
     alice, bob = (
         api_client(clients, "customer", c, app=client.application) for c in ("alice", "bob")
     )
@@ -207,7 +206,7 @@ def test_billing_marks_the_delivery_and_invalidates_it(
     did = delivered(clients, svc, "alice", "12TH", IN_OCT)
     url = f"/api/v1/deliveries/{did}"
     assert cached(client, url)["invoice_id"] is None
-    wire.billing(clients).run(OCT, AFTER_OCT)
+    clients.billing.run(OCT, AFTER_OCT)
     assert fresh(client, url)["invoice_id"] == "inv-2026-10-alice"
 
 

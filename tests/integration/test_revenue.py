@@ -8,7 +8,6 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 
-import delivery_wiring as wire
 import pytest
 from api_asserts import assert_error, body
 from billing_data import delivered, world
@@ -44,9 +43,9 @@ def client(clients: Clients) -> FlaskClient:
                 size=size,
                 km=km,
             )
-        wire.billing(clients).run(period, period.end + timedelta(hours=1))
+        clients.billing.run(period, period.end + timedelta(hours=1))
     # One invoice paid, so paid and outstanding differ.
-    wire.billing(clients).pay("inv-2026-09-alice", {})
+    clients.billing.pay("inv-2026-09-alice", {})
     return api_client(clients)
 
 

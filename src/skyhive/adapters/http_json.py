@@ -31,4 +31,5 @@ def request_json(
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return int(resp.status), _parsed(resp.read())
     except urllib.error.HTTPError as exc:
-        return int(exc.code), _parsed(exc.read())
+        with exc:  # an error answer holds the connection open until closed
+            return int(exc.code), _parsed(exc.read())

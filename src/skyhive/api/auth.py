@@ -140,6 +140,7 @@ def _audit(response: Response) -> None:
         path=request.path[:300],
         target=target,
         status=response.status_code,
+        at=current_clients().clock.now(),
     )
     try:
         current_clients().audit.record(entry)

@@ -45,7 +45,7 @@ from skyhive.domain.deliveries import (
 )
 from skyhive.domain.deliveries import Delivery as DeliveryRecord
 from skyhive.domain.pricing import to_cents
-from skyhive.services.deliveries import DeliveryNotFound, DeliveryService, iso
+from skyhive.services.deliveries import DeliveryNotFound, iso
 
 bp = APIBlueprint(
     "deliveries", __name__, url_prefix="/api/v1/deliveries", abp_tags=[Tag(name="deliveries")]
@@ -164,20 +164,6 @@ def _money(amount: Decimal | None) -> str | None:
     return None if amount is None else str(to_cents(amount))
 
 
-def _service() -> DeliveryService:
-    c = current_clients()
-    return DeliveryService(
-        c.settings,
-        records=c.deliveries,
-        stations=c.stations,
-        fleet=c.fleet,
-        customers=c.customers,
-        live=c.live,
-        bus=c.bus,
-        clock=c.clock,
-    )
-
-
 def _not_found(delivery_id: str) -> ApiError:
     return ApiError(404, f"delivery {delivery_id[:80]!r} not found", "delivery_id")
 
@@ -212,7 +198,7 @@ def create_delivery(body: DeliveryRequest) -> Response:
     own = own_customer()
     if own is not None and body.customer_id != own:
         raise ApiError(403, "a customer key may order only for its own customer", "customer_id")
-    delivery, created = _service().create(body)
+    delivery, created = current_clients().delivery_service.create(body)
     if not created and delivery.customer_id != body.customer_id:
         # Order ids are global: never hand one customer's delivery to another.
         raise ApiError(409, "order_id is already used by another customer", "order_id")
@@ -267,7 +253,7 @@ def track_delivery(path: DeliveryPath) -> Response:
         delivery = current_clients().deliveries.get(delivery_id)
         if delivery is None or delivery.customer_id != own:
             raise _not_found(delivery_id)
-    return json_response(_service().track(delivery_id))
+    return json_response(current_clients().delivery_service.track(delivery_id))
 
 
 @operation(bp.post, "/<delivery_id>/cancel", access=OPERATOR, ok=Delivery, errors=(404, 409))
@@ -275,4 +261,4 @@ def cancel_delivery(path: DeliveryPath) -> Response:
     """Pending or assigned only; an assigned drone is sent back to a station. 409 once the
     package is picked up, or when the delivery is already finished (the message gives its
     current status)."""
-    return json_response(delivery_view(_service().cancel(path.delivery_id)))
+    return json_response(delivery_view(current_clients().delivery_service.cancel(path.delivery_id)))

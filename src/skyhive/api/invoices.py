@@ -27,7 +27,6 @@ from skyhive.api.operation import ADMIN, ADMIN_OR_OWN_CUSTOMER, json_body, opera
 from skyhive.api.responses import current_clients, json_response
 from skyhive.domain.billing import AlreadyPaid, BillingError, InvoiceStatus
 from skyhive.domain.deliveries import ID_PATTERN
-from skyhive.services.billing import BillingService
 
 bp = APIBlueprint(
     "invoices", __name__, url_prefix="/api/v1/invoices", abp_tags=[Tag(name="invoices")]
@@ -196,15 +195,7 @@ def pay_invoice(path: InvoicePath, raw: PaymentUpload) -> Response:
         "reference": req.reference,
     }
     try:
-        c = current_clients()
-        billing = BillingService(
-            c.settings,
-            deliveries=c.delivery_billing,
-            invoices=c.invoices,
-            money=c.money,
-            clock=c.clock,
-        )
-        doc = billing.pay(invoice_id, payment)
+        doc = current_clients().billing.pay(invoice_id, payment)
     except AlreadyPaid:
         raise ApiError(409, f"invoice {invoice_id!r} is paid already") from None
     except BillingError as exc:

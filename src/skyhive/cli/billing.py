@@ -26,18 +26,11 @@ def billing_run(ctx: click.Context, period: str) -> None:
 
     from skyhive.bootstrap import bootstrap
     from skyhive.domain.billing import BillingError, Period
-    from skyhive.services.billing import BillingService
 
     with clients_of(ctx) as clients:
         try:
             bootstrap(clients)
-            service = BillingService(
-                clients.settings,
-                deliveries=clients.delivery_billing,
-                invoices=clients.invoices,
-                money=clients.money,
-                clock=clients.clock,
-            )
+            service = clients.billing
             result = service.run(Period.parse(period))
             overdue = service.mark_overdue()
         except BillingError as exc:

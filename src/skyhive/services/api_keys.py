@@ -11,7 +11,7 @@ import getpass
 import logging
 import os
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -136,6 +136,7 @@ def audit_cli(clients: KeyPorts, action: str, target: str) -> None:
             path="",
             target=target,
             status=0,
+            at=clients.clock.now(),
         )
     )
 
@@ -149,12 +150,13 @@ def audit_entry(
     path: str,
     target: str | None,
     status: int,
+    at: datetime,
 ) -> Document:
     """One audit log entry (never a body, a header or a key); the outcome follows from the
     status: below 400 ok, a 4xx refused, a 5xx failed."""
     return {
         "_id": entry_id,
-        "at": datetime.now(UTC),
+        "at": at,
         "key_id": who.key_id,
         "key_name": who.name,
         "role": who.role.value,

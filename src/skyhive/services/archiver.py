@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
 from skyhive.ports.bus import Bus, BusMessage
+from skyhive.ports.clock import Clock
 from skyhive.ports.deadletters import DeadLetter, DeadLetterSink
 from skyhive.ports.history import TelemetryHistory
 from skyhive.ports.registry import Registry
@@ -29,6 +30,7 @@ class Archiver:
         history: TelemetryHistory,
         deadletters: DeadLetterSink,
         consumer: str,
+        clock: Clock,
     ) -> None:
         self._s = settings
         self._registry = registry
@@ -43,6 +45,7 @@ class Archiver:
             settings.archiver_batch_size,
             settings.processor_block_ms,
             settings.group_claim_idle_ms(),
+            clock,
             keep_claimed=True,  # a long batch is not taken for a dead consumer's (issue 12)
         )
         self.stored = 0

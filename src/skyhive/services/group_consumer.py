@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from skyhive.ports.bus import Bus, BusMessage
+from skyhive.ports.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class GroupConsumer:
     batch_size: int
     block_ms: int
     claim_idle_ms: int
+    clock: Clock
     keep_claimed: bool = False  # re-claim a running batch (for batches that may run long)
     _retry_own: bool = False  # after a failed batch, its entries are still ours and pending
     _next_claim: float = 0.0  # monotonic time of the next look for stale entries
@@ -59,7 +61,7 @@ class GroupConsumer:
         return self._run(msgs, handle) if msgs else 0
 
     def _claim_stale(self) -> list[BusMessage]:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now < self._next_claim:
             return []
         msgs = self.bus.claim_stale(
@@ -98,7 +100,8 @@ class GroupConsumer:
             return None
         if self._kept is None:
             every_s = self.claim_idle_ms / 3000.0
-            self._kept = KeepClaimed(self.bus, self.stream, self.group, self.consumer, every_s)
+            where = (self.stream, self.group, self.consumer)
+            self._kept = KeepClaimed(self.bus, where, every_s, self.clock)
         return self._kept
 
 
@@ -110,9 +113,10 @@ class KeepClaimed:
 
     IDLE_ROUNDS = 10  # rounds without a batch before the thread ends
 
-    def __init__(self, bus: Bus, stream: str, group: str, consumer: str, every_s: float) -> None:
-        self._where = (stream, group, consumer)
+    def __init__(self, bus: Bus, where: tuple[str, str, str], every_s: float, clock: Clock) -> None:
+        self._where = where  # stream, group, consumer
         self._bus = bus
+        self._clock = clock
         self._every_s = every_s
         self._lock = threading.Lock()
         self._ids: list[str] = []
@@ -121,7 +125,7 @@ class KeepClaimed:
 
     def hold(self, ids: list[str]) -> None:
         with self._lock:
-            self._ids, self._held_at = ids, time.monotonic()
+            self._ids, self._held_at = ids, self._clock.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._keep, name="keep-claimed", daemon=True)
                 self._thread.start()
@@ -144,9 +148,9 @@ class KeepClaimed:
                         return
                     continue
                 idle_rounds = 0
-                if time.monotonic() - self._held_at < self._every_s:
+                if self._clock.monotonic() - self._held_at < self._every_s:
                     continue
-                self._held_at = time.monotonic()
+                self._held_at = self._clock.monotonic()
             try:  # acknowledged meanwhile: ignored
                 self._bus.keep_claimed(stream, group, consumer, ids)
             except Exception as exc:  # the bus is down: nobody can take them meanwhile

@@ -108,6 +108,7 @@ class Processor:
             self.batch_size,
             settings.processor_block_ms,
             settings.group_claim_idle_ms(),
+            clock,
             keep_claimed=True,  # a long batch is not taken over (issue 12)
         )
 

@@ -13,7 +13,7 @@ from skyhive.workers import runner
 def build_archiver(clients: Clients, consumer: str) -> Archiver:
     return Archiver(
         clients.settings, clients.bus, clients.fleet, clients.telemetry, clients.deadletters,
-        consumer,
+        consumer, clients.clock,
     )  # fmt: skip
 
 

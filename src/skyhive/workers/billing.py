@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from skyhive.services.billing import BillingService
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 from skyhive.workers import runner
@@ -15,13 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def worker(clients: Clients) -> runner.Worker:
-    service = BillingService(
-        clients.settings,
-        deliveries=clients.delivery_billing,
-        invoices=clients.invoices,
-        money=clients.money,
-        clock=clients.clock,
-    )
+    service = clients.billing
     period_s = clients.settings.billing_check_s
 
     def schedule(stop: threading.Event) -> None:

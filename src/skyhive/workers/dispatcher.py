@@ -6,19 +6,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from skyhive.adapters.dispatch_queue import WAKE
 from skyhive.adapters.mqtt_publisher import MqttPublisher
 from skyhive.adapters.mqtt_url import parse_mqtt_url
 from skyhive.domain.device_access import Service
 from skyhive.services.device_credentials import service_login
-from skyhive.services.dispatcher import Dispatcher
+from skyhive.services.dispatcher import Dispatcher, Publish
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 from skyhive.workers import runner
 
 log = logging.getLogger(__name__)
+D = TypeVar("D", bound=Dispatcher)
 
 
 def command_publisher(settings: Settings) -> MqttPublisher:
@@ -32,11 +33,16 @@ def command_publisher(settings: Settings) -> MqttPublisher:
     )
 
 
-def worker(clients: Clients) -> runner.Worker:
-    s = clients.settings
-    publisher = command_publisher(s)
-    dispatcher = Dispatcher(
-        s,
+def build_dispatcher(
+    clients: Clients,
+    publish: Publish,
+    consumer: str,
+    settings: Settings | None = None,
+    kind: type[D] = Dispatcher,  # type: ignore[assignment]
+) -> D:
+    """``kind``: the dispatcher class (a test's subclass may stand in)."""
+    return kind(
+        settings or clients.settings,
         queue=clients.dispatch_queue,
         records=clients.deliveries,
         live=clients.live,
@@ -44,9 +50,15 @@ def worker(clients: Clients) -> runner.Worker:
         stations=clients.stations,
         bus=clients.bus,
         clock=clients.clock,
-        publish=publisher.publish,
-        consumer=runner.consumer_name(),
+        publish=publish,
+        consumer=consumer,
     )
+
+
+def worker(clients: Clients) -> runner.Worker:
+    s = clients.settings
+    publisher = command_publisher(s)
+    dispatcher: Dispatcher = build_dispatcher(clients, publisher.publish, runner.consumer_name())
     wake: list[Any] = []  # the subscription to new orders, made once the servers answer
     tick_s = s.dispatch_tick_ms / 1000.0
 

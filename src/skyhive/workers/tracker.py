@@ -10,9 +10,11 @@ from skyhive.wiring import Clients
 from skyhive.workers import runner
 
 
-def worker(clients: Clients) -> runner.Worker:
-    tracker = DeliveryTracker(
-        clients.settings,
+def build_tracker(
+    clients: Clients, consumer: str, settings: Settings | None = None
+) -> DeliveryTracker:
+    return DeliveryTracker(
+        settings or clients.settings,
         records=clients.deliveries,
         queue=clients.dispatch_queue,
         live=clients.live,
@@ -20,8 +22,12 @@ def worker(clients: Clients) -> runner.Worker:
         stations=clients.stations,
         bus=clients.bus,
         clock=clients.clock,
-        consumer=runner.consumer_name(),
+        consumer=consumer,
     )
+
+
+def worker(clients: Clients) -> runner.Worker:
+    tracker = build_tracker(clients, runner.consumer_name())
     name = f"tracker {tracker.consumer}"
     events = runner.loop(name, lambda: tracker.handle_events(block_ms=500), retry_s=(1.0, 1.0))
     return runner.Worker(
