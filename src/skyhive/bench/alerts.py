@@ -21,10 +21,15 @@ import orjson
 from skyhive.bench.ingest import _publisher
 from skyhive.bench.mqtt_load import LoadPublisher
 from skyhive.bench.stack import BenchStack, Progress, bench_stack, helper_process, percentiles
+from skyhive.bench.stream_tap import stream_tap
 from skyhive.bench.webhook_sink import read as read_sink
 from skyhive.embedded import free_port
 
 TRIGGER_ID = re.compile(r"alert-bench-\d+")
+
+
+def is_trigger(key: str) -> bool:
+    return key.startswith("alert-bench-")
 
 
 @dataclass
@@ -85,50 +90,53 @@ def _measure(
     )
     progress(f"background telemetry at {rate:g} msg/s from {drones} drones via {broker}; ")
     progress(f"an emergency from a new drone {triggers:g} times a second for {duration:g}s ...")
-    load.start()
-    time.sleep(2.0)  # into the steady state before the first trigger
-    ingested_before, window_start = bs.clients.redis_text.xlen(stream), time.monotonic()
-    pub = LoadPublisher("127.0.0.1", bs.mqtt_port, client_id="bench-alert-trigger")
-    sent_at: dict[str, float] = {}
-    k = 0
-    end = time.monotonic() + duration - 3.0
-    while time.monotonic() < end:
-        drone = f"alert-bench-{k}"
-        body = {
-            "drone_id": drone,
-            "seq": 1,
-            "ts": int(time.time() * 1000),
-            "lat": 37.8,
-            "lon": -122.27,
-            "alt_m": 60.0,
-            "battery_pct": 70.0,
-            "status": "in_flight",
-            "emergency": True,
-        }
-        pub.publish(f"skyhive/drones/{drone}/telemetry", orjson.dumps(body))
-        sent_at[drone] = time.time()
-        pub.pump()
-        k += 1
-        time.sleep(1.0 / triggers)
-    ingested = bs.clients.redis_text.xlen(stream) - ingested_before
-    telemetry_per_s = ingested / (time.monotonic() - window_start)
-    load.join(duration + 120)
-    deadline = time.monotonic() + 30
-    received: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        pub.pump()
-        received = {}
-        for at, text in read_sink(sink_file) if sink_file.exists() else []:
-            match = TRIGGER_ID.search(text)
-            if match and match.group(0) in sent_at:
-                received.setdefault(match.group(0), at)
-        if len(received) >= len(sent_at):
-            break
-        time.sleep(0.5)
-    pub.close()
-    latencies = [(received[d] - t) * 1000 for d, t in sent_at.items() if d in received]
-    on_bus = _stream_times(bs, bs.settings.telemetry_stream, sent_at)
-    on_alerts = _stream_times(bs, bs.settings.alerts_stream, sent_at)
+    alerts = bs.settings.alerts_stream
+    # The streams are trimmed once every group has read them: count and time them live.
+    with stream_tap(bs.settings.redis_url_or_default(), [stream, alerts], is_trigger) as tap:
+        load.start()
+        time.sleep(2.0)  # into the steady state before the first trigger
+        ingested_before, window_start = tap.count(stream), time.monotonic()
+        pub = LoadPublisher("127.0.0.1", bs.mqtt_port, client_id="bench-alert-trigger")
+        sent_at: dict[str, float] = {}
+        k = 0
+        end = time.monotonic() + duration - 3.0
+        while time.monotonic() < end:
+            drone = f"alert-bench-{k}"
+            body = {
+                "drone_id": drone,
+                "seq": 1,
+                "ts": int(time.time() * 1000),
+                "lat": 37.8,
+                "lon": -122.27,
+                "alt_m": 60.0,
+                "battery_pct": 70.0,
+                "status": "in_flight",
+                "emergency": True,
+            }
+            pub.publish(f"skyhive/drones/{drone}/telemetry", orjson.dumps(body))
+            sent_at[drone] = time.time()
+            pub.pump()
+            k += 1
+            time.sleep(1.0 / triggers)
+        ingested = tap.count(stream) - ingested_before
+        telemetry_per_s = ingested / (time.monotonic() - window_start)
+        load.join(duration + 120)
+        deadline = time.monotonic() + 30
+        received: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            pub.pump()
+            received = {}
+            for at, text in read_sink(sink_file) if sink_file.exists() else []:
+                match = TRIGGER_ID.search(text)
+                if match and match.group(0) in sent_at:
+                    received.setdefault(match.group(0), at)
+            if len(received) >= len(sent_at):
+                break
+            time.sleep(0.5)
+        pub.close()
+        latencies = [(received[d] - t) * 1000 for d, t in sent_at.items() if d in received]
+        on_bus = {d: t for d, t in tap.first_seen(stream).items() if d in sent_at}
+        on_alerts = {d: t for d, t in tap.first_seen(alerts).items() if d in sent_at}
     stages = [
         [(on_bus[d] - sent_at[d]) * 1000 for d in on_bus],
         [(on_alerts[d] - on_bus[d]) * 1000 for d in on_alerts if d in on_bus],
@@ -146,22 +154,3 @@ def _measure(
         to_alert_ms=percentiles(stages[1]),
         to_webhook_ms=percentiles(stages[2]),
     )
-
-
-def _stream_times(bs: BenchStack, stream: str, drones: dict[str, float]) -> dict[str, float]:
-    """When each trigger drone's first entry was appended to ``stream`` (the entry id's
-    milliseconds: Redis's clock, the same machine's)."""
-    first: dict[str, float] = {}
-    last = "-"
-    redis_text: Any = bs.clients.redis_text  # redis-py's stream reply types are too loose
-    while True:
-        batch = redis_text.xrange(stream, min=last, count=10_000)
-        if last != "-":
-            batch = batch[1:]
-        if not batch:
-            return first
-        for entry_id, fields in batch:
-            key = str(fields["k"])
-            if key in drones and key not in first:
-                first[key] = int(str(entry_id).split("-")[0]) / 1000.0
-        last = str(batch[-1][0])

@@ -1,0 +1,71 @@
+"""Watching bus streams while a benchmark runs: entries appended per stream, and when a key's
+first entry was appended. Read live (XREAD from the end), because streams are trimmed as soon as
+every consumer group has acknowledged them, so nothing can be counted or timed afterwards."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+
+class StreamTap:
+    def __init__(self, redis_url: str, streams: list[str], watch: Callable[[str], bool]) -> None:
+        self._r = redis.Redis.from_url(redis_url, decode_responses=True)
+        self._ids: dict[str, str] = {s: "$" for s in streams}
+        self._watch = watch
+        self._counts = dict.fromkeys(streams, 0)
+        self._first: dict[str, dict[str, float]] = {s: {} for s in streams}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stream-tap", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # redis-py's stream reply types are too loose to index
+            reply: Any = self._r.xread(self._ids, count=5000, block=200)  # type: ignore[arg-type]
+            with self._lock:
+                for stream, entries in reply or []:
+                    self._counts[stream] += len(entries)
+                    first = self._first[stream]
+                    for entry_id, fields in entries:
+                        key = str(fields.get("k", ""))
+                        if self._watch(key) and key not in first:
+                            first[key] = int(entry_id.split("-")[0]) / 1000.0  # Redis's clock
+                    if entries:
+                        self._ids[stream] = entries[-1][0]
+
+    def start(self) -> None:
+        self._thread.start()
+        time.sleep(0.3)  # the first XREAD is blocking at the end of each stream
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._r.close()
+
+    def count(self, stream: str) -> int:
+        """Entries appended to ``stream`` since the tap started."""
+        with self._lock:
+            return self._counts[stream]
+
+    def first_seen(self, stream: str) -> dict[str, float]:
+        """Watched key → when its first entry was appended (epoch seconds)."""
+        with self._lock:
+            return dict(self._first[stream])
+
+
+@contextmanager
+def stream_tap(
+    redis_url: str, streams: list[str], watch: Callable[[str], bool] = lambda _k: False
+) -> Iterator[StreamTap]:
+    tap = StreamTap(redis_url, streams, watch)
+    tap.start()
+    try:
+        yield tap
+    finally:
+        tap.close()
