@@ -172,8 +172,7 @@ def gateway(settings: Settings, clients: Clients, ingest: Ingest) -> Iterator[Ga
     stop = threading.Event()
     thread = threading.Thread(target=gw.run, args=(stop,), daemon=True)
     thread.start()
-    wait_for(lambda: gw.connected, "the gateway connected")
-    time.sleep(0.3)  # kept: for the SUBACK, which the gateway does not expose
+    wait_for(lambda: gw.connected, "the gateway subscribed")
     yield gw
     stop.set()
     thread.join(10)

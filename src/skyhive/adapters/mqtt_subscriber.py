@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -38,6 +39,7 @@ class MqttSubscriber:
         self._client.username_pw_set(username, password)
         self._client.max_inflight_messages_set(1000)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
@@ -53,6 +55,15 @@ class MqttSubscriber:
             return
         log.info("gateway connected to MQTT (%s); subscribing %s", rc, ", ".join(self._topics))
         client.subscribe([(t, 1) for t in self._topics])
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, codes: list[Any], _p: object
+    ) -> None:
+        """The SUBACK: from now on the broker queues for this session (the port's promise)."""
+        refused = [c for c in codes if getattr(c, "is_failure", False)]
+        if refused:
+            log.error("the MQTT broker refused the gateway's subscription: %s", refused)
+            return
         self._connected = True
 
     def _on_disconnect(self, *_args: object) -> None:
