@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from skyhive.bench.cpu import CpuMeter
 from skyhive.bench.stack import BenchStack, bench_stack, percentiles
 from skyhive.domain.stations import bart_stations
 
@@ -35,6 +36,8 @@ class IngestReport:
     sustained_rate: float
     latency_ms: dict[str, float] = field(default_factory=dict)
     samples: int = 0
+    # CPU milliseconds per 1,000 readings, per process, from the first publish to the drain's end
+    cpu_ms_per_1000: dict[str, float] = field(default_factory=dict)
 
     @property
     def zero_loss(self) -> bool:
@@ -77,7 +80,8 @@ def _publisher(host: str, port: int, rate: float, duration: float, drones: int, 
         pub.pump()
         time.sleep(0.01)
     pub.close()
-    out.put((pub.sent, pub.acked, start))  # CLOCK_MONOTONIC is system-wide on Linux
+    # CLOCK_MONOTONIC is system-wide on Linux; its own CPU time, as it is gone before the meter's end
+    out.put((pub.sent, pub.acked, start, time.process_time()))
 
 
 def run_ingest_bench(
@@ -127,6 +131,8 @@ def _measure(
     )
     t0 = time.monotonic()
     pub.start()
+    cpu = CpuMeter(bs.pids)
+    cpu.start()
     progress(
         f"publishing at {rate:g} msg/s for {duration:g}s from {drones} drones via {broker} ..."
     )
@@ -136,7 +142,7 @@ def _measure(
             stored = clients.db.telemetry.estimated_document_count()
             on_bus = clients.redis_bytes.xlen(settings.telemetry_stream)
             progress(f"  t={time.monotonic() - t0:5.1f}s  on_bus={on_bus}  stored={stored}")
-    published, acked, pub_start = out.get(timeout=10)
+    published, acked, pub_start, generator_cpu_s = out.get(timeout=10)
     progress(f"published {published} ({acked} acknowledged by the broker); draining ...")
     stored = 0
     deadline = time.monotonic() + max(60.0, duration * 2)
@@ -153,6 +159,7 @@ def _measure(
             break  # stalled: report the loss rather than wait forever
         time.sleep(0.2)
     drain_end = time.monotonic()
+    cpu.stop()
     stop_sampling.set()
     sampler.join(2)
     unique = len({d["_id"] for d in clients.db.telemetry.find({}, {"_id": 1}).batch_size(10_000)})
@@ -171,5 +178,9 @@ def _measure(
         sustained_rate=round(stored / elapsed, 1),
         latency_ms=percentiles(latencies),
         samples=len(latencies),
+        cpu_ms_per_1000={
+            **cpu.per_thousand(stored),
+            "load generator": round(generator_cpu_s * 1e6 / max(published, 1), 1),
+        },
     )
     return report

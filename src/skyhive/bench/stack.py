@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class BenchStack:
     data_dir: Path
     mqtt_port: int
     api_key: str = ""  # an admin key, for whatever calls the API
+    pids: dict[str, int] = field(default_factory=dict)  # process name → pid (servers, roles)
 
     @property
     def auth_header(self) -> dict[str, str]:
@@ -146,6 +147,10 @@ def bench_stack(
         }
         bs = BenchStack(settings, clients, env, data_dir, mqtt_port, _admin_key(clients))
         children = [bs.spawn(*ROLES[role]) for role in roles]
+        bs.pids.update({f"{s.label} server": s.proc.pid for s in stack.servers if s.proc})
+        if mosq is not None and mosq.proc is not None:
+            bs.pids["mqtt server"] = mosq.proc.pid
+        bs.pids.update({role: c.pid for role, c in zip(roles, children, strict=True)})
         yield bs
     finally:
         for c in children:

@@ -67,10 +67,15 @@ def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json
             f"zero_loss={report.zero_loss}\n"
             f"sustained={report.sustained_rate:g} msg/s (drain after load {report.drain_s:g}s)\n"
             f"publish→live-state latency ms: p50={lat.get('p50')} p99={lat.get('p99')} "
-            f"max={lat.get('max')} (samples={report.samples})"
+            f"max={lat.get('max')} (samples={report.samples})\n"
+            f"CPU ms per 1,000 readings: {_per_process(report.cpu_ms_per_1000)}"
         )
     if not report.zero_loss:
         sys.exit(1)
+
+
+def _per_process(costs: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms:g}" for name, ms in sorted(costs.items(), key=lambda c: -c[1]))
 
 
 def _pp(stats: dict[str, float]) -> str:
