@@ -10,13 +10,27 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 BASE_MS = 1_795_428_000_000
+
+Body = Callable[[int, int], dict[str, Any]]  # (drone index, seq) → the reading's fields
+
+
+def in_flight(d: int, seq: int) -> dict[str, Any]:
+    """A healthy drone cruising east: no alert, no jump."""
+    return {
+        "battery_pct": 90.0,
+        "lat": 37.80 + d * 1e-3,
+        "lon": -122.27 + seq * 1e-5,
+        "status": "in_flight",
+    }
 
 
 @dataclass
@@ -32,9 +46,14 @@ class Load:
     schedule, so ``sent < offered`` says the generator could not keep the pace.
     ``max_unacked`` (0: no bound) models devices with a bounded outbox: a reading due while
     that many sent ones still wait for their PUBACK is not sent (counted in ``skipped``),
-    so an overloaded broker's queue does not pile up without end in this process."""
+    so an overloaded broker's queue does not pile up without end in this process.
+    ``body`` says what each reading holds besides ``seq`` and ``ts`` (``BASE_MS + seq * 1000``);
+    drone ids are ``fault-<prefix>NNN``."""
 
     port: int
+    body: Body = in_flight
+    prefix: str = ""
+    client_id: str = "fault-load"
     drones: int = 50
     rate: float = 200.0
     min_sleep_s: float = 0.0
@@ -50,9 +69,12 @@ class Load:
     _thread: threading.Thread | None = None
     _acked_upto: int = 0  # every handle before this index is acknowledged
 
+    def drone(self, d: int) -> str:
+        return f"fault-{self.prefix}{d:03d}"
+
     def start(self) -> None:
         self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="fault-load", clean_session=False
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
         )
         self._client.max_inflight_messages_set(self.inflight)
         self._client.connect("127.0.0.1", self.port)
@@ -67,17 +89,8 @@ class Load:
         while not self._stop.is_set():
             seq += 1
             for d in range(self.drones):
-                drone = f"fault-{d:03d}"
-                body = orjson.dumps(
-                    {
-                        "seq": seq,
-                        "ts": BASE_MS + seq * 1000,
-                        "battery_pct": 90.0,
-                        "lat": 37.80 + d * 1e-3,
-                        "lon": -122.27 + seq * 1e-5,
-                        "status": "in_flight",
-                    }
-                )
+                drone = self.drone(d)
+                body = orjson.dumps({"seq": seq, "ts": BASE_MS + seq * 1000, **self.body(d, seq)})
                 if self.max_unacked and self._unacked() >= self.max_unacked:
                     self.skipped += 1
                 else:

@@ -36,10 +36,10 @@ from pymongo import MongoClient
 
 from e2e.harness import Up, wait_for
 from faults.conftest import history, record_figures, role_pids, stack_file
+from faults.load import Load
 from faults.workflow_load import (
     ALERT_TYPES,
     CommandWatch,
-    ScheduledLoad,
     Webhook,
     alert_reading,
     expected_alert_events,
@@ -139,8 +139,13 @@ def _check_history_and_live(up: Up, acked: set[str]) -> tuple[list[str], set[str
 def test_kill_notifier_notifies_every_alert_change_once(
     up: Up, webhook: Webhook, tmp_path: Path
 ) -> None:
-    load = ScheduledLoad(
-        up.mqtt_port, alert_reading, drones=NOTIFY_DRONES, rate=NOTIFY_RATE, prefix="n"
+    load = Load(
+        up.mqtt_port,
+        body=alert_reading,
+        drones=NOTIFY_DRONES,
+        rate=NOTIFY_RATE,
+        prefix="n",
+        client_id="fault-workflow-load",
     )
     started = time.monotonic()
     load.start()
@@ -247,9 +252,9 @@ def _docked_reading(d: int, seq: int) -> dict[str, Any]:
 
 def test_kill_dispatcher_assigns_every_order_once(up: Up, tmp_path: Path) -> None:
     stations = bart_stations()[:FLEET_STATIONS]
-    fleet = ScheduledLoad(
+    fleet = Load(
         up.mqtt_port,
-        _docked_reading,
+        body=_docked_reading,
         drones=FLEET_DRONES,
         rate=FLEET_DRONES * 2.0,
         prefix="d",

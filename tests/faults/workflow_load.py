@@ -1,8 +1,5 @@
 """What the workflow fault cases (tests/faults/test_kill_workflows.py) drive and watch:
 
-- :class:`ScheduledLoad`: a steady QoS 1 load like ``load.Load``, but each reading's content
-  comes from a schedule (battery dips, climbs, gusts for the notifier case; docked, idle drones
-  for the dispatcher case), with the broker's acknowledgements kept per reading;
 - :func:`alert_reading` and :func:`expected_alert_events`: the notifier case's schedule, and
   the alert changes it must cause (ids are deterministic: ``drone:type:first-reading-ms``);
 - :class:`Webhook`: a local HTTP server standing in for a ``json://`` channel;
@@ -16,86 +13,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from faults.load import BASE_MS
-
-Body = Callable[[int, int], dict[str, Any]]  # (drone index, seq) → the reading's fields
-
-
-@dataclass
-class ScheduledLoad:
-    """``drones`` drones (ids ``fault-<prefix>NNN``), ``rate`` readings/s in all, one
-    round of every drone per ``seq``, over one connection (insecure devices); ``body`` says
-    what each reading holds besides ``seq`` and ``ts`` (``BASE_MS + seq * 1000``)."""
-
-    port: int
-    body: Body
-    drones: int = 30
-    rate: float = 150.0
-    prefix: str = "w"
-    client_id: str = "fault-workflow-load"
-    sent: int = 0
-    _published: list[tuple[mqtt.MQTTMessageInfo, tuple[str, int]]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def drone(self, d: int) -> str:
-        return f"fault-{self.prefix}{d:03d}"
-
-    def start(self) -> None:
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
-        )
-        self._client.max_inflight_messages_set(100)
-        self._client.connect("127.0.0.1", self.port)
-        self._client.loop_start()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        seq = 0
-        interval = 1.0 / self.rate
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            seq += 1
-            for d in range(self.drones):
-                drone = self.drone(d)
-                reading = {"seq": seq, "ts": BASE_MS + seq * 1000, **self.body(d, seq)}
-                info = self._client.publish(
-                    f"skyhive/drones/{drone}/telemetry", orjson.dumps(reading), qos=1
-                )
-                self._published.append((info, (drone, seq)))
-                self.sent += 1
-                next_at += interval
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                if self._stop.is_set():
-                    break
-
-    @property
-    def acked(self) -> set[tuple[str, int]]:
-        """The readings the broker has acknowledged so far (read from paho's handles, never
-        from a callback: see load.py)."""
-        return {reading for info, reading in list(self._published) if info.is_published()}
-
-    def stop(self, settle_s: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        deadline = time.monotonic() + settle_s
-        while time.monotonic() < deadline and len(self.acked) < self.sent:
-            time.sleep(0.1)
-        self._client.disconnect()
-        self._client.loop_stop()
-
 
 # --- the notifier case's schedule ------------------------------------------------------------
 
