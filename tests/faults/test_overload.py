@@ -10,7 +10,8 @@ bus then trails by seconds at most, so the dashboard's "Ingest behind" badge may
 hidden (it is checked to agree with the lag it reads, and recorded). Backpressure proper, a
 bus over its backlog limit, is the trimming case's.
 
-Bounded: about 85 s for the overload and 40 s for the trimming case on two cores. The
+Bounded: about 90 s for the overload with amqtt (up to 3 min with Mosquitto, which queues the
+excess and drains it after) and 40 s for the trimming case on two cores. The
 figures are printed and appended to ``<tmp>/fault-figures.jsonl`` for docs/benchmarks.md.
 """
 
@@ -34,27 +35,30 @@ import redis
 from e2e.harness import Up, wait_for
 from faults.conftest import history, record_figures, role_pids, stack_file
 from faults.load import Load
+from skyhive.bench.stream_tap import StreamTap, stream_tap
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-# The sustainable rate of `skyhive up` (amqtt, insecure devices) with this load generator
-# beside it on the same 2 cores, measured with `Load(rate=R, min_sleep_s=0.002,
-# inflight=1000)` for 20 s per step (load average 2.5-3 from other agents' tests): up to
-# 1,500 readings/s every reading was acknowledged as offered and every group stayed within
-# 0.2 s; at 2,000/s the broker acknowledged 1,458/s, at 3,000/s about 1,500-2,100/s. With
-# 500 drones at load average 6: 1,500/s offered, 1,333/s acknowledged during the run and the
-# rest 2.5 s after it. The broker (a Python process, ~250 µs of CPU a reading against 80-120 µs
-# for the gateway and for the processor) is the first stage to saturate. Figures measured
-# while other agents' tests shared the machine: treat them as +-30 %.
-SUSTAINABLE_RATE = 1500.0
-OVERLOAD_RATE = 2 * SUSTAINABLE_RATE
+# Overload is relative to the machine: a rate one machine cannot take, a faster or quieter one
+# takes whole (CI's machine took all of a fixed 3,000/s while this one took 2,432/s). So the
+# stack runs on one CPU and the load generator on the other (``up_on_one_core``): the
+# generator can always offer its rate, whatever else shares the machine, and the stack's
+# capacity is its own. What the stack takes during the load (entries the gateway puts on the
+# bus, counted live) against what was offered is measured, not assumed: the case needs at
+# least OVERLOAD_FACTOR, and records the factor it got. On this 2-core machine the stack on
+# one CPU took 1,636 readings/s of 3,000 offered (amqtt; factor 1.83, with other work on the
+# machine); a machine with a quieter or faster core takes more, so 4,000/s are offered.
+OVERLOAD_RATE = 4000.0
+OVERLOAD_FACTOR = 1.5
 OVERLOAD_S = 60.0
 OVERLOAD_DRONES = 500  # a fleet's worth: per-drone work in the processor is part of the cost
 # A device outbox: a reading due while this many sent ones await their PUBACK is not sent.
 # About 3 s of what the broker takes, so the tail after the load stays short.
 OUTBOX = 5000
 BEHIND_S = 3.0  # the dashboard badge's threshold (dashboard/static/js/ingest.js)
-DRAIN_BOUND_S = 60.0  # bus backlog back at 0 after the load stops
+# Backlog gone after the load stops: with Mosquitto up to a minute's excess, queued in the
+# broker, drains at what the stack takes.
+DRAIN_BOUND_S = 150.0
 
 TELEMETRY_GROUPS = {("telemetry", "processor"), ("telemetry", "archiver"),
                     ("telemetry:urgent", "processor")}  # fmt: skip
@@ -76,6 +80,29 @@ FREEZE_S = 15.0
 def up_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """The env a case asks for with ``indirect`` parametrization (none by default)."""
     return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def up_on_one_core(tmp_path: Path) -> Iterator[Up]:
+    """`skyhive up` with every process of the stack on the first CPU, and this test's
+    threads (the load generator's included, started later) on the others. Affinity is
+    per thread and inherited: `up` is started from this thread while it is on the stack's
+    CPU, and every process `up` starts or restarts inherits that."""
+    before = os.sched_getaffinity(0)
+    cpus = sorted(before)
+    stack_cpus, load_cpus = ({cpus[0]}, set(cpus[1:])) if len(cpus) > 1 else (before, before)
+    u = Up(tmp_path / "data", env={"SKYHIVE_INSECURE_DEVICES": "true"})
+    os.sched_setaffinity(0, stack_cpus)
+    try:
+        u.start()
+    finally:
+        os.sched_setaffinity(0, load_cpus)
+    try:
+        yield u
+    finally:
+        os.sched_setaffinity(0, before)
+        if u.proc is not None and u.proc.poll() is None:
+            u.stop()
 
 
 # --- what an operator sees --------------------------------------------------------------
@@ -148,6 +175,11 @@ def telemetry_unacked(up: Up) -> dict[tuple[str, str], int]:
             if (g["stream"], g["group"]) in TELEMETRY_GROUPS}  # fmt: skip
 
 
+def on_bus(tap: StreamTap) -> int:
+    """Readings the gateway has put on the bus since ``tap`` started."""
+    return tap.count("telemetry") + tap.count("telemetry:urgent")
+
+
 def check_history(up: Up, load: Load, timeout: float) -> dict[str, int]:
     """Every acknowledged reading in history exactly once, live state at each drone's newest
     stored reading; returns the counts."""
@@ -180,16 +212,18 @@ def check_history(up: Up, load: Load, timeout: float) -> dict[str, int]:
 # --- overload -----------------------------------------------------------------------------
 
 
-def test_overload_at_twice_the_sustainable_rate(up: Up, tmp_path: Path) -> None:
-    """Twice the sustainable rate for a minute. What the broker acknowledges is stored once;
-    the lag of every group is in /metrics and /readyz throughout, the backlog drains after,
-    and the dashboard's badge agrees with the lag it reads.
+def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Path) -> None:
+    """About twice the sustainable rate for a minute. What the broker acknowledges is stored
+    once; the lag of every group is in /metrics and /readyz throughout, the backlog drains
+    after, and the dashboard's badge agrees with the lag it reads.
 
-    Where the overload piles up is measured, not assumed: with amqtt the broker is the
-    first stage to saturate, so it acknowledges about what SkyHive can take and the rest
-    waits in the devices' outboxes (``not_sent_outbox_full``), which nothing behind the
-    broker can see; the groups then trail by a few seconds at most, and the badge (over
-    3 s, or held back) shows only if they cross that. ``badge_seen`` records how often."""
+    Where the overload piles up depends on the broker and is measured, not assumed: amqtt
+    acknowledges about what SkyHive can take and the rest waits in the devices' outboxes
+    (``not_sent_outbox_full``); Mosquitto acknowledges everything and queues it for the
+    gateway's session. Either way nothing behind the broker sees that queue: the groups trail
+    by a few seconds at most, and the badge (over 3 s, or held back) shows only if they
+    cross that. ``badge_seen`` records how often."""
+    up = up_on_one_core
     load = Load(
         up.mqtt_port,
         drones=OVERLOAD_DRONES,
@@ -198,45 +232,55 @@ def test_overload_at_twice_the_sustainable_rate(up: Up, tmp_path: Path) -> None:
         inflight=1000,
         max_unacked=OUTBOX,
     )
-    load.start()
-    max_unacked: dict[tuple[str, str], float] = {}
-    max_lag_s: dict[tuple[str, str], float] = {}
-    max_readyz_unacked: dict[tuple[str, str], int] = {}
-    seen: list[dict[str, Any] | None] = []  # GET /api/v1/bus, as the dashboard reads it
-    readyz: list[tuple[int, Any]] = []
-    end = time.monotonic() + OVERLOAD_S
-    while time.monotonic() < end:
-        time.sleep(2.0)
-        metrics = up.text("/metrics")
-        assert plain_value(metrics, "skyhive_bus_up") == 1.0
-        unacked = group_series(metrics, "skyhive_bus_group_unacked")
-        lag_s = group_series(metrics, "skyhive_bus_group_lag_seconds")
-        # Every group of the telemetry streams is exported at every scrape.
-        assert unacked.keys() >= TELEMETRY_GROUPS, unacked
-        assert lag_s.keys() >= TELEMETRY_GROUPS, lag_s
-        for k in TELEMETRY_GROUPS:
-            max_unacked[k] = max(max_unacked.get(k, 0.0), unacked[k])
-            max_lag_s[k] = max(max_lag_s.get(k, 0.0), lag_s[k])
-        assert lost_total(metrics) == 0
-        # /readyz: its checks have a 1 s deadline, which a starved core can miss (503
-        # naming the check, never the lag), and so can its lag section (then absent).
-        status, ready = up.answer("/readyz")
-        readyz.append((status, ready))
-        if ready and "lag" in ready:
-            in_readyz = {(g["stream"], g["group"]): g for g in ready["lag"]["groups"]}
-            assert in_readyz.keys() >= TELEMETRY_GROUPS, in_readyz
+    telemetry_streams = ["telemetry", "telemetry:urgent"]
+    with stream_tap(stack_file(up)["redis_url"], telemetry_streams) as bus:
+        load.start()
+        max_unacked: dict[tuple[str, str], float] = {}
+        max_lag_s: dict[tuple[str, str], float] = {}
+        max_readyz_unacked: dict[tuple[str, str], int] = {}
+        seen: list[dict[str, Any] | None] = []  # GET /api/v1/bus, as the dashboard reads it
+        readyz: list[tuple[int, Any]] = []
+        end = time.monotonic() + OVERLOAD_S
+        while time.monotonic() < end:
+            time.sleep(2.0)
+            metrics = up.text("/metrics")
+            assert plain_value(metrics, "skyhive_bus_up") == 1.0
+            unacked = group_series(metrics, "skyhive_bus_group_unacked")
+            lag_s = group_series(metrics, "skyhive_bus_group_lag_seconds")
+            # Every group of the telemetry streams is exported at every scrape.
+            assert unacked.keys() >= TELEMETRY_GROUPS, unacked
+            assert lag_s.keys() >= TELEMETRY_GROUPS, lag_s
             for k in TELEMETRY_GROUPS:
-                max_readyz_unacked[k] = max(max_readyz_unacked.get(k, 0), in_readyz[k]["unacked"])
-        seen.append(up.get("/api/v1/bus")["lag"])
-    load_end = time.monotonic()
-    load.stop(settle_s=30)
-    acked_at = time.monotonic()
+                max_unacked[k] = max(max_unacked.get(k, 0.0), unacked[k])
+                max_lag_s[k] = max(max_lag_s.get(k, 0.0), lag_s[k])
+            assert lost_total(metrics) == 0
+            # /readyz: its checks have a 1 s deadline, which a starved core can miss (503
+            # naming the check, never the lag), and so can its lag section (then absent).
+            status, ready = up.answer("/readyz")
+            readyz.append((status, ready))
+            if ready and "lag" in ready:
+                in_readyz = {(g["stream"], g["group"]): g for g in ready["lag"]["groups"]}
+                assert in_readyz.keys() >= TELEMETRY_GROUPS, in_readyz
+                for k in TELEMETRY_GROUPS:
+                    max_readyz_unacked[k] = max(
+                        max_readyz_unacked.get(k, 0), in_readyz[k]["unacked"]
+                    )
+            seen.append(up.get("/api/v1/bus")["lag"])
+        load_end = time.monotonic()
+        # What the stack took while the load ran: the readings the gateway put on the bus.
+        taken = on_bus(bus)
+        load.stop(settle_s=30)
+        acked_at = time.monotonic()
+        acked = len(load.acked)
 
-    # The backlog drains: every telemetry group back at 0 within the bound.
-    with contextlib.suppress(AssertionError):
-        wait_for(lambda: not any(telemetry_unacked(up).values()), timeout=DRAIN_BOUND_S,
-                 what="backlog drained")  # fmt: skip
-    drained_at = time.monotonic()
+        # The backlog drains: whatever the broker still queued is on the bus, and every
+        # telemetry group is back at 0, within the bound.
+        def drained() -> bool:
+            return on_bus(bus) >= acked and not any(telemetry_unacked(up).values())
+
+        with contextlib.suppress(AssertionError):
+            wait_for(drained, timeout=DRAIN_BOUND_S, what="backlog drained")
+        drained_at = time.monotonic()
     left = telemetry_unacked(up)
     counts = check_history(up, load, timeout=30)
     complete_at = time.monotonic()
@@ -250,9 +294,11 @@ def test_overload_at_twice_the_sustainable_rate(up: Up, tmp_path: Path) -> None:
         behind = lag["held_back"] or max(g["lag_s"] for g in lag["groups"]) >= BEHIND_S
         assert (b is not None) == behind, (lag, b)
     figures = {
-        "fault": f"overload {OVERLOAD_RATE:.0f}/s for {OVERLOAD_S:.0f} s",
+        "fault": f"overload {OVERLOAD_RATE:.0f}/s for {OVERLOAD_S:.0f} s, stack on one CPU",
         "offered": load.offered,
         "offered_rate": round(load.offered / (load.stopped_at - load.started_at)),
+        "taken_during_load_rate": round(taken / (load_end - load.started_at)),
+        "overload_factor": round(load.offered / max(taken, 1), 2),
         "sent": load.sent,
         "not_sent_outbox_full": load.skipped,
         "acknowledged_rate": round(counts["acknowledged"] / (acked_at - load.started_at)),
@@ -271,11 +317,11 @@ def test_overload_at_twice_the_sustainable_rate(up: Up, tmp_path: Path) -> None:
     }
     record_figures(tmp_path, figures)
     assert not any(left.values()), (left, figures)
-    # The generator kept the schedule of twice the sustainable rate (within 10%).
+    # The generator kept its schedule (within 10%) ...
     assert load.offered >= 0.9 * OVERLOAD_RATE * OVERLOAD_S, figures
     assert load.sent + load.skipped >= 0.9 * load.offered, figures
-    # ... and it was an overload: the stack did not take all of it.
-    assert counts["acknowledged"] < 0.95 * load.offered, ("not an overload", figures)
+    # ... and it was an overload: the stack took well under what was offered.
+    assert load.offered >= OVERLOAD_FACTOR * taken, ("not an overload", figures)
     # /readyz carried the lag (nearly) throughout; a 503 never came from the lag alone.
     assert sum(bool(b and "lag" in b) for _, b in readyz) >= 0.8 * len(readyz), figures
     for st, b in readyz:
