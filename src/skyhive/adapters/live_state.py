@@ -24,20 +24,26 @@ ALERTS_LIVE = "alerts:live"
 
 # Writes the new state only if it is newer (event time, then seq) than what is stored, so
 # out-of-order and replayed messages never move a drone backwards, whoever processes them.
-_APPLY_IF_NEWER = """
-local cur = redis.call('HMGET', KEYS[1], 'ts_ms', 'seq')
-if cur[1] then
-  local cts, cseq = tonumber(cur[1]), tonumber(cur[2])
-  local ts, seq = tonumber(ARGV[1]), tonumber(ARGV[2])
-  if ts < cts or (ts == cts and seq <= cseq) then return 0 end
+# A Lua function, so the processor's batch script (adapters/drone_memory.py) runs the same
+# code. ``a``: ts_ms, seq, lon, lat, drone id, then field, value, ... (``apply_args``).
+APPLY_IF_NEWER_FN = """
+local function apply_if_newer(state, geo, ids, a)
+  local cur = redis.call('HMGET', state, 'ts_ms', 'seq')
+  if cur[1] then
+    local cts, cseq = tonumber(cur[1]), tonumber(cur[2])
+    local ts, seq = tonumber(a[1]), tonumber(a[2])
+    if ts < cts or (ts == cts and seq <= cseq) then return 0 end
+  end
+  redis.call('HSET', state, unpack(a, 6))
+  redis.call('SADD', ids, a[5])
+  if a[3] ~= '' and a[4] ~= '' then
+    redis.call('GEOADD', geo, a[3], a[4], a[5])
+  end
+  return 1
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('SADD', KEYS[3], ARGV[5])
-if ARGV[3] ~= '' and ARGV[4] ~= '' then
-  redis.call('GEOADD', KEYS[2], ARGV[3], ARGV[4], ARGV[5])
-end
-return 1
 """
+# KEYS: the drone's state, fleet geo, fleet ids; ARGV: ``apply_args``.
+_APPLY_IF_NEWER = APPLY_IF_NEWER_FN + "return apply_if_newer(KEYS[1], KEYS[2], KEYS[3], ARGV)\n"
 
 # For each drone: the named fields of its state, then the value of one more key of its own
 # (e.g. its claim). One command for hundreds of drones: on the dispatch path the per-command
@@ -82,6 +88,18 @@ def state_from_hash(h: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def apply_args(t: Telemetry, fields: Mapping[str, str], registered: bool) -> list[str]:
+    """The arguments of ``apply_if_newer`` for a reading and its live ``fields``
+    (``Telemetry.live_fields`` with ``updated_at``)."""
+    lon = "" if t.lon is None else repr(t.lon)
+    lat = "" if t.lat is None else repr(t.lat)
+    args = [str(t.ts_ms), str(t.seq), lon, lat, t.drone_id]
+    for k, v in fields.items():
+        args += (k, v)
+    args += ("registered", "1" if registered else "0")
+    return args
+
+
 class LiveState:
     def __init__(self, client: redis.Redis) -> None:
         """``client`` must decode responses (str)."""
@@ -92,17 +110,9 @@ class LiveState:
     def queue_apply(
         self, pipe: redis.client.Pipeline, t: Telemetry, updated_at: str, registered: bool = True
     ) -> None:
-        fields = t.live_fields()
-        fields["updated_at"] = updated_at
-        fields["registered"] = "1" if registered else "0"
-        flat: list[str] = []
-        for k, v in fields.items():
-            flat += (k, v)
-        lon = "" if t.lon is None else repr(t.lon)
-        lat = "" if t.lat is None else repr(t.lat)
         self._apply(
             keys=[drone_key(t.drone_id), FLEET_GEO, FLEET_IDS],
-            args=[str(t.ts_ms), str(t.seq), lon, lat, t.drone_id, *flat],
+            args=apply_args(t, {**t.live_fields(), "updated_at": updated_at}, registered),
             client=pipe,
         )
 
