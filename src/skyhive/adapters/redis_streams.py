@@ -28,6 +28,18 @@ _KEY = b"k"
 _VALUE = b"v"
 LOST_KEY = "bus:lost"  # hash: "stream|group" → entries trimmed away before they were processed
 
+# A batch appended in one command: a pipeline of XADDs costs the client ~8 µs and Redis
+# ~7 µs per entry, this ~1 and ~3 (measured with 500-entry batches).
+# KEYS[1]: the stream. ARGV: the length cap, then key, value, key, value, ...
+_APPEND = """
+local ids = {}
+for i = 2, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                             'k', ARGV[i], 'v', ARGV[i + 1])
+end
+return ids
+"""
+
 
 def _decode(entries: Sequence[Any]) -> tuple[list[BusMessage], list[str | None]]:
     """The messages, and the ids of entries trimmed away while pending: no fields left (a
@@ -63,6 +75,7 @@ class RedisStreamsBus:
         self._waitaof_ms = waitaof_timeout_ms
         self._durability: Mode | None = None  # detected at the first publish
         self._dead = deadletters or DeadLetters(client, "deadletters", 100_000)
+        self._append = client.register_script(_APPEND)
 
     def _received(
         self, stream: str, group: str, entries: Sequence[Any], consumer: str = ""
@@ -100,18 +113,20 @@ class RedisStreamsBus:
     def publish(self, stream: str, items: Sequence[tuple[str, bytes]]) -> list[str]:
         if not items:
             return []
-        pipe = self._r.pipeline(transaction=False)
+        args: list[str | bytes | int] = [self._maxlen]
         for key, value in items:
-            pipe.xadd(stream, {_KEY: key, _VALUE: value}, maxlen=self._maxlen, approximate=True)
-        # Durable before it returns (the caller then acknowledges): WAITAOF in the same
-        # pipeline where the server has it, else the server's appendfsync.
-        wait = self.durability() == "waitaof"
-        if wait:
+            args += (key, value)
+        # Durable before it returns (the caller then acknowledges): WAITAOF on the same
+        # connection where the server has it, else the server's appendfsync.
+        if self.durability() == "waitaof":
+            pipe = self._r.pipeline(transaction=False)
+            self._append(keys=[stream], args=args, client=pipe)
             pipe.execute_command("WAITAOF", 1, 0, self._waitaof_ms)
-        replies = pipe.execute()
-        if wait:
-            check_waitaof(replies.pop())
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in replies]
+            ids, waited = pipe.execute()
+            check_waitaof(waited)
+        else:
+            ids = self._append(keys=[stream], args=args)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     def ensure_group(self, stream: str, group: str) -> None:
         try:
