@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -76,7 +77,7 @@ class Telemetry(BaseModel):
     delivery_id: str | None = Field(default=None, max_length=128)
     payload_kg: float | None = Field(default=None, ge=0, le=1000)
 
-    @property
+    @cached_property  # asked several times per reading on the hot path
     def ts_ms(self) -> int:
         return int(self.ts.timestamp() * 1000)
 
