@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     mqtt_services_file: Path | None = None
     credentials_refresh_s: float = Field(default=2.0, gt=0, le=60)
 
+    # The broker `skyhive up` embeds when ``mqtt_url`` is not set (SKYHIVE_BROKER): "auto" runs
+    # Mosquitto when its binary is installed (`make mosquitto`, Debian's package) and amqtt,
+    # with a warning, when it is not; "mosquitto" insists (installing the package if it can,
+    # else an error); "amqtt" the pip-installed broker.
+    broker: Literal["auto", "mosquitto", "amqtt"] = "auto"
+
     # Bus (Redis Streams).
     telemetry_stream: str = "telemetry"
     urgent_stream: str = "telemetry:urgent"  # emergencies, also on the telemetry stream
@@ -139,6 +145,11 @@ class Settings(BaseSettings):
     dedup_window: int = Field(default=2048, ge=16)
     archiver_group: str = "archiver"
     archiver_batch_size: int = Field(default=2000, ge=1)
+    # History buckets (domain/history.py): the archiver holds a bucket's readings until its
+    # drone has moved on to the next bucket, at most this long, and everything once the
+    # stream is idle; 0 writes every batch at once. At most 5 s: history stays within
+    # seconds of live state.
+    archiver_hold_s: float = Field(default=5.0, ge=0, le=5)
 
     # Deliveries and dispatch.
     events_stream: str = "events"

@@ -13,6 +13,7 @@ import pytest
 from pymongo import MongoClient
 
 from e2e.harness import Up
+from skyhive.adapters.telemetry_repo import TelemetryRepo
 
 
 @pytest.fixture
@@ -66,10 +67,9 @@ def role_pids(data_dir: Path, argv: tuple[str, ...]) -> list[int]:
 def history(up: Up) -> list[str]:
     """The ids (``drone:seq``) of the load's readings in MongoDB history, duplicates kept."""
     client: MongoClient[dict[str, object]] = MongoClient(
-        stack_file(up)["mongodb_uri"], serverSelectionTimeoutMS=2000
+        stack_file(up)["mongodb_uri"], serverSelectionTimeoutMS=2000, tz_aware=True
     )
     try:
-        docs = client["skyhive"].telemetry.find({"drone_id": {"$regex": "^fault-"}}, {"_id": 1})
-        return [str(d["_id"]) for d in docs]
+        return TelemetryRepo(client["skyhive"]).reading_ids("^fault-")
     finally:
         client.close()

@@ -27,6 +27,7 @@ from skyhive.api.operation import PUBLIC, declare
 from skyhive.domain.alert_config import AlertConfig
 from skyhive.domain.alert_lifecycle import fold
 from skyhive.domain.alert_rules import Context, Memory, evaluate
+from skyhive.domain.history import group_readings
 from skyhive.domain.stations import bart_stations
 from skyhive.domain.telemetry import Telemetry, validate_telemetry
 from skyhive.embedded import free_port
@@ -189,12 +190,11 @@ def test_nearby_bad_params_are_400(client: FlaskClient, query: str, field: str) 
 
 @pytest.fixture
 def history(clients: Clients) -> None:
-    clients.telemetry.insert(
-        [
-            telemetry("h1", seq, battery=100 - seq, extra_field="x").history_document()
-            for seq in range(1, 6)
-        ]
-        + [telemetry("h2", 1).history_document()]
+    clients.telemetry.store(
+        group_readings(
+            [telemetry("h1", seq, battery=100 - seq, extra_field="x") for seq in range(1, 6)]
+            + [telemetry("h2", 1)]
+        )
     )
 
 
@@ -714,8 +714,6 @@ def test_timestamps_in_window_are_utc(client: FlaskClient, clients: Clients) -> 
     """A reading stored at an offset comes back in UTC with 'Z'."""
     local = (BASE + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=2))).isoformat()
     assert local.endswith("+02:00")
-    clients.telemetry.insert(
-        [validate_telemetry({**reading("tz", 1), "ts": local}).history_document()]
-    )
+    clients.telemetry.store(group_readings([validate_telemetry({**reading("tz", 1), "ts": local})]))
     [item] = body(client.get("/api/v1/drones/tz/telemetry"))["items"]
     assert item["ts"].startswith("2026-11-23T12:00:01") and item["ts"].endswith("Z")

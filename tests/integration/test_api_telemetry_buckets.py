@@ -12,6 +12,7 @@ from api_asserts import assert_error, body
 from flask.testing import FlaskClient
 
 from auth_helpers import api_client
+from skyhive.domain.history import group_readings
 from skyhive.domain.telemetry import validate_telemetry
 from skyhive.wiring import Clients
 
@@ -38,9 +39,7 @@ def reading(seq: int) -> dict[str, Any]:
 @pytest.fixture
 def client(clients: Clients) -> FlaskClient:
     readings = [reading(seq) for seq in range(HOUR_S)]
-    docs = [validate_telemetry(r).history_document() for r in readings]
-    for i in range(0, len(docs), 1000):
-        clients.telemetry.insert(docs[i : i + 1000])
+    clients.telemetry.store(group_readings(validate_telemetry(r) for r in readings))
     return api_client(clients, "viewer")
 
 

@@ -156,7 +156,7 @@ def test_one_claim_threshold_for_every_group(make_settings: Callable[..., Settin
     clients = Clients(s)
     try:
         assert build_processor(clients, "p")._group.claim_idle_ms == 1234
-        assert build_archiver(clients, "a")._group.claim_idle_ms == 1234
+        assert build_archiver(clients, "a").claim_idle_ms == 1234
         assert build_notifier(clients, "n")._claim_idle_ms == 1234
     finally:
         clients.close()
@@ -184,7 +184,7 @@ def test_a_dead_consumers_entries_are_taken_over_within_seconds(
         # Not before they were idle for the threshold (a live consumer would be robbed).
         assert taken >= IDLE_MS / 1000 - 0.2
         if name == "archiver":
-            assert clients.db.telemetry.count_documents({"drone_id": "d3"}) == ENTRIES
+            assert clients.telemetry.count_for("d3") == ENTRIES
         print(f"{name}: taken over {taken:.2f}s after the consumer died (idle {IDLE_MS} ms)")
     finally:
         clients.close()

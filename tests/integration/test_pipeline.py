@@ -1,4 +1,5 @@
-"""Gateway → bus → processor against the real embedded Redis, MongoDB and MQTT broker."""
+"""Gateway → bus → processor against the real embedded Redis, MongoDB and MQTT broker. The MQTT
+cases run on the default broker and on amqtt, the fallback (``BROKERS``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ from skyhive.workers.gateway import mqtt_gateway
 from skyhive.workers.processor import build_processor
 
 BASE_MS = 1795428000000
+# The MQTT cases' brokers: the session's default one (Mosquitto where installed), and amqtt.
+BROKERS = pytest.mark.parametrize("settings", ["default", "amqtt"], indirect=True)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> Settings:
+    """As conftest's, or on the session's amqtt broker for a case parametrized "amqtt"."""
+    if getattr(request, "param", "default") == "amqtt":
+        host, port = request.getfixturevalue("embedded_amqtt")
+        return make_settings(mqtt_url=f"mqtt://{host}:{port}", mqtt_port=port)
+    return make_settings()
 
 
 def msg(drone: str, seq: int, battery: float = 80.0, **extra: object) -> dict[str, object]:
@@ -78,7 +90,7 @@ def test_history_live_state_and_dedup(
     drain(processor, clients)
     submit(ingest, msg("d1", 1))  # a replay from the drone, later
     drain(processor, clients)
-    assert clients.db.telemetry.count_documents({"drone_id": "d1"}) == 2
+    assert clients.telemetry.count_for("d1") == 2
     assert processor.totals.duplicates == 2
     state = clients.live.get("d1")
     assert state is not None and state["seq"] == 2 and state["battery_pct"] == 80.0
@@ -101,7 +113,7 @@ def test_out_of_order_goes_to_history_but_not_live_state(
     drain(processor, clients)
     state = clients.live.get("d3")
     assert state is not None and state["seq"] == 10 and state["battery_pct"] == 50.0
-    assert clients.db.telemetry.count_documents({"drone_id": "d3"}) == 2
+    assert clients.telemetry.count_for("d3") == 2
 
 
 def test_alerts_open_escalate_and_are_published(
@@ -140,7 +152,7 @@ def test_malformed_goes_to_dead_letters_with_reason(
     reasons = [d["reason"] for d in clients.deadletters.list()]
     assert any(r.startswith("not JSON") for r in reasons)
     assert any("lat" in r for r in reasons)
-    assert clients.db.telemetry.count_documents({"drone_id": "d6"}) == 1
+    assert clients.telemetry.count_for("d6") == 1
 
 
 def test_replayed_batch_after_a_crash_is_harmless(
@@ -160,7 +172,7 @@ def test_replayed_batch_after_a_crash_is_harmless(
     finally:
         quick.close()
     archive(clients)
-    assert clients.db.telemetry.count_documents({"drone_id": "d7"}) == 2
+    assert clients.telemetry.count_for("d7") == 2
     assert clients.bus.pending_count(s.telemetry_stream, s.processor_group) == 0
     [alert] = clients.alerts.list(drone_id="d7")
     assert alert.count == 2
@@ -191,6 +203,7 @@ def publish(settings: Settings, items: list[tuple[str, bytes]]) -> None:
 
 
 @pytest.mark.mqtt
+@BROKERS
 def test_gateway_over_real_mqtt(settings: Settings, clients: Clients, gateway: Gateway) -> None:
     good = {k: v for k, v in msg("g1", 1).items() if k != "drone_id"}  # id from the topic
     publish(
@@ -216,6 +229,7 @@ def test_gateway_over_real_mqtt(settings: Settings, clients: Clients, gateway: G
 
 
 @pytest.mark.mqtt
+@BROKERS
 def test_messages_published_while_gateway_is_down_are_not_lost(
     settings: Settings, clients: Clients, ingest: Ingest
 ) -> None:
@@ -273,8 +287,8 @@ def test_alerts_never_wait_for_history(
     while processor.poll():
         pass  # the processor alone: no archiver has run
     assert [a.type for a in clients.alerts.list(drone_id="w1")] == ["emergency"]
-    assert clients.db.telemetry.count_documents({"drone_id": "w1"}) == 0
+    assert clients.telemetry.count_for("w1") == 0
     archive(clients)
-    [doc] = clients.db.telemetry.find({"drone_id": "w1"})
+    [doc] = clients.telemetry.readings("w1")
     assert doc["unregistered"] is True and doc["emergency"] is True
     assert len(clients.deadletters.list()) == 1  # the broken one, once: by the processor

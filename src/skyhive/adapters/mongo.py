@@ -20,7 +20,9 @@ def connect(uri: str, timeout_ms: int = 5000) -> MongoClient[Document]:
 
 
 def ensure_indexes(db: Database[Document]) -> None:
-    db.telemetry.create_index([("drone_id", ASCENDING), ("ts", DESCENDING)], name="drone_ts")
+    from skyhive.adapters.telemetry_repo import ensure_collection
+
+    ensure_collection(db)  # history: buckets and their index, or a time-series collection
     db.alerts.create_index(
         [("drone_id", ASCENDING), ("type", ASCENDING), ("state", ASCENDING)],
         name="drone_type_state",

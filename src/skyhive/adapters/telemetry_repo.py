@@ -1,53 +1,162 @@
-"""Telemetry history in MongoDB ``telemetry``, one document per reading, ``_id`` = drone:seq."""
+"""Telemetry history in MongoDB ``telemetry``: buckets of readings (``domain/history.py``).
+
+Two layouts, chosen once per database by what the server can do (``ensure_collection``):
+
+- buckets, one document per drone per ``BUCKET_S`` seconds, ``_id`` = ``drone:start``, the
+  readings in ``r`` keyed by seq, written by one upsert per bucket (``$set`` of ``r.<seq>``):
+  idempotent, and a reading can only ever be in the bucket of its own ``ts``. The embedded
+  server, and any MongoDB without time-series collections;
+- a native time-series collection (MongoDB 5.0+: ``timeField`` ts, ``metaField`` drone_id),
+  one document per reading, written with ``insert_many``. The server buckets them itself; it
+  has no unique index there, so a replay may store a reading twice, and the readers here
+  return each (drone, seq) once. Not tested here: no real MongoDB runs on the test machine.
+
+Readers fold buckets back into readings, so the API sees the per-reading documents it always
+did. Per-reading documents of the layout before buckets are folded into buckets by
+:meth:`TelemetryRepo.migrate_readings` (``skyhive drones migrate-history``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure
 
 from skyhive.adapters.mongo import Document
+from skyhive.domain.history import (
+    BUCKET_S,
+    READINGS,
+    Bucket,
+    group_readings,
+    in_window,
+    unfold,
+)
+from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, validate_telemetry
 
 DUPLICATE_KEY = 11000
+COLLECTION = "telemetry"
+OLD_ONLY = ("_id", "location", "unregistered")  # per-reading document fields not in a reading
+TIMESERIES = {"timeField": "ts", "metaField": "drone_id", "granularity": "seconds"}
 
 
-def _window(drone_id: str, since: datetime | None, until: datetime | None) -> dict[str, Any]:
-    query: dict[str, Any] = {"drone_id": drone_id}
-    window: dict[str, datetime] = {}
-    if since:
-        window["$gte"] = since
-    if until:
-        window["$lt"] = until
-    if window:
-        query["ts"] = window
-    return query
+def ensure_collection(db: Database[Document]) -> None:
+    """Create ``telemetry`` as a native time-series collection where the server has them
+    (feature detection: ask, then look at what was made; the embedded server accepts the
+    option and makes a plain collection), else leave it to the buckets and their index."""
+    if COLLECTION not in db.list_collection_names():
+        # Made meanwhile, or no time-series here: buckets.
+        with contextlib.suppress(CollectionInvalid, OperationFailure):
+            db.create_collection(COLLECTION, timeseries=TIMESERIES)
+    if not is_timeseries(db):
+        db[COLLECTION].create_index(
+            [("drone_id", ASCENDING), ("start", DESCENDING)], name="drone_start"
+        )
+
+
+def is_timeseries(db: Database[Document]) -> bool:
+    info = list(db.list_collections(filter={"name": COLLECTION}))
+    return bool(info) and info[0].get("type") == "timeseries"
 
 
 class TelemetryRepo:
     def __init__(self, db: Database[Document]) -> None:
-        self._c = db.telemetry
+        self._db = db
+        self._c: Collection[Document] = db[COLLECTION]
+        self._native: bool | None = None  # looked up on first use
 
-    def insert(self, docs: Sequence[Document]) -> tuple[int, dict[int, str]]:
-        """Insert idempotently: re-inserting an ``_id`` is a no-op.
+    @property
+    def native(self) -> bool:
+        if self._native is None:
+            self._native = is_timeseries(self._db)
+        return self._native
 
-        Returns how many were new, and the documents the server refused for their content
-        (index → message), so one bad document never blocks the rest. Connection errors raise.
-        """
-        if not docs:
-            return 0, {}
+    # --- writing ---------------------------------------------------------------------------
+
+    def store(self, buckets: Sequence[Bucket]) -> dict[tuple[str, int], str]:
+        if not buckets:
+            return {}
+        if self.native:
+            return self._insert_readings(buckets)
+        refused = self._upsert(buckets)
+        out: dict[tuple[str, int], str] = {}
+        # A refused bucket is written again reading by reading: only what the server refuses
+        # on its own is dead-lettered.
+        for i in refused:
+            b = buckets[i]
+            singles = [b.only(seq) for seq in b.readings]
+            for j, why in self._upsert(singles).items():
+                [seq] = singles[j].readings
+                out[(b.drone_id, seq)] = why
+        return out
+
+    def _upsert(self, buckets: Sequence[Bucket]) -> dict[int, str]:
+        """One upsert per bucket, unordered; index → reason for the refused ones. Two
+        archivers creating one bucket at once: the loser's upsert fails on the key and is
+        sent again (then it updates)."""
+        pending = list(range(len(buckets)))
+        refused: dict[int, str] = {}
+        for _ in range(3):
+            ops = [
+                UpdateOne({"_id": buckets[i].id}, buckets[i].update(), upsert=True) for i in pending
+            ]
+            try:
+                self._c.bulk_write(ops, ordered=False)
+                return refused
+            except BulkWriteError as exc:
+                retry = []
+                for e in exc.details.get("writeErrors", []):
+                    i = pending[int(e["index"])]
+                    if e.get("code") == DUPLICATE_KEY:
+                        retry.append(i)
+                    else:
+                        refused[i] = str(e.get("errmsg", "write refused"))
+                pending = retry
+                if not pending:
+                    return refused
+        for i in pending:
+            refused[i] = "bucket write kept failing on a duplicate key"
+        return refused
+
+    def _insert_readings(self, buckets: Sequence[Bucket]) -> dict[tuple[str, int], str]:
+        keys = [(b.drone_id, seq) for b in buckets for seq in b.readings]
+        docs = [b.reading_document(seq) for b in buckets for seq in b.readings]
         try:
-            return len(self._c.insert_many(list(docs), ordered=False).inserted_ids), {}
+            self._c.insert_many(docs, ordered=False)
+            return {}
         except BulkWriteError as exc:
-            refused = {
-                int(e["index"]): str(e.get("errmsg", "write refused"))
+            return {
+                keys[int(e["index"])]: str(e.get("errmsg", "write refused"))
                 for e in exc.details.get("writeErrors", [])
-                if e.get("code") != DUPLICATE_KEY
             }
-            return int(exc.details.get("nInserted", 0)), refused
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _documents(
+        self, drone_id: str, since: datetime | None, until: datetime | None, newest_first: bool
+    ) -> Iterator[Document]:
+        """The documents that may hold ``drone_id``'s readings in the window, newest first
+        or in no order. Buckets are found by their start (a bucket starting before
+        ``since`` may hold readings after it); the readings are filtered by time after."""
+        query: dict[str, Any] = {"drone_id": drone_id}
+        window: dict[str, datetime] = {}
+        field = "ts" if self.native else "start"
+        if since:
+            window["$gte"] = since - timedelta(seconds=0 if self.native else BUCKET_S)
+        if until:
+            window["$lt"] = until
+        if window:
+            query[field] = window
+        cursor = self._c.find(query, {"location": 0})
+        if newest_first:
+            cursor = cursor.sort(field, DESCENDING)
+        return iter(cursor.batch_size(1000))
 
     def history(
         self,
@@ -56,16 +165,97 @@ class TelemetryRepo:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[Document]:
-        query = _window(drone_id, since, until)
-        return list(self._c.find(query, {"location": 0}).sort("ts", DESCENDING).limit(limit))
+        """Readings in [since, until), newest first, at most ``limit``."""
+        found: dict[str, Document] = {}
+        oldest: datetime | None = None  # of the readings read so far
+        for doc in self._documents(drone_id, since, until, newest_first=True):
+            if len(found) >= limit and (
+                # buckets never overlap: the next one holds only older readings
+                not self.native or (oldest is not None and doc["ts"] < oldest)
+            ):
+                break
+            for r in in_window(unfold(doc), since, until):
+                found[r["_id"]] = r
+                oldest = r["ts"] if oldest is None else min(oldest, r["ts"])
+        return in_window(found.values(), since, until)[:limit]
 
     def series(
         self, drone_id: str, since: datetime, until: datetime | None, fields: Sequence[str]
     ) -> list[Document]:
         """``ts`` and ``fields`` of every reading in the window, unordered: only what a
         chart needs, for downsampling (``domain/downsample.py``)."""
-        projection = {"_id": 0, "ts": 1, **dict.fromkeys(fields, 1)}
-        return list(self._c.find(_window(drone_id, since, until), projection))
+        readings: list[Document] = []
+        for doc in self._documents(drone_id, since, until, newest_first=False):
+            readings.extend(unfold(doc))
+        return [
+            {"ts": r["ts"], **{f: r[f] for f in fields if f in r}}
+            for r in in_window(readings, since, until)
+        ]
 
     def count_for(self, drone_id: str) -> int:
-        return self._c.count_documents({"drone_id": drone_id})
+        return len(self.reading_ids(f"^{re.escape(drone_id)}$"))
+
+    def reading_ids(self, drone_regex: str | None = None) -> list[str]:
+        """``drone:seq`` of every stored reading (of the drones whose id matches
+        ``drone_regex``), duplicates kept: a reading stored twice shows twice."""
+        query = {"drone_id": {"$regex": drone_regex}} if drone_regex else {}
+        ids: list[str] = []
+        for doc in self._c.find(query, {"location": 0}).batch_size(1000):
+            readings = doc.get(READINGS)
+            if isinstance(readings, dict):
+                ids.extend(f"{doc['drone_id']}:{seq}" for seq in readings)
+            else:
+                ids.append(f"{doc['drone_id']}:{doc['seq']}")
+        return ids
+
+    def readings(self, drone_id: str) -> list[Document]:
+        """Every stored reading of one drone, newest first (tests and tools)."""
+        return in_window(
+            [r for doc in self._documents(drone_id, None, None, False) for r in unfold(doc)],
+            None,
+            None,
+        )
+
+    # --- migration -------------------------------------------------------------------------
+
+    def migrate_readings(self, batch: int = 2000) -> int:
+        """Fold per-reading documents (the layout before buckets: a top-level ``seq``) into
+        buckets, then delete them; idempotent and resumable (a crash between the two writes
+        only writes the same buckets again). Returns how many readings were moved; a
+        document that is not a valid reading is left where it is."""
+        if self.native:
+            return 0
+        moved = 0
+        skipped: list[Any] = []
+        while True:
+            query: dict[str, Any] = {"seq": {"$exists": True}}
+            if skipped:
+                query = {"$and": [query, {"_id": {"$nin": skipped}}]}
+            docs = list(self._c.find(query).limit(batch))
+            if not docs:
+                return moved
+            readings: list[Telemetry] = []
+            flagged: dict[str, bool] = {}
+            done = []
+            for doc in docs:
+                fields = {k: v for k, v in doc.items() if k not in OLD_ONLY}
+                extra = fields.pop("extra", None) or {}
+                try:
+                    fields["ts"] = int(unfold(doc)[0]["ts"].timestamp() * 1000)
+                    t = validate_telemetry({**extra, **fields})
+                except (InvalidTelemetry, KeyError, TypeError, ValueError):
+                    skipped.append(doc["_id"])
+                    continue
+                readings.append(t)
+                flagged[t.drone_id] = flagged.get(t.drone_id, False) or bool(
+                    doc.get("unregistered")
+                )
+                done.append(doc["_id"])
+            refused = self.store(group_readings(readings, flagged))
+            for t in readings:
+                if (t.drone_id, t.seq) in refused:
+                    skipped.append(t.key)
+                    done.remove(t.key)
+            if done:
+                self._c.delete_many({"_id": {"$in": done}})
+            moved += len(done)

@@ -143,3 +143,13 @@ def drones_list(ctx: click.Context, status: str | None) -> None:
         )
     Console().print(table)
     click.echo(f"{len(specs)} drones")
+
+
+@drones.command("migrate-history")
+@click.pass_context
+def drones_migrate_history(ctx: click.Context) -> None:
+    """Fold telemetry history kept one document per reading (before buckets) into buckets;
+    safe to run again or to interrupt."""
+    with clients_of(ctx) as clients:
+        moved = clients.telemetry.migrate_readings()
+    click.echo(f"{moved} readings moved into buckets")

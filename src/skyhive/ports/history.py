@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+from skyhive.domain.history import Bucket
 
 
 class TelemetryHistory(Protocol):
-    def insert(self, docs: Sequence[dict[str, Any]]) -> tuple[int, dict[int, str]]:
-        """Store documents, a duplicate ``_id`` being a no-op; returns how many were new and,
-        by index, those the store refused for their content (with its reason)."""
+    def store(self, buckets: Sequence[Bucket]) -> dict[tuple[str, int], str]:
+        """Write these buckets' readings idempotently (a reading written again is a no-op),
+        one write per bucket; returns the readings the store refused for their content,
+        (drone_id, seq) → its reason, so one bad reading never blocks the rest. Connection
+        errors raise."""

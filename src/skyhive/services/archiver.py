@@ -1,24 +1,40 @@
-"""Archiver: telemetry from the bus → history (MongoDB), in bulk.
+"""Archiver: telemetry from the bus → history (MongoDB), in buckets.
 
 A consumer group of its own (``SKYHIVE_ARCHIVER_GROUP``) on the telemetry stream, beside the
-processor's: the slowest write of the pipeline (a bulk insert per batch) runs at its own pace
-and never delays live state or alerts. Inserts are idempotent (``_id`` = drone_id:seq, a
-duplicate is a no-op), so duplicates and replays are harmless; invalid messages are the
-processor's to dead-letter, and skipped here; a document the server refuses for its content
-is dead-lettered with the server's reason.
+processor's: the slowest write of the pipeline runs at its own pace and never delays live
+state or alerts.
+
+History is kept in buckets (``domain/history.py``): one document per drone per few seconds of
+reading time, written by one idempotent upsert per bucket. A bucket pays only when it is
+written (nearly) whole, so the archiver holds readings: a bucket is written once its drone has
+a reading in a later bucket, once held ``archiver_hold_s``, or as soon as the stream is idle
+(so history is complete moments after a load ends), and its bus entries are acknowledged only
+after that write returned. Held entries are claimed again on the bus while they wait, so
+another archiver does not take them for a dead one's; a crash leaves them pending, and their
+replay writes the same readings into the same buckets again (a no-op).
+
+Invalid messages are the processor's to dead-letter, and skipped here; a reading the server
+refuses for its content is dead-lettered with the server's reason.
 """
 
 from __future__ import annotations
 
+import logging
+
+from skyhive.domain.history import HeldBuckets
 from skyhive.domain.telemetry import InvalidTelemetry, Telemetry, parse_telemetry
 from skyhive.ports.bus import Bus, BusMessage
 from skyhive.ports.clock import Clock
 from skyhive.ports.deadletters import DeadLetter, DeadLetterSink
 from skyhive.ports.history import TelemetryHistory
 from skyhive.ports.registry import Registry
-from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.ingest import encode_for_bus
 from skyhive.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLAIM_EVERY_S = 1.0  # how often it looks for a dead consumer's entries (at most)
+MAX_HELD_BATCHES = 10  # readings held at most: this many batches (then everything is written)
 
 
 class Archiver:
@@ -33,53 +49,133 @@ class Archiver:
         clock: Clock,
     ) -> None:
         self._s = settings
+        self._bus = bus
         self._registry = registry
         self._history = history
         self._dead = deadletters
+        self._clock = clock
         self.consumer = consumer
-        self._group = GroupConsumer(
-            bus,
-            settings.telemetry_stream,
-            settings.archiver_group,
-            consumer,
-            settings.archiver_batch_size,
-            settings.processor_block_ms,
-            settings.group_claim_idle_ms(),
-            clock,
-            keep_claimed=True,  # a long batch is not taken for a dead consumer's (issue 12)
-        )
-        self.stored = 0
+        self._stream = settings.telemetry_stream
+        self._group = settings.archiver_group
+        self._batch = settings.archiver_batch_size
+        self.claim_idle_ms = settings.group_claim_idle_ms()
+        self._hold_s = settings.archiver_hold_s
+        self._max_held = MAX_HELD_BATCHES * self._batch
+        self._held = HeldBuckets()
+        self._skipped: list[str] = []  # invalid entries, acknowledged with the next write
+        self._next_claim = 0.0
+        self._next_keep = 0.0
+        self.stored = 0  # readings written (a replayed one counts again)
 
     def setup(self) -> None:
-        self._group.setup()
+        self._bus.ensure_group(self._stream, self._group)
+
+    @property
+    def held(self) -> int:
+        """Readings read from the bus and not written yet."""
+        return self._held.readings
 
     def poll(self) -> int:
-        return self._group.poll(self.archive)
+        """Read a batch, write the buckets that are due (all of them when the stream had
+        nothing new); returns how many entries were read."""
+        if self._held.readings >= self._max_held:
+            self.flush(everything=True)
+        msgs = self._read()
+        self._add(msgs)
+        self.flush(everything=not msgs)
+        self._keep_claimed()
+        return len(msgs)
 
     def archive(self, msgs: list[BusMessage]) -> int:
-        """Store a batch; returns how many readings were new."""
-        readings: list[Telemetry] = []
-        for m in msgs:
-            try:
-                readings.append(parse_telemetry(m.value, max_bytes=self._s.max_message_bytes * 2))
-            except InvalidTelemetry:
-                continue  # dead-lettered by the processor
-        if not readings:
-            return 0
-        known = self._registry.registered(sorted({t.drone_id for t in readings}))
-        docs = [t.history_document() for t in readings]
-        for doc in docs:
-            if not known[doc["drone_id"]]:
-                doc["unregistered"] = True  # ingested all the same, but flagged
-        stored, refused = self._history.insert(docs)
-        if refused:
-            self._dead.add(
-                [
-                    DeadLetter(
-                        f"history write refused: {why}", encode_for_bus(readings[i]), "archiver"
-                    )
-                    for i, why in refused.items()
-                ]
+        """Store a batch at once (with whatever was held); returns how many readings were
+        written."""
+        self._add(msgs)
+        return self.flush(everything=True)
+
+    def close(self) -> None:
+        """On the way out: write what is held (if the servers answer; else it is replayed)."""
+        try:
+            self.flush(everything=True)
+        except Exception as exc:
+            log.warning(
+                "archiver %s: %d held readings left to replay: %s", self.consumer, self.held, exc
             )
-        self.stored += stored
-        return stored
+
+    def flush(self, everything: bool = False) -> int:
+        """Write the due buckets, then acknowledge their entries; returns the readings
+        written. A failed write raises with everything still held (and pending on the bus)."""
+        keys = self._held.due(self._clock.monotonic(), self._hold_s, everything)
+        buckets, ids = self._held.peek(keys)
+        written = 0
+        if buckets:
+            refused = self._history.store(buckets)
+            if refused:
+                by_key = {(b.drone_id, seq): t for b in buckets for seq, t in b.readings.items()}
+                self._dead.add(
+                    [
+                        DeadLetter(
+                            f"history write refused: {why}", encode_for_bus(by_key[k]), "archiver"
+                        )
+                        for k, why in refused.items()
+                    ]
+                )
+            written = sum(len(b.readings) for b in buckets)
+        ids = ids + self._skipped
+        if ids:
+            self._bus.ack(self._stream, self._group, ids)
+        self._held.drop(keys)
+        self._skipped = []
+        self.stored += written
+        return written
+
+    def _read(self) -> list[BusMessage]:
+        """Entries a dead consumer left idle (looked for about once a second), else new ones."""
+        now = self._clock.monotonic()
+        if now >= self._next_claim:
+            msgs = self._bus.claim_stale(
+                self._stream, self._group, self.consumer, self.claim_idle_ms, self._batch
+            )
+            # A full batch: there may be more to take at once; else look again in a while.
+            every = min(CLAIM_EVERY_S, self.claim_idle_ms / 2000.0)
+            self._next_claim = now if len(msgs) >= self._batch else now + every
+            if msgs:
+                log.info(
+                    "%s took over %d entries of %s idle over %d ms (their consumer died)",
+                    self.consumer,
+                    len(msgs),
+                    self._stream,
+                    self.claim_idle_ms,
+                )
+                return msgs
+        return self._bus.consume(
+            self._stream, self._group, self.consumer, self._batch, self._s.processor_block_ms
+        )
+
+    def _add(self, msgs: list[BusMessage]) -> None:
+        readings: list[tuple[Telemetry, str]] = []
+        for m in msgs:
+            if self._held.holds(m.id):
+                continue  # ours already (claimed again meanwhile)
+            try:
+                t = parse_telemetry(m.value, max_bytes=self._s.max_message_bytes * 2)
+            except InvalidTelemetry:
+                self._skipped.append(m.id)  # dead-lettered by the processor
+                continue
+            readings.append((t, m.id))
+        if not readings:
+            return
+        known = self._registry.registered(sorted({t.drone_id for t, _ in readings}))
+        now = self._clock.monotonic()
+        for t, entry_id in readings:
+            self._held.add(t, entry_id, not known[t.drone_id], now)
+
+    def _keep_claimed(self) -> None:
+        """Held entries are claimed again before they look abandoned (idle ``claim_idle_ms``)."""
+        now = self._clock.monotonic()
+        every = self.claim_idle_ms / 3000.0
+        if now < self._next_keep:
+            return
+        self._next_keep = now + every
+        ids = self._held.held_since(now - every)
+        if ids:
+            self._bus.keep_claimed(self._stream, self._group, self.consumer, ids)

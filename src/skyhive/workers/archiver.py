@@ -26,9 +26,9 @@ def worker(clients: Clients) -> runner.Worker:
         a.poll,
         s.archiver_batch_size,
         s.processor_linger_ms / 1000.0,
-        lambda: f"{a.stored} readings stored",
+        lambda: f"{a.stored} readings stored, {a.held} held",
     )
-    return runner.Worker(name, [("archiver", poll)], setup=a.setup)
+    return runner.Worker(name, [("archiver", poll)], setup=a.setup, close=a.close)
 
 
 def run_archiver(settings: Settings, stop: threading.Event) -> None:
