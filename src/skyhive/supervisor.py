@@ -25,10 +25,20 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from skyhive.embedded import EmbeddedError, EmbeddedStack, Server, die_with_parent, port_open
+from skyhive.embedded import (
+    INSTALL_MOSQUITTO,
+    EmbeddedError,
+    EmbeddedStack,
+    Server,
+    choose_broker,
+    die_with_parent,
+    mosquitto_dir,
+    port_open,
+)
 from skyhive.settings import Settings, stack_file
 
 if TYPE_CHECKING:
+    from skyhive.services.device_credentials import MosquittoAuthFiles
     from skyhive.wiring import Clients
 
 log = logging.getLogger(__name__)
@@ -231,16 +241,87 @@ def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _mqtt_note(settings: Settings) -> str:
+def broker_name(settings: Settings, broker: str) -> str:
+    """What the banner calls the broker: ``broker`` is "mosquitto", "amqtt" or "" (not
+    embedded: SKYHIVE_MQTT_URL)."""
+    if broker == "mosquitto":
+        return f"Mosquitto (embedded; config in {mosquitto_dir(settings.data_dir).resolve()})"
+    if broker == "amqtt":
+        note = (
+            "" if settings.broker == "amqtt" else f"; Mosquitto not installed: {INSTALL_MOSQUITTO}"
+        )
+        return f"amqtt (embedded{note})"
+    return "yours (SKYHIVE_MQTT_URL)"
+
+
+def _mqtt_note(settings: Settings, broker: str = "") -> str:
+    line = f"  MQTT broker     : {broker_name(settings, broker)}\n"
     if settings.insecure_devices:
-        return (
+        return line + (
             "  !! INSECURE DEVICES: MQTT clients without a password may publish and read "
             "anything !!\n"
         )
-    return (
+    return line + (
         "                    drones sign in as their id with their password: "
         "skyhive drones credentials ID --rotate\n"
     )
+
+
+class MosquittoAuthKeeper:
+    """Keeps the embedded Mosquitto's password and ACL files current while `up` runs: every
+    ``interval_s`` (half a second, or ``credentials_refresh_s`` if shorter) it asks the
+    credential store what changed (``MosquittoAuthFiles.refresh``) and, when a file changed,
+    sends Mosquitto SIGHUP: it re-reads both and re-checks the clients already connected. So a
+    drone registered, rotated or revoked by `skyhive drones`, the API or another host counts
+    within about a second. On a thread of its own: a MongoDB that does not answer must not
+    hold up the supervisor's loop, which is what restarts it."""
+
+    def __init__(
+        self, settings: Settings, files: MosquittoAuthFiles, server: Server, interval_s: float
+    ) -> None:
+        self.settings, self.files, self.server = settings, files, server
+        self.interval_s = interval_s
+        self.reloads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mosquitto-auth", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        from skyhive.wiring import Clients
+
+        clients = Clients(self.settings)
+        failing = pending = False
+        try:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    changed = self.files.refresh(clients, time.time_ns() // 1_000_000)
+                except Exception as exc:  # MongoDB away: the files stay as they were
+                    if not failing:
+                        log.warning("cannot refresh Mosquitto's credentials: %s", exc)
+                    failing = True
+                    continue
+                if failing:
+                    log.info("Mosquitto's credentials are refreshed again")
+                    failing = False
+                if changed:
+                    log.info(
+                        "Mosquitto's password and ACL files rewritten (%d users)", self.files.users
+                    )
+                    pending = True
+                # Not running (being restarted): signalled once it answers again, in case it
+                # read the files before they changed.
+                if pending and self.server.signal(signal.SIGHUP):
+                    pending = False
+                    self.reloads += 1
+                    log.info("Mosquitto reloaded its password and ACL files (SIGHUP)")
+        finally:
+            clients.close()
 
 
 def _refuse_if_running(settings: Settings) -> None:
@@ -284,6 +365,7 @@ def run_up(
     signal.signal(signal.SIGTERM, on_signal)
 
     _refuse_if_running(settings)
+    broker = "" if settings.mqtt_url else choose_broker(settings.broker)
     stack = EmbeddedStack(
         data_dir=settings.data_dir,
         host=settings.host,
@@ -294,6 +376,7 @@ def run_up(
         mongodb_db=settings.mongodb_db,
         insecure_devices=settings.insecure_devices,
         credentials_refresh_s=settings.credentials_refresh_s,
+        broker=broker or "amqtt",
     )
     if settings.insecure_devices:
         log.warning(
@@ -302,17 +385,40 @@ def run_up(
         )
     children: list[Child] = []
     record = SupervisionRecord(settings.data_dir)
-    try:
-        urls = stack.start()
-        ready = settings.model_copy(update=urls)
-        clients = Clients(ready)
+    auth_files: MosquittoAuthFiles | None = None
+    keeper: MosquittoAuthKeeper | None = None
+    new_admin_key: str | None = None
+    extra: str | None = None
+
+    def prepare(urls: dict[str, str]) -> None:
+        """Once MongoDB and Redis answer, before the broker starts: the data every process
+        expects, and the services' MQTT logins, which Mosquitto's password file must hold
+        before the services connect."""
+        nonlocal auth_files, new_admin_key, extra
+        from skyhive.services.device_credentials import MosquittoAuthFiles
+
+        clients = Clients(settings.model_copy(update=urls))
         try:
             bootstrap(clients)
             ensure_service_credentials(clients, settings.mqtt_services_path())
             new_admin_key = ensure_first_admin_key(clients)
             extra = seed(clients) if seed is not None else None
+            if broker == "mosquitto":
+                auth_files = MosquittoAuthFiles(
+                    mosquitto_dir(settings.data_dir), settings.insecure_devices
+                )
+                auth_files.write(clients, time.time_ns() // 1_000_000)
         finally:
             clients.close()
+
+    try:
+        urls = stack.start(prepare)
+        ready = settings.model_copy(update=urls)
+        mosquitto = stack.broker_server
+        if auth_files is not None and mosquitto is not None:
+            interval = min(0.5, settings.credentials_refresh_s)
+            keeper = MosquittoAuthKeeper(ready, auth_files, mosquitto, interval)
+            keeper.start()
         env = child_env(settings, urls)
         stack_file(settings.data_dir).write_text(json.dumps(urls))
         roles = {r: [sys.executable, "-m", "skyhive", *args] for r, args in ROLES.items()}
@@ -325,7 +431,7 @@ def run_up(
             f"  Dashboard / API : http://{settings.host}:{settings.api_port}/  "
             f"(API under /api/v1, OpenAPI at /api/v1/openapi.json)\n"
             f"  MQTT            : {urls['mqtt_url']}  (publish to skyhive/drones/<id>/telemetry, QoS 1)\n"
-            f"{_mqtt_note(settings)}"
+            f"{_mqtt_note(settings, broker)}"
             f"  MongoDB         : {urls['mongodb_uri']}\n"
             f"  Redis           : {urls['redis_url']}\n"
             f"  Data dir        : {settings.data_dir.resolve()}\n"
@@ -349,6 +455,8 @@ def run_up(
             c.terminate()
         for c in children:
             c.wait(15)
+        if keeper is not None:
+            keeper.stop()
         stack_file(settings.data_dir).unlink(missing_ok=True)
         record.remove()
         stack.stop()

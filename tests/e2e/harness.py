@@ -71,6 +71,13 @@ class Up:
         """What `up` (and the commands beside it) printed so far, every start included."""
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def broker(self) -> str:
+        """The embedded broker the last start's banner names: "mosquitto" or "amqtt"."""
+        text = self.log_text()
+        line = text[text.rindex("  MQTT broker     : ") :].split("\n", 1)[0]
+        return line.split(":", 1)[1].split()[0].lower()
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.api_port}{path}"
 
@@ -184,6 +191,8 @@ def server_markers(up: Up, name: str) -> tuple[str, str]:
     if name == "redis":
         urls = json.loads((up.data_dir / "run" / "stack.json").read_text())
         return "redis-server", str(urls["redis_url"]).split("//", 1)[1].split("/", 1)[0]
+    if name == "mqtt" and up.broker == "mosquitto":
+        return "mosquitto", str(up.data_dir)  # mosquitto -c DATA/mosquitto/mosquitto.conf
     return {"mongodb": "nx_27017", "mqtt": "amqtt_broker"}[name], str(up.data_dir)
 
 

@@ -63,10 +63,14 @@ def up(data_dir: Path) -> Iterator[Up]:
 
 
 def register(up: Up, drone_id: str) -> tuple[str, str]:
-    """Register a drone the way an operator does; its MQTT login (printed once)."""
+    """Register a drone the way an operator does; its MQTT login (printed once), once the
+    broker lets it in (amqtt reads the store at each CONNECT; Mosquitto's files are rewritten
+    within about a second)."""
     out = up.run("drones", "register", drone_id, "--home-station", "12TH").splitlines()
     assert out[-3] == f"MQTT username: {drone_id}", out
-    return drone_id, out[-1]
+    login = (drone_id, out[-1])
+    wait_for(lambda: not connack(up.mqtt_port, login).is_failure, what=f"{drone_id} let in")
+    return login
 
 
 def connack(port: int, login: tuple[str, str] | None) -> ReasonCode:
@@ -88,7 +92,8 @@ def test_drones_need_their_own_credentials(up: Up) -> None:
     assert connack(up.mqtt_port, None).is_failure  # anonymous: refused under `up`
     assert connack(up.mqtt_port, ("e2e-cred", "not-the-password")).is_failure
     new = up.run("drones", "credentials", "e2e-cred", "--rotate").splitlines()[-1]
-    assert connack(up.mqtt_port, login).is_failure  # the old password no longer works
+    # The old password no longer works (on Mosquitto once its files are rewritten).
+    wait_for(lambda: connack(up.mqtt_port, login).is_failure, what="the old password refused")
     assert not connack(up.mqtt_port, ("e2e-cred", new)).is_failure
     services = up.data_dir / "mqtt-services.json"
     assert services.stat().st_mode & 0o777 == 0o600

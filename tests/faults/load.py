@@ -68,6 +68,8 @@ class Load:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _acked_upto: int = 0  # every handle before this index is acknowledged
+    _offered_before: float = 0.0  # readings due at earlier rates (``set_rate``)
+    _rate_since: float = 0.0
 
     def drone(self, d: int) -> str:
         return f"fault-{self.prefix}{d:03d}"
@@ -84,8 +86,7 @@ class Load:
 
     def _run(self) -> None:
         seq = self.seq0
-        interval = 1.0 / self.rate
-        next_at = self.started_at = time.monotonic()
+        next_at = self.started_at = self._rate_since = time.monotonic()
         while not self._stop.is_set():
             seq += 1
             for d in range(self.drones):
@@ -97,7 +98,7 @@ class Load:
                     info = self._client.publish(f"skyhive/drones/{drone}/telemetry", body, qos=1)
                     self._published.append((info, (drone, seq)))
                     self.sent += 1
-                next_at += interval
+                next_at += 1.0 / self.rate
                 delay = next_at - time.monotonic()
                 if delay > self.min_sleep_s:
                     time.sleep(delay)
@@ -105,11 +106,19 @@ class Load:
                     break
         self.stopped_at = time.monotonic()
 
+    def set_rate(self, rate: float) -> None:
+        """Go on at ``rate`` readings/s from now."""
+        now = time.monotonic()
+        self._offered_before += (now - self._rate_since) * self.rate
+        self._rate_since, self.rate = now, rate
+
     @property
     def offered(self) -> int:
         """Readings due by the schedule from the start until publishing stopped (or now)."""
+        if not self.started_at:
+            return 0
         end = self.stopped_at or time.monotonic()
-        return int((end - self.started_at) * self.rate) if self.started_at else 0
+        return int(self._offered_before + (end - self._rate_since) * self.rate)
 
     def _unacked(self) -> int:
         """About how many sent readings wait for their PUBACK (PUBACKs come in order, so

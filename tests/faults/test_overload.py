@@ -3,15 +3,15 @@ can take, and a consumer group frozen while readings keep coming. Every reading 
 acknowledged must end up in history exactly once, the lag must be visible where an operator
 looks (/metrics, /readyz, the dashboard's GET /api/v1/bus) and gone once the load is.
 
-With the embedded amqtt broker the overload stops at the door: the broker is the first stage
-to saturate, acknowledges about what the stack can take, and the rest waits (and, past a
-bounded outbox, is dropped) in the devices, where nothing behind the broker can see it. The
-bus then trails by seconds at most, so the dashboard's "Ingest behind" badge may well stay
-hidden (it is checked to agree with the lag it reads, and recorded). Backpressure proper, a
-bus over its backlog limit, is the trimming case's.
+Where an overload piles up depends on the broker: amqtt, the first stage to saturate,
+acknowledges about what the stack can take and the rest waits (and, past a bounded outbox, is
+dropped) in the devices; Mosquitto (the default) acknowledges everything and queues it for the
+gateway's session, and the gateway, cheaper than what follows it, puts it on the bus, where the
+processor and the archiver trail behind. Backpressure proper, a bus over its backlog limit, is
+the trimming case's.
 
-Bounded: about 90 s for the overload with amqtt (up to 3 min with Mosquitto, which queues the
-excess and drains it after) and 40 s for the trimming case on two cores. The
+Bounded: about 2-3 min for the overload (a minute of load, then the excess drains) and 40 s
+for the trimming case on two cores. The
 figures are printed and appended to ``<tmp>/fault-figures.jsonl`` for docs/benchmarks.md.
 """
 
@@ -42,13 +42,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 # Overload is relative to the machine: a rate one machine cannot take, a faster or quieter one
 # takes whole (CI's machine took all of a fixed 3,000/s while this one took 2,432/s). So the
 # stack runs on one CPU and the load generator on the other (``up_on_one_core``): the
-# generator can always offer its rate, whatever else shares the machine, and the stack's
-# capacity is its own. What the stack takes during the load (entries the gateway puts on the
-# bus, counted live) against what was offered is measured, not assumed: the case needs at
-# least OVERLOAD_FACTOR, and records the factor it got. On this 2-core machine the stack on
-# one CPU took 1,636 readings/s of 3,000 offered (amqtt; factor 1.83, with other work on the
-# machine); a machine with a quieter or faster core takes more, so 4,000/s are offered.
-OVERLOAD_RATE = 4000.0
+# generator can offer its rate whatever else shares the machine, and the stack's capacity is
+# its own. That capacity is measured first: PROBE_S at PROBE_RATE, more than one CPU takes,
+# and what the slowest telemetry group got through (entries put on the bus, counted live, less
+# those a group has yet to acknowledge) per second from PROBE_FROM_S on is the sustainable
+# rate. The load then goes on at twice that. The case asserts at least OVERLOAD_FACTOR over the
+# whole minute (the probe is part of it) and records the factor it got.
+PROBE_RATE = 8000.0
+PROBE_FROM_S = 3.0
+PROBE_S = 8.0
 OVERLOAD_FACTOR = 1.5
 OVERLOAD_S = 60.0
 OVERLOAD_DRONES = 500  # a fleet's worth: per-drone work in the processor is part of the cost
@@ -180,6 +182,11 @@ def on_bus(tap: StreamTap) -> int:
     return tap.count("telemetry") + tap.count("telemetry:urgent")
 
 
+def processed(up: Up, tap: StreamTap) -> int:
+    """About how many of those the slowest telemetry group has acknowledged."""
+    return on_bus(tap) - max(telemetry_unacked(up).values())
+
+
 def check_history(up: Up, load: Load, timeout: float) -> dict[str, int]:
     """Every acknowledged reading in history exactly once, live state at each drone's newest
     stored reading; returns the counts."""
@@ -227,7 +234,7 @@ def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Pa
     load = Load(
         up.mqtt_port,
         drones=OVERLOAD_DRONES,
-        rate=OVERLOAD_RATE,
+        rate=PROBE_RATE,
         min_sleep_s=0.002,
         inflight=1000,
         max_unacked=OUTBOX,
@@ -235,12 +242,17 @@ def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Pa
     telemetry_streams = ["telemetry", "telemetry:urgent"]
     with stream_tap(stack_file(up)["redis_url"], telemetry_streams) as bus:
         load.start()
+        time.sleep(PROBE_FROM_S)
+        before, since = processed(up, bus), time.monotonic()
+        time.sleep(PROBE_S - PROBE_FROM_S)
+        sustainable = (processed(up, bus) - before) / (time.monotonic() - since)
+        load.set_rate(2 * sustainable)
         max_unacked: dict[tuple[str, str], float] = {}
         max_lag_s: dict[tuple[str, str], float] = {}
         max_readyz_unacked: dict[tuple[str, str], int] = {}
         seen: list[dict[str, Any] | None] = []  # GET /api/v1/bus, as the dashboard reads it
         readyz: list[tuple[int, Any]] = []
-        end = time.monotonic() + OVERLOAD_S
+        end = load.started_at + OVERLOAD_S
         while time.monotonic() < end:
             time.sleep(2.0)
             metrics = up.text("/metrics")
@@ -268,7 +280,7 @@ def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Pa
             seen.append(up.get("/api/v1/bus")["lag"])
         load_end = time.monotonic()
         # What the stack took while the load ran: the readings the gateway put on the bus.
-        taken = on_bus(bus)
+        taken = processed(up, bus)
         load.stop(settle_s=30)
         acked_at = time.monotonic()
         acked = len(load.acked)
@@ -294,10 +306,11 @@ def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Pa
         behind = lag["held_back"] or max(g["lag_s"] for g in lag["groups"]) >= BEHIND_S
         assert (b is not None) == behind, (lag, b)
     figures = {
-        "fault": f"overload {OVERLOAD_RATE:.0f}/s for {OVERLOAD_S:.0f} s, stack on one CPU",
+        "fault": f"overload 2 x sustainable for {OVERLOAD_S:.0f} s, stack on one CPU",
+        "sustainable_rate": round(sustainable),
         "offered": load.offered,
         "offered_rate": round(load.offered / (load.stopped_at - load.started_at)),
-        "taken_during_load_rate": round(taken / (load_end - load.started_at)),
+        "processed_during_load_rate": round(taken / (load_end - load.started_at)),
         "overload_factor": round(load.offered / max(taken, 1), 2),
         "sent": load.sent,
         "not_sent_outbox_full": load.skipped,
@@ -318,7 +331,6 @@ def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Pa
     record_figures(tmp_path, figures)
     assert not any(left.values()), (left, figures)
     # The generator kept its schedule (within 10%) ...
-    assert load.offered >= 0.9 * OVERLOAD_RATE * OVERLOAD_S, figures
     assert load.sent + load.skipped >= 0.9 * load.offered, figures
     # ... and it was an overload: the stack took well under what was offered.
     assert load.offered >= OVERLOAD_FACTOR * taken, ("not an overload", figures)

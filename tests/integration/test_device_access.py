@@ -1,7 +1,8 @@
 """Drones and services on the broker: the same access cases against the embedded amqtt (its
-SkyHive plugin reading the credential store) and a real Mosquitto (with the password and ACL
-files SkyHive generates from that store). Then a hostile drone against the gateway, and the
-simulator flying each drone on its own credentials."""
+SkyHive plugin reading the credential store) and a real Mosquitto as `skyhive up` runs it (its
+configuration, and the password and ACL files SkyHive generates from that store and refreshes
+on a change). Then a hostile drone against the gateway, and the simulator flying each drone on
+its own credentials."""
 
 from __future__ import annotations
 
@@ -31,12 +32,15 @@ from skyhive.domain.fleet import DroneSpec
 from skyhive.embedded import (
     BrokerAccess,
     Server,
+    embedded_mosquitto,
     free_port,
+    mosquitto_dir,
     mosquitto_server,
     mqtt_broker,
 )
 from skyhive.services.device_credentials import (
     CredentialConflict,
+    MosquittoAuthFiles,
     MqttLogin,
     UnknownDrone,
     drone_credential,
@@ -114,7 +118,13 @@ class Broker:
     reload: Callable[[], None]  # after the credentials changed (Mosquitto: regenerate + HUP)
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def start_broker(kind: str, store: Store, data_dir: Path, insecure: bool) -> Broker:
+    """``kind``: "amqtt"; "mosquitto", as `skyhive up` runs it; or "mosquitto-config", a
+    Mosquitto with the files of `skyhive broker mosquitto-config`."""
     port = free_port(HOST)
     if kind == "amqtt":
         s = store.clients.settings
@@ -122,21 +132,31 @@ def start_broker(kind: str, store: Store, data_dir: Path, insecure: bool) -> Bro
         server = mqtt_broker(data_dir, HOST, port, access)
         server.start()
         return Broker(kind, port, server, lambda: None)
-    files = write_mosquitto_config(store.clients, data_dir / "auth", insecure_devices=insecure)
+    if kind == "mosquitto":
+        files = MosquittoAuthFiles(mosquitto_dir(data_dir), insecure)
+        files.write(store.clients, now_ms())
+        server = embedded_mosquitto(data_dir, HOST, port, insecure)
+        server.start()
+
+        def refresh() -> None:  # what `up`'s keeper does every half second
+            assert files.refresh(store.clients, now_ms()), "the change was not seen"
+            assert server.signal(signal.SIGHUP)  # the test then waits for the new rules
+
+        return Broker(kind, port, server, refresh)
+    files_ = write_mosquitto_config(store.clients, data_dir / "auth", insecure_devices=insecure)
     server = mosquitto_server(
         data_dir,
         HOST,
         port,
-        password_file=files.password_file,
-        acl_file=files.acl_file,
+        password_file=files_.password_file,
+        acl_file=files_.acl_file,
         allow_anonymous=insecure,
     )
     server.start()
 
     def reload() -> None:
         write_mosquitto_config(store.clients, data_dir / "auth", insecure_devices=insecure)
-        assert server.proc is not None
-        server.proc.send_signal(signal.SIGHUP)  # the test then waits for the new rules
+        assert server.signal(signal.SIGHUP)  # the test then waits for the new rules
 
     return Broker(kind, port, server, reload)
 
@@ -410,6 +430,9 @@ def test_a_rotated_password_stops_working(
     broker.reload()
     wait_for(lambda: not peers(broker.port, ("d3", old)).accepted, "the old password refused")
     assert peers(broker.port, ("d3", new)).accepted
+    if broker.kind == "mosquitto":
+        # Mosquitto re-checks the clients it has on SIGHUP: the old connection is dropped.
+        wait_for(lambda: d3.disconnects > 0, "the old connection dropped")
     if broker.kind == "amqtt":
         # The connection opened with the old password loses its rights within the refresh.
         d3_new = peers(broker.port, ("d3", new))
@@ -423,7 +446,7 @@ def test_a_rotated_password_stops_working(
         wait_for(only_the_new_connection_gets_through, "rights revoked", timeout=REFRESH_S * 10)
 
 
-@pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])
+@pytest.mark.parametrize("kind", ["amqtt", "mosquitto", "mosquitto-config"])
 def test_insecure_devices_let_anonymous_clients_in_but_still_check_passwords(
     kind: str, store: Store, peers: Callable[..., Peer], tmp_path: Path
 ) -> None:

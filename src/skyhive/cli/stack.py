@@ -27,6 +27,13 @@ def _up_options(f: click.decorators.FC) -> click.decorators.FC:
     )(f)
     f = click.option("--host", default=None, help="Address to bind [127.0.0.1].")(f)
     f = click.option(
+        "--broker",
+        type=click.Choice(["auto", "mosquitto", "amqtt"]),
+        default=None,
+        help="The embedded MQTT broker: Mosquitto when installed, else amqtt (auto); "
+        "mosquitto (installed if need be) or amqtt. [SKYHIVE_BROKER, auto]",
+    )(f)
+    f = click.option(
         "--insecure-devices",
         is_flag=True,
         default=None,

@@ -26,6 +26,7 @@ from skyhive.domain.device_access import (
     is_drone_username,
     mosquitto_acl_file,
     mosquitto_durability_conf,
+    mosquitto_limits_conf,
     mosquitto_password_file,
     new_password,
     service_username,
@@ -213,26 +214,39 @@ class MosquittoFiles:
     users: int
 
 
-def write_mosquitto_config(
-    clients: CredentialPorts, out_dir: Path, insecure_devices: bool = False
-) -> MosquittoFiles:
-    """Mosquitto's password file and ACL file for every active credential, and a config
-    snippet that points at them. Mosquitto reads them at start and on SIGHUP: regenerate and
-    signal it after registering or rotating."""
-    creds = clients.credentials.active()
+def _mosquitto_auth(
+    creds: Sequence[Credential], insecure_devices: bool
+) -> tuple[bytes, bytes, int]:
+    """Mosquitto's password file and ACL file for these credentials, and how many users."""
     entries: list[tuple[str, str]] = []
     grants = []
     for c in creds:
+        if not c.active:
+            continue
         grant = grant_for(c.username, c.kind, c.service)
         if grant is None or c.password_hash is None:
             log.warning("skipping malformed MQTT credential %r", c.username)
             continue
         entries.append((c.username, c.password_hash))
         grants.append(grant)
+    return (
+        mosquitto_password_file(entries).encode(),
+        mosquitto_acl_file(grants, insecure_devices).encode(),
+        len(entries),
+    )
+
+
+def write_mosquitto_config(
+    clients: CredentialPorts, out_dir: Path, insecure_devices: bool = False
+) -> MosquittoFiles:
+    """Mosquitto's password file and ACL file for every active credential, and a config
+    snippet that points at them. Mosquitto reads them at start and on SIGHUP: regenerate and
+    signal it after registering or rotating."""
+    passwd, acl, users = _mosquitto_auth(clients.credentials.active(), insecure_devices)
     out_dir.mkdir(parents=True, exist_ok=True)
     password_file, acl_file, conf = out_dir / "passwd", out_dir / "acl", out_dir / "skyhive.conf"
-    _write_private(password_file, mosquitto_password_file(entries).encode())
-    _write_private(acl_file, mosquitto_acl_file(grants, insecure_devices).encode())
+    _write_private(password_file, passwd)
+    _write_private(acl_file, acl)
     _write_private(
         conf,
         (
@@ -244,9 +258,81 @@ def write_mosquitto_config(
             "# Keep acknowledged, queued messages across a broker crash (docs/architecture.md,\n"
             "# The broker); persistence_location stays the installation's own.\n"
             f"{mosquitto_durability_conf()}"
+            "# Let the gateway drain a backlog in batches (domain/device_access.py).\n"
+            f"{mosquitto_limits_conf()}"
         ).encode(),
     )
-    return MosquittoFiles(password_file, acl_file, conf, len(entries))
+    return MosquittoFiles(password_file, acl_file, conf, users)
+
+
+class CredentialStorePorts(Protocol):
+    @property
+    def credentials(self) -> CredentialStore: ...
+
+
+class CredentialFeed(CredentialStore, Protocol):
+    """The store, and what changed in it: what a broker's file keeper polls."""
+
+    def changed_since(self, ms: int) -> list[Credential]: ...
+
+
+class CredentialFeedPorts(Protocol):
+    @property
+    def credentials(self) -> CredentialFeed: ...
+
+
+class MosquittoAuthFiles:
+    """Keeps a running Mosquitto's password file and ACL file equal to the credential store
+    (`skyhive up`). ``write`` renders both from every active credential and writes those whose
+    content changed; ``refresh``, called every fraction of a second, first asks the store only
+    for what changed in the last ``CHANGE_WINDOW_MS`` (indexed on ``changed_ms``; the window
+    absorbs writers' clock skew) and renders again only when something there is new, and in
+    any case every ``full_every_s``. Either returns True when a file changed: the caller then
+    sends Mosquitto SIGHUP, on which it re-reads both files and re-checks the clients already
+    connected."""
+
+    CHANGE_WINDOW_MS = 10_000
+
+    def __init__(self, out_dir: Path, insecure_devices: bool, full_every_s: float = 60.0) -> None:
+        self.password_file = out_dir / "passwd"
+        self.acl_file = out_dir / "acl"
+        self.insecure_devices = insecure_devices
+        self.users = 0
+        self._full_every_ms = int(full_every_s * 1000)
+        self._looked_ms = 0  # wall clock of the last look at the store
+        self._full_ms = 0  # ... and of the last full rendering
+        self._seen: dict[str, tuple[int, str | None]] = {}  # the last look's window
+
+    def write(self, clients: CredentialStorePorts, now_ms: int) -> bool:
+        """Render both files from the store; True if either changed on disk."""
+        passwd, acl, self.users = _mosquitto_auth(
+            clients.credentials.active(), self.insecure_devices
+        )
+        self._full_ms = now_ms
+        changed = False
+        for path, content in ((self.password_file, passwd), (self.acl_file, acl)):
+            try:
+                same = path.read_bytes() == content
+            except OSError:
+                same = False
+            if not same:
+                _write_private(path, content)
+                changed = True
+        return changed
+
+    def refresh(self, clients: CredentialFeedPorts, now_ms: int) -> bool:
+        """Look at what changed since the last look; render again if anything did (or the
+        periodic full rendering is due). True if a file changed."""
+        since = (self._looked_ms or now_ms) - self.CHANGE_WINDOW_MS
+        window = {
+            c.username: (c.changed_ms, c.password_hash)
+            for c in clients.credentials.changed_since(since)
+        }
+        new = any(self._seen.get(u) != v for u, v in window.items())
+        self._seen, self._looked_ms = window, now_ms
+        if new or now_ms - self._full_ms >= self._full_every_ms:
+            return self.write(clients, now_ms)
+        return False
 
 
 # -- files --------------------------------------------------------------------------------------
