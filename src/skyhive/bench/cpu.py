@@ -48,3 +48,16 @@ class CpuMeter:
         if readings <= 0:
             return {}
         return {n: round(s * 1000 / readings * 1000, 1) for n, s in self._used.items()}
+
+
+LOAD_GENERATOR = "load generator"  # names starting so are the benchmark's load, not the stack
+
+
+def per_thousand(cpu_s: float, count: int) -> float:
+    """CPU milliseconds per 1,000 of ``count`` (readings, requests) for ``cpu_s`` seconds."""
+    return round(cpu_s * 1e6 / count, 1) if count > 0 else 0.0
+
+
+def stack_total(costs: Mapping[str, float]) -> float:
+    """The system under test's CPU per 1,000: every process but the load generators."""
+    return round(sum(v for n, v in costs.items() if not n.startswith(LOAD_GENERATOR)), 1)

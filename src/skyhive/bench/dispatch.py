@@ -7,11 +7,14 @@ to the API at ``rate`` per second for ``duration`` seconds, pickups spread over 
 A subscriber on ``skyhive/drones/+/commands`` timestamps each deliver command; the latency is
 that moment minus the order's acceptance (``dispatch.accepted_at``: the moment the API had
 stored it, just before it answers 201; same clock). The POST round trip is reported apart.
+Background telemetry (``background_rate``, issue 14: 5,000 readings/s) tops up the fleet's with
+the ingest benchmark's load generator; each process's CPU per 1,000 readings is reported.
 """
 
 from __future__ import annotations
 
 import http.client
+import multiprocessing as mp
 import subprocess
 import threading
 import time
@@ -19,10 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from skyhive.bench.command_watch import read as read_seen
+from skyhive.bench.cpu import LOAD_GENERATOR, CpuMeter, per_thousand, stack_total
+from skyhive.bench.ingest import _publisher
 from skyhive.bench.stack import (
     BenchStack,
     Progress,
@@ -39,6 +45,9 @@ from skyhive.domain.stations import bart_stations
 from skyhive.embedded import free_port
 
 BENCH_CUSTOMERS = 50  # orders are spread over bench-0 … bench-49
+TARGET_P99_MS = 100.0  # issue 14: accepted → command at 100 orders/s, 5,000 readings/s around
+FLEET = f"{LOAD_GENERATOR} (simulated fleet)"
+BACKGROUND = f"{LOAD_GENERATOR} (background telemetry)"
 
 
 @dataclass
@@ -54,6 +63,20 @@ class DispatchReport:
     api_post_ms: dict[str, float] = field(default_factory=dict)
     double_booked: int = 0
     telemetry_per_s: float = 0.0  # telemetry ingested while the orders were posted
+    telemetry_hz: float = 0.0  # per simulated drone
+    background_rate: float = 0.0  # readings/s offered in all: the fleet's, topped up by the load
+    body_bytes: int = 0  # the background load's reading size (0: unpadded)
+    # CPU milliseconds per 1,000 readings ingested while the orders were posted, per process
+    # (the background load generator: its own CPU over all it published)
+    cpu_ms_per_1000: dict[str, float] = field(default_factory=dict)
+    stack_cpu_ms_per_1000: float = 0.0  # every process but the load generators
+    target_p99_ms: float = TARGET_P99_MS
+
+    @property
+    def target_met(self) -> bool:
+        p99 = self.latency_ms.get("p99")
+        ok = not self.double_booked and self.commanded == self.orders
+        return ok and p99 is not None and p99 < self.target_p99_ms
 
 
 def run_dispatch_bench(
@@ -63,7 +86,12 @@ def run_dispatch_bench(
     progress: Progress = print,
     telemetry_hz: float = 1.0,
     broker: str = "amqtt",
+    background_rate: float = 0.0,
+    body_bytes: int = 0,
 ) -> DispatchReport:
+    """``background_rate``: readings/s of telemetry in all while the orders are posted; the
+    simulated fleet gives ``drones * telemetry_hz`` of them and a load generator (the ingest
+    benchmark's, as many drones in flight, none of them dispatchable) the rest."""
     api_port = free_port()
     roles = ("gateway", "processor", "urgent", "archiver", "dispatcher", "tracker", "api")
     # One client posting up to hundreds of orders a second: measured, not rate-limited.
@@ -81,7 +109,11 @@ def run_dispatch_bench(
             "1",
         )
         try:
-            return _measure(bs, api_port, drones, rate, duration, progress)
+            load = Load(bs.mqtt_port, background_rate - drones * telemetry_hz, drones, body_bytes)
+            report = _measure(bs, api_port, drones, rate, duration, progress, sim.pid, load)
+            report.telemetry_hz, report.background_rate = telemetry_hz, background_rate
+            report.body_bytes = body_bytes
+            return report
         finally:
             sim.terminate()
             try:
@@ -92,8 +124,42 @@ def run_dispatch_bench(
                 sim.wait()
 
 
+class Load:
+    """The background load generator (started when the orders start, for as long plus a
+    margin), or nothing when the fleet alone gives the background rate."""
+
+    def __init__(self, mqtt_port: int, rate: float, drones: int, body_bytes: int) -> None:
+        self.rate, self._args = rate, (mqtt_port, drones, body_bytes)
+        self._out: Any = mp.get_context("spawn").Queue()
+        self._proc: Any = None
+
+    def start(self, duration: float) -> int | None:
+        if self.rate < 1:
+            return None
+        port, drones, body_bytes = self._args
+        args = ("127.0.0.1", port, self.rate, duration, drones, self._out, body_bytes)
+        self._proc = mp.get_context("spawn").Process(target=_publisher, args=args)
+        self._proc.start()
+        return int(self._proc.pid)
+
+    def cost(self) -> dict[str, float]:
+        """Its CPU ms per 1,000 readings it published (after it ended)."""
+        if self._proc is None:
+            return {}
+        self._proc.join(120)
+        published, _acked, _start, cpu_s = self._out.get(timeout=10)
+        return {BACKGROUND: per_thousand(cpu_s, published)}
+
+
 def _measure(
-    bs: BenchStack, api_port: int, drones: int, rate: float, duration: float, progress: Progress
+    bs: BenchStack,
+    api_port: int,
+    drones: int,
+    rate: float,
+    duration: float,
+    progress: Progress,
+    sim_pid: int,
+    load: Load,
 ) -> DispatchReport:
     r = bs.clients.redis_text
     progress(f"waiting for {drones} drones to be registered and live ...")
@@ -105,7 +171,14 @@ def _measure(
     seen_file = bs.data_dir / "commands-seen.txt"
     watcher = ("skyhive.bench.command_watch", str(bs.mqtt_port), str(seen_file))
     with helper_process(*watcher, what="the command watcher"):
-        return _post_orders(bs, api_port, drones, rate, duration, progress, seen_file)
+        if load.rate >= 1:
+            progress(f"background telemetry: {load.rate:g} readings/s more from {drones} drones")
+            load.start(duration + 6.0)
+            time.sleep(2.0)  # into the steady state before the first order
+        report = _post_orders(bs, api_port, drones, rate, duration, progress, seen_file, sim_pid)
+        report.cpu_ms_per_1000.update(load.cost())
+        report.stack_cpu_ms_per_1000 = stack_total(report.cpu_ms_per_1000)
+        return report
 
 
 def _post_orders(
@@ -116,6 +189,7 @@ def _post_orders(
     duration: float,
     progress: Progress,
     seen_file: Path,
+    sim_pid: int,
 ) -> DispatchReport:
     lock = threading.Lock()
     stations = bart_stations()
@@ -161,9 +235,13 @@ def _post_orders(
     # Counted live: the stream is trimmed once every group has read it.
     with stream_tap(bs.settings.redis_url_or_default(), [stream]) as tap:
         window_start = time.monotonic()
+        cpu = CpuMeter({**bs.pids, FLEET: sim_pid})
+        cpu.start()
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(post, range(total)))
-        telemetry_per_s = tap.count(stream) / (time.monotonic() - window_start)
+        ingested = tap.count(stream)
+        cpu.stop()
+        telemetry_per_s = ingested / (time.monotonic() - window_start)
     deadline = time.monotonic() + 30
     received: dict[str, float] = {}
     while time.monotonic() < deadline:
@@ -194,6 +272,7 @@ def _post_orders(
         api_post_ms=percentiles(post_ms),
         double_booked=len(assigned) - len(set(assigned)),
         telemetry_per_s=round(telemetry_per_s, 1),
+        cpu_ms_per_1000=cpu.per_thousand(ingested),
     )
 
 

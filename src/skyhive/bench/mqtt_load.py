@@ -21,6 +21,19 @@ def _remaining_length(n: int) -> bytes:
             return bytes(out)
 
 
+PAD_OVERHEAD = len(b',"pad":""')
+
+
+def pad_body(body: bytes, size: int) -> bytes:
+    """A JSON object ``body`` grown to exactly ``size`` bytes with a ``"pad"`` string field (an
+    unknown field: telemetry v1 keeps it, so history stores it too), as a fuller reading would
+    be; unchanged when ``size`` leaves no room for the field."""
+    room = size - len(body) - PAD_OVERHEAD
+    if room < 0 or len(body) < 3 or not body.endswith(b"}"):
+        return body
+    return body[:-1] + b',"pad":"' + b"x" * room + b'"}'
+
+
 def _utf8(s: str) -> bytes:
     b = s.encode()
     return struct.pack("!H", len(b)) + b

@@ -49,27 +49,82 @@ def _echo_json(report: object, **extra: object) -> None:
     help="Seconds of load.",
 )
 @click.option("--drones", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option(
+    "--body-bytes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Pad each reading to this many bytes of JSON (issue 14's reading is 330; 0 = unpadded, "
+    "about 180).",
+)
+@click.option(
+    "--baseline/--no-baseline",
+    default=True,
+    show_default=True,
+    help="Then measure the seed's naive pipeline (insert_one + HSET + GEOADD + PUBLISH per "
+    "message) at the same rate on a fresh stack, and report SkyHive / naive.",
+)
 @_broker_option
 @_json_option
-def bench_ingest(rate: float, duration: float, drones: int, broker: str, as_json: bool) -> None:
-    """Push telemetry over MQTT through the whole pipeline; report rate, latency and loss."""
+def bench_ingest(
+    rate: float,
+    duration: float,
+    drones: int,
+    body_bytes: int,
+    baseline: bool,
+    broker: str,
+    as_json: bool,
+) -> None:
+    """Push telemetry over MQTT through the whole pipeline; report rate, latency, loss and the
+    CPU per 1,000 readings of each process, against the seed's naive pipeline."""
+    from skyhive.bench.cpu import stack_total
     from skyhive.bench.ingest import run_ingest_bench
 
-    report = run_ingest_bench(rate, duration, drones, broker, progress=_progress)
+    report = run_ingest_bench(
+        rate, duration, drones, broker, progress=_progress, body_bytes=body_bytes
+    )
+    naive, ratio = None, {}
+    if baseline:
+        from skyhive.bench.naive import ratios, run_naive_baseline
+
+        naive = run_naive_baseline(rate, duration, drones, broker, body_bytes, _progress)
+        ratio = ratios(report.cpu_ms_per_1000, report.sustained_rate, naive)
     if as_json:
-        _echo_json(report, zero_loss=report.zero_loss)
+        import dataclasses
+
+        _echo_json(
+            report,
+            bench="ingest",
+            zero_loss=report.zero_loss,
+            body_bytes=body_bytes,
+            stack_cpu_ms_per_1000=stack_total(report.cpu_ms_per_1000),
+            baseline=dataclasses.asdict(naive) if naive else None,
+            ratio=ratio or None,
+        )
     else:
         lat = report.latency_ms
         click.echo(
             f"broker={report.broker} target={report.target_rate:g} msg/s drones={report.drones} "
-            f"duration={report.duration_s:g}s\n"
+            f"duration={report.duration_s:g}s body={body_bytes or 'unpadded'} bytes\n"
             f"published={report.published} stored={report.stored} unique={report.unique_in_history} "
             f"zero_loss={report.zero_loss}\n"
             f"sustained={report.sustained_rate:g} msg/s (drain after load {report.drain_s:g}s)\n"
             f"publish→live-state latency ms: p50={lat.get('p50')} p99={lat.get('p99')} "
             f"max={lat.get('max')} (samples={report.samples})\n"
-            f"CPU ms per 1,000 readings: {_per_process(report.cpu_ms_per_1000)}"
+            f"CPU ms per 1,000 readings: {_per_process(report.cpu_ms_per_1000)}; "
+            f"the stack in all {stack_total(report.cpu_ms_per_1000):g}"
         )
+        if naive is not None:
+            cut = "" if naive.complete else f", cut off {naive.drain_s:g}s after the load"
+            click.echo(
+                f"baseline, the seed's naive pipeline (same rate, fresh stack): "
+                f"stored={naive.stored} of {naive.published}{cut}; "
+                f"sustained={naive.sustained_rate:g} msg/s\n"
+                f"  CPU ms per 1,000 readings: {_per_process(naive.cpu_ms_per_1000)}; "
+                f"the stack in all {naive.stack_cpu_ms_per_1000:g}\n"
+                f"SkyHive / naive: CPU per reading x{ratio['cpu_per_reading']:g}, "
+                f"sustained rate x{ratio['sustained_rate']:g}"
+            )
     if not report.zero_loss:
         sys.exit(1)
 
@@ -86,12 +141,19 @@ def _pp(stats: dict[str, float]) -> str:
 @click.option(
     "--rate",
     type=click.FloatRange(min=0),
-    default=2000,
+    default=5000,
     show_default=True,
-    help="Background telemetry, messages/s.",
+    help="Background telemetry, readings/s (issue 14's target: 5,000).",
 )
 @click.option("--duration", type=click.FloatRange(min=5), default=20, show_default=True)
 @click.option("--drones", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option(
+    "--body-bytes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Pad each background reading to this many bytes (0 = unpadded).",
+)
 @click.option(
     "--triggers",
     type=click.FloatRange(0.1, 100),
@@ -102,14 +164,23 @@ def _pp(stats: dict[str, float]) -> str:
 @_broker_option
 @_json_option
 def bench_alerts(
-    rate: float, duration: float, drones: int, triggers: float, broker: str, as_json: bool
+    rate: float,
+    duration: float,
+    drones: int,
+    body_bytes: int,
+    triggers: float,
+    broker: str,
+    as_json: bool,
 ) -> None:
-    """Alert latency: MQTT publish of an emergency → webhook received, under load."""
+    """Alert latency: MQTT publish of an emergency → webhook received, under load; and the CPU
+    per 1,000 background readings of each process."""
     from skyhive.bench.alerts import run_alert_bench
 
-    report = run_alert_bench(rate, duration, drones, triggers, broker, progress=_progress)
+    report = run_alert_bench(
+        rate, duration, drones, triggers, broker, progress=_progress, body_bytes=body_bytes
+    )
     if as_json:
-        _echo_json(report)
+        _echo_json(report, bench="alerts", target_met=report.target_met)
     else:
         lat = report.latency_ms
         click.echo(
@@ -119,7 +190,11 @@ def bench_alerts(
             f"publish → webhook (ms): p50={lat.get('p50')} p99={lat.get('p99')} "
             f"max={lat.get('max')}\n"
             f"  publish → telemetry bus p50/p99: {_pp(report.to_bus_ms)}; "
-            f"→ alerts stream: {_pp(report.to_alert_ms)}; → webhook: {_pp(report.to_webhook_ms)}"
+            f"→ alerts stream: {_pp(report.to_alert_ms)}; → webhook: {_pp(report.to_webhook_ms)}\n"
+            f"target p99 < {report.target_p99_ms:g} ms: "
+            f"{'met' if report.target_met else 'NOT met'}\n"
+            f"CPU ms per 1,000 readings: {_per_process(report.cpu_ms_per_1000)}; "
+            f"the stack in all {report.stack_cpu_ms_per_1000:g}"
         )
     if report.notified < report.triggered:
         sys.exit(1)
@@ -138,12 +213,36 @@ def bench_alerts(
     show_default=True,
     help="Telemetry rate per simulated drone.",
 )
+@click.option(
+    "--background-rate",
+    type=click.FloatRange(min=0),
+    default=5000,
+    show_default=True,
+    help="Telemetry in all while the orders are posted, readings/s: the simulated fleet's "
+    "(drones x Hz), topped up by a load generator (issue 14's target: 5,000; 0 = the fleet "
+    "alone).",
+)
+@click.option(
+    "--body-bytes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Pad each of the load generator's readings to this many bytes (0 = unpadded).",
+)
 @_broker_option
 @_json_option
 def bench_dispatch(
-    drones: int, rate: float, duration: float, telemetry_hz: float, broker: str, as_json: bool
+    drones: int,
+    rate: float,
+    duration: float,
+    telemetry_hz: float,
+    background_rate: float,
+    body_bytes: int,
+    broker: str,
+    as_json: bool,
 ) -> None:
-    """Dispatch latency (order accepted → command published) with a live simulated fleet."""
+    """Dispatch latency (order accepted → command published) with a live simulated fleet and
+    background telemetry; and the CPU per 1,000 readings of each process."""
     from skyhive.bench.dispatch import run_dispatch_bench
 
     report = run_dispatch_bench(
@@ -153,22 +252,29 @@ def bench_dispatch(
         progress=_progress,
         telemetry_hz=telemetry_hz,
         broker=broker,
+        background_rate=background_rate,
+        body_bytes=body_bytes,
     )
     if as_json:
-        _echo_json(report)
+        _echo_json(report, bench="dispatch", target_met=report.target_met)
     else:
         lat, inner = report.latency_ms, report.dispatcher_latency_ms
         click.echo(
             f"drones={report.drones} orders={report.orders} at {report.rate:g}/s "
             f"rejected={report.rejected} commanded={report.commanded} "
             f"double_booked={report.double_booked} "
-            f"telemetry_ingested={report.telemetry_per_s:g}/s\n"
+            f"telemetry_ingested={report.telemetry_per_s:g}/s "
+            f"(offered {max(report.background_rate, drones * telemetry_hz):g}/s)\n"
             f"order accepted → command received (ms): p50={lat.get('p50')} p99={lat.get('p99')} "
             f"max={lat.get('max')}\n"
             f"order accepted → assigned, in the dispatcher (ms): p50={inner.get('p50')} "
             f"p99={inner.get('p99')} max={inner.get('max')}\n"
             f"POST /api/v1/deliveries round trip (ms): p50={report.api_post_ms.get('p50')} "
-            f"p99={report.api_post_ms.get('p99')}"
+            f"p99={report.api_post_ms.get('p99')}\n"
+            f"target p99 < {report.target_p99_ms:g} ms: "
+            f"{'met' if report.target_met else 'NOT met'}\n"
+            f"CPU ms per 1,000 readings: {_per_process(report.cpu_ms_per_1000)}; "
+            f"the stack in all {report.stack_cpu_ms_per_1000:g}"
         )
     if report.double_booked or report.commanded < report.orders:
         sys.exit(1)
@@ -214,27 +320,44 @@ def bench_dashboard(
     "--rate", type=click.FloatRange(min=1), default=500, show_default=True, help="Requests/s."
 )
 @click.option("--duration", type=click.FloatRange(min=1), default=10, show_default=True)
+@click.option(
+    "--generator",
+    type=click.Choice(["auto", "wrk", "python"]),
+    default="auto",
+    show_default=True,
+    help="The load generator: wrk (make wrk), or the Python fallback; auto = wrk if installed.",
+)
 @_json_option
-def bench_api(rate: float, duration: float, as_json: bool) -> None:
-    """API read latency under waitress: customers and invoices, cached and uncached."""
+def bench_api(rate: float, duration: float, generator: str, as_json: bool) -> None:
+    """API read latency under waitress: customers and invoices, cached and uncached; the CPU
+    per 1,000 requests of the server and of the load generator."""
     from skyhive.bench.api import run_api_bench
 
-    report = run_api_bench(rate, duration, progress=_progress)
+    report = run_api_bench(rate, duration, progress=_progress, generator=generator)
     if as_json:
-        _echo_json(report)
+        _echo_json(report, bench="api", target_met=report.target_met)
         return
     click.echo(
         f"{rate:g} requests/s, {duration:g} s per case (latency from the scheduled send); "
+        f"load generator {report.generator}; "
         f"load average at the end {report.load_average[0]:.1f}"
     )
     for c in report.cases:
         lat = c.latency_ms
+        wrk = f"; wrk from the send p50={c.wrk_latency_ms.get('p50')} " if c.wrk_latency_ms else ""
+        wrk += f"p99={c.wrk_latency_ms.get('p99')}" if c.wrk_latency_ms else ""
         click.echo(
             f"  {c.name:<20} p50={lat.get('p50')} p99={lat.get('p99')} max={lat.get('max')} ms"
             f"  ({c.requests} requests, {c.achieved_rps:g}/s, hit={c.hits} miss={c.misses} "
             f"errors={c.errors}; in the server p50 <= {c.server_ms.get('p50_le')} "
-            f"p99 <= {c.server_ms.get('p99_le')} ms)"
+            f"p99 <= {c.server_ms.get('p99_le')} ms{wrk})\n"
+            f"  {'':<20} CPU ms per 1,000 requests: {_per_process(c.cpu_ms_per_1000)}"
+            f"{'' if c.generator_cheaper else ' (the load generator cost MORE than the API)'}"
         )
+    click.echo(
+        f"target cached p99 < {report.target_cached_p99_ms:g} ms: "
+        f"{'met' if report.target_met else 'NOT met'}"
+    )
 
 
 @bench.command("durability")
@@ -274,3 +397,43 @@ def bench_durability(what: str, n: int, fsync_seconds: float, as_json: bool) -> 
         click.echo(format_report(report))
     if not report.mosquitto_kept_saved_backlog:
         sys.exit(1)
+
+
+@bench.command("summary")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--commit", default="", help="The commit measured (git rev-parse --short HEAD).")
+@click.option("--date", "date_", default="", help="The date measured (default: today, UTC).")
+def bench_summary(results: Path, commit: str, date_: str) -> None:
+    """The JSON reports in RESULTS (as `make bench` appends them) as one markdown table, ready
+    for docs/benchmarks.md."""
+    from datetime import UTC, datetime
+
+    from skyhive.bench.summary import read_results, summarize
+
+    records = read_results(results.read_text(encoding="utf-8").splitlines())
+    date_ = date_ or datetime.now(UTC).date().isoformat()
+    click.echo(summarize(records, date_, commit or "unknown"), nl=False)
+
+
+@bench.command("history")
+@click.option("--drones", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--readings", type=click.IntRange(1), default=60_000, show_default=True)
+@_json_option
+def bench_history(drones: int, readings: int, as_json: bool) -> None:
+    """Archive readings (drones at 1 Hz) per reading, then in buckets; documents/s, CPU and
+    bytes per reading."""
+    from skyhive.bench.history import run_history_bench
+
+    report = run_history_bench(drones, readings, progress=_progress)
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo(f"{report.readings} readings of {report.drones} drones at 1 Hz")
+    for r in report.runs:
+        click.echo(
+            f"{r.layout:>8}: {r.documents} documents, {r.documents_per_s:g} documents/s, "
+            f"{r.readings_per_s:g} readings/s; CPU µs per reading: MongoDB-wire server "
+            f"{r.server_us_per_reading:g}, archiver {r.archiver_us_per_reading:g}; bytes per "
+            f"reading {r.bytes_per_reading:g} (SQLite files {r.file_bytes_per_reading:g}); "
+            f"complete={r.complete}"
+        )
