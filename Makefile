@@ -132,23 +132,23 @@ bench: install mosquitto wrk
 
 # The figures in docs/benchmarks.md: the embedded stack, then Mosquitto as the broker.
 bench-ingest: install
-	$(BIN)/skyhive bench ingest --rate 1000 --duration 30 --drones 500
-	$(BIN)/skyhive bench ingest --rate 1500 --duration 30 --drones 500
-	$(BIN)/skyhive bench ingest --rate 1800 --duration 30 --drones 500
+	$(BIN)/skyhive bench ingest --rate 1000 --duration 30 --drones 500 --broker amqtt
+	$(BIN)/skyhive bench ingest --rate 1500 --duration 30 --drones 500 --broker amqtt
+	$(BIN)/skyhive bench ingest --rate 1800 --duration 30 --drones 500 --broker amqtt
 	$(BIN)/skyhive bench ingest --rate 1500 --duration 30 --drones 500 --broker mosquitto
 	$(BIN)/skyhive bench ingest --rate 1800 --duration 30 --drones 500 --broker mosquitto
 
 bench-alerts: install
-	$(BIN)/skyhive bench alerts --rate 1000 --duration 20
-	$(BIN)/skyhive bench alerts --rate 1500 --duration 20
-	$(BIN)/skyhive bench alerts --rate 2000 --duration 20
+	$(BIN)/skyhive bench alerts --rate 1000 --duration 20 --broker amqtt
+	$(BIN)/skyhive bench alerts --rate 1500 --duration 20 --broker amqtt
+	$(BIN)/skyhive bench alerts --rate 2000 --duration 20 --broker amqtt
 	$(BIN)/skyhive bench alerts --rate 1500 --duration 20 --broker mosquitto
 	$(BIN)/skyhive bench alerts --rate 2000 --duration 20 --broker mosquitto
 
 bench-dispatch: install
-	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0
+	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0 --broker amqtt
 	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0 --broker mosquitto
-	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0 --telemetry-hz 0.1
+	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0 --telemetry-hz 0.1 --broker amqtt
 	$(BIN)/skyhive bench dispatch --drones 1000 --rate 100 --duration 8 --background-rate 0 --telemetry-hz 0.1 --broker mosquitto
 
 # API read latency under waitress, cached and uncached (docs/benchmarks.md); wrk if installed.

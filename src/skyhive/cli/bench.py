@@ -14,8 +14,23 @@ def bench() -> None:
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def _resolve_broker(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``auto`` as `skyhive up` resolves it: Mosquitto when installed, else amqtt."""
+    from skyhive.embedded import EmbeddedError, choose_broker
+
+    try:
+        return choose_broker(value, _progress)
+    except EmbeddedError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 _broker_option = click.option(
-    "--broker", type=click.Choice(["amqtt", "mosquitto"]), default="amqtt", show_default=True
+    "--broker",
+    type=click.Choice(["auto", "amqtt", "mosquitto"]),
+    default="auto",
+    show_default=True,
+    callback=_resolve_broker,
+    help="The broker, as `skyhive up` picks it (auto: Mosquitto when installed).",
 )
 
 
