@@ -20,7 +20,9 @@ import orjson
 
 from skyhive.bench.cpu import CpuMeter
 from skyhive.bench.stack import BenchStack, bench_stack, percentiles
+from skyhive.bench.stream_tap import StreamTap
 from skyhive.domain.stations import bart_stations
+from skyhive.settings import Settings
 
 
 @dataclass
@@ -87,6 +89,22 @@ def _publisher(
     out.put((pub.sent, pub.acked, start, time.process_time() - cpu_before))
 
 
+def caught_up(r: Any, settings: Settings) -> bool:
+    """Whether the processor and the archiver have acknowledged everything on the telemetry
+    stream: nothing pending, and the last entry delivered (Redis 6.2 has no group lag)."""
+    stream = settings.telemetry_stream
+    pipe = r.pipeline(transaction=False)
+    pipe.xinfo_stream(stream)
+    pipe.xinfo_groups(stream)
+    info, groups = pipe.execute()
+    last = info["last-generated-id"]
+    wanted = {settings.processor_group.encode(), settings.archiver_group.encode()}
+    mine = [g for g in groups if g["name"] in wanted]
+    return len(mine) == len(wanted) and all(
+        g["pending"] == 0 and g["last-delivered-id"] == last for g in mine
+    )
+
+
 def run_ingest_bench(
     rate: float,
     duration: float,
@@ -134,6 +152,8 @@ def _measure(
     pub = mp.get_context("spawn").Process(
         target=_publisher, args=("127.0.0.1", mqtt_port, rate, duration, drones, out, body_bytes)
     )
+    tap = StreamTap(settings.redis_url, [settings.telemetry_stream], lambda _key: False)
+    tap.start()
     t0 = time.monotonic()
     pub.start()
     cpu = CpuMeter(bs.pids)
@@ -149,22 +169,26 @@ def _measure(
             progress(f"  t={time.monotonic() - t0:5.1f}s  on_bus={on_bus}  stored={stored}")
     published, acked, pub_start, generator_cpu_s = out.get(timeout=10)
     progress(f"published {published} ({acked} acknowledged by the broker); draining ...")
-    stored = 0
+    # Drained when every published reading is on the bus and both groups have acknowledged
+    # all of it: watched in Redis, since reading history back (every bucket) while the
+    # archiver writes would cost the MongoDB server more than the writes do. History is
+    # read once, afterwards, for the zero-loss check.
     deadline = time.monotonic() + max(60.0, duration * 2)
-    last_change, last_stored = time.monotonic(), -1
-    history_done = None  # when history held every message (the archiver runs apart)
+    last_change, last_seen = time.monotonic(), -1
+    history_done = None  # when the archiver had acknowledged every reading (it runs apart)
     while time.monotonic() < deadline:
-        stored = len(clients.telemetry.reading_ids())  # history: buckets of readings
-        if stored >= published:
+        seen = tap.count(settings.telemetry_stream)
+        if seen >= published and caught_up(clients.redis_bytes, settings):
             history_done = time.monotonic()
             break
-        if stored != last_stored:
-            last_change, last_stored = time.monotonic(), stored
+        if seen != last_seen:
+            last_change, last_seen = time.monotonic(), seen
         elif time.monotonic() - last_change > 20:
             break  # stalled: report the loss rather than wait forever
         time.sleep(0.2)
     drain_end = time.monotonic()
     cpu.stop()
+    tap.close()
     stop_sampling.set()
     sampler.join(2)
     ids = clients.telemetry.reading_ids()  # drone:seq of every stored reading, duplicates kept
