@@ -65,6 +65,26 @@ def is_timeseries(db: Database[Document]) -> bool:
     return bool(info) and info[0].get("type") == "timeseries"
 
 
+# Readings per write request. The embedded MongoDB-wire server runs one request at a time:
+# the buckets every drone closes together (at each 5 s boundary) in one request held an alert's
+# or a delivery's write waiting for half a second; in requests of this size, ~15 ms each.
+REQUEST_READINGS = 500
+
+
+def _requests(buckets: Sequence[Bucket]) -> Iterator[list[Bucket]]:
+    """``buckets`` in runs of about ``REQUEST_READINGS`` readings."""
+    run: list[Bucket] = []
+    readings = 0
+    for b in buckets:
+        run.append(b)
+        readings += len(b.readings)
+        if readings >= REQUEST_READINGS:
+            yield run
+            run, readings = [], 0
+    if run:
+        yield run
+
+
 class TelemetryRepo:
     def __init__(self, db: Database[Document]) -> None:
         self._db = db
@@ -84,16 +104,16 @@ class TelemetryRepo:
             return {}
         if self.native:
             return self._insert_readings(buckets)
-        refused = self._upsert(buckets)
         out: dict[tuple[str, int], str] = {}
-        # A refused bucket is written again reading by reading: only what the server refuses
-        # on its own is dead-lettered.
-        for i in refused:
-            b = buckets[i]
-            singles = [b.only(seq) for seq in b.readings]
-            for j, why in self._upsert(singles).items():
-                [seq] = singles[j].readings
-                out[(b.drone_id, seq)] = why
+        for chunk in _requests(buckets):
+            # A refused bucket is written again reading by reading: only what the server
+            # refuses on its own is dead-lettered.
+            for i in self._upsert(chunk):
+                b = chunk[i]
+                singles = [b.only(seq) for seq in b.readings]
+                for j, why in self._upsert(singles).items():
+                    [seq] = singles[j].readings
+                    out[(b.drone_id, seq)] = why
         return out
 
     def _upsert(self, buckets: Sequence[Bucket]) -> dict[int, str]:
