@@ -233,3 +233,23 @@ def processes_using(data_dir: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def role_pids(data_dir: Path, argv: tuple[str, ...]) -> list[int]:
+    """Processes running ``python -m skyhive <argv>`` for this data dir."""
+    want = ["-m", "skyhive", *argv]
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            env = Path(entry.path, "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [c.decode(errors="replace") for c in cmd if c]
+        if args[1 : 1 + len(want)] != want:
+            continue
+        if f"SKYHIVE_DATA_DIR={data_dir}".encode() in env:
+            found.append(int(entry.name))
+    return found

@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from e2e.harness import Up, processes_using, wait_for
+from e2e.harness import Up, processes_using, role_pids, wait_for
 
 pytestmark = pytest.mark.e2e
 BASE_MS = 1795428000000
@@ -133,6 +133,26 @@ def test_telemetry_flows_end_to_end(up: Up) -> None:
     assert [d["drone_id"] for d in nearby] == [DRONE]
     assert len(up.get("/api/v1/stations")["items"]) == 50
     assert up.status(f"/api/v1/drones/nope-{DRONE}") == 404
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_bulk_roles_yield_the_cpu_to_the_urgent_ones(up: Up) -> None:
+    """History and routine telemetry run at SKYHIVE_BULK_NICE (10): on a machine short of
+    CPU, dispatch, the urgent lane and the API go first."""
+    for argv, nice in [
+        (("archiver",), 10),
+        (("processor", "--lane", "routine"), 10),
+        (("processor", "--lane", "urgent"), 0),
+        (("dispatcher",), 0),
+        (("api",), 0),
+        (("gateway",), 0),
+    ]:
+        pids = role_pids(up.data_dir, argv)
+        assert pids, argv
+        assert [niceness(p) for p in pids] == [nice] * len(pids), argv
 
 
 def test_http_ingest_reaches_live_state(up: Up) -> None:

@@ -4,7 +4,6 @@ may publish as any drone), finding its processes, reading history, recording fig
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,26 +41,6 @@ def record_figures(tmp_path: Path, figures: dict[str, Any]) -> None:
     print(json.dumps(figures))
     with open(tmp_path.parent / "fault-figures.jsonl", "a") as f:
         f.write(json.dumps(figures) + "\n")
-
-
-def role_pids(data_dir: Path, argv: tuple[str, ...]) -> list[int]:
-    """Processes running ``python -m skyhive <argv>`` for this data dir."""
-    want = ["-m", "skyhive", *argv]
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = Path(entry.path, "cmdline").read_bytes().split(b"\0")
-            env = Path(entry.path, "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        args = [c.decode(errors="replace") for c in cmd if c]
-        if args[1 : 1 + len(want)] != want:
-            continue
-        if f"SKYHIVE_DATA_DIR={data_dir}".encode() in env:
-            found.append(int(entry.name))
-    return found
 
 
 def history(up: Up) -> list[str]:

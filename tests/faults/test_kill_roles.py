@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from pymongo.errors import PyMongoError
 
-from e2e.harness import Up, server_markers, server_pid, wait_for
-from faults.conftest import history, record_figures, role_pids
+from e2e.harness import Up, role_pids, server_markers, server_pid, wait_for
+from faults.conftest import history, record_figures
 from faults.load import Load
 
 pytestmark = pytest.mark.e2e

@@ -34,8 +34,8 @@ import pytest
 import redis
 from pymongo import MongoClient
 
-from e2e.harness import Up, wait_for
-from faults.conftest import history, record_figures, role_pids, stack_file
+from e2e.harness import Up, role_pids, wait_for
+from faults.conftest import history, record_figures, stack_file
 from faults.load import Load
 from faults.workflow_load import (
     ALERT_TYPES,

@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 import redis
 
-from e2e.harness import Up, wait_for
-from faults.conftest import history, record_figures, role_pids, stack_file
+from e2e.harness import Up, role_pids, wait_for
+from faults.conftest import history, record_figures, stack_file
 from faults.load import Load
 from skyhive.bench.stream_tap import StreamTap, stream_tap
 

@@ -28,7 +28,7 @@ def worker(clients: Clients) -> runner.Worker:
         s.processor_linger_ms / 1000.0,
         lambda: f"{a.stored} readings stored, {a.held} held",
     )
-    return runner.Worker(name, [("archiver", poll)], setup=a.setup, close=a.close)
+    return runner.Worker(name, [("archiver", poll)], setup=a.setup, close=a.close, bulk=True)
 
 
 def run_archiver(settings: Settings, stop: threading.Event) -> None:

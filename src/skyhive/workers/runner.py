@@ -10,6 +10,7 @@ watchdog).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -45,6 +46,9 @@ class Worker:
     work: Sequence[tuple[str, Work]]
     setup: Callable[[], object] | None = None  # retried until the servers answer
     close: Callable[[], object] | None = None  # once every thread has ended
+    # Bulk work (history, routine telemetry) that may wait: it runs at ``Settings.bulk_nice``
+    # so that, on a machine short of CPU, dispatch, emergencies and the API go first.
+    bulk: bool = False
 
 
 def consumer_name() -> str:
@@ -59,6 +63,9 @@ def run(settings: Settings, stop: threading.Event, build: Callable[[Clients], Wo
     threads: list[threading.Thread] = []
     try:
         worker = build(clients)
+        if worker.bulk and settings.bulk_nice:
+            with contextlib.suppress(OSError):  # not allowed here: runs as it is
+                os.nice(settings.bulk_nice)
         if worker.setup is not None and not wait_for_servers(worker.name, worker.setup, stop):
             return
         (_, first), *others = worker.work
