@@ -150,10 +150,10 @@ class Settings(BaseSettings):
     # stream is idle; 0 writes every batch at once. At most 5 s: history stays within
     # seconds of live state.
     archiver_hold_s: float = Field(default=5.0, ge=0, le=5)
-    # The scheduling niceness (Unix, 0-19) of the bulk roles, the archiver and the routine
-    # processor lane: when the CPU is short, what can wait (history, live state of routine
-    # readings) yields to dispatch, the urgent lane and the API (docs/benchmarks.md, dispatch
-    # p99 at 5,000 readings/s: 423 -> 284 ms). 0: everything at the same priority.
+    # The scheduling niceness (Unix, 0-19) of the bulk role, the archiver: when the CPU is
+    # short, history (complete within seconds anyway) yields to dispatch, alerts, live state
+    # and the API. The routine processor lane stays at 0: niced too, it fell minutes behind
+    # live at 7,000 readings/s while the gateway went on filling the bus. 0: no difference.
     bulk_nice: int = Field(default=10, ge=0, le=19)
 
     # Deliveries and dispatch.

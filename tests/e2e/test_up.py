@@ -139,12 +139,12 @@ def niceness(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def test_bulk_roles_yield_the_cpu_to_the_urgent_ones(up: Up) -> None:
-    """History and routine telemetry run at SKYHIVE_BULK_NICE (10): on a machine short of
-    CPU, dispatch, the urgent lane and the API go first."""
+def test_the_archiver_yields_the_cpu_to_the_others(up: Up) -> None:
+    """History runs at SKYHIVE_BULK_NICE (10): on a machine short of CPU, dispatch, alerts,
+    live state and the API go first."""
     for argv, nice in [
         (("archiver",), 10),
-        (("processor", "--lane", "routine"), 10),
+        (("processor", "--lane", "routine"), 0),
         (("processor", "--lane", "urgent"), 0),
         (("dispatcher",), 0),
         (("api",), 0),

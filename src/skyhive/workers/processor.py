@@ -84,10 +84,7 @@ def worker(clients: Clients, lane: Lane) -> runner.Worker:
         for proc in lanes:
             proc.setup()
 
-    # The routine lane alone may wait; a process with the urgent lane in it may not.
-    return runner.Worker(
-        f"processor {consumer}", work + helpers, setup=setup, bulk=lane == "routine"
-    )
+    return runner.Worker(f"processor {consumer}", work + helpers, setup=setup)
 
 
 def run_processor(settings: Settings, stop: threading.Event, lane: Lane = "all") -> None:

@@ -46,8 +46,8 @@ class Worker:
     work: Sequence[tuple[str, Work]]
     setup: Callable[[], object] | None = None  # retried until the servers answer
     close: Callable[[], object] | None = None  # once every thread has ended
-    # Bulk work (history, routine telemetry) that may wait: it runs at ``Settings.bulk_nice``
-    # so that, on a machine short of CPU, dispatch, emergencies and the API go first.
+    # Bulk work (history) that may wait: it runs at ``Settings.bulk_nice`` so that, on a
+    # machine short of CPU, dispatch, alerts, live state and the API go first.
     bulk: bool = False
 
 
