@@ -14,6 +14,8 @@ def bench() -> None:
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+
+
 def _resolve_broker(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     """``auto`` as `skyhive up` resolves it: Mosquitto when installed, else amqtt."""
     from skyhive.embedded import EmbeddedError, choose_broker
