@@ -43,11 +43,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 # takes whole (CI's machine took all of a fixed 3,000/s while this one took 2,432/s). So the
 # stack runs on one CPU and the load generator on the other (``up_on_one_core``): the
 # generator can offer its rate whatever else shares the machine, and the stack's capacity is
-# its own. That capacity is measured first: PROBE_S at PROBE_RATE, more than one CPU takes,
-# and what the slowest telemetry group got through (entries put on the bus, counted live, less
-# those a group has yet to acknowledge) per second from PROBE_FROM_S on is the sustainable
-# rate. The load then goes on at twice that. The case asserts at least OVERLOAD_FACTOR over the
-# whole minute (the probe is part of it) and records the factor it got.
+# its own. That capacity is measured, not assumed: PROBE_S at PROBE_RATE, more than one CPU
+# takes; from PROBE_FROM_S on, what the processor got through per second (entries put on the
+# bus, counted live, less those its group has yet to acknowledge; not the archiver's, which
+# holds readings for seconds by design) is the sustainable rate, and the load goes on at twice
+# that. The estimate is taken again every scrape over everything since the probe (the first
+# seconds of a fresh stack run slow: one CI run measured 1,219/s in the probe and 2,954/s over
+# the minute), and the rate follows twice the highest. The case asserts at least
+# OVERLOAD_FACTOR over the whole minute and records the factor it got.
 PROBE_RATE = 8000.0
 PROBE_FROM_S = 3.0
 PROBE_S = 8.0
@@ -183,8 +186,13 @@ def on_bus(tap: StreamTap) -> int:
 
 
 def processed(up: Up, tap: StreamTap) -> int:
-    """About how many of those the slowest telemetry group has acknowledged."""
-    return on_bus(tap) - max(telemetry_unacked(up).values())
+    """About how many of those the processor has acknowledged."""
+    unacked = telemetry_unacked(up)
+    return (
+        on_bus(tap)
+        - unacked[("telemetry", "processor")]
+        - unacked[("telemetry:urgent", "processor")]
+    )
 
 
 def check_history(up: Up, load: Load, timeout: float) -> dict[str, int]:
@@ -245,7 +253,8 @@ def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Pa
         time.sleep(PROBE_FROM_S)
         before, since = processed(up, bus), time.monotonic()
         time.sleep(PROBE_S - PROBE_FROM_S)
-        sustainable = (processed(up, bus) - before) / (time.monotonic() - since)
+        probe_end, probe_at = processed(up, bus), time.monotonic()
+        sustainable = (probe_end - before) / (probe_at - since)
         load.set_rate(2 * sustainable)
         max_unacked: dict[tuple[str, str], float] = {}
         max_lag_s: dict[tuple[str, str], float] = {}
@@ -255,6 +264,10 @@ def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Pa
         end = load.started_at + OVERLOAD_S
         while time.monotonic() < end:
             time.sleep(2.0)
+            since_probe = (processed(up, bus) - probe_end) / (time.monotonic() - probe_at)
+            if since_probe > sustainable:
+                sustainable = since_probe
+                load.set_rate(2 * sustainable)
             metrics = up.text("/metrics")
             assert plain_value(metrics, "skyhive_bus_up") == 1.0
             unacked = group_series(metrics, "skyhive_bus_group_unacked")
