@@ -47,7 +47,7 @@ class CpuMeter:
         """CPU milliseconds per 1,000 readings, per process (after :meth:`stop`)."""
         if readings <= 0:
             return {}
-        return {n: round(s * 1000 / readings * 1000, 1) for n, s in self._used.items()}
+        return {n: per_thousand(s, readings) for n, s in self._used.items()}
 
 
 LOAD_GENERATOR = "load generator"  # names starting so are the benchmark's load, not the stack

@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from skyhive.bench.cpu import CpuMeter
+from skyhive.adapters.stream_lag import read_lag
+from skyhive.bench.cpu import LOAD_GENERATOR, CpuMeter, per_thousand
 from skyhive.bench.stack import BenchStack, bench_stack, percentiles
 from skyhive.bench.stream_tap import StreamTap
 from skyhive.domain.stations import bart_stations
@@ -91,18 +92,10 @@ def _publisher(
 
 def caught_up(r: Any, settings: Settings) -> bool:
     """Whether the processor and the archiver have acknowledged everything on the telemetry
-    stream: nothing pending, and the last entry delivered (Redis 6.2 has no group lag)."""
-    stream = settings.telemetry_stream
-    pipe = r.pipeline(transaction=False)
-    pipe.xinfo_stream(stream)
-    pipe.xinfo_groups(stream)
-    info, groups = pipe.execute()
-    last = info["last-generated-id"]
-    wanted = {settings.processor_group.encode(), settings.archiver_group.encode()}
-    mine = [g for g in groups if g["name"] in wanted]
-    return len(mine) == len(wanted) and all(
-        g["pending"] == 0 and g["last-delivered-id"] == last for g in mine
-    )
+    stream (their lag as /readyz reads it: exact once a group is caught up)."""
+    wanted = {settings.processor_group, settings.archiver_group}
+    groups = {g.group: g for lag in read_lag(r, [settings.telemetry_stream]) for g in lag.groups}
+    return wanted <= groups.keys() and all(groups[g].unacked == 0 for g in wanted)
 
 
 def run_ingest_bench(
@@ -210,7 +203,7 @@ def _measure(
         samples=len(latencies),
         cpu_ms_per_1000={
             **cpu.per_thousand(stored),
-            "load generator": round(generator_cpu_s * 1e6 / max(published, 1), 1),
+            LOAD_GENERATOR: per_thousand(generator_cpu_s, published),
         },
     )
     return report
