@@ -28,12 +28,12 @@ from skyhive.ports.clock import Clock
 from skyhive.ports.deadletters import DeadLetter, DeadLetterSink
 from skyhive.ports.history import TelemetryHistory
 from skyhive.ports.registry import Registry
+from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.ingest import encode_for_bus
 from skyhive.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CLAIM_EVERY_S = 1.0  # how often it looks for a dead consumer's entries (at most)
 # Readings held at most: this many batches (then everything is written). Buckets are written
 # whole only if a bucket's span of readings fits: at 7,000 readings/s, 5 s are 35,000 (of
 # 80,000 with batches of 2,000); a cap under that writes each bucket in parts, each part
@@ -61,18 +61,27 @@ class Archiver:
         self.consumer = consumer
         self._stream = settings.telemetry_stream
         self._group = settings.archiver_group
-        self._batch = settings.archiver_batch_size
-        self.claim_idle_ms = settings.group_claim_idle_ms()
+        # Reads only: entries are acknowledged here, once their bucket is written.
+        self._reader = GroupConsumer(
+            bus,
+            self._stream,
+            self._group,
+            consumer,
+            settings.archiver_batch_size,
+            settings.processor_block_ms,
+            settings.group_claim_idle_ms(),
+            clock,
+        )
+        self.claim_idle_ms = self._reader.claim_idle_ms
         self._hold_s = settings.archiver_hold_s
-        self._max_held = MAX_HELD_BATCHES * self._batch
+        self._max_held = MAX_HELD_BATCHES * settings.archiver_batch_size
         self._held = HeldBuckets()
         self._skipped: list[str] = []  # invalid entries, acknowledged with the next write
-        self._next_claim = 0.0
         self._next_keep = 0.0
         self.stored = 0  # readings written (a replayed one counts again)
 
     def setup(self) -> None:
-        self._bus.ensure_group(self._stream, self._group)
+        self._reader.setup()
 
     @property
     def held(self) -> int:
@@ -84,7 +93,7 @@ class Archiver:
         nothing new); returns how many entries were read."""
         if self._held.readings >= self._max_held:
             self.flush(everything=True)
-        msgs = self._read()
+        msgs = self._reader.read()
         self._add(msgs)
         self.flush(everything=not msgs)
         self._keep_claimed()
@@ -131,29 +140,6 @@ class Archiver:
         self._skipped = []
         self.stored += written
         return written
-
-    def _read(self) -> list[BusMessage]:
-        """Entries a dead consumer left idle (looked for about once a second), else new ones."""
-        now = self._clock.monotonic()
-        if now >= self._next_claim:
-            msgs = self._bus.claim_stale(
-                self._stream, self._group, self.consumer, self.claim_idle_ms, self._batch
-            )
-            # A full batch: there may be more to take at once; else look again in a while.
-            every = min(CLAIM_EVERY_S, self.claim_idle_ms / 2000.0)
-            self._next_claim = now if len(msgs) >= self._batch else now + every
-            if msgs:
-                log.info(
-                    "%s took over %d entries of %s idle over %d ms (their consumer died)",
-                    self.consumer,
-                    len(msgs),
-                    self._stream,
-                    self.claim_idle_ms,
-                )
-                return msgs
-        return self._bus.consume(
-            self._stream, self._group, self.consumer, self._batch, self._s.processor_block_ms
-        )
 
     def _add(self, msgs: list[BusMessage]) -> None:
         readings: list[tuple[Telemetry, str]] = []

@@ -53,12 +53,16 @@ class GroupConsumer:
             if msgs:
                 return self._run(msgs, handle)
             self._retry_own = False
-        msgs = self._claim_stale()
-        if not msgs:
-            msgs = self.bus.consume(
-                self.stream, self.group, self.consumer, self.batch_size, self.block_ms
-            )
+        msgs = self.read()
         return self._run(msgs, handle) if msgs else 0
+
+    def read(self) -> list[BusMessage]:
+        """Entries dead consumers left idle (looked for about once a second), else new ones;
+        acknowledged by no one here: for a consumer that acknowledges on its own schedule
+        (the archiver, once a bucket is written)."""
+        return self._claim_stale() or self.bus.consume(
+            self.stream, self.group, self.consumer, self.batch_size, self.block_ms
+        )
 
     def _claim_stale(self) -> list[BusMessage]:
         now = self.clock.monotonic()
