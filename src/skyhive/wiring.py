@@ -170,7 +170,7 @@ class Clients:
 
     @cached_property
     def fleet_state(self) -> DroneMemory:
-        return DroneMemory(self.redis_text, self.active_alerts)
+        return DroneMemory(self.redis_text, self.active_alerts, self.settings.dedup_window)
 
     @cached_property
     def alert_engine(self) -> AlertEngine:

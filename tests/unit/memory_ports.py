@@ -110,8 +110,11 @@ class MemoryActiveAlerts:
 
 
 class MemoryFleetState:
-    def __init__(self, alerts: MemoryActiveAlerts, registered: set[str] | None = None) -> None:
+    def __init__(
+        self, alerts: MemoryActiveAlerts, registered: set[str] | None = None, window: int = 2048
+    ) -> None:
         self.alerts = alerts
+        self.window = window
         self.registered = registered or set()
         self.live: dict[str, Telemetry] = {}
         self.seen: dict[str, list[int]] = defaultdict(list)
@@ -144,7 +147,7 @@ class MemoryFleetState:
                 self.live[t.drone_id] = t
                 applied.append(t)
         for d, seqs in write.seen.items():
-            self.seen[d] = (self.seen[d] + seqs)[-write.window :]
+            self.seen[d] = (self.seen[d] + seqs)[-self.window :]
         self.memory.update(write.memory)
         return applied
 

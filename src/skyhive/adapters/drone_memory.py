@@ -1,6 +1,6 @@
 """The live fleet state in Redis (the ``FleetState`` port): what the processor remembers per
 drone between batches, read and written in one command each per batch: the recent sequence
-numbers (``seen:{id}``, for dedup), the alert rules' memory (``alertmem:{id}``) and whether
+numbers (``seenslots:{id}``, for dedup), the alert rules' memory (``alertmem:{id}``) and whether
 the drone has active alerts (``alertstate:{id}``); with them, in the same round trips, the
 live state (``adapters/live_state.py``), registry membership, the nearest station, the active
 alerts that changed and when each drone was last heard (``alerting:heard``, for the offline
@@ -8,6 +8,14 @@ watch).
 
 At 1,000+ messages/s the per-command cost of a Redis client, not Redis, dominates a batch;
 two scripts, each called once per batch, replace seven commands per drone.
+
+The recent sequence numbers are a direct-mapped window: ``seenslots:{id}`` is a string of
+``window`` 64-bit slots, and seq *s* is written, as *s* + 1 (so an empty slot means none), to
+slot *s* mod ``window`` (``BITFIELD``, as two 32-bit halves: Lua's numbers are doubles, exact
+only to 2^53). A seq counts as seen only if its slot holds exactly it, so nothing unseen is
+ever dropped; for a counter that climbs, the window is its last ``window`` seqs. Against a
+sorted set of the same seqs it costs a third of Redis's time per reading (no skiplist insert
+and trim) and 8 bytes per seq instead of about 100 (16 KB per drone at 2,048).
 """
 
 from __future__ import annotations
@@ -28,7 +36,6 @@ from skyhive.adapters.live_state import (
     STATIONS_GEO,
     apply_args,
     drone_key,
-    seen_key,
 )
 from skyhive.domain.telemetry import Telemetry
 from skyhive.ports.fleet_state import FleetWrite, Recall, Recalled, Silent
@@ -41,43 +48,61 @@ SWEEP_LOCK = "alerting:offline:lock"
 # command (packing, a reply to parse), not Redis's, is what adds up. Arguments travel as one
 # JSON document (Redis's Lua has cjson), numbers as strings so none loses precision.
 
+# Each seq travels as its slot and the two 32-bit halves of seq + 1 (``_slots``).
+_BITFIELD_OPS = """
+local function bitfield_ops(op, slots, with_values)
+  local ops = {}
+  for j = 1, #slots, 3 do
+    local at = 2 * slots[j]
+    for h = 0, 1 do
+      ops[#ops + 1] = op
+      ops[#ops + 1] = 'u32'
+      ops[#ops + 1] = '#' .. (at + h)
+      if with_values then ops[#ops + 1] = slots[j + 1 + h] end
+    end
+  end
+  return ops
+end
+"""
+
 # KEYS: each drone's seen, memory and alert state keys, in turn.
-# ARGV[1]: JSON, each drone's sequence numbers: [["17", "18"], ...].
-# Returns, drone after drone: its memory or nil, 1 if it has active alerts else 0, then a
-# score (seen) or nil per sequence number.
-_RECALL = """
+# ARGV[1]: JSON, each drone's seqs as slots: [[slot, hi, lo, slot, hi, lo, ...], ...].
+# Returns, drone after drone: its memory or nil, 1 if it has active alerts else 0, then 1
+# (seen) or 0 per seq.
+_RECALL = (
+    _BITFIELD_OPS
+    + """
 local asked, out = cjson.decode(ARGV[1]), {}
-for i, seqs in ipairs(asked) do
+for i, slots in ipairs(asked) do
   local k = 3 * (i - 1)
   out[#out + 1] = redis.call('GET', KEYS[k + 2])
   out[#out + 1] = redis.call('EXISTS', KEYS[k + 3])
-  local scores = redis.call('ZMSCORE', KEYS[k + 1], unpack(seqs))
-  for j = 1, #seqs do out[#out + 1] = scores[j] end
+  local got = redis.call('BITFIELD', KEYS[k + 1], unpack(bitfield_ops('GET', slots, false)))
+  for j = 1, #slots, 3 do
+    local g = 2 * (j - 1) / 3
+    local seen = got[g + 1] == slots[j + 1] and got[g + 2] == slots[j + 2]
+    out[#out + 1] = seen and 1 or 0
+  end
 end
 return out
 """
+)
 
 # KEYS: fleet geo, fleet ids, then each drone's state, seen and memory keys, in turn.
-# ARGV[1]: JSON [window, ttl, [[apply args or false, [seq, ...], memory or ""], ...]].
+# ARGV[1]: JSON [ttl, [[apply args or false, slots (as for _RECALL), memory or ""], ...]].
 # Returns per drone 1 if its live state moved (``apply_if_newer``), else 0.
 _COMMIT = (
     APPLY_IF_NEWER_FN
+    + _BITFIELD_OPS
     + """
 local batch, out = cjson.decode(ARGV[1]), {}
-local window, ttl = batch[1], batch[2]
-for i, d in ipairs(batch[3]) do
+local ttl = batch[1]
+for i, d in ipairs(batch[2]) do
   local k = 2 + 3 * (i - 1)
   out[i] = 0
   if d[1] then out[i] = apply_if_newer(KEYS[k + 1], KEYS[1], KEYS[2], d[1]) end
-  local seqs = d[2]
-  if #seqs > 0 then
-    local members = {}
-    for _, s in ipairs(seqs) do
-      members[#members + 1] = s
-      members[#members + 1] = s
-    end
-    redis.call('ZADD', KEYS[k + 2], unpack(members))
-    redis.call('ZREMRANGEBYRANK', KEYS[k + 2], 0, -(window + 1))
+  if #d[2] > 0 then
+    redis.call('BITFIELD', KEYS[k + 2], unpack(bitfield_ops('SET', d[2], true)))
     redis.call('EXPIRE', KEYS[k + 2], ttl)
   end
   if d[3] ~= '' then redis.call('SET', KEYS[k + 3], d[3], 'EX', ttl) end
@@ -91,13 +116,26 @@ def memory_key(drone_id: str) -> str:
     return f"alertmem:{drone_id}"
 
 
+def seen_key(drone_id: str) -> str:
+    return f"seenslots:{drone_id}"
+
+
+def _slots(seqs: Sequence[int], window: int) -> list[int]:
+    """Each seq as (its slot, the high and low 32 bits of seq + 1), flattened."""
+    out: list[int] = []
+    for s in seqs:
+        out += (s % window, (s + 1) >> 32, (s + 1) & 0xFFFFFFFF)
+    return out
+
+
 def _iso(dt: Any) -> str:
     return str(dt.isoformat().replace("+00:00", "Z"))
 
 
 class DroneMemory:
-    def __init__(self, client: redis.Redis, alerts: RedisActiveAlerts) -> None:
-        """``client`` must decode responses (str)."""
+    def __init__(self, client: redis.Redis, alerts: RedisActiveAlerts, window: int) -> None:
+        """``client`` must decode responses (str); ``window``: seqs remembered per drone."""
+        self._window = window
         self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._alerts = alerts
         self._recall = client.register_script(_RECALL)
@@ -115,7 +153,7 @@ class DroneMemory:
         keys: list[str] = []
         for drone_id in seqs:
             keys += (seen_key(drone_id), memory_key(drone_id), alert_state_key(drone_id))
-        asked = orjson.dumps([[str(s) for s in drone_seqs] for drone_seqs in seqs.values()])
+        asked = orjson.dumps([_slots(drone_seqs, self._window) for drone_seqs in seqs.values()])
         self._recall(keys=keys, args=[asked], client=pipe)
         for lat, lon in near.values():
             pipe.geosearch(
@@ -139,7 +177,7 @@ class DroneMemory:
         at = 0
         for (drone_id, drone_seqs), member in zip(seqs.items(), registered, strict=True):
             memory, has_alerts = flat[at], flat[at + 1]
-            seen = [s is not None for s in flat[at + 2 : at + 2 + len(drone_seqs)]]
+            seen = [s == 1 for s in flat[at + 2 : at + 2 + len(drone_seqs)]]
             at += 2 + len(drone_seqs)
             drones[drone_id] = Recalled(memory, bool(has_alerts), seen, bool(member))
         return Recall(drones, nearest)
@@ -157,7 +195,7 @@ class DroneMemory:
             drones.append(
                 [
                     apply_args(got[0], fields[drone_id], got[1]) if got else False,
-                    [str(s) for s in write.seen.get(drone_id, ())],
+                    _slots(write.seen.get(drone_id, ()), self._window),
                     (write.memory.get(drone_id) or b"").decode(),
                 ]
             )
@@ -166,7 +204,7 @@ class DroneMemory:
         if write.heard:
             pipe.zadd(HEARD, dict.fromkeys(write.heard, write.heard_at.timestamp()), gt=True)
         if drones:
-            batch = orjson.dumps([write.window, MEMORY_TTL_S, drones])
+            batch = orjson.dumps([MEMORY_TTL_S, drones])
             self._commit(keys=keys, args=[batch], client=pipe)
         results = pipe.execute()
         moved = results[-1] if drones else []

@@ -1,7 +1,7 @@
 """Live fleet picture in Redis: a hash per drone, a GEO set, and dedup windows.
 
 Keys: ``drone:{id}`` (latest state), ``fleet:ids`` (every drone seen), ``fleet:geo`` (positions),
-``seen:{id}`` (recent sequence numbers, for duplicate detection), ``stations:geo``. Watchers
+``stations:geo``. Watchers
 (the dashboard) hear of moved drones on ``fleet:updates`` and of alert changes on
 ``alerts:live`` (the ``AlertFeed`` port).
 """
@@ -33,9 +33,10 @@ local function apply_if_newer(state, geo, ids, a)
     local cts, cseq = tonumber(cur[1]), tonumber(cur[2])
     local ts, seq = tonumber(a[1]), tonumber(a[2])
     if ts < cts or (ts == cts and seq <= cseq) then return 0 end
+  else
+    redis.call('SADD', ids, a[5])  -- its first state (nothing removes a drone from ids)
   end
   redis.call('HSET', state, unpack(a, 6))
-  redis.call('SADD', ids, a[5])
   if a[3] ~= '' and a[4] ~= '' then
     redis.call('GEOADD', geo, a[3], a[4], a[5])
   end
@@ -64,10 +65,6 @@ _FLOAT_FIELDS = ("lat", "lon", "alt_m", "speed_mps", "heading_deg", "battery_pct
 
 def drone_key(drone_id: str) -> str:
     return f"drone:{drone_id}"
-
-
-def seen_key(drone_id: str) -> str:
-    return f"seen:{drone_id}"
 
 
 def state_from_hash(h: Mapping[str, str]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ SAMPLE_SPACING_S = 5.0
 JUMPS_TO_ACCEPT = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finding:
     type: str
     severity: Severity | None  # None: the condition does not hold
@@ -49,7 +49,7 @@ class Zone:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Context:
     thresholds: Thresholds
     spec: DroneSpec | None = None

@@ -38,7 +38,6 @@ class FleetWrite:
 
     updated_at: datetime
     heard_at: datetime
-    window: int  # sequence numbers kept per drone for duplicate detection
     latest: list[tuple[Telemetry, bool]] = field(default_factory=list)
     seen: dict[str, list[int]] = field(default_factory=dict)
     memory: dict[str, bytes] = field(default_factory=dict)

@@ -127,7 +127,7 @@ class Processor:
         fresh = self._drop_seen(views)
         st.duplicates = len(readings) - len(fresh)
         now = self._clock.now()
-        write = FleetWrite(updated_at=now, heard_at=now, window=self._s.dedup_window)
+        write = FleetWrite(updated_at=now, heard_at=now)
         changes, write.alerts = self._alerts(fresh, views)
         st.alert_changes = len(changes)
         write.heard = list(views)
