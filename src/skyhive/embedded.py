@@ -347,15 +347,12 @@ def mosquitto_server(
     password_file: Path | None = None,
     acl_file: Path | None = None,
     allow_anonymous: bool = True,
-    unlimited: bool = False,
     persistence: bool = True,
     limits: bool = False,
     progress: Callable[[str], object] = log.info,
 ) -> Server:
     """Mosquitto on ``host:port``; with a password and ACL file (see `skyhive broker
-    mosquitto-config`) it enforces them. ``unlimited``: no cap on in-flight or queued
-    messages (the benchmarks). Debian's 2.0.11 then drops a client whose QoS 1 publish the
-    ACL denies, instead of only acknowledging and discarding it. ``limits``: the in-flight and
+    mosquitto-config`) it enforces them. ``limits``: the in-flight and
     queue limits `skyhive up` sets (domain/device_access.py). ``persistence``: queued
     messages saved every second under ``data_dir`` (domain/device_access.py), else memory only."""
     from skyhive.domain.device_access import (
@@ -375,11 +372,7 @@ def mosquitto_server(
         lines += mosquitto_durability_conf(str(db_dir.resolve())).splitlines()
     else:
         lines.append("persistence false")
-    if unlimited:
-        lines.append("max_inflight_messages 0")
-        if not persistence:  # else bounded (a million) by the durability lines
-            lines.append("max_queued_messages 0")
-    elif limits:
+    if limits:
         lines.append(mosquitto_limits_conf().strip())
         if not persistence:
             lines.append(f"max_queued_messages {MOSQUITTO_MAX_QUEUED}")

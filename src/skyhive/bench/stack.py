@@ -18,11 +18,10 @@ from typing import Any
 
 from skyhive.embedded import (
     EmbeddedStack,
-    Server,
     die_with_parent,
     free_port,
+    mosquitto_dir,
     mosquitto_path,
-    mosquitto_server,
 )
 from skyhive.settings import Settings
 from skyhive.supervisor import ROLES
@@ -92,26 +91,24 @@ def bench_stack(
     SkyHive's services authenticate with their credentials, as under `skyhive up`."""
     from skyhive.bootstrap import bootstrap
     from skyhive.services.device_credentials import (
+        MosquittoAuthFiles,
         ensure_service_credentials,
-        write_mosquitto_config,
     )
 
     data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
-    mqtt_port = free_port()
-    use_mosquitto = broker == "mosquitto"
-    if use_mosquitto:
+    if broker == "mosquitto":
         mosquitto_path(progress)  # installed first, if need be
-    stack = EmbeddedStack(
-        data_dir,
-        mqtt_port=mqtt_port,
-        mqtt_url=f"mqtt://127.0.0.1:{mqtt_port}" if use_mosquitto else "",
-        insecure_devices=True,
-    )
-    mosq: Server | None = None
+    # The broker as `skyhive up` runs it (configuration, limits, persistence): what is
+    # measured is what users run.
+    stack = EmbeddedStack(data_dir, mqtt_port=free_port(), insecure_devices=True, broker=broker)
     children: list[subprocess.Popen[bytes]] = []
     clients: Clients | None = None
-    try:
-        urls = stack.start()
+    settings: Settings | None = None
+
+    def prepare(urls: dict[str, str]) -> None:
+        """Before the broker starts: the data every process expects, and Mosquitto's
+        password and ACL files holding the services' logins (as `skyhive up` does)."""
+        nonlocal clients, settings
         settings = Settings(
             mongodb_uri=urls["mongodb_uri"],
             redis_url=urls["redis_url"],
@@ -122,19 +119,13 @@ def bench_stack(
         clients = Clients(settings)
         bootstrap(clients)
         ensure_service_credentials(clients, settings.mqtt_services_path())
-        if use_mosquitto:
-            files = write_mosquitto_config(clients, data_dir / "mosquitto", insecure_devices=True)
-            mosq = mosquitto_server(
-                data_dir,
-                "127.0.0.1",
-                mqtt_port,
-                password_file=files.password_file,
-                acl_file=files.acl_file,
-                allow_anonymous=True,
-                unlimited=True,
-                progress=progress,
-            )
-            mosq.start()
+        if broker == "mosquitto":
+            auth = MosquittoAuthFiles(mosquitto_dir(data_dir), insecure_devices=True)
+            auth.write(clients, time.time_ns() // 1_000_000)
+
+    try:
+        urls = stack.start(prepare)
+        assert settings is not None and clients is not None
         env = {
             **os.environ,
             "SKYHIVE_MONGODB_URI": urls["mongodb_uri"],
@@ -145,11 +136,9 @@ def bench_stack(
             "SKYHIVE_MQTT_SERVICES_FILE": str(settings.mqtt_services_path()),
             **(extra_env or {}),
         }
-        bs = BenchStack(settings, clients, env, data_dir, mqtt_port, _admin_key(clients))
+        bs = BenchStack(settings, clients, env, data_dir, stack.mqtt_port, _admin_key(clients))
         children = [bs.spawn(*ROLES[role]) for role in roles]
         bs.pids.update({f"{s.label} server": s.proc.pid for s in stack.servers if s.proc})
-        if mosq is not None and mosq.proc is not None:
-            bs.pids["mqtt server"] = mosq.proc.pid
         bs.pids.update({role: c.pid for role, c in zip(roles, children, strict=True)})
         yield bs
     finally:
@@ -162,8 +151,6 @@ def bench_stack(
                 c.kill()
         if clients is not None:
             clients.close()
-        if mosq:
-            mosq.stop()
         stack.stop()
         if os.environ.get("SKYHIVE_BENCH_KEEP"):
             progress(f"kept the benchmark's data and logs in {data_dir}")
