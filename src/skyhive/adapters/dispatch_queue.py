@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from skyhive.adapters.fleet_repo import REGISTERED
 from skyhive.adapters.live_state import LiveState
 from skyhive.adapters.mongo import Document
 from skyhive.domain.deliveries import TERMINAL
@@ -172,13 +173,20 @@ class RedisDispatchQueue:
     def fleet_view(
         self, drone_ids: Sequence[str]
     ) -> tuple[dict[str, tuple[float, str]], dict[str, str]]:
-        """Each candidate's (battery %, flight status) and the claims on them, in one
-        command."""
+        """Each registered candidate's (battery %, flight status) and the claims on them, in
+        one round trip; drones outside the registry (its Redis mirror) have no state here, so
+        they never cost a registry read."""
         ids = list(drone_ids)
-        rows = self._live.read_with(ids, VIEW_FIELDS, [claim_key(d) for d in ids])
+        if not ids:
+            return {}, {}
+        pipe = self._r.pipeline(transaction=False)
+        self._live.queue_read_with(pipe, ids, VIEW_FIELDS, [claim_key(d) for d in ids])
+        pipe.smismember(REGISTERED, ids)
+        flat, member = pipe.execute()
+        rows = LiveState.rows_read(flat, VIEW_FIELDS)
         states, claimed = {}, {}
-        for drone_id, ((battery, status), claim) in zip(ids, rows, strict=True):
-            if status is not None:
+        for drone_id, ((battery, status), claim), registered in zip(ids, rows, member, strict=True):
+            if status is not None and registered:
                 states[drone_id] = (float(battery or 0), status)
             if claim is not None:
                 claimed[drone_id] = claim

@@ -133,7 +133,24 @@ class LiveState:
         ``other_keys`` entry, in one command."""
         if not drone_ids:
             return []
-        flat = self._read_with(keys=[*map(drone_key, drone_ids), *other_keys], args=fields)
+        return self.rows_read(
+            self._read_with(keys=[*map(drone_key, drone_ids), *other_keys], args=fields), fields
+        )
+
+    def queue_read_with(
+        self,
+        pipe: redis.client.Pipeline,
+        drone_ids: Sequence[str],
+        fields: Sequence[str],
+        other_keys: Sequence[str],
+    ) -> None:
+        """:meth:`read_with` in ``pipe``; its answer's rows are ``rows_read(answer, fields)``."""
+        self._read_with(keys=[*map(drone_key, drone_ids), *other_keys], args=fields, client=pipe)
+
+    @staticmethod
+    def rows_read(
+        flat: list[str | None], fields: Sequence[str]
+    ) -> list[tuple[list[str | None], str | None]]:
         width = len(fields) + 1
         return [(flat[i : i + width - 1], flat[i + width - 1]) for i in range(0, len(flat), width)]
 

@@ -24,7 +24,8 @@ class DispatchQueue(Protocol):
     def fleet_view(
         self, drone_ids: Sequence[str]
     ) -> tuple[dict[str, tuple[float, str]], dict[str, str]]:
-        """Each drone's (battery %, flight status) and which delivery claims it, at once."""
+        """Each registered drone's (battery %, flight status) and which delivery claims it,
+        at once; a drone outside the registry has no state here."""
 
     def claim_assign(
         self,

@@ -36,7 +36,7 @@ from skyhive.domain.dispatch import (
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import haversine_m, nearest
 from skyhive.domain.stations import Station
-from skyhive.ports.bus import Bus
+from skyhive.ports.bus import Bus, BusMessage
 from skyhive.ports.clock import Clock
 from skyhive.ports.delivery_records import DeliveryRecords
 from skyhive.ports.dispatch_queue import DispatchQueue
@@ -44,6 +44,7 @@ from skyhive.ports.drone_specs import DroneSpecs
 from skyhive.ports.live_fleet import LiveFleet
 from skyhive.ports.stations import StationLookup
 from skyhive.services.assignment_recorder import AssignmentRecorder
+from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
 
@@ -57,6 +58,7 @@ GROUP = "dispatcher"
 SEARCH_STEPS: tuple[tuple[float | None, int], ...] = ((2.0, 10), (None, 50), (None, 1000))
 RETRY_WAITING_S = 1.0  # a delivery with no eligible drone is looked at again this often
 DOCKED_TTL_S = 1.0  # how long a station's count of docked drones is trusted
+RELAY_BATCH = 200  # commands relayed per read
 Publish = Callable[[str, bytes], None]
 _REASON_KINDS = (("battery", "battery too low"), ("payload", "payload too heavy"))
 
@@ -115,7 +117,6 @@ class Dispatcher:
         self._live = live
         self._fleet = fleet
         self._stations = stations
-        self._bus = bus
         self._clock = clock
         self._publish = publish
         self.consumer = consumer
@@ -127,9 +128,15 @@ class Dispatcher:
         self.recorder = AssignmentRecorder(
             records, queue, stations, bus, clock, settings.commands_stream
         )
+        # Commands to relay: new ones at once (no blocking: the tick waits on the wake channel),
+        # a dead dispatcher's left idle looked for about once a second, not on every tick.
+        self._commands = GroupConsumer(
+            bus, settings.commands_stream, GROUP, consumer, RELAY_BATCH, 0,
+            settings.claim_idle_ms, clock,
+        )  # fmt: skip
 
     def setup(self) -> None:
-        self._bus.ensure_group(self._s.commands_stream, GROUP)
+        self._commands.setup()
         self._fleet.sync_registered_set()
         self._specs.refresh()
         if requeued := self._records.requeue_pending():
@@ -275,8 +282,8 @@ class Dispatcher:
         ids = sorted(drone_ids)
         if not ids:
             return _FleetView({}, {}, {})
-        states, claimed = self._queue.fleet_view(ids)
-        return _FleetView(states, claimed, self._specs.get_many(ids))
+        states, claimed = self._queue.fleet_view(ids)  # registered drones' states only
+        return _FleetView(states, claimed, self._specs.get_many(list(states)))
 
     def _judge_all(
         self, order: _Order, hits: list[tuple[str, float]], view: _FleetView, taken: set[str]
@@ -379,15 +386,13 @@ class Dispatcher:
 
     # --- commands queued by other processes -----------------------------------------------
 
-    def relay_commands(self, count: int = 200) -> int:
-        """Commands other processes queued, to their drones; those a dead dispatcher had
-        read but not relayed are taken over first. A drone may then get one twice, as QoS 1
-        allows anyway: a repeated `deliver` names the same delivery and is ignored."""
-        bus, stream = self._bus, self._s.commands_stream
-        msgs = bus.claim_stale(stream, GROUP, self.consumer, self._s.claim_idle_ms, count)
-        if len(msgs) < count:  # and the new ones, such as the commands just assigned
-            msgs += bus.consume(stream, GROUP, self.consumer, count - len(msgs), 0)
+    def relay_commands(self) -> int:
+        """Commands other processes queued (and this one, on assignment), to their drones,
+        then acknowledged; those a dead dispatcher had read but not relayed are taken over
+        (``GroupConsumer``). A drone may then get one twice, as QoS 1 allows anyway: a
+        repeated `deliver` names the same delivery and is ignored. Returns how many."""
+        return self._commands.poll(self._relay)
+
+    def _relay(self, msgs: list[BusMessage]) -> None:
         for m in msgs:
             self._publish(commands_topic(m.key), m.value)
-        bus.ack(stream, GROUP, [m.id for m in msgs])
-        return len(msgs)
