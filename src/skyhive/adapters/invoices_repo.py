@@ -130,7 +130,7 @@ class InvoicesRepo:
             {"$set": {"status": "paid", "paid_at": at, "updated_at": at, "payment": payment}},
         )
         if res.modified_count == 0:
-            if self._c.count_documents({"_id": invoice_id}, limit=1) == 0:
+            if self._c.find_one({"_id": invoice_id}, {"_id": 1}) is None:
                 return None
             raise AlreadyPaid(invoice_id)
         self._cache.invalidate(RESOURCE, [invoice_id])
