@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from skyhive.adapters.drone_memory import DroneMemory
+from skyhive.adapters.drone_memory import SCRIPT_CHUNK, DroneMemory
 from skyhive.ports.fleet_state import FleetWrite
 from skyhive.wiring import Clients
 
@@ -40,3 +40,17 @@ def test_a_climbing_counter_keeps_its_last_window_of_seqs(clients: Clients) -> N
     assert seen(memory, "w3", [0, 1, 2, 16, 17]) == [False, False, True, True, True]
     ttl = clients.redis_text.ttl("seenslots:w3")
     assert 0 < ttl <= 7 * 86400
+
+
+def test_a_batch_of_more_drones_than_one_script_takes_is_read_and_written_whole(
+    clients: Clients,
+) -> None:
+    memory = DroneMemory(clients.redis_text, clients.active_alerts, 2048)
+    drones = {f"c{i}": [i, i + 1] for i in range(2 * SCRIPT_CHUNK + 50)}
+    write = FleetWrite(updated_at=AT, heard_at=AT, seen=drones)
+    write.memory = {d: f'{{"t": {i}}}'.encode() for i, d in enumerate(drones)}
+    memory.commit(write)
+    asked = {d: [seqs[1], seqs[1] + 1] for d, seqs in drones.items()}  # one seen, one not
+    got = memory.recall(asked, {}, 1.0).drones
+    assert [got[d].seen for d in drones] == [[True, False]] * len(drones)
+    assert [got[d].memory for d in drones] == [m.decode() for m in write.memory.values()]
