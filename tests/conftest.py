@@ -9,8 +9,9 @@ The session's broker is the one `skyhive up` embeds by default (``SKYHIVE_BROKER
 Mosquitto when installed, as `make test` makes sure; else amqtt). ``embedded_amqtt`` is an
 amqtt broker for the smaller suite that keeps the fallback working.
 
-Markers: a test is marked ``redis``, ``mongodb`` or ``mqtt`` by the server fixtures it uses
-(``embedded_redis``, ``embedded_mongodb``, ``embedded_mqtt``; every test on ``settings`` uses
+Markers: a test is marked ``redis``, ``mongodb``, ``mqtt`` or ``kafka`` by the server fixtures
+it uses (``embedded_redis``, ``embedded_mongodb``, ``embedded_mqtt``, ``embedded_kafka``, the
+Kafka-protocol broker of the Kafka bus's tests; every test on ``settings`` uses
 the first two), and an ``e2e`` test (``skyhive up``) by all three, so ``pytest -m "not mqtt"``
 runs what needs no broker. A test that reaches the broker only through its settings (a helper
 that builds an MQTT client from them, or /readyz) is marked ``mqtt`` itself; without either,
@@ -30,6 +31,7 @@ import redis
 from pymongo.errors import PyMongoError
 
 from api_server import Api, serve_api
+from kafka_broker import kafka_server
 from skyhive.embedded import (
     BrokerAccess,
     Server,
@@ -50,6 +52,7 @@ SERVER_MARKERS = {
     "embedded_mongodb": "mongodb",
     "embedded_mqtt": "mqtt",
     "embedded_amqtt": "mqtt",
+    "embedded_kafka": "kafka",
 }
 # `.invalid` never resolves (RFC 2606): what a test gets for a broker it did not ask for.
 NO_BROKER_URL = "mqtt://embedded-mqtt-not-requested.invalid:1883"
@@ -113,6 +116,15 @@ def embedded_mqtt(
         server = mqtt_broker(data_dir, HOST, port, BrokerAccess(insecure_devices=True))
     with _running(server):
         yield HOST, port
+
+
+@pytest.fixture(scope="session")
+def embedded_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bootstrap address (host:port) of a Kafka-protocol broker started for the session
+    (tansu, memory storage: ``kafka_broker.py`` says what it lacks)."""
+    port = free_port(HOST)
+    with _running(kafka_server(tmp_path_factory.mktemp("kafka"), HOST, port)):
+        yield f"{HOST}:{port}"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,39 @@
+"""A consumer in a process of its own, for the Bus contract's "a member dies" case: it reads
+``n`` records of a stream for a group, never acknowledges them, prints their ids as JSON and
+waits to be killed.
+
+    python tests/bus_member.py redis|kafka ADDRESS STREAM GROUP CONSUMER N
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import orjson
+import redis
+
+from skyhive.adapters.kafka_bus import KafkaBus
+from skyhive.adapters.redis_streams import RedisStreamsBus
+from skyhive.ports.bus import Bus
+
+
+def make_bus(kind: str, address: str) -> Bus:
+    if kind == "kafka":
+        return KafkaBus(address, partitions=4, session_timeout_ms=6000)
+    return RedisStreamsBus(redis.Redis.from_url(address))
+
+
+def main(kind: str, address: str, stream: str, group: str, consumer: str, n: str) -> None:
+    bus = make_bus(kind, address)
+    got: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(got) < int(n) and time.monotonic() < deadline:
+        got += [m.id for m in bus.consume(stream, group, consumer, int(n) - len(got), 200)]
+    print(orjson.dumps(got).decode(), flush=True)
+    while True:
+        time.sleep(1)  # holding its records, unacknowledged, until killed
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
