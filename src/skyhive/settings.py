@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     gateway_batch_size: int = Field(default=500, ge=1)
     gateway_linger_ms: int = Field(default=10, ge=0)
     gateway_client_id: str = "skyhive-gateway"
+    # Several gateways share the work: each subscribes as a member of this MQTT shared
+    # subscription group (``$share/<group>/<topic>``; the broker hands each message to one
+    # member) under a client id of its own (SKYHIVE_GATEWAY_CLIENT_ID, stable across its
+    # restarts). Mosquitto has shared subscriptions; amqtt does not (it delivers nothing to a
+    # ``$share/`` filter), so `skyhive up` refuses the setting on it. Empty: one gateway.
+    gateway_share_group: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$", max_length=64)
 
     # Device access. Drones and SkyHive's own processes authenticate to the broker; with
     # SKYHIVE_INSECURE_DEVICES=true clients without a password are let in to every topic (a

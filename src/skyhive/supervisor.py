@@ -366,6 +366,12 @@ def run_up(
 
     _refuse_if_running(settings)
     broker = "" if settings.mqtt_url else choose_broker(settings.broker)
+    if broker == "amqtt" and settings.gateway_share_group:
+        raise EmbeddedError(
+            "SKYHIVE_GATEWAY_SHARE_GROUP needs a broker with MQTT shared subscriptions: "
+            "amqtt delivers nothing to $share/ filters; install Mosquitto (make mosquitto) "
+            "or unset it"
+        )
     stack = EmbeddedStack(
         data_dir=settings.data_dir,
         host=settings.host,

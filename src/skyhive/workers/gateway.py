@@ -15,6 +15,13 @@ from skyhive.wiring import Clients
 from skyhive.workers import runner
 
 
+def subscriptions(settings: Settings) -> list[str]:
+    """The gateway's topic filters: as members of the shared subscription group, if set."""
+    topics = [settings.telemetry_topic, settings.events_topic]
+    group = settings.gateway_share_group
+    return [f"$share/{group}/{t}" for t in topics] if group else topics
+
+
 def mqtt_gateway(settings: Settings, ingest: Ingest, client_id: str | None = None) -> Gateway:
     """A gateway on its MQTT session: signed in as the gateway service (the login `skyhive
     up` writes), or, without one, under just a name (admitted only by a broker with insecure
@@ -25,7 +32,7 @@ def mqtt_gateway(settings: Settings, ingest: Ingest, client_id: str | None = Non
         host,
         port,
         client_id or settings.gateway_client_id,
-        [settings.telemetry_topic, settings.events_topic],
+        subscriptions(settings),
         login.username if login else settings.gateway_client_id,
         login.password if login else None,
     )
