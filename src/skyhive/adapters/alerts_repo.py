@@ -11,7 +11,7 @@ from typing import Any
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.database import Database
 
-from skyhive.adapters.mongo import Document, find_page, restore_datetimes
+from skyhive.adapters.mongo import Document, collection, find_page, restore_datetimes
 from skyhive.domain.alert_lifecycle import AlertUpdate
 from skyhive.domain.alerts import Alert, insert_and_set
 
@@ -49,7 +49,7 @@ def serialize(doc: Document) -> dict[str, Any]:
 
 class AlertsRepo:
     def __init__(self, db: Database[Document]) -> None:
-        self._c = db.alerts
+        self._c = collection(db, "alerts")
 
     def apply(self, updates: Sequence[AlertUpdate]) -> None:
         if updates:

@@ -19,7 +19,7 @@ import redis
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 
-from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.mongo import Document, collection, restore_datetimes
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _cache_key(key_id: str) -> str:
 
 class ApiKeysRepo:
     def __init__(self, db: Database[Document], r: redis.Redis) -> None:
-        self._c = db.api_keys
+        self._c = collection(db, "api_keys")
         self._r = r
 
     def ensure_indexes(self) -> None:

@@ -15,12 +15,12 @@ from pymongo import DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.mongo import Document, collection, restore_datetimes
 
 
 class AuditRepo:
     def __init__(self, db: Database[Document]) -> None:
-        self._c = db.audit
+        self._c = collection(db, "audit")
 
     def ensure_indexes(self) -> None:
         self._c.create_index([("at", DESCENDING)], name="at")

@@ -18,7 +18,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from skyhive.adapters.mongo import Document
+from skyhive.adapters.mongo import Document, collection
 from skyhive.domain.device_access import is_drone_username, verify_password
 from skyhive.ports.clock import Clock
 from skyhive.ports.credentials import Credential, NewCredential
@@ -43,7 +43,7 @@ def now_ms() -> int:
 
 class CredentialsRepo:
     def __init__(self, db: Database[Document]) -> None:
-        self._c = db[COLLECTION]
+        self._c = collection(db, COLLECTION)
 
     def get(self, username: str) -> Credential | None:
         doc = self._c.find_one({"_id": username})

@@ -10,7 +10,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.mongo import Document, collection, restore_datetimes
 from skyhive.adapters.read_cache import ReadCache
 from skyhive.domain.customers import email_key
 
@@ -24,7 +24,7 @@ class DuplicateEmail(Exception):
 
 class CustomersRepo:
     def __init__(self, db: Database[Document], cache: ReadCache) -> None:
-        self._c = db.customers
+        self._c = collection(db, "customers")
         self._cache = cache
 
     def insert(self, doc: Document) -> None:

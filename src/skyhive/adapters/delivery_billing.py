@@ -11,13 +11,13 @@ from pymongo import UpdateMany
 from pymongo.database import Database
 
 from skyhive.adapters.delivery_records import RESOURCE
-from skyhive.adapters.mongo import Document
+from skyhive.adapters.mongo import Document, collection
 from skyhive.adapters.read_cache import ReadCache
 
 
 class MongoDeliveryBilling:
     def __init__(self, db: Database[Document], cache: ReadCache) -> None:
-        self._c = db.deliveries
+        self._c = collection(db, "deliveries")
         self._cache = cache  # marking a delivery billed changes its cached API views
 
     def billable(self, month: str) -> list[Document]:

@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from skyhive.adapters.dispatch_queue import RedisDispatchQueue, order_summary, pending_order
 from skyhive.adapters.money import MoneyCodec, decode_money
-from skyhive.adapters.mongo import Document, find_page, restore_datetimes
+from skyhive.adapters.mongo import Document, collection, find_page, restore_datetimes
 from skyhive.adapters.read_cache import ReadCache
 from skyhive.domain.deliveries import Delivery, Flight, Point, TransitionRefused, can_transition
 from skyhive.domain.dispatch import PendingOrder
@@ -87,7 +87,7 @@ class MongoDeliveryRecords:
         money: MoneyCodec,
         cache: ReadCache,
     ) -> None:
-        self._c = db.deliveries
+        self._c = collection(db, "deliveries")
         self._queue = queue
         self._money = money
         self._cache = cache  # every write to a record invalidates its cached API views

@@ -11,7 +11,7 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from skyhive.adapters.mongo import Document
+from skyhive.adapters.mongo import Document, collection
 from skyhive.domain.fleet import DroneSpec, DroneSpecPatch
 
 REGISTERED = "fleet:registered"
@@ -24,7 +24,7 @@ class DuplicateDrone(Exception):
 
 class FleetRepo:
     def __init__(self, db: Database[Document], redis_text: Any) -> None:
-        self._c = db.drones
+        self._c = collection(db, "drones")
         self._r = redis_text
         self._max_payload: tuple[float, float] | None = None
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.mongo import Document, collection, restore_datetimes
 from skyhive.domain.geofence import Geofence, GeofenceSpec
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _load(doc: Document) -> Geofence | None:
 
 class GeofencesRepo:
     def __init__(self, db: Database[Document], redis_text: Any) -> None:
-        self._c = db.geofences
+        self._c = collection(db, "geofences")
         self._r = redis_text
 
     def _bump(self) -> None:

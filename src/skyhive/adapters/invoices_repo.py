@@ -18,7 +18,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from skyhive.adapters.money import MoneyCodec, decode_money
-from skyhive.adapters.mongo import Document, find_page, restore_datetimes
+from skyhive.adapters.mongo import Document, collection, find_page, restore_datetimes
 from skyhive.adapters.read_cache import ReadCache
 from skyhive.domain.billing import UNPAID, AlreadyPaid, Invoice
 
@@ -34,7 +34,7 @@ def _zero_if_none(value: object) -> Decimal:
 
 class InvoicesRepo:
     def __init__(self, db: Database[Document], money: MoneyCodec, cache: ReadCache) -> None:
-        self._c = db.invoices
+        self._c = collection(db, "invoices")
         self._money = money
         self._cache = cache
 

@@ -20,7 +20,7 @@ from bson.int64 import Int64
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from skyhive.adapters.mongo import Document
+from skyhive.adapters.mongo import Document, collection
 from skyhive.domain.pricing import CENT, to_cents
 
 DECIMAL128 = "decimal128"
@@ -64,7 +64,7 @@ class MoneyCodec:
         return self._mode
 
     def _load_or_decide(self) -> str:
-        meta = self._db.meta
+        meta = collection(self._db, "meta")
         found = meta.find_one({"_id": META_ID})
         if found is not None:
             return str(found["mode"])

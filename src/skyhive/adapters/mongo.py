@@ -6,11 +6,30 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReadPreference, WriteConcern
 from pymongo.collection import Collection
 from pymongo.database import Database
 
 Document = dict[str, Any]
+
+# What a write must reach before it counts, per collection, whatever the connection string
+# says. Records a person or a drone was told about (an order accepted, an alert, an invoice,
+# a key or credential issued, an audit entry) must survive the primary's failover: a majority
+# of the replica set, journaled. History is written in idempotent bulk upserts of readings the
+# bus still holds until the write returns: one member is enough, and much faster. Reads go to
+# the primary: the API reads back what it has just written.
+MAJORITY = WriteConcern(w="majority", j=True)
+ONE = WriteConcern(w=1)
+WRITE_CONCERNS: dict[str, WriteConcern] = {"telemetry": ONE}  # every other collection: MAJORITY
+
+
+def collection(db: Database[Document], name: str) -> Collection[Document]:
+    """A collection with its write concern (``WRITE_CONCERNS``) and primary reads."""
+    return db.get_collection(
+        name,
+        write_concern=WRITE_CONCERNS.get(name, MAJORITY),
+        read_preference=ReadPreference.PRIMARY,
+    )
 
 
 def connect(uri: str, timeout_ms: int = 5000) -> MongoClient[Document]:

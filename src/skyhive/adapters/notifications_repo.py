@@ -17,7 +17,7 @@ from pymongo import ASCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from skyhive.adapters.mongo import Document, restore_datetimes
+from skyhive.adapters.mongo import Document, collection, restore_datetimes
 from skyhive.ports.notifications import FINAL_OUTCOMES, Outcome
 
 COLLECTION = "alert_notifications"
@@ -25,7 +25,7 @@ COLLECTION = "alert_notifications"
 
 class NotificationsRepo:
     def __init__(self, db: Database[Document]) -> None:
-        self._c = db[COLLECTION]
+        self._c = collection(db, COLLECTION)
 
     def ensure_indexes(self) -> None:
         self._c.create_index([("alert_id", ASCENDING), ("at", ASCENDING)], name="alert_at")

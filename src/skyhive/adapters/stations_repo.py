@@ -9,7 +9,7 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 
 from skyhive.adapters.live_state import LiveState
-from skyhive.adapters.mongo import Document
+from skyhive.adapters.mongo import Document, collection
 from skyhive.domain.stations import Station
 
 RESOURCE = "stations"  # in the read cache
@@ -22,13 +22,13 @@ def seed_stations(db: Database[Document], live: LiveState, stations: Sequence[St
     for s in stations:
         doc = s.to_document()
         ops.append(UpdateOne({"_id": doc.pop("_id")}, {"$setOnInsert": doc}, upsert=True))
-    res = db.stations.bulk_write(ops, ordered=False)
+    res = collection(db, "stations").bulk_write(ops, ordered=False)
     live.seed_stations(stations)
     return int(res.upserted_count)
 
 
 def list_stations(db: Database[Document]) -> list[Document]:
-    return list(db.stations.find().sort("_id", 1))
+    return list(collection(db, "stations").find().sort("_id", 1))
 
 
 def station_from_document(doc: Document) -> Station:
@@ -44,7 +44,7 @@ def station_from_document(doc: Document) -> Station:
 
 
 def get_station(db: Database[Document], code: str) -> Station | None:
-    doc = db.stations.find_one({"_id": code})
+    doc = collection(db, "stations").find_one({"_id": code})
     return station_from_document(doc) if doc else None
 
 

@@ -29,7 +29,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure
 
-from skyhive.adapters.mongo import Document
+from skyhive.adapters.mongo import Document, collection
 from skyhive.domain.history import (
     BUCKET_S,
     READINGS,
@@ -88,7 +88,7 @@ def _requests(buckets: Sequence[Bucket]) -> Iterator[list[Bucket]]:
 class TelemetryRepo:
     def __init__(self, db: Database[Document]) -> None:
         self._db = db
-        self._c: Collection[Document] = db[COLLECTION]
+        self._c: Collection[Document] = collection(db, COLLECTION)
         self._native: bool | None = None  # looked up on first use
 
     @property
