@@ -50,6 +50,12 @@ class BusUnavailable(RuntimeError):
     """The Kafka brokers did not answer (or acknowledge a batch) in time."""
 
 
+# The brokers are not there (as against refusing a request).
+_UNREACHABLE = frozenset(
+    {KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}
+)
+
+
 def topic_name(stream: str) -> str:
     """The Kafka topic of a stream name (``telemetry:urgent`` → ``telemetry.urgent``)."""
     return stream.replace(":", ".")
@@ -141,6 +147,11 @@ class KafkaBus:
             self._admin = AdminClient(config)
         return self._admin
 
+    def _no_answer(self, exc: BaseException) -> BusUnavailable:
+        return BusUnavailable(
+            f"Kafka at {self._bootstrap} did not answer within {self._timeout_s:.0f} s: {exc}"
+        )
+
     def _ensure_topic(self, stream: str) -> str:
         topic = topic_name(stream)
         if topic in self._topics:
@@ -151,12 +162,13 @@ class KafkaBus:
             future.result(timeout=self._timeout_s)
             log.info("created Kafka topic %s (%d partitions)", topic, self._partitions)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            code = exc.args[0].code()
+            if code in _UNREACHABLE:
+                raise self._no_answer(exc) from exc
+            if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BusUnavailable(f"could not create Kafka topic {topic}: {exc}") from exc
         except TimeoutError as exc:  # concurrent.futures' in 3.11
-            raise BusUnavailable(
-                f"Kafka at {self._bootstrap} did not answer within {self._timeout_s:.0f} s"
-            ) from exc
+            raise self._no_answer(exc) from exc
         self._topics.add(topic)
         return topic
 
