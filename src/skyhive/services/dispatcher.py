@@ -110,7 +110,10 @@ class Dispatcher:
         clock: Clock,
         publish: Publish,
         consumer: str,
+        confirm: Callable[[], None] | None = None,
     ) -> None:
+        """``publish`` sends a command to a drone; ``confirm``, if given, returns once the
+        broker has everything published so far (the relay acknowledges commands after it)."""
         self._s = settings
         self._queue = queue
         self._records = records
@@ -119,6 +122,7 @@ class Dispatcher:
         self._stations = stations
         self._clock = clock
         self._publish = publish
+        self._confirm = confirm
         self.consumer = consumer
         self._policy = DispatchPolicy(reserve_pct=settings.dispatch_reserve_pct)
         self._specs = SpecCache(fleet, clock)
@@ -396,3 +400,5 @@ class Dispatcher:
     def _relay(self, msgs: list[BusMessage]) -> None:
         for m in msgs:
             self._publish(commands_topic(m.key), m.value)
+        if msgs and self._confirm is not None:
+            self._confirm()  # raises if the broker has not got them: relayed again, not lost
