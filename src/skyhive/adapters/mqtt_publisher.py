@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -24,7 +23,6 @@ class MqttPublisher:
         self._client.on_connect = self._on_connect
         self._client.max_inflight_messages_set(1000)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self._unconfirmed: list[mqtt.MQTTMessageInfo] = []
 
     @staticmethod
     def _on_connect(_c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
@@ -37,22 +35,10 @@ class MqttPublisher:
         self._client.connect_async(self._host, self._port, keepalive=30)
         self._client.loop_start()
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self._unconfirmed.append(self._client.publish(topic, payload, qos=1))
-
-    def confirm(self, timeout_s: float = 5.0) -> None:
-        """Return once the broker has acknowledged (PUBACK) everything published since the
-        last call; raise ``TimeoutError`` otherwise. A caller acknowledges what it relayed
-        only after this: a process killed with commands still in paho's queue would
-        otherwise have acknowledged commands no drone ever got."""
-        pending, self._unconfirmed = self._unconfirmed, []
-        deadline = time.monotonic() + timeout_s
-        for info in pending:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            if not info.is_published():
-                raise TimeoutError(
-                    f"the MQTT broker did not acknowledge a command in {timeout_s} s"
-                )
+    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """Queue a QoS 1 message; its ``is_published()`` turns true once the broker has
+        acknowledged it (PUBACK)."""
+        return self._client.publish(topic, payload, qos=1)
 
     def stop(self) -> None:
         self._client.disconnect()

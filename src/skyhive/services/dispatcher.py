@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from skyhive.domain.commands import commands_topic, deliver_command
 from skyhive.domain.dispatch import (
@@ -36,7 +36,7 @@ from skyhive.domain.dispatch import (
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import haversine_m, nearest
 from skyhive.domain.stations import Station
-from skyhive.ports.bus import Bus, BusMessage
+from skyhive.ports.bus import Bus
 from skyhive.ports.clock import Clock
 from skyhive.ports.delivery_records import DeliveryRecords
 from skyhive.ports.dispatch_queue import DispatchQueue
@@ -59,8 +59,26 @@ SEARCH_STEPS: tuple[tuple[float | None, int], ...] = ((2.0, 10), (None, 50), (No
 RETRY_WAITING_S = 1.0  # a delivery with no eligible drone is looked at again this often
 DOCKED_TTL_S = 1.0  # how long a station's count of docked drones is trusted
 RELAY_BATCH = 200  # commands relayed per read
-Publish = Callable[[str, bytes], None]
+
+
+class Receipt(Protocol):
+    def is_published(self) -> bool: ...
+
+
+Publish = Callable[[str, bytes], Receipt | None]
 _REASON_KINDS = (("battery", "battery too low"), ("payload", "payload too heavy"))
+
+
+def _confirmed(receipt: Receipt | None) -> bool:
+    """Whether the broker has the command. paho raises for a message published while it was
+    disconnected (it sends it on reconnect, but that receipt never says so): such a command
+    stays pending on the stream, and is taken back and relayed again once idle."""
+    if receipt is None:
+        return True
+    try:
+        return receipt.is_published()
+    except (RuntimeError, ValueError):
+        return False
 
 
 def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -110,10 +128,9 @@ class Dispatcher:
         clock: Clock,
         publish: Publish,
         consumer: str,
-        confirm: Callable[[], None] | None = None,
     ) -> None:
-        """``publish`` sends a command to a drone; ``confirm``, if given, returns once the
-        broker has everything published so far (the relay acknowledges commands after it)."""
+        """``publish`` queues a command to a drone and returns its receipt (None: already
+        delivered), whose ``is_published()`` says when the broker has it."""
         self._s = settings
         self._queue = queue
         self._records = records
@@ -122,7 +139,7 @@ class Dispatcher:
         self._stations = stations
         self._clock = clock
         self._publish = publish
-        self._confirm = confirm
+        self._unconfirmed: list[tuple[str, Receipt | None]] = []  # relayed, no PUBACK yet
         self.consumer = consumer
         self._policy = DispatchPolicy(reserve_pct=settings.dispatch_reserve_pct)
         self._specs = SpecCache(fleet, clock)
@@ -391,14 +408,19 @@ class Dispatcher:
     # --- commands queued by other processes -----------------------------------------------
 
     def relay_commands(self) -> int:
-        """Commands other processes queued (and this one, on assignment), to their drones,
-        then acknowledged; those a dead dispatcher had read but not relayed are taken over
-        (``GroupConsumer``). A drone may then get one twice, as QoS 1 allows anyway: a
-        repeated `deliver` names the same delivery and is ignored. Returns how many."""
-        return self._commands.poll(self._relay)
-
-    def _relay(self, msgs: list[BusMessage]) -> None:
+        """Commands other processes queued (and this one, on assignment), to their drones;
+        each is acknowledged on the stream once the broker has acknowledged it (a later
+        relay acknowledges what the broker has confirmed since), so a dispatcher killed with
+        commands still in its MQTT client's queue leaves them pending, and one that cannot
+        reach the broker goes on assigning. Those a dead dispatcher left are taken over
+        (``GroupConsumer``); a drone may then get one twice, as QoS 1 allows anyway: a
+        repeated `deliver` names the same delivery and is ignored. Returns how many were
+        read."""
+        msgs = self._commands.read()
         for m in msgs:
-            self._publish(commands_topic(m.key), m.value)
-        if msgs and self._confirm is not None:
-            self._confirm()  # raises if the broker has not got them: relayed again, not lost
+            self._unconfirmed.append((m.id, self._publish(commands_topic(m.key), m.value)))
+        done = {i for i, r in self._unconfirmed if _confirmed(r)}
+        if done:
+            self._unconfirmed = [(i, r) for i, r in self._unconfirmed if i not in done]
+            self._commands.bus.ack(self._s.commands_stream, GROUP, sorted(done))
+        return len(msgs)

@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from skyhive.adapters.dispatch_queue import WAKE
@@ -43,10 +42,8 @@ def build_dispatcher(
     consumer: str,
     settings: Settings | None = None,
     kind: type[D] = Dispatcher,  # type: ignore[assignment]
-    confirm: Callable[[], None] | None = None,
 ) -> D:
-    """``kind``: the dispatcher class (a test's subclass may stand in); ``confirm``: see
-    ``Dispatcher``."""
+    """``kind``: the dispatcher class (a test's subclass may stand in)."""
     return kind(
         settings or clients.settings,
         queue=clients.dispatch_queue,
@@ -58,16 +55,13 @@ def build_dispatcher(
         clock=clients.clock,
         publish=publish,
         consumer=consumer,
-        confirm=confirm,
     )
 
 
 def worker(clients: Clients) -> runner.Worker:
     s = clients.settings
     publisher = command_publisher(s)
-    dispatcher: Dispatcher = build_dispatcher(
-        clients, publisher.publish, runner.consumer_name(), confirm=publisher.confirm
-    )
+    dispatcher: Dispatcher = build_dispatcher(clients, publisher.publish, runner.consumer_name())
     wake: list[Any] = []  # the subscription to new orders, made once the servers answer
     tick_s = s.dispatch_tick_ms / 1000.0
 
