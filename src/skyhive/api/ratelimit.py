@@ -40,6 +40,10 @@ from skyhive.settings import RateLimitConfig
 log = logging.getLogger(__name__)
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# The dashboard's own files (~20 per page, served from the package, cached by the browser):
+# counted per IP, two page loads within a second (a reload) went over the anonymous limit and
+# the page never became ready.
+EXEMPT_PREFIX = "/dashboard/static/"
 KEY_PREFIX = "ratelimit"
 _EXTENSION = "skyhive.rate_limiter"
 _COUNTED = "skyhive_rate_counted"
@@ -128,7 +132,7 @@ def _refused(refusal: Refusal) -> Response:
 
 def _count() -> Refusal | None:
     g.setdefault(_COUNTED, True)
-    if request.path in EXEMPT_PATHS:
+    if request.path in EXEMPT_PATHS or request.path.startswith(EXEMPT_PREFIX):
         return None
     limiter: RateLimiter = current_app.extensions[_EXTENSION]
     return limiter.check(client_identity())
