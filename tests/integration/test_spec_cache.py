@@ -25,22 +25,3 @@ def test_refresh_loads_drones_registered_since_so_lookups_read_nothing(clients: 
     cache.refresh()
     clients.db.drones.delete_one({"_id": "new"})  # a lookup now could only come from the cache
     assert cache.get_many(["new"])["new"].max_payload_kg == 4.0
-
-
-def test_refresh_vouches_for_absences_and_picks_up_late_registrations(clients: Clients) -> None:
-    clock = ManualClock()
-    cache = SpecCache(clients.fleet, clock, absent_ttl_s=0.3)
-    assert cache.get_many(["ghost", "later"]) == {}
-    clock.advance(1.0)
-    cache.refresh()  # both still absent: vouched for, so a lookup reads nothing
-    clients.fleet.register(DroneSpec(drone_id="ghost", home_station="12TH"))
-    assert cache.get_many(["ghost"]) == {}
-    clients.fleet.register(DroneSpec(drone_id="later", home_station="12TH"))
-    cache.refresh()  # "later" is registered now: loaded, as is "ghost"
-    clients.db.drones.delete_many({"_id": {"$in": ["ghost", "later"]}})
-    assert set(cache.get_many(["ghost", "later"])) == {"ghost", "later"}
-    clock.advance(0.31)  # without a refresh, absences expire as before
-    assert cache.get_many(["nobody"]) == {}
-    clock.advance(0.31)
-    clients.fleet.register(DroneSpec(drone_id="nobody", home_station="12TH"))
-    assert cache.get_many(["nobody"])["nobody"].drone_id == "nobody"

@@ -9,10 +9,7 @@ from skyhive.ports.drone_specs import DroneSpecs
 
 SPEC_TTL_S = 10.0
 # A drone not in the registry is remembered as such this long: telemetry from unregistered
-# drones must not cost a registry read in every batch. Where ``refresh`` runs (the
-# dispatcher, the tracker), it vouches for every absence it saw, so a lookup never reads the
-# registry for them: under load, thousands of unregistered drones near a station made the
-# dispatcher read MongoDB on its hot path every five seconds (a third of its time waiting).
+# drones must not cost a registry read in every batch.
 ABSENT_TTL_S = 5.0
 
 
@@ -22,7 +19,6 @@ class SpecCache:
         self._clock = clock
         self._absent_ttl_s = absent_ttl_s
         self._specs: dict[str, tuple[float, DroneSpec | None]] = {}  # None: not registered
-        self._vouched_at = float("-inf")  # when ``refresh`` last confirmed the absences
 
     def get_many(self, drone_ids: list[str]) -> dict[str, DroneSpec]:
         """Specs from the cache; only drones never seen (or found unregistered more than
@@ -32,7 +28,7 @@ class SpecCache:
             d
             for d in drone_ids
             if (hit := self._specs.get(d)) is None
-            or (hit[1] is None and now - max(hit[0], self._vouched_at) > self._absent_ttl_s)
+            or (hit[1] is None and now - hit[0] > self._absent_ttl_s)
         ]
         if missing:
             self._load(missing)
@@ -47,19 +43,13 @@ class SpecCache:
         return self.get_many([drone_id]).get(drone_id)
 
     def refresh(self) -> None:
-        """Load the specs of drones registered since (those cached as absent included),
-        re-read those older than ``SPEC_TTL_S``, and vouch for the other absences; run off
-        the hot path, so it finds them cached."""
+        """Load the specs of drones registered since, and re-read those older than
+        ``SPEC_TTL_S``; run off the hot path, so it finds them cached."""
         now = self._clock.monotonic()
-        registered = self._fleet.registered_ids()
-        stale = []
-        for d, (at, spec) in list(self._specs.items()):
-            if now - at > SPEC_TTL_S or (spec is None and d in registered):
-                stale.append(d)
-        stale += sorted(registered - self._specs.keys())
+        stale = [d for d, (at, _) in list(self._specs.items()) if now - at > SPEC_TTL_S]
+        stale += sorted(self._fleet.registered_ids() - self._specs.keys())
         for i in range(0, len(stale), 1000):
             self._load(stale[i : i + 1000])
-        self._vouched_at = now
 
     def _load(self, drone_ids: list[str]) -> None:
         now = self._clock.monotonic()
