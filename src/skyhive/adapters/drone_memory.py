@@ -50,7 +50,8 @@ SWEEP_LOCK = "alerting:offline:lock"
 
 # A batch of drones in one command each way: at 1,000+ readings/s the client's cost per
 # command (packing, a reply to parse), not Redis's, is what adds up. Arguments travel as one
-# JSON document (Redis's Lua has cjson), numbers as strings so none loses precision.
+# JSON document (Redis's Lua has cjson): field values as strings, and seqs as 32-bit halves
+# (``_slots``), so none loses precision in Lua's doubles.
 
 # Each seq travels as its slot and the two 32-bit halves of seq + 1 (``_slots``).
 _BITFIELD_OPS = """
@@ -159,7 +160,8 @@ class DroneMemory:
             return Recall({}, {})
         pipe = self._r.pipeline(transaction=False)
         ids = list(seqs)
-        for chunk in _chunks(ids):
+        chunks = _chunks(ids)
+        for chunk in chunks:
             keys: list[str] = []
             for drone_id in chunk:
                 keys += (seen_key(drone_id), memory_key(drone_id), alert_state_key(drone_id))
@@ -178,9 +180,8 @@ class DroneMemory:
             )
         pipe.smismember(REGISTERED, ids)
         results = pipe.execute()
-        n = len(range(0, len(ids), SCRIPT_CHUNK))
-        flat = [x for part in results[:n] for x in part]
-        found, registered = results[n:-1], results[-1]
+        flat = [x for part in results[: len(chunks)] for x in part]
+        found, registered = results[len(chunks) : -1], results[-1]
         nearest = {}
         for drone_id, hit in zip(near, found, strict=True):
             if hit:

@@ -126,17 +126,6 @@ class LiveState:
             pipe.hgetall(drone_key(drone_id))
         return [state_from_hash(h) if h else None for h in pipe.execute()]
 
-    def read_with(
-        self, drone_ids: Sequence[str], fields: Sequence[str], other_keys: Sequence[str]
-    ) -> list[tuple[list[str | None], str | None]]:
-        """For each drone: ``fields`` of its state (None where missing) and the value of its
-        ``other_keys`` entry, in one command."""
-        if not drone_ids:
-            return []
-        return self.rows_read(
-            self._read_with(keys=[*map(drone_key, drone_ids), *other_keys], args=fields), fields
-        )
-
     def queue_read_with(
         self,
         pipe: redis.client.Pipeline,
@@ -144,7 +133,9 @@ class LiveState:
         fields: Sequence[str],
         other_keys: Sequence[str],
     ) -> None:
-        """:meth:`read_with` in ``pipe``; its answer's rows are ``rows_read(answer, fields)``."""
+        """Queue, in ``pipe``, one command reading for each drone ``fields`` of its state (None
+        where missing) and the value of its ``other_keys`` entry; its answer's rows are
+        ``rows_read(answer, fields)``."""
         self._read_with(keys=[*map(drone_key, drone_ids), *other_keys], args=fields, client=pipe)
 
     @staticmethod
