@@ -74,6 +74,17 @@ class RateLimitConfig(BaseModel):
         return value
 
 
+class KafkaConfig(BaseModel):
+    """The Kafka cluster the bus runs on when ``SKYHIVE_BUS=kafka`` (adapters/kafka_bus.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap: str = Field(default="", max_length=2000)  # host:port[,host:port...]
+    replication: int = Field(default=1, ge=1, le=7)  # replicas of a topic made on first use
+    timeout_ms: int = Field(default=10_000, ge=100)  # a batch unacknowledged this long fails
+    session_timeout_ms: int = Field(default=10_000, ge=1000)  # a dead member's partitions move
+
+
 class Settings(BaseSettings):
     # Nested sections by "__": SKYHIVE_ALERTS__DEFAULTS__ALTITUDE_CEILING_M=150,
     # SKYHIVE_NOTIFY__CHANNELS='[{"name": "ops", "url": "discord://id/token"}]'.
@@ -121,7 +132,16 @@ class Settings(BaseSettings):
     # else an error); "amqtt" the pip-installed broker.
     broker: Literal["auto", "mosquitto", "amqtt"] = "auto"
 
-    # Bus (Redis Streams).
+    # Bus: "redis" (Redis Streams; the embedded stack's) or "kafka" (SKYHIVE_KAFKA__BOOTSTRAP).
+    # The commands stream stays on Redis Streams either way: the dispatcher's assignment
+    # script appends a drone's command atomically with its claim.
+    bus: Literal["redis", "kafka"] = "redis"
+    kafka: KafkaConfig = KafkaConfig()
+    # Partitions of the telemetry streams: a drone's readings all go to one (by its id), and
+    # one member of a consumer group reads a partition at a time, so several processors or
+    # archivers never work on one drone at once. On Kafka, the topics' partition count when
+    # they are made. 1: one stream, one member at work.
+    bus_partitions: int = Field(default=1, ge=1, le=256)
     telemetry_stream: str = "telemetry"
     urgent_stream: str = "telemetry:urgent"  # emergencies, also on the telemetry stream
     alerts_stream: str = "alerts"

@@ -237,8 +237,19 @@ def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
         SKYHIVE_MQTT_PORT=str(settings.mqtt_port),
         SKYHIVE_INSECURE_DEVICES="true" if settings.insecure_devices else "false",
         SKYHIVE_MQTT_SERVICES_FILE=str(settings.mqtt_services_path()),
+        SKYHIVE_BUS=settings.bus,
+        SKYHIVE_KAFKA__BOOTSTRAP=settings.kafka.bootstrap,
     )
     return env
+
+
+def _bus_note(settings: Settings) -> str:
+    if settings.bus != "kafka":
+        return ""
+    return (
+        f"  Bus             : Kafka at {settings.kafka.bootstrap}, "
+        f"{settings.bus_partitions} partitions a topic (commands on Redis Streams)\n"
+    )
 
 
 def broker_name(settings: Settings, broker: str) -> str:
@@ -350,6 +361,7 @@ def run_up(
     """Start everything and block until SIGINT/SIGTERM. Returns the exit code. ``seed``
     adds data after the bootstrap (the demo's customers) and may return lines for the
     banner."""
+    from skyhive.adapters.kafka_bus import BusUnavailable
     from skyhive.bootstrap import bootstrap
     from skyhive.services.api_keys import ensure_first_admin_key
     from skyhive.services.device_credentials import ensure_service_credentials
@@ -371,6 +383,11 @@ def run_up(
             "SKYHIVE_GATEWAY_SHARE_GROUP needs a broker with MQTT shared subscriptions: "
             "amqtt delivers nothing to $share/ filters; install Mosquitto (make mosquitto) "
             "or unset it"
+        )
+    if settings.bus == "kafka" and not settings.kafka.bootstrap:
+        raise EmbeddedError(
+            "SKYHIVE_BUS=kafka needs SKYHIVE_KAFKA__BOOTSTRAP (host:port of the Kafka "
+            "brokers): `skyhive up` embeds no Kafka; unset SKYHIVE_BUS for Redis Streams"
         )
     stack = EmbeddedStack(
         data_dir=settings.data_dir,
@@ -405,7 +422,10 @@ def run_up(
 
         clients = Clients(settings.model_copy(update=urls))
         try:
-            bootstrap(clients)
+            try:
+                bootstrap(clients)
+            except BusUnavailable as exc:
+                raise EmbeddedError(f"the bus is not there: {exc}") from None
             ensure_service_credentials(clients, settings.mqtt_services_path())
             new_admin_key = ensure_first_admin_key(clients)
             extra = seed(clients) if seed is not None else None
@@ -440,6 +460,7 @@ def run_up(
             f"{_mqtt_note(settings, broker)}"
             f"  MongoDB         : {urls['mongodb_uri']}\n"
             f"  Redis           : {urls['redis_url']}\n"
+            f"{_bus_note(settings)}"
             f"  Data dir        : {settings.data_dir.resolve()}\n"
             f"{_admin_key_note(settings, new_admin_key)}"
             f"{extra or ''}"

@@ -26,18 +26,22 @@ from skyhive.adapters.drone_memory import DroneMemory
 from skyhive.adapters.fleet_repo import FleetRepo
 from skyhive.adapters.geofences_repo import GeofencesRepo
 from skyhive.adapters.invoices_repo import InvoicesRepo
+from skyhive.adapters.kafka_bus import KafkaBus
+from skyhive.adapters.kafka_lag import KafkaLag
 from skyhive.adapters.live_state import LiveState
 from skyhive.adapters.money import MoneyCodec
 from skyhive.adapters.notifications_repo import NotificationsRepo
 from skyhive.adapters.read_cache import ReadCache
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.adapters.reminder_schedule import RedisReminderSchedule
+from skyhive.adapters.routed_bus import RoutedBus
 from skyhive.adapters.send_marks import RedisSendMarks
 from skyhive.adapters.sessions_store import SessionStore
 from skyhive.adapters.stations_repo import StationCache
 from skyhive.adapters.stream_trimmer import StreamTrimmer
 from skyhive.adapters.system_clock import SystemClock
 from skyhive.adapters.telemetry_repo import TelemetryRepo
+from skyhive.ports.bus import Bus
 from skyhive.ports.clock import Clock
 from skyhive.services.alert_actions import AlertActions
 from skyhive.services.alerting import AlertEngine
@@ -52,6 +56,7 @@ from skyhive.settings import Settings
 class Clients:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._kafka: KafkaBus | None = None  # made with the bus when SKYHIVE_BUS=kafka
 
     @cached_property
     def clock(self) -> Clock:
@@ -112,16 +117,34 @@ class Clients:
         return InvoicesRepo(self.db, self.money, self.read_cache)
 
     @cached_property
-    def bus(self) -> RedisStreamsBus:
+    def redis_bus(self) -> RedisStreamsBus:
+        """Redis Streams: the whole bus by default; the commands stream always."""
         return RedisStreamsBus(
             self.redis_bytes, maxlen=self.settings.stream_maxlen, deadletters=self.deadletters
         )
 
     @cached_property
+    def bus(self) -> Bus:
+        """The bus every role uses (``SKYHIVE_BUS``); on Kafka, commands stay on Redis."""
+        s = self.settings
+        if s.bus != "kafka":
+            return self.redis_bus
+        k = s.kafka
+        self._kafka = KafkaBus(
+            k.bootstrap,
+            partitions=s.bus_partitions,
+            replication=k.replication,
+            timeout_ms=k.timeout_ms,
+            session_timeout_ms=k.session_timeout_ms,
+        )
+        return RoutedBus(self._kafka, {s.commands_stream: self.redis_bus})
+
+    @cached_property
     def stream_trimmer(self) -> StreamTrimmer:
         s = self.settings
+        elsewhere = KafkaLag(s.kafka.bootstrap) if s.bus == "kafka" else None
         return StreamTrimmer(
-            self.redis_bytes, trim_policy(s), s.deadletter_stream, s.deadletter_maxlen
+            self.redis_bytes, trim_policy(s), s.deadletter_stream, s.deadletter_maxlen, elsewhere
         )
 
     @cached_property
@@ -279,6 +302,8 @@ class Clients:
 
     def close(self) -> None:
         cached: dict[str, Any] = self.__dict__
+        if self._kafka is not None:
+            self._kafka.close()  # leaves its groups, committing what was acknowledged
         if "mongo_client" in cached:
             self.mongo_client.close()
         for name in ("redis_bytes", "redis_text", "redis_cache"):

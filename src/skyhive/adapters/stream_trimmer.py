@@ -5,8 +5,9 @@ verdict shared in a hash every process reads; and the snapshot /metrics and /rea
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from skyhive.adapters.redis_streams import LOST_KEY
 from skyhive.adapters.stream_lag import StreamLag, format_id, read_lag
@@ -36,6 +37,14 @@ def _decode_state(raw: dict[Any, Any]) -> Backpressure:
     )
 
 
+class LagSource(Protocol):
+    """The lag of streams on another bus (``adapters/kafka_lag.py``)."""
+
+    def read(
+        self, groups: Mapping[str, frozenset[str]], *, with_age: bool = False
+    ) -> list[StreamLag]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BusSnapshot:
     """Everything /metrics and /readyz show of the bus, read at once."""
@@ -53,11 +62,25 @@ class BusSnapshot:
 
 class StreamTrimmer:
     def __init__(
-        self, redis_bytes: Any, policy: TrimPolicy, deadletter_stream: str, deadletter_cap: int
+        self,
+        redis_bytes: Any,
+        policy: TrimPolicy,
+        deadletter_stream: str,
+        deadletter_cap: int,
+        elsewhere: LagSource | None = None,
     ) -> None:
+        """``elsewhere``: the lag of ``policy.elsewhere``, the streams on another bus."""
         self._r = redis_bytes
         self._policy = policy
         self._deadletters = (deadletter_stream, deadletter_cap)
+        self._elsewhere = elsewhere
+
+    def _other_bus(self, *, with_age: bool) -> list[StreamLag]:
+        p = self._policy
+        if self._elsewhere is None or not p.elsewhere:
+            return []
+        groups = {s: p.required.get(s, frozenset()) for s in p.elsewhere}
+        return self._elsewhere.read(groups, with_age=with_age)
 
     @property
     def policy(self) -> TrimPolicy:
@@ -89,6 +112,9 @@ class StreamTrimmer:
             replies = pipe.execute()
             for i, (stream, _) in enumerate(trims):
                 held[stream] = int(replies[2 * i + 1])
+        # Not trimmed by us: what the slowest group has not committed is the backlog.
+        for sl in self._other_bus(with_age=False):
+            held[sl.stream] = max((g.unacked for g in sl.groups), default=sl.length)
         return held
 
     def run_once(self) -> Backpressure | None:
@@ -133,6 +159,7 @@ class StreamTrimmer:
     def snapshot(self) -> BusSnapshot:
         """Two or three round trips, whatever the backlog (nothing is counted by reading)."""
         streams = read_lag(self._r, list(self._policy.streams))
+        streams += self._other_bus(with_age=True)
         deadletter_stream, deadletter_cap = self._deadletters
         pipe = self._r.pipeline(transaction=False)
         pipe.hgetall(STATE_KEY)

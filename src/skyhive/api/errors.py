@@ -13,6 +13,7 @@ from flask import Flask, Response, current_app
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
+from skyhive.adapters.kafka_bus import BusUnavailable
 from skyhive.adapters.mongo import UnknownCursor
 from skyhive.api.responses import json_response
 
@@ -76,6 +77,11 @@ def _redis_unavailable(exc: Exception) -> Response:
     return _unavailable("Redis is unavailable; retry later")
 
 
+def _bus_unavailable(exc: BusUnavailable) -> Response:
+    log.warning("bus unavailable: %s", exc)
+    return _unavailable("the bus (Kafka) is unavailable; retry later")
+
+
 def _unknown_cursor(exc: UnknownCursor) -> Response:
     return error_response(400, f"before: no item {str(exc.args[0])[:80]!r} in this list", "before")
 
@@ -99,5 +105,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(redis.exceptions.ConnectionError, _redis_unavailable)
     app.register_error_handler(redis.exceptions.TimeoutError, _redis_unavailable)
     app.register_error_handler(TimeoutError, _timeout)
+    app.register_error_handler(BusUnavailable, _bus_unavailable)
     app.register_error_handler(UnknownCursor, _unknown_cursor)
     app.register_error_handler(Exception, _internal_error)

@@ -32,6 +32,9 @@ class TrimPolicy:
     ingest_streams: tuple[str, ...]
     required: dict[str, frozenset[str]]
     period_s: float  # how often a pass runs
+    # Streams on another bus (Kafka): not trimmed here (the brokers' retention is), their
+    # backlog read from that bus; ``streams`` are the Redis ones.
+    elsewhere: tuple[str, ...] = ()
 
     def engaged(self, worst: int, before: Backpressure) -> bool:
         return worst + self.room > self.limit or (before.engaged and worst >= self.resume)

@@ -55,21 +55,19 @@ def required_groups(s: Settings) -> dict[str, frozenset[str]]:
 
 def trim_policy(s: Settings) -> TrimPolicy:
     limit, resume = bounds(s)
+    streams = (s.telemetry_stream, s.urgent_stream, s.events_stream, s.alerts_stream)
+    redis_streams = (s.commands_stream,)  # always on Redis (adapters/routed_bus.py)
+    on_kafka = s.bus == "kafka"
     return TrimPolicy(
         limit=limit,
         resume=resume,
         # Held back once a gateway batch more would not fit under the limit.
         room=min(s.gateway_batch_size, limit - resume),
-        streams=(
-            s.telemetry_stream,
-            s.urgent_stream,
-            s.events_stream,
-            s.alerts_stream,
-            s.commands_stream,
-        ),
+        streams=redis_streams if on_kafka else streams + redis_streams,
         ingest_streams=(s.telemetry_stream, s.urgent_stream, s.events_stream),
         required=required_groups(s),
         period_s=s.bus_trim_s,
+        elsewhere=streams if on_kafka else (),
     )
 
 
