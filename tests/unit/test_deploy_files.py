@@ -7,7 +7,6 @@ initialisation script. No Docker engine needed: nothing here starts a container.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import os
 import re
@@ -27,7 +26,6 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from skyhive.adapters.kafka_bus import KafkaBus
 from skyhive.api.dashboard import VENDOR_FILES
 from skyhive.api.wsgi import TrustedProxy, behind_proxy, create
 from skyhive.domain.device_access import Service, service_grant
@@ -42,8 +40,8 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 # What the compose file should run of each role (supervisor.ROLES): two gateways (one shared
-# subscription), one of every other role (one routine processor: see deploy/compose.yaml).
-INSTANCES = {role: 1 for role in ROLES} | {"gateway": 2}
+# subscription), two routine processors (one Kafka group), one of every other role.
+INSTANCES = {role: 1 for role in ROLES} | {"gateway": 2, "processor": 2}
 API_APP = "skyhive.api.wsgi:create()"
 RESTART_POLICIES = {"unless-stopped", "on-failure"}
 # A tag that names a release: 8.0.4, 3.11.11-slim-bookworm, 7.2.7-bookworm, 0.1.0.
@@ -456,11 +454,14 @@ def test_kafka_is_the_bus_the_settings_name(services: dict[str, dict[str, Any]])
     assert "PLAINTEXT://kafka:9092" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"  # SkyHive creates its topics
-    defaults = inspect.signature(KafkaBus).parameters
-    assert kafka["KAFKA_NUM_PARTITIONS"] == str(defaults["partitions"].default)
+    env = environment(services["processor-1"])
+    assert env["SKYHIVE_BUS"] == "kafka" and env["SKYHIVE_KAFKA__BOOTSTRAP"] == "kafka:9092"
+    # Topics SkyHive makes get the partitions the broker would give its own.
+    assert kafka["KAFKA_NUM_PARTITIONS"] == env["SKYHIVE_BUS_PARTITIONS"]
     # One broker: nothing may ask for more replicas than it has.
     replication = {v for k, v in kafka.items() if k.endswith(("REPLICATION_FACTOR", "ISR"))}
-    assert replication == {"1"} == {str(defaults["replication"].default)}
+    assert "SKYHIVE_KAFKA__REPLICATION" not in env
+    assert replication == {"1"} == {str(Settings.model_fields["kafka"].default.replication)}
     assert mounts(services["kafka"])[kafka["KAFKA_LOG_DIRS"]] == "kafka-data"
 
 

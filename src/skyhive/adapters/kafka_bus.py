@@ -126,7 +126,7 @@ class KafkaBus:
         session_timeout_ms: int = 10_000,
     ) -> None:
         if not bootstrap:
-            raise ValueError("SKYHIVE_KAFKA_BOOTSTRAP is not set (host:port of the brokers)")
+            raise ValueError("SKYHIVE_KAFKA__BOOTSTRAP is not set (host:port of the brokers)")
         self._bootstrap = bootstrap
         self._partitions = partitions
         self._replication = replication
