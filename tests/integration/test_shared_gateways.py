@@ -27,7 +27,7 @@ from skyhive.services.device_credentials import MosquittoAuthFiles, ensure_servi
 from skyhive.services.gateway import Gateway
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
-from skyhive.workers.gateway import mqtt_gateway, subscriptions
+from skyhive.workers.gateway import mqtt_gateway, retire_gateway, subscriptions
 
 HOST = "127.0.0.1"
 BASE_MS = 1795428000000
@@ -127,6 +127,38 @@ def test_gateways_in_a_share_group_split_the_readings_and_cover_for_each_other(
         clients.close()
 
 
+def test_a_retired_gateway_hands_over_its_queued_share_and_gets_no_more(
+    mosquitto: Settings,
+) -> None:
+    """`skyhive gateway --retire ID`: what the broker queued for a stopped gateway reaches the
+    bus, its session ends, and from then on the others take every reading."""
+    settings = mosquitto
+    clients = Clients(settings)
+    try:
+        bootstrap(clients)
+        a = mqtt_gateway(settings, clients.ingest, "skyhive-gateway-a")
+        b = mqtt_gateway(settings, clients.ingest, "skyhive-gateway-b")
+        with running(a):
+            with running(b):
+                publish(settings, 0, 100)
+                wait_for(lambda: len(on_bus(clients, settings)) >= 100, "100 on the bus")
+            before = a.accepted
+            publish(settings, 100, 100)  # b is gone: its share waits in its session
+            wait_for(lambda: a.accepted - before >= 40, "a's share of the next 100")
+            time.sleep(0.5)
+            waiting = 200 - len(on_bus(clients, settings))
+            assert waiting > 10
+            drained = retire_gateway(settings, "skyhive-gateway-b", threading.Event())
+            assert drained == waiting
+            assert on_bus(clients, settings) == list(range(200))  # nothing lost, none twice
+            before = a.accepted
+            publish(settings, 200, 100)  # b's session no longer exists: all of them to a
+            wait_for(lambda: a.accepted - before == 100, "all of the next 100 to a")
+            assert on_bus(clients, settings) == list(range(300))
+    finally:
+        clients.close()
+
+
 def test_up_refuses_a_share_group_on_amqtt(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -143,3 +175,21 @@ def test_up_refuses_a_share_group_on_amqtt(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "shared subscriptions" in done.stderr and "amqtt" in done.stderr
+
+
+def test_retiring_a_gateway_without_a_broker_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYHIVE_")}
+    env |= {
+        "SKYHIVE_MQTT_URL": f"mqtt://{HOST}:{free_port(HOST)}",
+        "SKYHIVE_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "skyhive", "gateway", "--retire", "skyhive-gateway-9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Error: gateway skyhive-gateway-9 not retired: " in done.stderr
+    assert "Traceback" not in done.stderr

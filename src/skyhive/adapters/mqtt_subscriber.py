@@ -36,6 +36,7 @@ class MqttSubscriber:
             clean_session=False,  # the broker keeps our subscription and queued QoS 1 messages
             manual_ack=True,
         )
+        self._client_id, self._login = client_id, (username, password)
         self._client.username_pw_set(username, password)
         self._client.max_inflight_messages_set(1000)
         self._client.on_connect = self._on_connect
@@ -101,3 +102,21 @@ class MqttSubscriber:
     def close(self) -> None:
         self._client.loop(timeout=0.1)  # send the last acknowledgements
         self._client.disconnect()
+
+    def leave(self) -> None:
+        self._client.unsubscribe(self._topics)  # sent by the next read's loop
+
+    def end_session(self) -> None:
+        """A clean-session connection under the same client id: MQTT 3.1.1's way to make the
+        broker discard the persistent session."""
+        ended = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id)
+        ended.username_pw_set(*self._login)
+        answered: list[object] = []
+        ended.on_connect = lambda _c, _u, _f, rc, _p=None: answered.append(rc)
+        ended.connect(self._host, self._port, keepalive=30)
+        deadline = time.monotonic() + 10
+        while not answered and time.monotonic() < deadline:
+            ended.loop(timeout=0.1)
+        ended.disconnect()
+        if not answered or getattr(answered[0], "is_failure", False):
+            raise OSError(f"the broker did not end session {self._client_id}: {answered}")

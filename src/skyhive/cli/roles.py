@@ -12,12 +12,31 @@ from skyhive.workers.signals import stop_on_signals
 
 
 @click.command()
+@click.option(
+    "--retire",
+    "retire_id",
+    metavar="CLIENT_ID",
+    default=None,
+    help="Take the gateway with this MQTT client id out of service for good instead: "
+    "unsubscribe its session, write what the broker queued for it to the bus, then end "
+    "the session (a stopped gateway's share of a shared subscription waits in its session).",
+)
 @click.pass_context
-def gateway(ctx: click.Context) -> None:
+def gateway(ctx: click.Context, retire_id: str | None) -> None:
     """Run one MQTT gateway against the configured servers."""
-    from skyhive.workers.gateway import run_gateway
+    from skyhive.workers.gateway import retire_gateway, run_gateway
 
-    run_gateway(settings_of(ctx), stop_on_signals())
+    settings = settings_of(ctx)
+    if retire_id is None:
+        run_gateway(settings, stop_on_signals())
+        return
+    try:
+        n = retire_gateway(settings, retire_id, stop_on_signals())
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(f"gateway {retire_id} not retired: {exc}") from None
+    click.echo(
+        f"gateway {retire_id} retired: {n} queued messages written to the bus, session ended"
+    )
 
 
 @click.command()

@@ -43,3 +43,10 @@ class Inbox(Protocol):
 
     def close(self) -> None:
         """Send the last acknowledgements and disconnect; the session stays with the broker."""
+
+    def leave(self) -> None:
+        """Unsubscribe: the broker queues nothing more for this session (what it queued
+        before is still delivered)."""
+
+    def end_session(self) -> None:
+        """After ``close``: have the broker forget the session (and anything it still holds)."""

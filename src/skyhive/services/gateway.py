@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from skyhive.ports.inbox import Inbox, InboxLost, Received
 from skyhive.services.ingest import Ingest, RawMessage
@@ -123,6 +124,41 @@ class Gateway:
         # messages published while we are away wait for us.
         self._flush(stop)
         self._inbox.close()
+
+    def retire(self, stop: threading.Event, idle_s: float = 2.0) -> int:
+        """Take this gateway (its client id) out of service for good. A gateway that only
+        stops keeps its persistent session, and a shared subscription goes on handing that
+        session its share, which waits there for it. So: reconnect under its id, unsubscribe
+        (the broker hands it nothing more), write everything its session had queued to the
+        bus until none has come for ``idle_s``, then end the session. Returns the messages
+        written."""
+        if not self._started:
+            self.connect()
+        room = self._s.gateway_batch_size
+        before = self.accepted + self.rejected
+        deadline = time.monotonic() + 10
+        while not self._inbox.connected:  # connected and subscribed: the session is ours
+            if time.monotonic() > deadline or stop.is_set():
+                raise OSError("the broker did not take the gateway's session back in 10 s")
+            self._take(self._inbox.read(room - len(self._queue), 0.05))
+            self._flush(stop)
+        self._inbox.leave()
+        quiet_since = time.monotonic()
+        while not stop.is_set():
+            got = self._inbox.read(room - len(self._queue), 0.05)  # raises InboxLost
+            self._take(got)
+            self._flush(stop)
+            now = time.monotonic()
+            if got or self._queue:
+                quiet_since = now
+            elif now - quiet_since >= idle_s:
+                break
+        self._flush(stop)
+        self._inbox.close()
+        if stop.is_set() or self._queue:
+            raise RuntimeError("stopped before the gateway's session was drained; run it again")
+        self._inbox.end_session()
+        return self.accepted + self.rejected - before
 
 
 def topic_identity(topic: str) -> tuple[str, str]:

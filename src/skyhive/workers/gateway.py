@@ -46,3 +46,13 @@ def worker(clients: Clients) -> runner.Worker:
 
 def run_gateway(settings: Settings, stop: threading.Event) -> None:
     runner.run(settings, stop, worker)
+
+
+def retire_gateway(settings: Settings, client_id: str, stop: threading.Event) -> int:
+    """Drain and end the session of gateway ``client_id`` (``Gateway.retire``); returns the
+    messages written to the bus."""
+    clients = Clients(settings)
+    try:
+        return mqtt_gateway(settings, clients.ingest, client_id).retire(stop)
+    finally:
+        clients.close()
