@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from skyhive.adapters.mongo import ensure_indexes
+from skyhive.adapters.mongo_indexes import ensure_indexes
 from skyhive.adapters.stations_repo import RESOURCE as STATIONS
 from skyhive.adapters.stations_repo import seed_stations
 from skyhive.domain.stations import bart_stations
@@ -16,8 +16,6 @@ log = logging.getLogger(__name__)
 def bootstrap(clients: Clients) -> None:
     s = clients.settings
     ensure_indexes(clients.db)
-    clients.api_keys.ensure_indexes()
-    clients.audit.ensure_indexes()
     new = seed_stations(clients.db, clients.live, bart_stations())
     if new:
         log.info("loaded %d BART stations", new)

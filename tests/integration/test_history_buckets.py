@@ -11,7 +11,7 @@ from typing import Any
 from api_asserts import body
 
 from auth_helpers import api_client
-from skyhive.adapters import mongo
+from skyhive.adapters import mongo_indexes
 from skyhive.domain.history import BUCKET_S, group_readings
 from skyhive.domain.telemetry import Telemetry, validate_telemetry
 from skyhive.ports.bus import BusMessage
@@ -39,7 +39,7 @@ def messages(readings: list[Telemetry]) -> list[BusMessage]:
 
 
 def archiver(clients: Clients) -> Archiver:
-    mongo.ensure_indexes(clients.db)
+    mongo_indexes.ensure_indexes(clients.db)
     a = build_archiver(clients, "test-archiver")
     a.setup()
     return a
@@ -99,7 +99,7 @@ def test_held_readings_are_acknowledged_only_once_written(clients: Clients) -> N
 
 
 def test_the_history_api_reads_across_buckets(clients: Clients) -> None:
-    mongo.ensure_indexes(clients.db)
+    mongo_indexes.ensure_indexes(clients.db)
     readings = [reading("api1", s, at_ms=s * 700) for s in range(1, 40)]  # 0.7 s apart
     clients.telemetry.store(group_readings(readings))
     client = api_client(clients, "viewer")
@@ -133,7 +133,7 @@ def test_per_reading_documents_migrate_into_buckets(clients: Clients) -> None:
     old[-1]["unregistered"] = True
     clients.db.telemetry.insert_many(old)
     clients.db.telemetry.insert_one({"_id": "junk:1", "drone_id": "junk", "seq": "x"})
-    mongo.ensure_indexes(clients.db)
+    mongo_indexes.ensure_indexes(clients.db)
     assert clients.telemetry.migrate_readings(batch=5) == len(rs)
     assert clients.telemetry.migrate_readings() == 0  # done; the junk stays where it was
     assert sorted(clients.telemetry.reading_ids("^m")) == sorted(t.key for t in rs)

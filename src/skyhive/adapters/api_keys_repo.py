@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import redis
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 
 from skyhive.adapters.mongo import Document, collection, restore_datetimes
@@ -39,10 +39,6 @@ class ApiKeysRepo:
     def __init__(self, db: Database[Document], r: redis.Redis) -> None:
         self._c = collection(db, "api_keys")
         self._r = r
-
-    def ensure_indexes(self) -> None:
-        self._c.create_index([("created_at", DESCENDING)], name="created")
-        self._c.create_index([("role", ASCENDING), ("revoked_at", ASCENDING)], name="role")
 
     def insert(self, doc: Document) -> None:
         self._c.insert_one(doc)

@@ -22,10 +22,6 @@ class AuditRepo:
     def __init__(self, db: Database[Document]) -> None:
         self._c = collection(db, "audit")
 
-    def ensure_indexes(self) -> None:
-        self._c.create_index([("at", DESCENDING)], name="at")
-        self._c.create_index([("key_id", DESCENDING), ("at", DESCENDING)], name="key_at")
-
     def record(self, entry: Document) -> None:
         with contextlib.suppress(DuplicateKeyError):
             self._c.insert_one(entry)

@@ -2,11 +2,11 @@
 cents (int64). Both are exact, both ``$sum`` exactly in an aggregation pipeline, so the
 pipelines are the same on either server and only decoding differs.
 
-The mode is decided once per database, by writing a ``Decimal128`` into ``meta`` (real
-MongoDB accepts it, the embedded server refuses it), and recorded there (``meta`` document
-``money``), so a database never holds amounts of two encodings. Decoding goes by the stored
-type, so it needs no mode: ``Decimal128`` → Decimal, int → cents, and the decimal strings
-written before this codec existed.
+The mode is decided once per database, by whether the server stores ``Decimal128`` (real
+MongoDB does, the embedded server refuses it: ``mongo_capabilities``), and recorded there
+(``meta`` document ``money``), so a database never holds amounts of two encodings. Decoding
+goes by the stored type, so it needs no mode: ``Decimal128`` → Decimal, int → cents, and the
+decimal strings written before this codec existed.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from skyhive.adapters.mongo import Document, collection
+from skyhive.adapters.mongo_capabilities import capabilities
 from skyhive.domain.pricing import CENT, to_cents
 
 DECIMAL128 = "decimal128"
 CENTS = "cents"
 META_ID = "money"
-_PROBE_ID = "money-probe"
 
 
 def decode_money(value: object) -> Decimal | None:
@@ -68,15 +68,7 @@ class MoneyCodec:
         found = meta.find_one({"_id": META_ID})
         if found is not None:
             return str(found["mode"])
-        try:
-            meta.insert_one({"_id": _PROBE_ID, "value": Decimal128("0.01")})
-            meta.delete_one({"_id": _PROBE_ID})
-            mode = DECIMAL128
-        except DuplicateKeyError:  # a probe left by a process that died mid-way: it worked
-            meta.delete_one({"_id": _PROBE_ID})
-            mode = DECIMAL128
-        except PyMongoError:
-            mode = CENTS
+        mode = DECIMAL128 if capabilities(self._db).decimal128 else CENTS
         try:
             meta.insert_one({"_id": META_ID, "mode": mode})
         except DuplicateKeyError:  # another process decided first: its choice stands

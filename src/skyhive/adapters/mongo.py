@@ -1,5 +1,7 @@
-"""MongoDB client and indexes. Queries stay within documented MongoDB semantics so the same
-code runs on the embedded wire-compatible server and on a real replica set."""
+"""MongoDB client, and each collection's write concern and read preference. Queries stay
+within documented MongoDB semantics so the same code runs on the embedded wire-compatible
+server and on a real replica set (indexes: ``mongo_indexes``; features only some servers
+have: ``mongo_capabilities``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReadPreference, WriteConcern
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.read_preferences import SecondaryPreferred, _ServerMode
 
 Document = dict[str, Any]
 
@@ -16,19 +19,28 @@ Document = dict[str, Any]
 # says. Records a person or a drone was told about (an order accepted, an alert, an invoice,
 # a key or credential issued, an audit entry) must survive the primary's failover: a majority
 # of the replica set, journaled. History is written in idempotent bulk upserts of readings the
-# bus still holds until the write returns: one member is enough, and much faster. Reads go to
-# the primary: the API reads back what it has just written.
+# bus still holds until the write returns: one member is enough, and much faster.
 MAJORITY = WriteConcern(w="majority", j=True)
 ONE = WriteConcern(w=1)
 WRITE_CONCERNS: dict[str, WriteConcern] = {"telemetry": ONE}  # every other collection: MAJORITY
 
+# Where reads go, per collection. The primary, by default: business records are read back
+# right after they are written (an order, a payment, an acknowledgement, a revoked key) and a
+# secondary may not have them yet. History may lag a little: the archiver writes a reading
+# seconds after it arrived anyway, and charts over hours of it are the heaviest reads SkyHive
+# makes, so a secondary takes them off the primary, which takes the ingest writes; never one
+# more than 90 s behind (the least maxStalenessSeconds MongoDB takes), else the primary.
+READ_PREFERENCES: dict[str, _ServerMode] = {
+    "telemetry": SecondaryPreferred(max_staleness=90)
+}  # every other collection: PRIMARY
+
 
 def collection(db: Database[Document], name: str) -> Collection[Document]:
-    """A collection with its write concern (``WRITE_CONCERNS``) and primary reads."""
+    """A collection with its write concern and read preference (the tables above)."""
     return db.get_collection(
         name,
         write_concern=WRITE_CONCERNS.get(name, MAJORITY),
-        read_preference=ReadPreference.PRIMARY,
+        read_preference=READ_PREFERENCES.get(name, ReadPreference.PRIMARY),
     )
 
 
@@ -36,38 +48,6 @@ def connect(uri: str, timeout_ms: int = 5000) -> MongoClient[Document]:
     return MongoClient(
         uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connect=False, appname="skyhive"
     )
-
-
-def ensure_indexes(db: Database[Document]) -> None:
-    from skyhive.adapters.telemetry_repo import ensure_collection
-
-    ensure_collection(db)  # history: buckets and their index, or a time-series collection
-    db.alerts.create_index(
-        [("drone_id", ASCENDING), ("type", ASCENDING), ("state", ASCENDING)],
-        name="drone_type_state",
-    )
-    db.alerts.create_index([("state", ASCENDING), ("opened_at", DESCENDING)], name="state_opened")
-    db.stations.create_index([("location", "2dsphere")], name="location_2dsphere")
-    db.deliveries.create_index(
-        [("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"
-    )
-    db.deliveries.create_index(
-        [("customer_id", ASCENDING), ("created_at", DESCENDING)], name="customer"
-    )
-    db.deliveries.create_index([("drone_id", ASCENDING), ("created_at", DESCENDING)], name="drone")
-    db.drones.create_index([("status", ASCENDING)], name="status")
-    db.deliveries.create_index(
-        [("status", ASCENDING), ("delivered_month", ASCENDING)], name="billing"
-    )
-    # One customer per address, case-insensitively (``email_key`` is the address lower-cased).
-    db.customers.create_index([("email_key", ASCENDING)], unique=True, name="email_key")
-    db.invoices.create_index(
-        [("customer_id", ASCENDING), ("invoice_date", DESCENDING)], name="customer_date"
-    )
-    db.invoices.create_index([("status", ASCENDING), ("due_date", ASCENDING)], name="status_due")
-    db.invoices.create_index([("period", ASCENDING)], name="period")
-    # Brokers poll for credentials changed since their last look (rotation, revocation).
-    db.mqtt_credentials.create_index([("changed_ms", ASCENDING)], name="changed")
 
 
 def restore_datetimes(doc: Document, fields: tuple[str, ...]) -> Document:

@@ -18,6 +18,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from skyhive.adapters.mongo import Document, collection, restore_datetimes
+from skyhive.adapters.mongo_indexes import ensure_indexes
 from skyhive.ports.notifications import FINAL_OUTCOMES, Outcome
 
 COLLECTION = "alert_notifications"
@@ -25,10 +26,11 @@ COLLECTION = "alert_notifications"
 
 class NotificationsRepo:
     def __init__(self, db: Database[Document]) -> None:
+        self._db = db
         self._c = collection(db, COLLECTION)
 
     def ensure_indexes(self) -> None:
-        self._c.create_index([("alert_id", ASCENDING), ("at", ASCENDING)], name="alert_at")
+        ensure_indexes(self._db, COLLECTION)
 
     def was_sent(self, alert_id: str, channel: str) -> bool:
         """Whether this channel was sent any message about the alert."""

@@ -1,4 +1,5 @@
-"""Stations in MongoDB ``stations`` (GeoJSON point, 2dsphere index) and Redis ``stations:geo``."""
+"""Stations in MongoDB ``stations`` (GeoJSON point; a 2dsphere index where the server has
+geo queries: ``mongo_indexes``) and Redis ``stations:geo``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Telemetry history in MongoDB ``telemetry``: buckets of readings (``domain/history.py``).
 
-Two layouts, chosen once per database by what the server can do (``ensure_collection``):
+Two layouts, chosen once per database by what the server can do (``ensure_collection``,
+``mongo_capabilities``):
 
 - buckets, one document per drone per ``BUCKET_S`` seconds, ``_id`` = ``drone:start``, the
   readings in ``r`` keyed by seq, written by one upsert per bucket (``$set`` of ``r.<seq>``):
@@ -13,7 +14,11 @@ Two layouts, chosen once per database by what the server can do (``ensure_collec
 
 Readers fold buckets back into readings, so the API sees the per-reading documents it always
 did. Per-reading documents of the layout before buckets are folded into buckets by
-:meth:`TelemetryRepo.migrate_readings` (``skyhive drones migrate-history``).
+:meth:`TelemetryRepo.migrate_readings` (``skyhive drones migrate-history``). Chart averages
+(:meth:`TelemetryRepo.downsampled`) are computed by the server where it bins dates right
+(``$dateTrunc``), so only the averages travel; else here, from the readings. Reads may go to a
+secondary (``mongo.READ_PREFERENCES``), except the migration's and the exact account of what
+is stored (``reading_ids``), which must see what was just written.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import DESCENDING, ReadPreference, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure
+from pymongo.errors import BulkWriteError, CollectionInvalid
 
 from skyhive.adapters.mongo import Document, collection
+from skyhive.adapters.mongo_capabilities import capabilities, epoch_bins
+from skyhive.domain.downsample import downsample
 from skyhive.domain.history import (
     BUCKET_S,
     READINGS,
@@ -47,17 +54,12 @@ TIMESERIES = {"timeField": "ts", "metaField": "drone_id", "granularity": "second
 
 
 def ensure_collection(db: Database[Document]) -> None:
-    """Create ``telemetry`` as a native time-series collection where the server has them
-    (feature detection: ask, then look at what was made; the embedded server accepts the
-    option and makes a plain collection), else leave it to the buckets and their index."""
-    if COLLECTION not in db.list_collection_names():
-        # Made meanwhile, or no time-series here: buckets.
-        with contextlib.suppress(CollectionInvalid, OperationFailure):
+    """Create ``telemetry`` as a native time-series collection where the server has them;
+    else it is made by the first bucket written. An existing collection keeps its layout.
+    (Its indexes: ``mongo_indexes``.)"""
+    if capabilities(db).timeseries and COLLECTION not in db.list_collection_names():
+        with contextlib.suppress(CollectionInvalid):  # made meanwhile by another process
             db.create_collection(COLLECTION, timeseries=TIMESERIES)
-    if not is_timeseries(db):
-        db[COLLECTION].create_index(
-            [("drone_id", ASCENDING), ("start", DESCENDING)], name="drone_start"
-        )
 
 
 def is_timeseries(db: Database[Document]) -> bool:
@@ -89,6 +91,9 @@ class TelemetryRepo:
     def __init__(self, db: Database[Document]) -> None:
         self._db = db
         self._c: Collection[Document] = collection(db, COLLECTION)
+        # What was just written, never a secondary's older copy: the migration reads what it
+        # has not moved yet, reading_ids accounts for every reading stored.
+        self._primary = self._c.with_options(read_preference=ReadPreference.PRIMARY)
         self._native: bool | None = None  # looked up on first use
 
     @property
@@ -158,12 +163,13 @@ class TelemetryRepo:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def _documents(
-        self, drone_id: str, since: datetime | None, until: datetime | None, newest_first: bool
-    ) -> Iterator[Document]:
-        """The documents that may hold ``drone_id``'s readings in the window, newest first
-        or in no order. Buckets are found by their start (a bucket starting before
-        ``since`` may hold readings after it); the readings are filtered by time after."""
+    def _window(
+        self, drone_id: str, since: datetime | None, until: datetime | None
+    ) -> tuple[dict[str, Any], str]:
+        """The query for the documents that may hold ``drone_id``'s readings in the window,
+        and the time field it is on. Buckets are found by their start (a bucket starting
+        before ``since`` may hold readings after it); the readings are filtered by time
+        after."""
         query: dict[str, Any] = {"drone_id": drone_id}
         window: dict[str, datetime] = {}
         field = "ts" if self.native else "start"
@@ -173,6 +179,13 @@ class TelemetryRepo:
             window["$lt"] = until
         if window:
             query[field] = window
+        return query, field
+
+    def _documents(
+        self, drone_id: str, since: datetime | None, until: datetime | None, newest_first: bool
+    ) -> Iterator[Document]:
+        """The documents of :meth:`_window`, newest first or in no order."""
+        query, field = self._window(drone_id, since, until)
         cursor = self._c.find(query, {"location": 0})
         if newest_first:
             cursor = cursor.sort(field, DESCENDING)
@@ -212,6 +225,59 @@ class TelemetryRepo:
             for r in in_window(readings, since, until)
         ]
 
+    def downsampled(
+        self,
+        drone_id: str,
+        since: datetime,
+        until: datetime | None,
+        bucket_s: int,
+        fields: Sequence[str],
+        limit: int,
+    ) -> list[Document]:
+        """The newest ``limit`` points of ``domain/downsample.downsample`` over the readings
+        in the window: by the server where it bins dates right, else from :meth:`series`."""
+        if not capabilities(self._db).date_trunc:
+            readings = self.series(drone_id, since, until, fields)
+            return downsample(readings, bucket_s, fields)[:limit]
+        return list(
+            self._c.aggregate(self._averages(drone_id, since, until, bucket_s, fields, limit))
+        )
+
+    def _averages(
+        self,
+        drone_id: str,
+        since: datetime,
+        until: datetime | None,
+        bucket_s: int,
+        fields: Sequence[str],
+        limit: int,
+    ) -> list[Document]:
+        """The pipeline of :meth:`downsampled`: the readings in the window (buckets unfolded),
+        each (drone, seq) once as the readers count them, then averaged per bin."""
+        query, _ = self._window(drone_id, since, until)
+        if self.native:
+            readings: list[Document] = [{"$match": query}]
+        else:
+            entry = {"seq": "$r.k", "ts": {"$toDate": "$r.v.ts_ms"}}
+            window = {"$gte": since, **({"$lt": until} if until else {})}
+            readings = [
+                {"$match": query},
+                {"$project": {"r": {"$objectToArray": f"${READINGS}"}}},
+                {"$unwind": "$r"},
+                {"$project": entry | {f: f"$r.v.{f}" for f in fields}},
+                {"$match": {"ts": window}},
+            ]
+        once = {"_id": "$seq", "ts": {"$first": "$ts"}} | {f: {"$first": f"${f}"} for f in fields}
+        averages = {"_id": epoch_bins("$ts", bucket_s), "readings": {"$sum": 1}}
+        return [
+            *readings,
+            {"$group": once},
+            {"$group": averages | {f: {"$avg": f"${f}"} for f in fields}},
+            {"$sort": {"_id": DESCENDING}},
+            {"$limit": limit},
+            {"$project": {"_id": 0, "ts": "$_id", "readings": 1} | dict.fromkeys(fields, 1)},
+        ]
+
     def count_for(self, drone_id: str) -> int:
         return len(self.reading_ids(f"^{re.escape(drone_id)}$"))
 
@@ -220,7 +286,7 @@ class TelemetryRepo:
         ``drone_regex``), duplicates kept: a reading stored twice shows twice."""
         query = {"drone_id": {"$regex": drone_regex}} if drone_regex else {}
         ids: list[str] = []
-        for doc in self._c.find(query, {"location": 0}).batch_size(1000):
+        for doc in self._primary.find(query, {"location": 0}).batch_size(1000):
             readings = doc.get(READINGS)
             if isinstance(readings, dict):
                 ids.extend(f"{doc['drone_id']}:{seq}" for seq in readings)
@@ -251,7 +317,7 @@ class TelemetryRepo:
             query: dict[str, Any] = {"seq": {"$exists": True}}
             if skipped:
                 query = {"$and": [query, {"_id": {"$nin": skipped}}]}
-            docs = list(self._c.find(query).limit(batch))
+            docs = list(self._primary.find(query).limit(batch))
             if not docs:
                 return moved
             readings: list[Telemetry] = []

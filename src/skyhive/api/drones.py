@@ -16,7 +16,6 @@ from skyhive.api.fields import DroneId, Finite, Items, LimitQuery, Open, PathMod
 from skyhive.api.operation import OPERATOR, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.commands import ReturnCommand
-from skyhive.domain.downsample import downsample
 from skyhive.services.drone_commands import DroneCommands, DroneNotFound, StationNotFound
 
 bp = APIBlueprint("drones", __name__, url_prefix="/api/v1/drones", abp_tags=[Tag(name="drones")])
@@ -174,17 +173,15 @@ def drone_telemetry(path: DronePath, query: HistoryQuery) -> Response:
 
 
 def _bucketed(drone_id: str, query: HistoryQuery) -> list[dict[str, Any]]:
-    """The newest ``limit`` bucket averages, so a chart covers a long window with few points.
-    The readings are read and averaged here, not by an aggregation: the embedded server
-    evaluates a pipeline over the whole collection, while this ``find`` reads only the
-    drone's window from its index."""
+    """The newest ``limit`` bucket averages, so a chart covers a long window with few points."""
     assert query.bucket_s is not None
     end = query.until or datetime.now(UTC)
     since = query.since or end - timedelta(seconds=query.limit * query.bucket_s)
     if end - since > MAX_BUCKETED_WINDOW:
         raise ApiError(400, "with bucket_s the window (since to until) is at most 24 h", "since")
-    readings = current_clients().telemetry.series(drone_id, since, query.until, CHART_FIELDS)
-    return downsample(readings, query.bucket_s, CHART_FIELDS)[: query.limit]
+    return current_clients().telemetry.downsampled(
+        drone_id, since, query.until, query.bucket_s, CHART_FIELDS, query.limit
+    )
 
 
 @operation(

@@ -83,7 +83,7 @@ def _sqlite_bytes(data_dir: Any) -> int:
 
 
 def run_history_bench(drones: int, readings: int, progress: Any = print) -> HistoryReport:
-    from skyhive.adapters import mongo
+    from skyhive.adapters import mongo_indexes
     from skyhive.workers.archiver import build_archiver
 
     seconds = max(1, readings // drones)
@@ -91,7 +91,7 @@ def run_history_bench(drones: int, readings: int, progress: Any = print) -> Hist
     for layout in ("readings", "buckets"):
         with bench_stack((), "amqtt", progress) as bs:
             clients, s = bs.clients, bs.settings
-            mongo.ensure_indexes(clients.db)
+            mongo_indexes.ensure_indexes(clients.db)
             clients.db.history_readings.create_index(
                 [("drone_id", 1), ("ts", -1)], name="drone_ts"
             )  # the index the per-reading layout had
