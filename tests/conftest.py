@@ -31,7 +31,7 @@ import redis
 from pymongo.errors import PyMongoError
 
 from api_server import Api, serve_api
-from kafka_broker import kafka_server
+from skyhive.bench.kafka_broker import kafka_server
 from skyhive.embedded import (
     BrokerAccess,
     Server,

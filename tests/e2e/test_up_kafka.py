@@ -1,5 +1,5 @@
 """`skyhive up` with the bus on Kafka (``SKYHIVE_BUS=kafka``), against a real Kafka-protocol
-broker (tansu, ``tests/kafka_broker.py``): telemetry from MQTT through the gateway, the
+broker (tansu, ``skyhive/bench/kafka_broker.py``): telemetry from MQTT through the gateway, the
 processor and the archiver over Kafka topics, alerts through Kafka to the API, and a command
 through the Redis-hosted commands stream back to the drone over MQTT."""
 

