@@ -107,3 +107,21 @@ def test_commands_stay_on_redis_and_are_trimmed_there(kafka_clients: Clients) ->
     c.bus.ack(s.commands_stream, GROUP, [m.id for m in got])
     fresh_pass(c)
     assert c.redis_bytes.xlen(s.commands_stream) == 0  # trimmed to what the group acknowledged
+
+
+def test_a_topic_keeps_its_partitions_and_a_changed_setting_is_reported(
+    embedded_kafka: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = f"parts-{uuid.uuid4().hex[:8]}"
+    first = KafkaBus(embedded_kafka, partitions=2)
+    later = KafkaBus(embedded_kafka, partitions=4)
+    try:
+        first.ensure_group(stream, "g")
+        with caplog.at_level("WARNING", logger="skyhive.adapters.kafka_bus"):
+            later.ensure_group(stream, "g")
+        assert f"Kafka topic {stream} has 2 partitions; SKYHIVE_BUS_PARTITIONS=4" in caplog.text
+        ids = later.publish(stream, [(f"d{i}", b"x") for i in range(40)])
+        assert {i.split("-")[0] for i in ids} <= {"0", "1"}  # the topic's own two
+    finally:
+        first.close()
+        later.close()

@@ -167,10 +167,24 @@ class KafkaBus:
                 raise self._no_answer(exc) from exc
             if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BusUnavailable(f"could not create Kafka topic {topic}: {exc}") from exc
+            self._check_partitions(topic)
         except TimeoutError as exc:  # concurrent.futures' in 3.11
             raise self._no_answer(exc) from exc
         self._topics.add(topic)
         return topic
+
+    def _check_partitions(self, topic: str) -> None:
+        """A topic made earlier keeps its partition count whatever is configured now: say so
+        (adding partitions would move drones to other partitions, out of order)."""
+        meta = self._admin_client().list_topics(topic, timeout=self._timeout_s).topics.get(topic)
+        have = len(meta.partitions) if meta is not None else self._partitions
+        if have != self._partitions:
+            log.warning(
+                "Kafka topic %s has %d partitions; SKYHIVE_BUS_PARTITIONS=%d applies only to "
+                "topics made from now on (a drone's order holds within one partition, so "
+                "SkyHive does not add any)",
+                topic, have, self._partitions,
+            )  # fmt: skip
 
     # --- producing ----------------------------------------------------------------------------
 
