@@ -139,8 +139,11 @@ class Settings(BaseSettings):
     kafka: KafkaConfig = KafkaConfig()
     # Partitions of the telemetry streams: a drone's readings all go to one (by its id), and
     # one member of a consumer group reads a partition at a time, so several processors or
-    # archivers never work on one drone at once. On Kafka, the topics' partition count when
-    # they are made. 1: one stream, one member at work.
+    # archivers never work on one drone at once. On Redis, ``telemetry:{p0}`` ... and
+    # ``telemetry:urgent:{p0}`` ..., each read on a lease of ``group_claim_idle_ms`` (a dead
+    # member's partitions move within about that); on Kafka, the topics' partition count
+    # when they are made. 1: one stream as it always was, read by any member (one processor).
+    # Change it only on a drained bus: a drone's older readings stay where they were.
     bus_partitions: int = Field(default=1, ge=1, le=256)
     telemetry_stream: str = "telemetry"
     urgent_stream: str = "telemetry:urgent"  # emergencies, also on the telemetry stream
@@ -176,6 +179,11 @@ class Settings(BaseSettings):
     # stream is idle; 0 writes every batch at once. At most 5 s: history stays within
     # seconds of live state.
     archiver_hold_s: float = Field(default=5.0, ge=0, le=5)
+    # How many routine-lane processors and archivers `skyhive up` runs, one process each, all
+    # members of their role's group; more than one processor needs ``bus_partitions`` > 1
+    # (refused on Redis without; on Kafka, members beyond the partitions stand by).
+    processors: int = Field(default=1, ge=1, le=64)
+    archivers: int = Field(default=1, ge=1, le=64)
     # The scheduling niceness (Unix, 0-19) of the bulk role, the archiver: when the CPU is
     # short, history (complete within seconds anyway) yields to dispatch, alerts, live state
     # and the API. The routine processor lane stays at 0: niced too, it fell minutes behind
@@ -225,6 +233,12 @@ class Settings(BaseSettings):
     def group_claim_idle_ms(self) -> int:
         """The claim threshold of the processor and archiver groups."""
         return self.processor_claim_idle_ms or self.claim_idle_ms
+
+    def partitioned_streams(self) -> dict[str, int]:
+        """The bus streams split into partitions, and into how many (none with one)."""
+        if self.bus_partitions == 1:
+            return {}
+        return {self.telemetry_stream: self.bus_partitions, self.urgent_stream: self.bus_partitions}
 
     def mongo_uri_or_default(self) -> str:
         return self.mongodb_uri or "mongodb://127.0.0.1:27017"

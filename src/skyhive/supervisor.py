@@ -212,6 +212,49 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
+def stack_roles(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The processes `up` runs: every role once, the routine processor and the archiver as
+    many times as asked (SKYHIVE_PROCESSORS, SKYHIVE_ARCHIVERS: ``processor``,
+    ``processor-2``, ...; each its own member of the group)."""
+    counts = {"processor": settings.processors, "archiver": settings.archivers}
+    out: dict[str, tuple[str, ...]] = {}
+    for role, args in ROLES.items():
+        out[role] = args
+        out |= {f"{role}-{i}": args for i in range(2, counts.get(role, 1) + 1)}
+    return out
+
+
+def check_members(settings: Settings) -> list[str]:
+    """Warnings about the processors and archivers asked for; raises when they cannot work.
+
+    Several processors on one Redis stream would take a drone's readings in turns and race
+    on its rule memory and alerts (an alert opened twice): refused, since nothing would say
+    so until it happened. Several archivers may share one stream (history writes are keyed;
+    buckets are written in more pieces), and members beyond the partitions stand by."""
+    on_redis = settings.bus == "redis"
+    partitions = settings.bus_partitions
+    if on_redis and partitions == 1 and settings.processors > 1:
+        raise EmbeddedError(
+            f"SKYHIVE_PROCESSORS={settings.processors} needs SKYHIVE_BUS_PARTITIONS > 1 on "
+            "Redis Streams: on one stream the processors would work on one drone at once "
+            "and could open its alerts twice; set SKYHIVE_BUS_PARTITIONS (say 8)"
+        )
+    warnings = []
+    if on_redis and partitions == 1 and settings.archivers > 1:
+        warnings.append(
+            f"{settings.archivers} archivers share one telemetry stream entry by entry "
+            "(SKYHIVE_BUS_PARTITIONS=1): history stays exact, but buckets are written in "
+            "more pieces; set SKYHIVE_BUS_PARTITIONS for one archiver per drone"
+        )
+    for name, n in (("processors", settings.processors), ("archivers", settings.archivers)):
+        if partitions > 1 and n > partitions:
+            warnings.append(
+                f"{n} {name} for {partitions} bus partitions: {n - partitions} will stand by "
+                "(taking over when another stops)"
+            )
+    return warnings
+
+
 def _admin_key_note(settings: Settings, new_key: str | None) -> str:
     from skyhive.services.api_keys import ADMIN_KEY_FILE
 
@@ -238,6 +281,7 @@ def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
         SKYHIVE_INSECURE_DEVICES="true" if settings.insecure_devices else "false",
         SKYHIVE_MQTT_SERVICES_FILE=str(settings.mqtt_services_path()),
         SKYHIVE_BUS=settings.bus,
+        SKYHIVE_BUS_PARTITIONS=str(settings.bus_partitions),  # every member must agree
         SKYHIVE_KAFKA__BOOTSTRAP=settings.kafka.bootstrap,
     )
     return env
@@ -389,6 +433,8 @@ def run_up(
             "SKYHIVE_BUS=kafka needs SKYHIVE_KAFKA__BOOTSTRAP (host:port of the Kafka "
             "brokers): `skyhive up` embeds no Kafka; unset SKYHIVE_BUS for Redis Streams"
         )
+    for warning in check_members(settings):
+        log.warning("%s", warning)
     stack = EmbeddedStack(
         data_dir=settings.data_dir,
         host=settings.host,
@@ -447,7 +493,9 @@ def run_up(
             keeper.start()
         env = child_env(settings, urls)
         stack_file(settings.data_dir).write_text(json.dumps(urls))
-        roles = {r: [sys.executable, "-m", "skyhive", *args] for r, args in ROLES.items()}
+        roles = {
+            r: [sys.executable, "-m", "skyhive", *args] for r, args in stack_roles(settings).items()
+        }
         roles.update(extra_roles or {})
         children = [Child(role, argv, env) for role, argv in roles.items()]
         for c in children:

@@ -119,8 +119,13 @@ class Clients:
     @cached_property
     def redis_bus(self) -> RedisStreamsBus:
         """Redis Streams: the whole bus by default; the commands stream always."""
+        s = self.settings
         return RedisStreamsBus(
-            self.redis_bytes, maxlen=self.settings.stream_maxlen, deadletters=self.deadletters
+            self.redis_bytes,
+            maxlen=s.stream_maxlen,
+            deadletters=self.deadletters,
+            partitions=s.partitioned_streams(),
+            lease_ms=s.group_claim_idle_ms(),
         )
 
     @cached_property
@@ -304,6 +309,8 @@ class Clients:
         cached: dict[str, Any] = self.__dict__
         if self._kafka is not None:
             self._kafka.close()  # leaves its groups, committing what was acknowledged
+        if "redis_bus" in cached:
+            self.redis_bus.close()  # gives back its partitions (and before Redis closes)
         if "mongo_client" in cached:
             self.mongo_client.close()
         for name in ("redis_bytes", "redis_text", "redis_cache"):

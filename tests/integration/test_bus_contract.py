@@ -36,22 +36,23 @@ GROUP = "g"
 MEMBER = Path(__file__).parent.parent / "bus_member.py"
 
 
-@pytest.fixture(params=["redis", "kafka"])
+@pytest.fixture(params=["redis", "redis-partitioned", "kafka"])
 def address(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """(kind, address) of the bus under test: Redis's URL, or Kafka's bootstrap."""
+    """(kind, address) of the bus under test: Redis's URL (the stream whole, or split into
+    partitions read on leases), or Kafka's bootstrap."""
     if request.param == "kafka":
         return "kafka", request.getfixturevalue("embedded_kafka")
     settings: Settings = request.getfixturevalue("settings")
-    return "redis", settings.redis_url
+    return request.param, settings.redis_url
 
 
 @pytest.fixture
-def new_bus(address: tuple[str, str]) -> Iterator[Callable[[], Bus]]:
+def new_bus(address: tuple[str, str], stream: str) -> Iterator[Callable[[], Bus]]:
     """Buses on the server under test (each its own clients, as separate processes have)."""
     made: list[Bus] = []
 
     def make() -> Bus:
-        made.append(make_bus(*address))
+        made.append(make_bus(*address, stream))
         return made[-1]
 
     yield make
@@ -118,8 +119,8 @@ def test_a_failed_batch_comes_again_and_acknowledged_records_never_do(
 
 
 def leave(bus: Bus) -> None:
-    """A consumer process stopping: a Kafka member leaves its group (its partitions go to the
-    others at once); a Redis Streams consumer has nothing to leave."""
+    """A consumer process stopping: a Kafka member leaves its group, a partitioned Redis
+    Streams member gives its partitions back (they go to the others at once)."""
     close = getattr(bus, "close", None)
     if close is not None:
         close()

@@ -7,17 +7,22 @@ cap reached, a manual ``XTRIM``/``XDEL``), its id comes back without fields: it 
 logged, counted (``LOST_KEY``, shown in ``/metrics``), dead-lettered (its id, since its
 content is gone) and acknowledged, so it neither passes unnoticed nor stays pending forever
 (a pending entry holds back trimming).
+
+The telemetry streams may be split into partitions (``SKYHIVE_BUS_PARTITIONS``), each read by
+one member of a group at a time: ``adapters/partitioned_streams.py``. With one partition (the
+default) nothing of that runs, and a stream is one Redis stream as it always was.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
 
 from skyhive.adapters.deadletters import DeadLetters
+from skyhive.adapters.partitioned_streams import PartitionedStreams
 from skyhive.adapters.redis_durability import Mode, check_waitaof, durability_mode
 from skyhive.ports.bus import BusMessage
 from skyhive.ports.deadletters import DeadLetter
@@ -41,10 +46,10 @@ return ids
 """
 
 
-def _decode(entries: Sequence[Any]) -> tuple[list[BusMessage], list[str | None]]:
-    """The messages, and the ids of entries trimmed away while pending: no fields left (a
-    real entry has at least one). Redis 6.2's XAUTOCLAIM does not even give their ids
-    (None); XREADGROUP gives them with no fields."""
+def _decode(entries: Sequence[Any], prefix: str = "") -> tuple[list[BusMessage], list[str | None]]:
+    """The messages (their ids after ``prefix``), and the ids of entries trimmed away while
+    pending: no fields left (a real entry has at least one). Redis 6.2's XAUTOCLAIM does not
+    even give their ids (None); XREADGROUP gives them with no fields."""
     out = []
     gone: list[str | None] = []
     for entry_id, fields in entries:
@@ -55,7 +60,9 @@ def _decode(entries: Sequence[Any]) -> tuple[list[BusMessage], list[str | None]]
         key = fields.get(_KEY, b"")
         out.append(
             BusMessage(
-                eid, key.decode() if isinstance(key, bytes) else key, fields.get(_VALUE, b"")
+                prefix + eid,
+                key.decode() if isinstance(key, bytes) else key,
+                fields.get(_VALUE, b""),
             )
         )
     return out, gone
@@ -69,18 +76,37 @@ class RedisStreamsBus:
         *,
         waitaof_timeout_ms: int = 5000,
         deadletters: DeadLetters | None = None,
+        partitions: Mapping[str, int] | None = None,
+        lease_ms: int = 5000,
     ) -> None:
+        """``partitions``: the streams split into partitions (stream → how many, over 1), each
+        read by one member of a group at a time, on leases of ``lease_ms``."""
         self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._maxlen = maxlen
         self._waitaof_ms = waitaof_timeout_ms
         self._durability: Mode | None = None  # detected at the first publish
         self._dead = deadletters or DeadLetters(client, "deadletters", 100_000)
-        self._append = client.register_script(_APPEND)
+        self._append_script = client.register_script(_APPEND)
+        parts = {s: n for s, n in (partitions or {}).items() if n > 1}
+        self._parts = PartitionedStreams(self, client, parts, lease_ms) if parts else None
 
-    def _received(
-        self, stream: str, group: str, entries: Sequence[Any], consumer: str = ""
+    def _partitioned(self, stream: str) -> PartitionedStreams | None:
+        return self._parts if self._parts is not None and stream in self._parts else None
+
+    def received(
+        self,
+        stream: str,
+        group: str,
+        entries: Sequence[Any],
+        consumer: str = "",
+        *,
+        prefix: str = "",
+        counted_as: str = "",
     ) -> list[BusMessage]:
-        msgs, gone = _decode(entries)
+        """The messages of entries read from ``stream`` (their ids after ``prefix``); those
+        trimmed away meanwhile are dead-lettered and counted as lost from ``counted_as`` (the
+        stream, or the one it is a partition of)."""
+        msgs, gone = _decode(entries, prefix)
         known = [i for i in gone if i is not None]
         if len(known) < len(gone):
             # Claimed without their ids (Redis 6.2): they are now this consumer's pending
@@ -88,10 +114,10 @@ class RedisStreamsBus:
             own = self._r.xreadgroup(group, consumer, {stream: "0"}, count=max(100, 2 * len(gone)))
             known = [i for i in _decode(own[0][1] if own else [])[1] if i is not None]
         if known:
-            self._lost(stream, group, known)
+            self._lost(stream, group, known, counted_as or stream)
         return msgs
 
-    def _lost(self, stream: str, group: str, ids: list[str]) -> None:
+    def _lost(self, stream: str, group: str, ids: list[str], counted_as: str) -> None:
         log.error(
             "%d entries of %s were trimmed away before group %s processed them (first %s); "
             "dead-lettered and acknowledged",
@@ -99,7 +125,7 @@ class RedisStreamsBus:
         )  # fmt: skip
         reason = f"trimmed from {stream} before group {group} processed it"
         pipe = self._r.pipeline(transaction=False)
-        pipe.hincrby(LOST_KEY, f"{stream}|{group}", len(ids))
+        pipe.hincrby(LOST_KEY, f"{counted_as}|{group}", len(ids))
         self._dead.queue_add(pipe, [DeadLetter(reason, b"", f"bus:{stream}:{i}") for i in ids])
         pipe.xack(stream, group, *ids)
         pipe.execute()
@@ -113,22 +139,41 @@ class RedisStreamsBus:
     def publish(self, stream: str, items: Sequence[tuple[str, bytes]]) -> list[str]:
         if not items:
             return []
-        args: list[str | bytes | int] = [self._maxlen]
-        for key, value in items:
-            args += (key, value)
+        if parts := self._partitioned(stream):
+            return parts.publish(stream, items)
+        [ids] = self.append([(stream, items)])
+        return ids
+
+    def append(self, batches: Sequence[tuple[str, Sequence[tuple[str, bytes]]]]) -> list[list[str]]:
+        """Append each batch of records to its stream (one script call each, in one round
+        trip), durably before it returns; their ids, batch by batch."""
+        calls = []
+        for stream, items in batches:
+            args: list[str | bytes | int] = [self._maxlen]
+            for key, value in items:
+                args += (key, value)
+            calls.append((stream, args))
         # Durable before it returns (the caller then acknowledges): WAITAOF on the same
         # connection where the server has it, else the server's appendfsync.
-        if self.durability() == "waitaof":
-            pipe = self._r.pipeline(transaction=False)
-            self._append(keys=[stream], args=args, client=pipe)
-            pipe.execute_command("WAITAOF", 1, 0, self._waitaof_ms)
-            ids, waited = pipe.execute()
-            check_waitaof(waited)
+        waitaof = self.durability() == "waitaof"
+        if len(calls) == 1 and not waitaof:
+            [(stream, args)] = calls
+            replies = [self._append_script(keys=[stream], args=args)]
         else:
-            ids = self._append(keys=[stream], args=args)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+            pipe = self._r.pipeline(transaction=False)
+            for stream, args in calls:
+                self._append_script(keys=[stream], args=args, client=pipe)
+            if waitaof:
+                pipe.execute_command("WAITAOF", 1, 0, self._waitaof_ms)
+            replies = pipe.execute()
+            if waitaof:
+                check_waitaof(replies.pop())
+        return [[i.decode() if isinstance(i, bytes) else str(i) for i in ids] for ids in replies]
 
     def ensure_group(self, stream: str, group: str) -> None:
+        if parts := self._partitioned(stream):
+            parts.ensure_group(stream, group)
+            return
         try:
             self._r.xgroup_create(stream, group, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -145,6 +190,8 @@ class RedisStreamsBus:
         *,
         own_pending: bool = False,
     ) -> list[BusMessage]:
+        if parts := self._partitioned(stream):
+            return parts.consume(stream, group, consumer, count, block_ms, own_pending)
         if own_pending:
             resp = self._r.xreadgroup(group, consumer, {stream: "0"}, count=count)
         else:
@@ -153,25 +200,42 @@ class RedisStreamsBus:
             resp = self._r.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block)
         if not resp:
             return []
-        return self._received(stream, group, resp[0][1])
+        return self.received(stream, group, resp[0][1])
 
     def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
     ) -> list[BusMessage]:
+        if parts := self._partitioned(stream):
+            return parts.claim_stale(stream, group, consumer, min_idle_ms, count)
         resp = self._r.xautoclaim(stream, group, consumer, min_idle_ms, start_id="0-0", count=count)
-        return self._received(stream, group, resp[1], consumer)
+        return self.received(stream, group, resp[1], consumer)
 
     def keep_claimed(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> None:
-        if ids:  # XCLAIM JUSTID resets the idle time, and skips entries no longer pending
+        if not ids:
+            return
+        if parts := self._partitioned(stream):
+            parts.keep_claimed(stream, group, consumer, ids)
+        else:  # XCLAIM JUSTID resets the idle time, and skips entries no longer pending
             self._r.xclaim(stream, group, consumer, 0, list(ids), justid=True)
 
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> None:
-        if ids:
+        if not ids:
+            return
+        if parts := self._partitioned(stream):
+            parts.ack(stream, group, ids)
+        else:
             self._r.xack(stream, group, *ids)
 
     def ping(self) -> bool:
         return bool(self._r.ping())
 
     def pending_count(self, stream: str, group: str) -> int:
+        if parts := self._partitioned(stream):
+            return parts.pending_count(stream, group)
         info = self._r.xpending(stream, group)
         return int(info["pending"]) if info else 0
+
+    def close(self) -> None:
+        """Give back the partitions this process holds (nothing to do without partitions)."""
+        if self._parts is not None:
+            self._parts.close()

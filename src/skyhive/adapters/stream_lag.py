@@ -13,7 +13,7 @@ what is left). Pending counts, ages and trim points are always exact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,3 +148,36 @@ def read_lag(client: redis.Redis, streams: Sequence[str]) -> list[StreamLag]:
 
 def _needs_first(g: GroupLag) -> bool:
     return g.oldest_unacked is None and g.undelivered > 0
+
+
+def merge_partitions(lags: Sequence[StreamLag], stream_of: Mapping[str, str]) -> list[StreamLag]:
+    """The lag of each stream split into partitions as one: lengths and counts summed over
+    its partitions, per group the oldest entry not acknowledged in any of them. ``stream_of``:
+    a Redis stream → the stream it is a partition of (itself when it is not split)."""
+    parts: dict[str, list[StreamLag]] = {}
+    for sl in lags:
+        parts.setdefault(stream_of.get(sl.stream, sl.stream), []).append(sl)
+    return [
+        sls[0] if len(sls) == 1 and sls[0].stream == stream else _merged(stream, sls)
+        for stream, sls in parts.items()
+    ]
+
+
+def _merged(stream: str, parts: list[StreamLag]) -> StreamLag:
+    groups: dict[str, list[GroupLag]] = {}
+    for sl in parts:
+        for g in sl.groups:
+            groups.setdefault(g.group, []).append(g)
+    merged = [
+        GroupLag(
+            stream,
+            name,
+            sum(g.pending for g in gls),
+            sum(g.undelivered for g in gls),
+            min((g.oldest_unacked for g in gls if g.oldest_unacked), default=None),
+            min(g.keep_from for g in gls),  # the partitions are trimmed each on its own
+            all(g.exact for g in gls),
+        )
+        for name, gls in groups.items()
+    ]
+    return StreamLag(stream, sum(sl.length for sl in parts), merged)

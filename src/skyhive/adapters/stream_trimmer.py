@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from skyhive.adapters.redis_streams import LOST_KEY
-from skyhive.adapters.stream_lag import StreamLag, format_id, read_lag
+from skyhive.adapters.stream_lag import StreamLag, format_id, merge_partitions, read_lag
+from skyhive.adapters.stream_partitions import stream_of
 from skyhive.domain.backpressure import Backpressure, TrimPolicy
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,13 @@ def _decode_state(raw: dict[Any, Any]) -> Backpressure:
         int(d.get("limit", 0)),
         int(d.get("resume", 0)),
     )
+
+
+def _summed(held: dict[str, int], whole: Mapping[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s, n in held.items():
+        out[whole[s]] = out.get(whole[s], 0) + n
+    return out
 
 
 class LagSource(Protocol):
@@ -86,19 +94,25 @@ class StreamTrimmer:
     def policy(self) -> TrimPolicy:
         return self._policy
 
+    def _whole(self) -> dict[str, str]:
+        """The Redis streams to read (a partitioned stream's partitions) → their stream."""
+        return stream_of(self._policy.streams, self._policy.partitions)
+
     def read_state(self) -> Backpressure:
         return _decode_state(self._r.hgetall(STATE_KEY))
 
     def trim(self) -> dict[str, int]:
         """Trim every stream to what all its groups acknowledged; returns what each
         stream still holds. A stream missing one of its required groups is left whole:
-        that group, created later, reads it from the start."""
-        lags: list[StreamLag] = read_lag(self._r, list(self._policy.streams))
+        that group, created later, reads it from the start. A stream split into partitions
+        is trimmed partition by partition, and holds what they hold together."""
+        whole = self._whole()
+        lags: list[StreamLag] = read_lag(self._r, list(whole))
         held = {sl.stream: sl.length for sl in lags}
         trims = []
         for sl in lags:
             keep = sl.keep_from()
-            missing = self._policy.required.get(sl.stream, frozenset()) - {
+            missing = self._policy.required.get(whole[sl.stream], frozenset()) - {
                 g.group for g in sl.groups
             }
             if keep is not None and not missing:
@@ -112,6 +126,7 @@ class StreamTrimmer:
             replies = pipe.execute()
             for i, (stream, _) in enumerate(trims):
                 held[stream] = int(replies[2 * i + 1])
+        held = _summed(held, whole)
         # Not trimmed by us: what the slowest group has not committed is the backlog.
         for sl in self._other_bus(with_age=False):
             held[sl.stream] = max((g.unacked for g in sl.groups), default=sl.length)
@@ -158,7 +173,8 @@ class StreamTrimmer:
 
     def snapshot(self) -> BusSnapshot:
         """Two or three round trips, whatever the backlog (nothing is counted by reading)."""
-        streams = read_lag(self._r, list(self._policy.streams))
+        whole = self._whole()
+        streams = merge_partitions(read_lag(self._r, list(whole)), whole)
         streams += self._other_bus(with_age=True)
         deadletter_stream, deadletter_cap = self._deadletters
         pipe = self._r.pipeline(transaction=False)

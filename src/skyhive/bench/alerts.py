@@ -113,7 +113,8 @@ def _measure(
     progress(f"an emergency from a new drone {triggers:g} times a second for {duration:g}s ...")
     alerts = bs.settings.alerts_stream
     # The streams are trimmed once every group has read them: count and time them live.
-    with stream_tap(bs.settings.redis_url_or_default(), [stream, alerts], is_trigger) as tap:
+    url, partitions = bs.settings.redis_url_or_default(), bs.settings.partitioned_streams()
+    with stream_tap(url, [stream, alerts], is_trigger, partitions) as tap:
         load.start()
         time.sleep(2.0)  # into the steady state before the first trigger
         ingested_before, window_start = tap.count(stream), time.monotonic()

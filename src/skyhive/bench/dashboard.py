@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skyhive.adapters.live_state import FLEET_IDS
+from skyhive.adapters.stream_partitions import stream_length
 from skyhive.bench.browser import launch_chromium, sign_in
 from skyhive.bench.stack import BenchStack, Progress, bench_stack, percentiles
 from skyhive.embedded import free_port
@@ -121,12 +122,12 @@ def _measure(
             page.wait_for_selector("body[data-ready=true]", timeout=30_000)
             page.wait_for_timeout(3000)  # the stream flowing, the first frames drawn
             progress(f"measuring the page for {duration:g}s ...")
-            stream = bs.settings.telemetry_stream
-            ingested = int(bs.clients.redis_text.xlen(stream))
+            stream, parts = bs.settings.telemetry_stream, bs.settings.partitioned_streams()
+            ingested = stream_length(bs.clients.redis_text, stream, parts)
             page.evaluate(_FRAME_PROBE)
             page.wait_for_timeout(duration * 1000)
             data: dict[str, Any] = page.evaluate(_COLLECT)
-            ingested = int(bs.clients.redis_text.xlen(stream)) - ingested
+            ingested = stream_length(bs.clients.redis_text, stream, parts) - ingested
             if screenshot is not None:
                 page.screenshot(path=str(screenshot))
         finally:

@@ -233,7 +233,8 @@ def _post_orders(
     progress(f"posting {total} orders at {rate:g}/s over {duration:g}s ...")
     stream = bs.settings.telemetry_stream
     # Counted live: the stream is trimmed once every group has read it.
-    with stream_tap(bs.settings.redis_url_or_default(), [stream]) as tap:
+    partitions = bs.settings.partitioned_streams()
+    with stream_tap(bs.settings.redis_url_or_default(), [stream], partitions=partitions) as tap:
         window_start = time.monotonic()
         cpu = CpuMeter({**bs.pids, FLEET: sim_pid})
         cpu.start()

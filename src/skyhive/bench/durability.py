@@ -33,6 +33,7 @@ import paho.mqtt.client as mqtt
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
+from skyhive.adapters.stream_partitions import stream_length
 from skyhive.bench.stack import Progress
 from skyhive.domain.device_access import MOSQUITTO_AUTOSAVE_S
 from skyhive.embedded import (
@@ -254,7 +255,7 @@ def crash_under_backlog(
         bootstrap(clients)
 
         def on_bus() -> int:
-            return int(clients.redis_bytes.xlen(s.telemetry_stream))
+            return stream_length(clients.redis_bytes, s.telemetry_stream, s.partitioned_streams())
 
         gw_id = f"gw-{uuid.uuid4().hex[:8]}"
         _run_gateway(s, clients, gw_id, lambda: False, 0.5)  # creates the persistent session

@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from skyhive.adapters.stream_lag import read_lag
+from skyhive.adapters.stream_lag import merge_partitions, read_lag
+from skyhive.adapters.stream_partitions import stream_length, stream_of
 from skyhive.bench.cpu import LOAD_GENERATOR, CpuMeter, per_thousand
 from skyhive.bench.stack import BenchStack, bench_stack, percentiles
 from skyhive.bench.stream_tap import StreamTap
@@ -94,7 +95,9 @@ def caught_up(r: Any, settings: Settings) -> bool:
     """Whether the processor and the archiver have acknowledged everything on the telemetry
     stream (their lag as /readyz reads it: exact once a group is caught up)."""
     wanted = {settings.processor_group, settings.archiver_group}
-    groups = {g.group: g for lag in read_lag(r, [settings.telemetry_stream]) for g in lag.groups}
+    whole = stream_of([settings.telemetry_stream], settings.partitioned_streams())
+    lags = merge_partitions(read_lag(r, list(whole)), whole)
+    groups = {g.group: g for lag in lags for g in lag.groups}
     return wanted <= groups.keys() and all(groups[g].unacked == 0 for g in wanted)
 
 
@@ -145,7 +148,8 @@ def _measure(
     pub = mp.get_context("spawn").Process(
         target=_publisher, args=("127.0.0.1", mqtt_port, rate, duration, drones, out, body_bytes)
     )
-    tap = StreamTap(settings.redis_url, [settings.telemetry_stream], lambda _key: False)
+    partitions = settings.partitioned_streams()
+    tap = StreamTap(settings.redis_url, [settings.telemetry_stream], lambda _key: False, partitions)
     tap.start()
     t0 = time.monotonic()
     pub.start()
@@ -158,7 +162,7 @@ def _measure(
         pub.join(5)
         if pub.is_alive():
             stored = clients.db.telemetry.estimated_document_count()  # buckets: cheap
-            on_bus = clients.redis_bytes.xlen(settings.telemetry_stream)
+            on_bus = stream_length(clients.redis_bytes, settings.telemetry_stream, partitions)
             progress(f"  t={time.monotonic() - t0:5.1f}s  on_bus={on_bus}  stored={stored}")
     published, acked, pub_start, generator_cpu_s = out.get(timeout=10)
     progress(f"published {published} ({acked} acknowledged by the broker); draining ...")

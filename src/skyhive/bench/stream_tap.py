@@ -1,22 +1,33 @@
 """Watching bus streams while a benchmark runs: entries appended per stream, and when a key's
 first entry was appended. Read live (XREAD from the end), because streams are trimmed as soon as
-every consumer group has acknowledged them, so nothing can be counted or timed afterwards."""
+every consumer group has acknowledged them, so nothing can be counted or timed afterwards. A
+stream split into partitions is watched in all of them, and counted as one."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import redis
 
+from skyhive.adapters.stream_partitions import stream_of
+
 
 class StreamTap:
-    def __init__(self, redis_url: str, streams: list[str], watch: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        streams: list[str],
+        watch: Callable[[str], bool],
+        partitions: Mapping[str, int] | None = None,
+    ) -> None:
+        """``partitions``: the streams split into partitions (``Settings.partitioned_streams``)."""
         self._r = redis.Redis.from_url(redis_url, decode_responses=True)
-        self._ids: dict[str, str] = {s: "$" for s in streams}
+        self._whole = stream_of(streams, partitions or {})
+        self._ids: dict[str, str] = dict.fromkeys(self._whole, "$")
         self._watch = watch
         self._counts = dict.fromkeys(streams, 0)
         self._first: dict[str, dict[str, float]] = {s: {} for s in streams}
@@ -30,8 +41,8 @@ class StreamTap:
             reply: Any = self._r.xread(self._ids, count=5000, block=200)  # type: ignore[arg-type]
             with self._lock:
                 for stream, entries in reply or []:
-                    self._counts[stream] += len(entries)
-                    first = self._first[stream]
+                    self._counts[self._whole[stream]] += len(entries)
+                    first = self._first[self._whole[stream]]
                     for entry_id, fields in entries:
                         key = str(fields.get("k", ""))
                         if self._watch(key) and key not in first:
@@ -61,9 +72,12 @@ class StreamTap:
 
 @contextmanager
 def stream_tap(
-    redis_url: str, streams: list[str], watch: Callable[[str], bool] = lambda _k: False
+    redis_url: str,
+    streams: list[str],
+    watch: Callable[[str], bool] = lambda _k: False,
+    partitions: Mapping[str, int] | None = None,
 ) -> Iterator[StreamTap]:
-    tap = StreamTap(redis_url, streams, watch)
+    tap = StreamTap(redis_url, streams, watch, partitions)
     tap.start()
     try:
         yield tap

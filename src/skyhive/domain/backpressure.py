@@ -3,7 +3,8 @@ under control again (``services/stream_trimmer.py`` explains the whole mechanism
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,9 @@ class TrimPolicy:
     # Streams on another bus (Kafka): not trimmed here (the brokers' retention is), their
     # backlog read from that bus; ``streams`` are the Redis ones.
     elsewhere: tuple[str, ...] = ()
+    # Streams split into partitions (stream → how many): each partition is trimmed on its
+    # own; the stream's backlog is what its partitions hold together.
+    partitions: Mapping[str, int] = field(default_factory=dict)
 
     def engaged(self, worst: int, before: Backpressure) -> bool:
         return worst + self.room > self.limit or (before.engaged and worst >= self.resume)

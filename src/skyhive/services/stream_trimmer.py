@@ -68,6 +68,7 @@ def trim_policy(s: Settings) -> TrimPolicy:
         required=required_groups(s),
         period_s=s.bus_trim_s,
         elsewhere=streams if on_kafka else (),
+        partitions=s.partitioned_streams(),
     )
 
 
