@@ -99,16 +99,21 @@ def test_drones_need_their_own_credentials(up: Up) -> None:
     assert services.stat().st_mode & 0o777 == 0o600
 
 
-def test_telemetry_flows_end_to_end(up: Up) -> None:
-    login = register(up, DRONE)
-    topic = f"skyhive/drones/{DRONE}/telemetry"
+def flight_with_faults(topic: str) -> list[tuple[str, bytes]]:
+    """Readings 1-21 (battery down to 9 %, an emergency last) with a duplicate, a late
+    duplicate out of order, an invalid reading and one that is not JSON."""
     items = [(topic, reading(s, 90 - s * 4)) for s in range(1, 21)]  # battery down to 10 %
     items.insert(5, items[4])  # a duplicate
     items.append((topic, reading(21, 9, emergency=True)))
     items.append((topic, reading(3, 99)))  # late duplicate, out of order
     items.append((topic, b'{"seq": 22, "battery_pct": 140, "ts": 1795428022000}'))
     items.append((topic, b"definitely not json"))
-    publish(up.mqtt_port, items, login)
+    return items
+
+
+def test_telemetry_flows_end_to_end(up: Up) -> None:
+    login = register(up, DRONE)
+    publish(up.mqtt_port, flight_with_faults(f"skyhive/drones/{DRONE}/telemetry"), login)
 
     wait_for(lambda: up.get(f"/api/v1/drones/{DRONE}")["seq"] == 21, what="live state at seq 21")
     state = up.get(f"/api/v1/drones/{DRONE}")

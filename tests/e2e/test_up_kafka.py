@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from e2e.harness import Up, wait_for
-from e2e.test_up import publish, reading, register
+from e2e.test_up import flight_with_faults, publish, reading, register
 
 pytestmark = pytest.mark.e2e
 DRONE = "kafka-1"
@@ -53,13 +53,7 @@ def test_up_refuses_kafka_without_brokers(tmp_path: Path) -> None:
 def test_telemetry_and_alerts_flow_over_kafka(up: Up, embedded_kafka: str) -> None:
     assert f"Kafka at {embedded_kafka}" in up.log_text()
     login = register(up, DRONE)
-    topic = f"skyhive/drones/{DRONE}/telemetry"
-    items = [(topic, reading(s, 90 - s * 4)) for s in range(1, 21)]  # battery down to 10 %
-    items.insert(5, items[4])  # a duplicate
-    items.append((topic, reading(21, 9, emergency=True)))
-    items.append((topic, reading(3, 99)))  # late duplicate, out of order
-    items.append((topic, b"definitely not json"))
-    publish(up.mqtt_port, items, login)
+    publish(up.mqtt_port, flight_with_faults(f"skyhive/drones/{DRONE}/telemetry"), login)
 
     wait_for(lambda: up.get(f"/api/v1/drones/{DRONE}")["seq"] == 21, what="live state at seq 21")
     assert up.get(f"/api/v1/drones/{DRONE}")["battery_pct"] == 9

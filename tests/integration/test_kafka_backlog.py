@@ -17,12 +17,11 @@ import pytest
 
 from skyhive.adapters.kafka_bus import KafkaBus
 from skyhive.adapters.routed_bus import RoutedBus
-from skyhive.adapters.stream_trimmer import LOCK
-from skyhive.domain.backpressure import Backpressure
 from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.stream_trimmer import bounds
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
+from trim_pass import fresh_pass
 
 
 @pytest.fixture
@@ -47,13 +46,6 @@ def kafka_clients(make_settings: Callable[..., Settings], embedded_kafka: str) -
     c = Clients(s)
     yield c
     c.close()
-
-
-def fresh_pass(c: Clients) -> Backpressure:
-    c.redis_bytes.delete(LOCK)
-    state = c.stream_trimmer.run_once()
-    assert state is not None
-    return state
 
 
 def drain(c: Clients, group: str, n: int) -> None:

@@ -23,7 +23,6 @@ from auth_helpers import api_client
 from skyhive.adapters.redis_streams import LOST_KEY
 from skyhive.adapters.stream_trimmer import LOCK, STATE_KEY
 from skyhive.bootstrap import bootstrap
-from skyhive.domain.backpressure import Backpressure
 from skyhive.services.ingest import IngestPaused, RawMessage
 from skyhive.services.stream_trimmer import bounds
 from skyhive.settings import Settings
@@ -31,6 +30,7 @@ from skyhive.wiring import Clients
 from skyhive.workers.archiver import build_archiver
 from skyhive.workers.gateway import mqtt_gateway
 from skyhive.workers.processor import build_processor
+from trim_pass import fresh_pass
 
 BASE_MS = 1795428000000
 TEL = "telemetry"
@@ -58,14 +58,6 @@ def small(make_settings: Callable[..., Settings]) -> Iterator[Clients]:
     bootstrap(c)
     yield c
     c.close()
-
-
-def fresh_pass(c: Clients) -> Backpressure:
-    """Run a trim pass now, whoever ran the last one."""
-    c.redis_bytes.delete(LOCK)
-    state = c.stream_trimmer.run_once()
-    assert state is not None
-    return state
 
 
 def stream_ids(c: Clients) -> list[str]:
