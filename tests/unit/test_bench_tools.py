@@ -8,6 +8,7 @@ import pytest
 from skyhive.bench.cpu import per_thousand, stack_total
 from skyhive.bench.mqtt_load import PAD_OVERHEAD, pad_body
 from skyhive.bench.naive import NaiveReport, ratios
+from skyhive.bench.stack import REDIS_BUS, BusChoice, role_names
 from skyhive.bench.summary import read_results, summarize
 from skyhive.bench.wrk import SCRIPT, parse_wrk_output
 from skyhive.domain.telemetry import parse_telemetry
@@ -172,3 +173,17 @@ def test_the_summary_is_a_markdown_table_of_the_last_report_of_each_kind() -> No
     assert "p99 30.2 ms, 0 errors; target p99 < 25 ms **not met**" in body
     assert "api 1,070, load generator (wrk) 90" in body
     assert all(line.startswith("|") and line.endswith("|") for line in table[2:])
+
+
+def test_repeated_roles_get_names_of_their_own() -> None:
+    roles = ("gateway", "processor", "processor", "archiver", "processor")
+    assert role_names(roles) == ["gateway", "processor", "processor-2", "archiver", "processor-3"]
+
+
+def test_a_bus_choice_is_what_the_roles_are_told() -> None:
+    assert REDIS_BUS.env("") == {"SKYHIVE_BUS": "redis", "SKYHIVE_BUS_PARTITIONS": "1"}
+    assert BusChoice("kafka", 4).env("127.0.0.1:9092") == {
+        "SKYHIVE_BUS": "kafka",
+        "SKYHIVE_BUS_PARTITIONS": "4",
+        "SKYHIVE_KAFKA__BOOTSTRAP": "127.0.0.1:9092",
+    }

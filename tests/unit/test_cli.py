@@ -50,3 +50,12 @@ def test_every_fault_rate_is_a_simulate_option() -> None:
     assert FaultRates(**{name: given[f"{name}_rate"] for name in rates}) == FaultRates(**rates)
     defaults = simulate.make_context("simulate", []).params
     assert FaultRates(**{name: defaults[f"{name}_rate"] for name in rates}) == FaultRates()
+
+
+def test_several_processors_on_one_redis_partition_is_refused_before_anything_starts() -> None:
+    from click.testing import CliRunner
+
+    args = ["bench", "ingest", "--processors", "2", "--partitions", "1", "--no-baseline"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "several processors on Redis need --partitions > 1" in result.output

@@ -18,6 +18,7 @@ from typing import Any
 
 from skyhive.embedded import (
     EmbeddedStack,
+    Server,
     die_with_parent,
     free_port,
     mosquitto_dir,
@@ -75,27 +76,85 @@ def helper_process(module: str, *args: str, what: str) -> Iterator[None]:
         proc.wait(10)
 
 
+@dataclass(frozen=True)
+class BusChoice:
+    """The bus a benchmark's stack runs on: Redis Streams, or Kafka (a tansu broker started
+    for it, memory storage: ``bench/kafka_broker.py``), in ``partitions`` partitions."""
+
+    kind: str = "redis"  # or "kafka"
+    partitions: int = 1
+
+    def env(self, bootstrap: str) -> dict[str, str]:
+        env = {"SKYHIVE_BUS": self.kind, "SKYHIVE_BUS_PARTITIONS": str(self.partitions)}
+        return env | ({"SKYHIVE_KAFKA__BOOTSTRAP": bootstrap} if bootstrap else {})
+
+
+REDIS_BUS = BusChoice()
+
+
+@contextlib.contextmanager
+def _kafka_for(bus: BusChoice, data_dir: Path, progress: Progress) -> Iterator[Server | None]:
+    if bus.kind != "kafka":
+        yield None
+        return
+    from skyhive.bench.kafka_broker import kafka_server
+
+    server = kafka_server(data_dir / "kafka", "127.0.0.1", free_port())
+    (data_dir / "kafka").mkdir()
+    progress("starting a Kafka-protocol broker (tansu) for the bus ...")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def role_names(roles: tuple[str, ...]) -> list[str]:
+    """Process names for ``roles``: a role given twice is ``processor``, ``processor-2``."""
+    names: list[str] = []
+    for role in roles:
+        n = sum(1 for r in roles[: len(names) + 1] if r == role)
+        names.append(role if n == 1 else f"{role}-{n}")
+    return names
+
+
 @contextlib.contextmanager
 def bench_stack(
     roles: tuple[str, ...],
     broker: str,
     progress: Progress,
     extra_env: dict[str, str] | None = None,
+    bus: BusChoice = REDIS_BUS,
 ) -> Iterator[BenchStack]:
-    """Fresh servers (amqtt or Mosquitto as the broker), bootstrapped, with ``roles`` (names
-    in ``supervisor.ROLES``) running as child processes; everything is stopped and deleted afterwards.
+    """Fresh servers (amqtt or Mosquitto as the broker; Kafka too on a Kafka ``bus``),
+    bootstrapped, with ``roles`` (names in ``supervisor.ROLES``, a role repeated for several
+    of it) running as child processes; everything is stopped and deleted afterwards.
 
     The broker admits insecure devices: the load generators publish as hundreds of drones
     over one connection, and the simulator flies its fleet on one anonymous connection (per
     drone connections would add a subscription per drone, which amqtt scans per message).
     SkyHive's services authenticate with their credentials, as under `skyhive up`."""
+    data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
+    with _kafka_for(bus, data_dir, progress) as kafka:
+        yield from _stack(roles, broker, progress, extra_env, bus, data_dir, kafka)
+
+
+def _stack(
+    roles: tuple[str, ...],
+    broker: str,
+    progress: Progress,
+    extra_env: dict[str, str] | None,
+    bus: BusChoice,
+    data_dir: Path,
+    kafka: Server | None,
+) -> Iterator[BenchStack]:
     from skyhive.bootstrap import bootstrap
     from skyhive.services.device_credentials import (
         MosquittoAuthFiles,
         ensure_service_credentials,
     )
 
-    data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
+    bootstrap_servers = f"{kafka.host}:{kafka.port}" if kafka is not None else ""
     if broker == "mosquitto":
         mosquitto_path(progress)  # installed first, if need be
     # The broker as `skyhive up` runs it (configuration, limits, persistence): what is
@@ -115,6 +174,9 @@ def bench_stack(
             mqtt_url=urls["mqtt_url"],
             data_dir=data_dir,
             insecure_devices=True,
+            bus=bus.kind,
+            bus_partitions=bus.partitions,
+            kafka={"bootstrap": bootstrap_servers},
         )
         clients = Clients(settings)
         bootstrap(clients)
@@ -134,12 +196,14 @@ def bench_stack(
             "SKYHIVE_DATA_DIR": str(data_dir),
             "SKYHIVE_INSECURE_DEVICES": "true",
             "SKYHIVE_MQTT_SERVICES_FILE": str(settings.mqtt_services_path()),
+            **bus.env(bootstrap_servers),
             **(extra_env or {}),
         }
         bs = BenchStack(settings, clients, env, data_dir, stack.mqtt_port, _admin_key(clients))
         children = [bs.spawn(*ROLES[role]) for role in roles]
-        bs.pids.update({f"{s.label} server": s.proc.pid for s in stack.servers if s.proc})
-        bs.pids.update({role: c.pid for role, c in zip(roles, children, strict=True)})
+        servers = [*stack.servers, *([kafka] if kafka is not None else [])]
+        bs.pids.update({f"{s.label} server": s.proc.pid for s in servers if s.proc})
+        bs.pids.update({n: c.pid for n, c in zip(role_names(roles), children, strict=True)})
         yield bs
     finally:
         for c in children:

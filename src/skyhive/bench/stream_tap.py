@@ -83,3 +83,52 @@ def stream_tap(
         yield tap
     finally:
         tap.close()
+
+
+class KafkaTap:
+    """:class:`StreamTap`'s count on Kafka-hosted streams: a consumer assigned every partition
+    of their topics from the end (it joins no group, commits nothing), counting records."""
+
+    def __init__(self, bootstrap: str, streams: list[str]) -> None:
+        from confluent_kafka import Consumer
+
+        from skyhive.adapters.kafka_bus import topic_name
+
+        self._topics = {topic_name(s): s for s in streams}
+        self._consumer: Any = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "skyhive-bench-tap"}
+        )
+        self._counts = dict.fromkeys(streams, 0)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-tap", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(num_messages=5000, timeout=0.2):
+                if msg.error() is None:
+                    with self._lock:
+                        self._counts[self._topics[msg.topic()]] += 1
+
+    def start(self) -> None:
+        from confluent_kafka import OFFSET_END, TopicPartition
+
+        meta = self._consumer.list_topics(timeout=10).topics
+        self._consumer.assign(
+            [
+                TopicPartition(topic, p, OFFSET_END)
+                for topic in self._topics
+                for p in meta[topic].partitions
+            ]
+        )
+        self._thread.start()
+        time.sleep(0.5)  # positioned at the ends before anything is published
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+    def count(self, stream: str) -> int:
+        with self._lock:
+            return self._counts[stream]

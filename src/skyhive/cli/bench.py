@@ -81,6 +81,27 @@ def _echo_json(report: object, **extra: object) -> None:
     help="Then measure the seed's naive pipeline (insert_one + HSET + GEOADD + PUBLISH per "
     "message) at the same rate on a fresh stack, and report SkyHive / naive.",
 )
+@click.option(
+    "--bus",
+    type=click.Choice(["redis", "kafka"]),
+    default="redis",
+    show_default=True,
+    help="The bus: Redis Streams, or Kafka (a tansu broker started for the run, memory "
+    "storage; needs the test extra, as `make install` has it).",
+)
+@click.option(
+    "--processors",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Routine processors, one consumer group.",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Partitions of the telemetry stream [1 for one processor on Redis, else 4].",
+)
 @_broker_option
 @_json_option
 def bench_ingest(
@@ -89,6 +110,9 @@ def bench_ingest(
     drones: int,
     body_bytes: int,
     baseline: bool,
+    bus: str,
+    processors: int,
+    partitions: int | None,
     broker: str,
     as_json: bool,
 ) -> None:
@@ -96,9 +120,21 @@ def bench_ingest(
     CPU per 1,000 readings of each process, against the seed's naive pipeline."""
     from skyhive.bench.cpu import stack_total
     from skyhive.bench.ingest import run_ingest_bench
+    from skyhive.bench.stack import BusChoice
 
+    if partitions is None:
+        partitions = 1 if bus == "redis" and processors == 1 else 4
+    if bus == "redis" and processors > 1 and partitions == 1:
+        raise click.BadParameter("several processors on Redis need --partitions > 1")
     report = run_ingest_bench(
-        rate, duration, drones, broker, progress=_progress, body_bytes=body_bytes
+        rate,
+        duration,
+        drones,
+        broker,
+        progress=_progress,
+        body_bytes=body_bytes,
+        bus=BusChoice(bus, partitions),
+        processors=processors,
     )
     naive, ratio = None, {}
     if baseline:
@@ -121,6 +157,7 @@ def bench_ingest(
     else:
         lat = report.latency_ms
         click.echo(
+            f"bus={report.bus} partitions={report.partitions} processors={report.processors} "
             f"broker={report.broker} target={report.target_rate:g} msg/s drones={report.drones} "
             f"duration={report.duration_s:g}s body={body_bytes or 'unpadded'} bytes\n"
             f"published={report.published} stored={report.stored} unique={report.unique_in_history} "
