@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from auth_helpers import api_client
 from skyhive.adapters.kafka_bus import KafkaBus
 from skyhive.adapters.routed_bus import RoutedBus
+from skyhive.embedded import free_port
 from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.stream_trimmer import bounds
 from skyhive.settings import Settings
@@ -117,3 +119,26 @@ def test_a_topic_keeps_its_partitions_and_a_changed_setting_is_reported(
     finally:
         first.close()
         later.close()
+
+
+def test_ingest_answers_503_while_kafka_does_not_acknowledge(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A bus that does not answer is an outage the client can retry, never a 500, and the
+    readiness probe says which dependency it is."""
+    dead = f"127.0.0.1:{free_port('127.0.0.1')}"
+    s = make_settings(bus="kafka", kafka={"bootstrap": dead, "timeout_ms": 1000})
+    c = Clients(s)
+    try:
+        client = api_client(c, "admin")
+        body = [{"drone_id": "k1", "seq": 1, "ts": 1795428000000, "battery_pct": 80.0}]
+        started = time.monotonic()
+        r = client.post("/api/v1/telemetry", json=body)
+        assert r.status_code == 503, r.get_json()
+        assert r.headers["Retry-After"]
+        assert "the bus (Kafka) is unavailable" in r.get_json()["error"]["message"]
+        assert time.monotonic() - started < 10
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.get_json()["checks"]["bus"] != "ok"
+    finally:
+        c.close()

@@ -128,6 +128,9 @@ def _describe(name: str, fut: Future[object]) -> str:
     if not fut.done():
         return f"error: no answer within {CHECK_TIMEOUT_S:g}s"
     exc = fut.exception()
+    if exc is None and fut.result() is False:  # a ping that says no (the Kafka bus's)
+        log.warning("readiness check %s failed: it answered no", name)
+        return "error: unavailable"
     if exc is None:
         return "ok"
     detail = _URL_CREDENTIALS.sub("//***@", f"{exc}")[:_MAX_DETAIL]
