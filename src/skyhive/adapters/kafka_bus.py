@@ -317,7 +317,12 @@ class KafkaBus:
         member = self._member(stream, group, consumer)
         if own_pending:
             return member.pending(count)
-        records = member.consumer.consume(num_messages=count, timeout=max(0, block_ms) / 1000.0)
+        # As XREADGROUP BLOCK does: wait for the first record only, then take what is already
+        # fetched (consume(count, timeout) would wait for ``count`` records or the timeout:
+        # a batch's latency at low rates).
+        records = member.consumer.consume(num_messages=1, timeout=max(0, block_ms) / 1000.0)
+        if records and count > 1:
+            records += member.consumer.consume(num_messages=count - 1, timeout=0)
         out = []
         for r in records:
             err = r.error()

@@ -51,8 +51,14 @@ class StreamTap:
                         self._ids[stream] = entries[-1][0]
 
     def start(self) -> None:
+        # Each stream's end now, as an id: "$" would mean "the end at each call", and a stream
+        # with nothing for one XREAD (a partition) would lose what came before the next.
+        for stream in self._ids:
+            try:
+                self._ids[stream] = str(self._r.xinfo_stream(stream)["last-generated-id"])
+            except redis.ResponseError:  # not there yet: all it will hold is new
+                self._ids[stream] = "0-0"
         self._thread.start()
-        time.sleep(0.3)  # the first XREAD is blocking at the end of each stream
 
     def close(self) -> None:
         self._stop.set()
