@@ -97,6 +97,11 @@ class KafkaLag:
         )
         return {tp_key(tp): f.result(timeout=self._timeout_s).offset for tp, f in futures.items()}
 
+    def committed(self, group: str, stream: str, partitions: int) -> dict[int, int]:
+        """The group's committed position in each partition of ``stream`` that has one."""
+        tps = [TopicPartition(topic_name(stream), p) for p in range(partitions)]
+        return {p: o for (_t, p), o in self._committed(group, tps).items()}
+
     def _committed(self, group: str, tps: list[TopicPartition]) -> dict[tuple[str, int], int]:
         request = [ConsumerGroupTopicPartitions(group, tps)]
         futures = self._admin_client().list_consumer_group_offsets(

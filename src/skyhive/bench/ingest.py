@@ -98,14 +98,23 @@ def _publisher(
 def caught_up(r: Any, settings: Settings) -> bool:
     """Whether the processors and the archiver have acknowledged everything on the telemetry
     stream (their lag as /readyz reads it: exact once a group is caught up)."""
-    wanted = frozenset({settings.processor_group, settings.archiver_group})
-    if settings.bus == "kafka":
-        lags = KafkaLag(settings.kafka.bootstrap).read({settings.telemetry_stream: wanted})
-    else:
-        whole = stream_of([settings.telemetry_stream], settings.partitioned_streams())
-        lags = merge_partitions(read_lag(r, list(whole)), whole)
+    wanted = {settings.processor_group, settings.archiver_group}
+    whole = stream_of([settings.telemetry_stream], settings.partitioned_streams())
+    lags = merge_partitions(read_lag(r, list(whole)), whole)
     groups = {g.group: g for lag in lags for g in lag.groups}
     return wanted <= groups.keys() and all(groups[g].unacked == 0 for g in wanted)
+
+
+def committed_all(settings: Settings, tap: KafkaTap) -> bool:
+    """caught_up on Kafka: both groups committed past every record the tap saw (the tap's
+    ends, not the broker's watermarks: tansu reports them a batch short)."""
+    ends = tap.ends(settings.telemetry_stream)
+    lag = KafkaLag(settings.kafka.bootstrap)
+    for group in (settings.processor_group, settings.archiver_group):
+        committed = lag.committed(group, settings.telemetry_stream, settings.bus_partitions)
+        if any(committed.get(p, 0) < end for p, end in ends.items()):
+            return False
+    return True
 
 
 def run_ingest_bench(
@@ -199,11 +208,10 @@ def _measure(
     history_done = None  # when the archiver had acknowledged every reading (it runs apart)
     while time.monotonic() < deadline:
         seen = tap.count(settings.telemetry_stream)
-        done = seen >= published and caught_up(clients.redis_bytes, settings)
-        if done and settings.bus == "kafka":
-            # tansu, the benchmarks' Kafka, reports a partition's end one batch short
-            # (docs/architecture.md, "Kafka"): there history itself must say it is complete.
-            done = len(clients.telemetry.reading_ids()) >= published
+        if isinstance(tap, KafkaTap):
+            done = seen >= published and committed_all(settings, tap)
+        else:
+            done = seen >= published and caught_up(clients.redis_bytes, settings)
         if done:
             history_done = time.monotonic()
             break

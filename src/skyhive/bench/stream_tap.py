@@ -105,6 +105,7 @@ class KafkaTap:
             {"bootstrap.servers": bootstrap, "group.id": "skyhive-bench-tap"}
         )
         self._counts = dict.fromkeys(streams, 0)
+        self._ends: dict[str, dict[int, int]] = {s: {} for s in streams}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-tap", daemon=True)
@@ -113,8 +114,17 @@ class KafkaTap:
         while not self._stop.is_set():
             for msg in self._consumer.consume(num_messages=5000, timeout=0.2):
                 if msg.error() is None:
+                    stream = self._topics[msg.topic()]
                     with self._lock:
-                        self._counts[self._topics[msg.topic()]] += 1
+                        self._counts[stream] += 1
+                        ends = self._ends[stream]
+                        ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+
+    def ends(self, stream: str) -> dict[int, int]:
+        """Per partition, the position after the last record seen: exact, where a broker's
+        own watermark may not be (tansu's)."""
+        with self._lock:
+            return dict(self._ends[stream])
 
     def start(self) -> None:
         from confluent_kafka import OFFSET_END, TopicPartition
