@@ -5,13 +5,15 @@ the broker still holds the readings for its persistent session and hands them to
 gateway of that session. Acknowledged before the write, they would be gone from the broker
 and never on the bus: lost, though the drone had its PUBACK.
 
-Real embedded broker and Redis; the failing bus is a Redis URL nothing listens on.
+Real embedded broker and Redis (and the test Kafka broker); the failing bus is a Redis URL or a
+Kafka bootstrap nothing listens on.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -113,5 +115,56 @@ def test_readings_the_bus_refused_are_not_acknowledged_and_reach_the_next_gatewa
         entries = clients.redis_bytes.xrange(settings.telemetry_stream)
         seqs = sorted(orjson.loads(fields[b"v"])["seq"] for _, fields in entries)
         assert seqs == list(range(1, READINGS + 1))
+    finally:
+        clients.close()
+
+
+def test_on_kafka_too_nothing_is_acknowledged_before_the_brokers_have_it(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture, embedded_kafka: str
+) -> None:
+    """The same with the bus on Kafka: the first gateway's Kafka is down (its batch is not
+    acknowledged within the bus timeout), the second's is the test broker."""
+    stream = f"ack-{uuid.uuid4().hex[:8]}"
+    kafka = {"timeout_ms": 1500, "session_timeout_ms": 6000}
+    settings = make_settings(
+        bus="kafka", kafka={**kafka, "bootstrap": embedded_kafka}, telemetry_stream=stream
+    )
+    down = make_settings(
+        mongodb_db=settings.mongodb_db,
+        bus="kafka",
+        kafka={**kafka, "bootstrap": f"127.0.0.1:{free_port()}"},
+        telemetry_stream=stream,
+    )
+    clients = Clients(settings)
+    try:
+        client_id = f"gw-{uuid.uuid4().hex[:8]}"
+        caplog.set_level(logging.ERROR, logger="skyhive.services.gateway")
+        first = Running(down, client_id)
+        try:
+            wait_for(lambda: first.gateway.connected, "the first gateway subscribed")
+            publish_as_drone(settings)
+            wait_for(
+                lambda: any("could not write" in r.getMessage() for r in caplog.records),
+                "a failed bus write",
+                timeout=20,
+            )
+            assert first.gateway.accepted == 0
+        finally:
+            first.stop()
+        second = Running(settings, client_id)
+        try:
+            wait_for(
+                lambda: second.gateway.accepted >= READINGS,
+                "the broker redelivered the unacknowledged readings to the session",
+            )
+        finally:
+            second.stop()
+        clients.bus.ensure_group(stream, "check")
+        got: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(got) < READINGS and time.monotonic() < deadline:
+            msgs = clients.bus.consume(stream, "check", "c1", 100, 500)
+            got += [orjson.loads(m.value)["seq"] for m in msgs]
+        assert sorted(got) == list(range(1, READINGS + 1))
     finally:
         clients.close()
