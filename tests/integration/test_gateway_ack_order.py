@@ -75,6 +75,38 @@ def publish_as_drone(settings: Settings) -> None:
         c.loop_stop()
 
 
+def refused_then_redelivered(
+    down: Settings, up: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway on the ``down`` bus reads the drone's readings, fails to write them and
+    stops; the next gateway of the same session, on the ``up`` bus, gets them all."""
+    client_id = f"gw-{uuid.uuid4().hex[:8]}"  # one persistent session for both gateways
+    caplog.set_level(logging.ERROR, logger="skyhive.services.gateway")
+    first = Running(down, client_id)
+    try:
+        wait_for(lambda: first.gateway.connected, "the first gateway subscribed")
+        publish_as_drone(up)
+        # It read them and tried to write them: every attempt failed.
+        wait_for(
+            lambda: any(
+                f"could not write {READINGS} messages" in r.getMessage() for r in caplog.records
+            ),
+            "a failed bus write of the whole batch",
+            timeout=20,
+        )
+        assert first.gateway.accepted == 0
+    finally:
+        first.stop()  # what it holds is still unwritten: nothing may have been acked
+    second = Running(up, client_id)  # same session, a bus that works
+    try:
+        wait_for(
+            lambda: second.gateway.accepted >= READINGS,
+            "the broker redelivered the unacknowledged readings to the session",
+        )
+    finally:
+        second.stop()
+
+
 def test_readings_the_bus_refused_are_not_acknowledged_and_reach_the_next_gateway(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -82,36 +114,11 @@ def test_readings_the_bus_refused_are_not_acknowledged_and_reach_the_next_gatewa
     clients = Clients(settings)
     try:
         bootstrap(clients)
-        client_id = f"gw-{uuid.uuid4().hex[:8]}"  # one persistent session for both gateways
         # The first gateway's bus: a Redis that is down (nothing listens on the port).
         down = make_settings(
             mongodb_db=settings.mongodb_db, redis_url=f"redis://127.0.0.1:{free_port()}/0"
         )
-        caplog.set_level(logging.ERROR, logger="skyhive.services.gateway")
-        first = Running(down, client_id)
-        try:
-            wait_for(lambda: first.gateway.connected, "the first gateway subscribed")
-            publish_as_drone(settings)
-            # It read them and tried to write them: every attempt failed.
-            wait_for(
-                lambda: any(
-                    f"could not write {READINGS} messages" in r.getMessage() for r in caplog.records
-                ),
-                "a failed bus write of the whole batch",
-            )
-            assert first.gateway.accepted == 0
-        finally:
-            first.stop()  # what it holds is still unwritten: nothing may have been acked
-        assert clients.redis_bytes.xlen(settings.telemetry_stream) == 0
-
-        second = Running(settings, client_id)  # same session, a bus that works
-        try:
-            wait_for(
-                lambda: second.gateway.accepted >= READINGS,
-                "the broker redelivered the unacknowledged readings to the session",
-            )
-        finally:
-            second.stop()
+        refused_then_redelivered(down, settings, caplog)
         entries = clients.redis_bytes.xrange(settings.telemetry_stream)
         seqs = sorted(orjson.loads(fields[b"v"])["seq"] for _, fields in entries)
         assert seqs == list(range(1, READINGS + 1))
@@ -137,28 +144,7 @@ def test_on_kafka_too_nothing_is_acknowledged_before_the_brokers_have_it(
     )
     clients = Clients(settings)
     try:
-        client_id = f"gw-{uuid.uuid4().hex[:8]}"
-        caplog.set_level(logging.ERROR, logger="skyhive.services.gateway")
-        first = Running(down, client_id)
-        try:
-            wait_for(lambda: first.gateway.connected, "the first gateway subscribed")
-            publish_as_drone(settings)
-            wait_for(
-                lambda: any("could not write" in r.getMessage() for r in caplog.records),
-                "a failed bus write",
-                timeout=20,
-            )
-            assert first.gateway.accepted == 0
-        finally:
-            first.stop()
-        second = Running(settings, client_id)
-        try:
-            wait_for(
-                lambda: second.gateway.accepted >= READINGS,
-                "the broker redelivered the unacknowledged readings to the session",
-            )
-        finally:
-            second.stop()
+        refused_then_redelivered(down, settings, caplog)
         clients.bus.ensure_group(stream, "check")
         got: list[int] = []
         deadline = time.monotonic() + 30
