@@ -17,6 +17,7 @@ holds the two together, and fails on a filter the API issues that no shape here 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ from pymongo.errors import OperationFailure
 from skyhive.adapters.mongo import Document
 from skyhive.adapters.mongo_capabilities import capabilities
 from skyhive.adapters.telemetry_repo import ensure_collection, is_timeseries
+
+log = logging.getLogger(__name__)
 
 ASC, DESC = 1, -1
 INDEX_NOT_FOUND = 27
@@ -472,6 +475,9 @@ def ensure_indexes(db: Database[Document], *collections: str) -> None:
         if (not collections or name in collections) and index_name in _names(db, name):
             try:
                 db[name].drop_index(index_name)
+                log.info(
+                    "dropped index %s.%s: an index of this version serves it", name, index_name
+                )
             except OperationFailure as exc:
                 if exc.code != INDEX_NOT_FOUND:  # dropped meanwhile by another process
                     raise
