@@ -235,8 +235,9 @@ class Settings(BaseSettings):
         return self.processor_claim_idle_ms or self.claim_idle_ms
 
     def partitioned_streams(self) -> dict[str, int]:
-        """The bus streams split into partitions, and into how many (none with one)."""
-        if self.bus_partitions == 1:
+        """The Redis streams split into partitions, and into how many (none with one, and
+        none on Kafka, whose topics are partitioned by the brokers)."""
+        if self.bus_partitions == 1 or self.bus != "redis":
             return {}
         return {self.telemetry_stream: self.bus_partitions, self.urgent_stream: self.bus_partitions}
 

@@ -117,3 +117,14 @@ def test_a_partitioned_streams_lag_is_its_partitions_together() -> None:
     assert (g.stream, g.pending, g.undelivered, g.unacked) == ("t", 3, 3, 6)
     assert g.oldest_unacked == (1500, 4)  # the oldest of any partition: how far behind
     assert g.age_s(now_ms=3500) == 2.0
+
+
+def test_only_redis_streams_are_split_by_skyhive() -> None:
+    from skyhive.settings import Settings
+
+    assert Settings(bus_partitions=4).partitioned_streams() == {
+        "telemetry": 4,
+        "telemetry:urgent": 4,
+    }
+    assert Settings(bus_partitions=1).partitioned_streams() == {}
+    assert Settings(bus="kafka", bus_partitions=4).partitioned_streams() == {}  # the brokers' job

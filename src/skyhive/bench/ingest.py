@@ -105,11 +105,10 @@ def caught_up(r: Any, settings: Settings) -> bool:
     return wanted <= groups.keys() and all(groups[g].unacked == 0 for g in wanted)
 
 
-def committed_all(settings: Settings, tap: KafkaTap) -> bool:
+def committed_all(settings: Settings, tap: KafkaTap, lag: KafkaLag) -> bool:
     """caught_up on Kafka: both groups committed past every record the tap saw (the tap's
     ends, not the broker's watermarks: tansu reports them a batch short)."""
     ends = tap.ends(settings.telemetry_stream)
-    lag = KafkaLag(settings.kafka.bootstrap)
     for group in (settings.processor_group, settings.archiver_group):
         committed = lag.committed(group, settings.telemetry_stream, settings.bus_partitions)
         if any(committed.get(p, 0) < end for p, end in ends.items()):
@@ -177,6 +176,7 @@ def _measure(
     )
     partitions = settings.partitioned_streams()
     tap: StreamTap | KafkaTap
+    kafka_lag = KafkaLag(settings.kafka.bootstrap)  # one admin client for the whole drain
     if settings.bus == "kafka":
         tap = KafkaTap(settings.kafka.bootstrap, [settings.telemetry_stream])
     else:
@@ -209,7 +209,7 @@ def _measure(
     while time.monotonic() < deadline:
         seen = tap.count(settings.telemetry_stream)
         if isinstance(tap, KafkaTap):
-            done = seen >= published and committed_all(settings, tap)
+            done = seen >= published and committed_all(settings, tap, kafka_lag)
         else:
             done = seen >= published and caught_up(clients.redis_bytes, settings)
         if done:
