@@ -33,6 +33,15 @@ def up(embedded_kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "SKYHIVE_KAFKA__BOOTSTRAP": embedded_kafka,
         "SKYHIVE_BUS_PARTITIONS": str(PARTITIONS),
         "SKYHIVE_KAFKA__SESSION_TIMEOUT_MS": "6000",
+        # Topics and groups of its own: the session's broker is shared with other tests, and
+        # a Kafka group or topic is the whole cluster's.
+        "SKYHIVE_TELEMETRY_STREAM": "e2e-telemetry",
+        "SKYHIVE_URGENT_STREAM": "e2e-telemetry:urgent",
+        "SKYHIVE_EVENTS_STREAM": "e2e-events",
+        "SKYHIVE_ALERTS_STREAM": "e2e-alerts",
+        "SKYHIVE_PROCESSOR_GROUP": "e2e-processor",
+        "SKYHIVE_ARCHIVER_GROUP": "e2e-archiver",
+        "SKYHIVE_NOTIFIER_GROUP": "e2e-notifier",
     }
     u = Up(tmp_path_factory.mktemp("e2e-kafka") / "data", env=env)
     u.start()
@@ -70,19 +79,23 @@ def test_telemetry_and_alerts_flow_over_kafka(up: Up, embedded_kafka: str) -> No
     assert any(r.startswith("not JSON") for r in reasons)
 
     topics = AdminClient({"bootstrap.servers": embedded_kafka}).list_topics(timeout=5).topics
-    for name in ("telemetry", "telemetry.urgent", "alerts"):
+    for name in ("e2e-telemetry", "e2e-telemetry.urgent", "e2e-alerts"):
         assert len(topics[name].partitions) == PARTITIONS, name
     assert "commands" not in topics  # on Redis: claimed and appended in one script
 
     def caught_up() -> bool:
         lag = up.get("/api/v1/bus")["lag"]
         groups = {(g["stream"], g["group"]): g for g in lag["groups"]}
-        wanted = [("telemetry", "processor"), ("telemetry", "archiver"), ("alerts", "notifier")]
+        wanted = [
+            ("e2e-telemetry", "e2e-processor"),
+            ("e2e-telemetry", "e2e-archiver"),
+            ("e2e-alerts", "e2e-notifier"),
+        ]
         return all(k in groups and groups[k]["unacked"] == 0 for k in wanted)
 
     wait_for(caught_up, what="every Kafka group caught up in /api/v1/bus")
     metrics = up.text("/metrics")
-    assert 'skyhive_bus_group_unacked{group="archiver",stream="telemetry"} 0.0' in metrics
+    assert 'skyhive_bus_group_unacked{group="e2e-archiver",stream="e2e-telemetry"} 0.0' in metrics
 
 
 def test_a_command_reaches_the_drone_while_the_bus_is_on_kafka(up: Up) -> None:
