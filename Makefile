@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test test-faults test-fast lint format bench bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium mosquitto wrk clean
+.PHONY: install demo up test test-redis-cluster test-faults test-fast lint format bench bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium mosquitto wrk clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "SkyHive needs Python 3.11 or newer")'
@@ -89,8 +89,20 @@ demo: install mosquitto-if-possible
 up: install mosquitto-if-possible
 	$(BIN)/skyhive up
 
+# The tests on Redis run again on a Redis Cluster of three masters (tests/conftest.py,
+# SKYHIVE_TEST_REDIS), but for those that only make sense on one server (marked single_redis:
+# they kill or restart Redis, or read its configuration), `skyhive up`'s (e2e: it embeds a
+# single Redis) and the browser's.
+REDIS_CLUSTER_TESTS := SKYHIVE_TEST_REDIS=cluster $(BIN)/pytest -q \
+	-m "redis and not single_redis and not e2e" --ignore=tests/browser
+
 test: install chromium mosquitto
 	$(BIN)/pytest -q
+	$(REDIS_CLUSTER_TESTS)
+
+# Only the tests on a Redis Cluster (also in `make test`).
+test-redis-cluster: install mosquitto
+	$(REDIS_CLUSTER_TESTS)
 
 # The unit tier: domain and service logic without servers, in seconds.
 test-fast: $(STAMP)

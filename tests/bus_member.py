@@ -14,8 +14,8 @@ import sys
 import time
 
 import orjson
-import redis
 
+from redis_access import connect_url
 from skyhive.adapters.kafka_bus import KafkaBus
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.ports.bus import Bus
@@ -27,7 +27,7 @@ LEASE_MS = 2000
 def make_bus(kind: str, address: str, stream: str) -> Bus:
     if kind == "kafka":
         return KafkaBus(address, partitions=PARTITIONS, session_timeout_ms=6000)
-    client = redis.Redis.from_url(address)
+    client = connect_url(address)
     if kind == "redis-partitioned":
         return RedisStreamsBus(client, partitions={stream: PARTITIONS}, lease_ms=LEASE_MS)
     return RedisStreamsBus(client)

@@ -5,6 +5,15 @@ every other test.
 Tests run serially, so isolation is a fresh MongoDB database per test and an emptied Redis
 database (FLUSHDB) at the start of each test.
 
+``SKYHIVE_TEST_REDIS`` says which Redis: ``single`` (the default), one redis-server as
+`skyhive up` embeds it; or ``cluster``, a Redis Cluster of three masters from the same binary
+(``embedded.redis_cluster``), whose first node's URL ``embedded_redis`` gives, settings made
+by ``make_settings`` then have ``redis_cluster=True`` and FLUSHDB empties every primary.
+``redis_cluster_mode`` tells a test which it runs on. A test that only makes sense on one
+Redis server (it stops, kills or restarts Redis, or reads its configuration) is marked
+``single_redis`` (``SINGLE_REDIS_TESTS`` below); `make test-redis-cluster` deselects those
+(``-m "not single_redis"``), and one that runs in cluster mode anyway fails at setup, saying so.
+
 The session's broker is the one `skyhive up` embeds by default (``SKYHIVE_BROKER``, ``auto``:
 Mosquitto when installed, as `make test` makes sure; else amqtt). ``embedded_amqtt`` is an
 amqtt broker for the smaller suite that keeps the fallback working.
@@ -36,10 +45,12 @@ from skyhive.embedded import (
     BrokerAccess,
     Server,
     choose_broker,
+    free_cluster_ports,
     free_port,
     mongo_server,
     mosquitto_server,
     mqtt_broker,
+    redis_cluster,
     redis_server,
 )
 from skyhive.settings import Settings
@@ -57,6 +68,67 @@ SERVER_MARKERS = {
 # `.invalid` never resolves (RFC 2606): what a test gets for a broker it did not ask for.
 NO_BROKER_URL = "mqtt://embedded-mqtt-not-requested.invalid:1883"
 
+REDIS_MODES = ("single", "cluster")
+REDIS_MODE = os.environ.get("SKYHIVE_TEST_REDIS", "") or "single"
+CLUSTER_NODES = 3
+# The tests marked ``single_redis`` (path under tests/ :: name, with its parameters' id for
+# one case of a parametrized test), and why each only makes sense on one Redis server.
+SINGLE_REDIS_TESTS = {
+    "integration/test_bus_durability.py::test_the_embedded_redis_fsyncs_every_write": (
+        "reads the server's configuration (CONFIG GET appendfsync, appendonly)"
+    ),
+    "integration/test_read_cache.py::test_a_redis_outage_degrades_to_mongodb_reads_never_to_errors": (
+        "stops and restarts a redis-server of its own, which its settings point at"
+    ),
+    "e2e/test_server_restarts.py::test_a_killed_server_is_restarted_on_its_port_with_its_data[redis]": (
+        "kills the redis-server `skyhive up` embeds"
+    ),
+    "e2e/test_server_restarts.py::test_a_server_killed_under_a_running_supervisor_is_back_within_seconds[redis]": (
+        "kills the redis-server `skyhive up` embeds"
+    ),
+    "faults/test_kill_roles.py::test_a_killed_process_loses_and_duplicates_nothing[redis-server]": (
+        "kills the redis-server `skyhive up` embeds"
+    ),
+}
+TESTS_DIR = Path(__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REDIS_MODE not in REDIS_MODES:
+        raise pytest.UsageError(
+            f"SKYHIVE_TEST_REDIS={REDIS_MODE!r}: it is one of {', '.join(REDIS_MODES)}"
+        )
+    config.addinivalue_line(
+        "markers",
+        "single_redis: only makes sense on one Redis server (stops, kills or restarts it, or "
+        "reads its configuration); deselected on a Redis Cluster (SKYHIVE_TEST_REDIS=cluster)",
+    )
+
+
+def pytest_report_header() -> str:
+    if REDIS_MODE == "cluster":
+        return f"redis: cluster of {CLUSTER_NODES} masters (SKYHIVE_TEST_REDIS=cluster)"
+    return "redis: single server (SKYHIVE_TEST_REDIS=single)"
+
+
+def _single_redis_reason(item: pytest.Item) -> str | None:
+    """Why ``item`` is in ``SINGLE_REDIS_TESTS``, if it is; a listed test its module no longer
+    has is an error, so that a rename cannot drop the marker unnoticed."""
+    path = Path(str(item.path))
+    if not path.is_relative_to(TESTS_DIR):
+        return None
+    prefix = f"{path.relative_to(TESTS_DIR).as_posix()}::"
+    for name in (item.name, getattr(item, "originalname", item.name)):
+        if (reason := SINGLE_REDIS_TESTS.get(prefix + name)) is not None:
+            return reason
+    module = getattr(item, "module", None)
+    for listed in SINGLE_REDIS_TESTS:
+        if listed.startswith(prefix) and module is not None:
+            function = listed.removeprefix(prefix).split("[", 1)[0]
+            if not hasattr(module, function):
+                raise pytest.UsageError(f"SINGLE_REDIS_TESTS names a missing test: {listed}")
+    return None
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -64,6 +136,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture, marker in SERVER_MARKERS.items():
             if fixture in used or item.get_closest_marker("e2e"):
                 item.add_marker(marker)
+        if _single_redis_reason(item) is not None:
+            item.add_marker("single_redis")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if REDIS_MODE == "cluster" and item.get_closest_marker("single_redis"):
+        reason = _single_redis_reason(item) or "marked single_redis"
+        pytest.fail(
+            f"a single-Redis test ({reason}) cannot run on a Redis Cluster: deselect it with "
+            '-m "not single_redis" (`make test-redis-cluster` does)',
+            pytrace=False,
+        )
 
 
 @contextlib.contextmanager
@@ -76,11 +160,51 @@ def _running(server: Server) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def embedded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of database 0 of a Redis started for the session."""
+def redis_cluster_mode() -> bool:
+    """Whether the session's Redis is a Redis Cluster (``SKYHIVE_TEST_REDIS=cluster``)."""
+    return REDIS_MODE == "cluster"
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(
+    redis_cluster_mode: bool, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The URL of database 0 of a Redis started for the session; in cluster mode, of the
+    first node of a Redis Cluster of three masters (a cluster client finds the others)."""
+    if redis_cluster_mode:
+        ports = free_cluster_ports(HOST, CLUSTER_NODES)
+        with redis_cluster(tmp_path_factory.mktemp("redis-cluster"), HOST, ports) as cluster:
+            yield cluster.url
+        return
     port = free_port(HOST)
     with _running(redis_server(tmp_path_factory.mktemp("redis"), HOST, port)):
         yield f"redis://{HOST}:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def flush_redis(redis_cluster_mode: bool, embedded_redis: str) -> Iterator[Callable[[], None]]:
+    """Empties the session's Redis: FLUSHDB, on every primary of a cluster (targeted
+    explicitly, not left to redis-py's routing of the command)."""
+    if not redis_cluster_mode:
+
+        def flush_single() -> None:
+            r = redis.Redis.from_url(embedded_redis)
+            try:
+                r.flushdb()
+            finally:
+                r.close()
+
+        yield flush_single
+        return
+    cluster = redis.RedisCluster.from_url(embedded_redis)
+
+    def flush_cluster() -> None:
+        cluster.flushdb(target_nodes=redis.RedisCluster.PRIMARIES)
+
+    try:
+        yield flush_cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture(scope="session")
@@ -138,13 +262,19 @@ def embedded_amqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
 
 @pytest.fixture
 def make_settings(
-    embedded_redis: str, embedded_mongodb: str, request: pytest.FixtureRequest, tmp_path: Path
+    embedded_redis: str,
+    embedded_mongodb: str,
+    redis_cluster_mode: bool,
+    flush_redis: Callable[[], None],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> Iterator[Callable[..., Settings]]:
     """Settings on the embedded servers with a unique database; keyword overrides on top.
     The broker is the embedded one only for a test marked ``mqtt`` (see the module's docstring).
+    On a Redis Cluster (``redis_cluster_mode``) they have ``redis_cluster=True``.
 
-    Redis is flushed once, before the first settings of the test are made; databases made
-    here are dropped at teardown.
+    Redis is flushed once, before the first settings of the test are made (every primary of
+    a cluster); databases made here are dropped at teardown.
     """
     base: dict[str, object] = {
         "mongodb_uri": embedded_mongodb,
@@ -153,14 +283,12 @@ def make_settings(
         "host": HOST,
         "data_dir": tmp_path / "skyhive",
     }
+    if redis_cluster_mode:
+        base["redis_cluster"] = True
     if request.node.get_closest_marker("mqtt"):
         host, port = request.getfixturevalue("embedded_mqtt")
         base |= {"mqtt_url": f"mqtt://{host}:{port}", "mqtt_port": port}
-    r = redis.Redis.from_url(embedded_redis)
-    try:
-        r.flushdb()
-    finally:
-        r.close()
+    flush_redis()
     made: list[Settings] = []
 
     def make(**overrides: object) -> Settings:

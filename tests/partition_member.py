@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 import orjson
-import redis
 
+from redis_access import connect_url
 from skyhive.adapters.redis_streams import RedisStreamsBus
 
 
@@ -23,9 +23,7 @@ def say(line: dict[str, object]) -> None:
 def main(
     url: str, stream: str, group: str, consumer: str, parts: str, lease_ms: str, mode: str
 ) -> None:
-    bus = RedisStreamsBus(
-        redis.Redis.from_url(url), partitions={stream: int(parts)}, lease_ms=int(lease_ms)
-    )
+    bus = RedisStreamsBus(connect_url(url), partitions={stream: int(parts)}, lease_ms=int(lease_ms))
     bus.ensure_group(stream, group)
     say({"ready": True})
     while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from skyhive.adapters.mongo_indexes import ensure_indexes
+from skyhive.adapters.redis_client import check_mode
 from skyhive.adapters.stations_repo import RESOURCE as STATIONS
 from skyhive.adapters.stations_repo import seed_stations
 from skyhive.domain.stations import bart_stations
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 def bootstrap(clients: Clients) -> None:
     s = clients.settings
+    check_mode(clients.redis_text)
     ensure_indexes(clients.db)
     new = seed_stations(clients.db, clients.live, bart_stations())
     if new:

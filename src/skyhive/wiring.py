@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-import redis
 from pymongo import MongoClient
 from pymongo.database import Database
 from redis.backoff import NoBackoff
@@ -32,6 +31,7 @@ from skyhive.adapters.live_state import LiveState
 from skyhive.adapters.money import MoneyCodec
 from skyhive.adapters.notifications_repo import NotificationsRepo
 from skyhive.adapters.read_cache import ReadCache
+from skyhive.adapters.redis_client import RedisClient, connect
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.adapters.reminder_schedule import RedisReminderSchedule
 from skyhive.adapters.routed_bus import RoutedBus
@@ -70,9 +70,10 @@ class Clients:
     def db(self) -> Database[mongo.Document]:
         return self.mongo_client[self.settings.mongodb_db]
 
-    def _redis(self, decode: bool) -> redis.Redis:
-        return redis.Redis.from_url(
+    def _redis(self, decode: bool) -> RedisClient:
+        return connect(
             self.settings.redis_url_or_default(),
+            cluster=self.settings.redis_cluster,
             decode_responses=decode,
             socket_timeout=10,
             socket_connect_timeout=5,
@@ -80,20 +81,21 @@ class Clients:
         )
 
     @cached_property
-    def redis_bytes(self) -> redis.Redis:
+    def redis_bytes(self) -> RedisClient:
         return self._redis(decode=False)
 
     @cached_property
-    def redis_text(self) -> redis.Redis:
+    def redis_text(self) -> RedisClient:
         return self._redis(decode=True)
 
     @cached_property
-    def redis_cache(self) -> redis.Redis:
+    def redis_cache(self) -> RedisClient:
         """The read cache's own client: a slow or dead Redis must cost a read tens of
         milliseconds once, not seconds each time, so short timeouts and no retries."""
         timeout = self.settings.cache_timeout_ms / 1000
-        return redis.Redis.from_url(
+        return connect(
             self.settings.redis_url_or_default(),
+            cluster=self.settings.redis_cluster,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
@@ -279,7 +281,7 @@ class Clients:
 
     @cached_property
     def dispatch_queue(self) -> RedisDispatchQueue:
-        return RedisDispatchQueue(self.redis_text, self.live)
+        return RedisDispatchQueue(self.redis_text, self.live, self.settings.commands_stream)
 
     @cached_property
     def delivery_billing(self) -> MongoDeliveryBilling:

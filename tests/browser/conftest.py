@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from werkzeug.serving import make_server
 
 from auth_helpers import make_key
+from redis_access import subscribers as subscribers_of
 from skyhive.adapters.live_state import FLEET_UPDATES
 from skyhive.api import create_app, stream
 from skyhive.bench.browser import launch_chromium
@@ -68,7 +69,7 @@ def stack(
 
 
 def subscribers(clients: Clients) -> int:
-    return int(dict(clients.redis_text.pubsub_numsub(FLEET_UPDATES)).get(FLEET_UPDATES, 0))
+    return subscribers_of(clients.redis_text, FLEET_UPDATES)
 
 
 @pytest.fixture

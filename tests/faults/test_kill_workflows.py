@@ -44,12 +44,14 @@ from faults.workflow_load import (
     alert_reading,
     expected_alert_events,
 )
-from skyhive.adapters.dispatch_queue import JOURNAL, PENDING, claim_key
+from skyhive.adapters.dispatch_queue import DispatchKeys
 from skyhive.domain.geo import destination_point
 from skyhive.domain.stations import bart_stations
+from skyhive.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
+KEYS = DispatchKeys.beside(Settings().commands_stream)  # as `skyhive up` runs them
 RESUME_BOUND_S = 5.0  # issue 12: processing resumed within 5 s of the restart
 
 # Notifier: 30 drones in flight, 150 readings/s (5 a second each), each with three alert types
@@ -335,7 +337,7 @@ def test_kill_dispatcher_assigns_every_order_once(up: Up, tmp_path: Path) -> Non
                 wait_for(all_assigned, 30, "every order assigned")
             r = _redis(up)
             with contextlib.suppress(AssertionError):
-                wait_for(lambda: r.hlen(JOURNAL) == 0, 10, "the journal recorded")
+                wait_for(lambda: r.hlen(KEYS.journal) == 0, 10, "the journal recorded")
 
             def commanded() -> bool:
                 return {c.body.get("delivery_id") for c in watch.delivers()} >= set(ids)
@@ -344,10 +346,10 @@ def test_kill_dispatcher_assigns_every_order_once(up: Up, tmp_path: Path) -> Non
                 wait_for(commanded, 15, "a deliver command for every delivery")
             time.sleep(2.0)  # a late second command would arrive now
             docs = records()
-            journal = r.hlen(JOURNAL)
-            still_pending = r.zcard(PENDING)
+            journal = r.hlen(KEYS.journal)
+            still_pending = r.zcard(KEYS.pending)
             claims = {
-                str(d.get("drone_id")): r.get(claim_key(str(d.get("drone_id"))))
+                str(d.get("drone_id")): r.hget(KEYS.claims, str(d.get("drone_id")))
                 for d in docs.values()
             }
         finally:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from flask.testing import FlaskClient
 
+from skyhive.adapters.active_alerts import alert_state_key
 from skyhive.adapters.system_clock import SystemClock
 from skyhive.api import create_app
 from skyhive.bootstrap import bootstrap
@@ -109,7 +110,7 @@ def test_low_battery_opens_escalates_deescalates_and_resolves_itself(world: Any)
     assert alert.count == 3 and alert.severity == "warning"
     kinds = [c for d, t, c in changes(clients) if (d, t) == ("b1", "low_battery")]
     assert kinds == ["opened", "escalated", "deescalated", "resolved"]
-    assert clients.redis_text.hgetall("alertstate:b1") == {}
+    assert clients.redis_text.hgetall(alert_state_key("b1")) == {}
 
 
 def test_out_of_order_and_duplicate_readings_never_move_an_alert_back(world: Any) -> None:
@@ -269,7 +270,7 @@ def test_acknowledge_then_resolve_through_the_api(world: Any, client: FlaskClien
     assert r.status_code == 200 and r.json["state"] == "resolved"
     assert r.json["resolved_by"] == "lee" and r.json["resolve_note"] == "landed"
     assert r.json["acknowledged_by"] == "dana"
-    assert clients.redis_text.hget("alertstate:h1", "low_battery") is None
+    assert clients.redis_text.hget(alert_state_key("h1"), "low_battery") is None
     kinds = [c for d, _, c in changes(clients) if d == "h1"]
     assert kinds == ["opened", "acknowledged", "resolved"]
 
@@ -387,7 +388,7 @@ def test_an_alert_resolved_while_a_batch_folds_onto_it_stays_resolved(
     _, state = fold([("x1", finding)], before, clients.settings.alerts.resolves_itself)
     swaps = [AlertSwap(d, t, before.get((d, t)), new) for (d, t), new in state.items()]
     active.swap(swaps)  # ... and the batch's write is refused
-    assert clients.redis_text.hget("alertstate:x1", "low_battery") is None
+    assert clients.redis_text.hget(alert_state_key("x1"), "low_battery") is None
     report(world, "x1", 4)  # the condition persists: a new alert, not the resolved one
     states = sorted(a.state for a in clients.alerts.list(drone_id="x1"))
     assert states == ["open", "resolved"]
@@ -402,7 +403,7 @@ def test_an_acknowledgement_survives_a_batch_folding_onto_the_alert(
     client.post(f"/api/v1/alerts/{alert_id}/ack", json={})
     report(world, "x2", 20)  # de-escalates: the processor rewrites the active alert
     assert (
-        clients.redis_text.hget("alertstate:x2", "low_battery")
+        clients.redis_text.hget(alert_state_key("x2"), "low_battery")
         == f"{alert_id}|warning|acknowledged"
     )
 
@@ -522,5 +523,5 @@ def test_older_readings_judged_late_by_the_routine_lane_never_resolve_a_newer_em
     open_now = alerts_of(clients, "lane-1", "open")
     assert open_now["emergency"].severity == "critical"
     assert open_now["low_battery"].severity == "critical"
-    assert clients.redis_text.hget("alertstate:lane-1", "emergency") is not None
+    assert clients.redis_text.hget(alert_state_key("lane-1"), "emergency") is not None
     assert ("lane-1", "emergency", "resolved") not in changes(clients)

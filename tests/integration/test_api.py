@@ -58,10 +58,7 @@ def telemetry(drone: str, seq: int, battery: float = 80.0, **extra: Any) -> Tele
 
 
 def seed_live(clients: Clients, *readings: Telemetry) -> None:
-    pipe = clients.redis_text.pipeline(transaction=False)
-    for t in readings:
-        clients.live.queue_apply(pipe, t, "2026-11-23T12:00:30Z")
-    pipe.execute()
+    clients.live.apply(readings, "2026-11-23T12:00:30Z")
 
 
 @pytest.fixture

@@ -282,6 +282,7 @@ def test_keys_from_the_command_line(clients: Clients, app: Flask) -> None:
         "SKYHIVE_MONGODB_URI": s.mongodb_uri,
         "SKYHIVE_MONGODB_DB": s.mongodb_db,
         "SKYHIVE_REDIS_URL": s.redis_url,
+        "SKYHIVE_REDIS_CLUSTER": str(s.redis_cluster).lower(),
         "SKYHIVE_DATA_DIR": str(s.data_dir),
     }
     runner = CliRunner()

@@ -44,9 +44,7 @@ def put_drone(clients: Clients, drone_id: str, lat: float, lon: float) -> None:
             "status": "in_flight",
         }
     )
-    pipe = clients.redis_text.pipeline(transaction=False)
-    clients.live.queue_apply(pipe, t, "2026-01-01T00:00:00Z")
-    pipe.execute()
+    clients.live.apply([t], "2026-01-01T00:00:00Z")
 
 
 # --- the page ----------------------------------------------------------------------------------

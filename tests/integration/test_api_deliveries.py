@@ -15,7 +15,6 @@ from customer_seed import add_customers
 from flask.testing import FlaskClient
 
 from auth_helpers import api_client
-from skyhive.adapters.dispatch_queue import PENDING, STATUS_HASH
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.deliveries import DeliveryRequest
 from skyhive.domain.stations import bart_stations
@@ -89,7 +88,7 @@ def test_create_returns_a_pending_delivery(client: FlaskClient, clients: Clients
     assert [t["status"] for t in got["timeline"]] == ["pending"]
     assert got["created_at"].endswith("Z")
     assert to_ms(body(client.get(f"{URL}/{got['id']}"))) == to_ms(got)
-    assert clients.redis_text.hget(STATUS_HASH, got["id"]) == "pending"
+    assert clients.redis_text.hget(clients.dispatch_queue.keys.status, got["id"]) == "pending"
 
 
 def test_same_order_id_twice_gives_the_same_delivery(client: FlaskClient, clients: Clients) -> None:
@@ -100,8 +99,8 @@ def test_same_order_id_twice_gives_the_same_delivery(client: FlaskClient, client
     assert to_ms(body(again))["created_at"] == to_ms(body(first))["created_at"]
     assert clients.db.deliveries.count_documents({"order_id": "o-42"}) == 1
     assert stored_count(clients) == 1
-    assert clients.redis_text.hget(STATUS_HASH, "ord-o-42") == "pending"
-    assert clients.redis_text.zrange(PENDING, 0, -1) == ["ord-o-42"]
+    assert clients.redis_text.hget(clients.dispatch_queue.keys.status, "ord-o-42") == "pending"
+    assert clients.redis_text.zrange(clients.dispatch_queue.keys.pending, 0, -1) == ["ord-o-42"]
 
 
 def test_order_id_of_another_customer_is_409(client: FlaskClient, clients: Clients) -> None:
@@ -239,8 +238,8 @@ def test_cancel_pending_then_again_is_409(client: FlaskClient, clients: Clients)
     assert got["id"] == did and got["status"] == "cancelled"
     assert [t["status"] for t in got["timeline"]] == ["pending", "cancelled"]
     assert body(client.get(f"{URL}/{did}"))["status"] == "cancelled"
-    assert clients.redis_text.hget(STATUS_HASH, did) == "cancelled"
-    assert clients.redis_text.zscore(PENDING, did) is None
+    assert clients.redis_text.hget(clients.dispatch_queue.keys.status, did) == "cancelled"
+    assert clients.redis_text.zscore(clients.dispatch_queue.keys.pending, did) is None
     assert "cancelled" in assert_error(client.post(f"{URL}/{did}/cancel"), 409)
 
 
@@ -278,9 +277,7 @@ def test_track_assigned_gives_remaining_distance(client: FlaskClient, clients: C
         "lon": STATION.lon,
         "battery_pct": 90.0,
     }
-    pipe = clients.redis_text.pipeline(transaction=False)
-    clients.live.queue_apply(pipe, validate_telemetry(reading), now.isoformat())
-    pipe.execute()
+    clients.live.apply([validate_telemetry(reading)], now.isoformat())
     got = body(client.get(f"{URL}/{did}/track"))
     assert got["status"] == "assigned" and got["drone"]["drone_id"] == "d1"
     # The drone waits at the pickup station: what is left is the pickup → destination leg.

@@ -20,6 +20,7 @@ from werkzeug.test import TestResponse
 
 from auth_helpers import api_client, make_key
 from manual_clock import ManualClock
+from redis_access import subscribers as subscribers_of
 from skyhive.adapters.geofences_repo import VERSION_KEY
 from skyhive.adapters.live_state import ALERTS_LIVE
 from skyhive.api import create_app, stream
@@ -319,7 +320,7 @@ def test_cache_follows_changes_made_through_the_api(client: FlaskClient, clients
 
 
 def subscribers(clients: Clients) -> int:
-    return int(dict(clients.redis_text.pubsub_numsub(ALERTS_LIVE)).get(ALERTS_LIVE, 0))
+    return subscribers_of(clients.redis_text, ALERTS_LIVE)
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:

@@ -30,7 +30,7 @@ CUSTOMERS = ("alice", "bob")
 
 def put_drones(clients: Clients, states: list[dict[str, Any]]) -> None:
     """Live states as the processor writes them."""
-    pipe = clients.redis_text.pipeline(transaction=False)
+    readings = []
     for i, extra in enumerate(states):
         reading = {
             "drone_id": f"ov-{i}",
@@ -39,8 +39,8 @@ def put_drones(clients: Clients, states: list[dict[str, Any]]) -> None:
             "battery_pct": 50.0,
             **extra,
         }
-        clients.live.queue_apply(pipe, validate_telemetry(reading), "2026-01-01T00:00:00Z")
-    pipe.execute()
+        readings.append(validate_telemetry(reading))
+    clients.live.apply(readings, "2026-01-01T00:00:00Z")
 
 
 def seed(clients: Clients, now: datetime) -> None:

@@ -113,7 +113,7 @@ def test_drones_keys_and_addresses_have_their_own_limits(
 ) -> None:
     """The identity's kind picks the limit (``drone:`` ingest, ``key:``, ``ip:``)."""
     settings = make_settings()
-    limiter = RateLimiter(RateLimitConfig(**LIMITS), settings.redis_url)
+    limiter = RateLimiter(RateLimitConfig(**LIMITS), settings.redis_url, settings.redis_cluster)
     for identity, allowed in (("drone:d1", 3), ("key:k1", 5), ("ip:192.0.2.1", 4)):
         for _ in range(allowed):
             assert limiter.check(identity) is None, identity

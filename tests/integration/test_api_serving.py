@@ -22,6 +22,7 @@ import pytest
 
 from api_server import HOST, NO_RATE_LIMIT, Api
 from auth_helpers import make_key
+from redis_access import subscribers
 from skyhive.adapters.live_state import ALERTS_LIVE
 from skyhive.api.server import run_api
 from skyhive.embedded import free_port
@@ -207,7 +208,7 @@ def open_stream(api: Api, key: str) -> socket.socket:
 
 def wait_subscribed(clients: Clients, count: int) -> None:
     deadline = time.monotonic() + 5
-    while clients.redis_text.pubsub_numsub(ALERTS_LIVE)[0][1] != count:
+    while subscribers(clients.redis_text, ALERTS_LIVE) != count:
         assert time.monotonic() < deadline, "stream never subscribed"
         time.sleep(0.01)
 
@@ -272,6 +273,7 @@ def test_skyhive_api_stops_gracefully_on_sigterm(make_settings: Callable[..., Se
         "SKYHIVE_MONGODB_URI": settings.mongodb_uri,
         "SKYHIVE_MONGODB_DB": settings.mongodb_db,
         "SKYHIVE_REDIS_URL": settings.redis_url,
+        "SKYHIVE_REDIS_CLUSTER": str(settings.redis_cluster).lower(),
         "SKYHIVE_MQTT_URL": settings.mqtt_url,
         "SKYHIVE_HOST": HOST,
         "SKYHIVE_API_PORT": str(settings.api_port),

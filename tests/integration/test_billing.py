@@ -256,6 +256,7 @@ def test_billing_run_command(clients: Clients) -> None:
         "SKYHIVE_MONGODB_URI": s.mongodb_uri,
         "SKYHIVE_MONGODB_DB": s.mongodb_db,
         "SKYHIVE_REDIS_URL": s.redis_url,
+        "SKYHIVE_REDIS_CLUSTER": str(s.redis_cluster).lower(),
         "SKYHIVE_MQTT_URL": s.mqtt_url,
         "SKYHIVE_DATA_DIR": str(s.data_dir),
     }

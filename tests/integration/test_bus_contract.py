@@ -24,6 +24,7 @@ import pytest
 
 from bus_member import make_bus
 from polling import wait_for
+from redis_access import client_url
 from skyhive.adapters.kafka_bus import BusUnavailable, KafkaBus
 from skyhive.adapters.system_clock import SystemClock
 from skyhive.bench.kafka_broker import kafka_server
@@ -43,7 +44,7 @@ def address(request: pytest.FixtureRequest) -> tuple[str, str]:
     if request.param == "kafka":
         return "kafka", request.getfixturevalue("embedded_kafka")
     settings: Settings = request.getfixturevalue("settings")
-    return request.param, settings.redis_url
+    return request.param, client_url(settings)
 
 
 @pytest.fixture

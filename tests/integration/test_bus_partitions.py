@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from polling import wait_for
+from redis_access import client_url, redis_of
 from skyhive.adapters.redis_streams import LOST_KEY, RedisStreamsBus
 from skyhive.adapters.stream_partitions import lease_key, partition_stream, split_bus_id
 from skyhive.api.health import read_lag_section
@@ -50,7 +51,7 @@ def new_bus(settings: Settings, stream: str) -> Iterator[Callable[[int], RedisSt
     made: list[RedisStreamsBus] = []
 
     def make(partitions: int) -> RedisStreamsBus:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis_of(settings)
         made.append(RedisStreamsBus(client, partitions={stream: partitions}, lease_ms=LEASE_MS))
         return made[-1]
 
@@ -63,7 +64,7 @@ class Member:
     """``partition_member.py`` in a process of its own, its JSON lines read on a thread."""
 
     def __init__(self, settings: Settings, stream: str, name: str, parts: int, mode: str) -> None:
-        args = [settings.redis_url, stream, GROUP, name, str(parts), str(LEASE_MS), mode]
+        args = [client_url(settings), stream, GROUP, name, str(parts), str(LEASE_MS), mode]
         self.proc = subprocess.Popen(
             [sys.executable, str(MEMBER), *args],
             stdin=subprocess.PIPE,
@@ -147,7 +148,7 @@ def test_a_keys_records_stay_in_order_in_one_partition_and_ids_route_acks(
     bus.ensure_group(stream, GROUP)
     items = [(f"drone-{i % 20}", f"{i}".encode()) for i in range(300)]
     ids = bus.publish(stream, items[:120]) + bus.publish(stream, items[120:])
-    r: Any = redis.Redis.from_url(settings.redis_url)
+    r: Any = redis_of(settings)
     # In its key's partition, in the order published; ids name it.
     for (key, _), record_id in zip(items, ids, strict=True):
         assert split_bus_id(record_id)[0] == partition_of(key, 4)
@@ -175,7 +176,7 @@ def test_a_keys_records_stay_in_order_in_one_partition_and_ids_route_acks(
 def test_members_split_the_partitions_and_a_new_one_gets_its_share(
     new_bus: Callable[[int], RedisStreamsBus], stream: str, settings: Settings
 ) -> None:
-    r = redis.Redis.from_url(settings.redis_url)
+    r = redis_of(settings)
     buses = {name: new_bus(8) for name in ("a", "b", "c")}
     buses["a"].ensure_group(stream, GROUP)
 
@@ -244,7 +245,7 @@ def test_a_member_stalled_mid_batch_past_its_lease_does_not_acknowledge_it(
     stalled.go_on()
     assert sorted(stalled.next()["acked"]) == sorted(ids)  # it went on to acknowledge
     assert [line for line in stalled.said_within(1.5) if line.get("read")] == []
-    r: Any = redis.Redis.from_url(settings.redis_url)
+    r: Any = redis_of(settings)
     owners = {
         c["consumer"]
         for p in range(2)

@@ -7,6 +7,7 @@ them and is killed with SIGKILL. The rescuers run the roles' own polling loops.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
+from redis_access import client_url
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.telemetry import parse_telemetry
 from skyhive.ports.bus import BusMessage
@@ -38,9 +40,10 @@ ENTRIES = 50
 # Reads COUNT entries as consumer "dead" of GROUP on STREAM, says how many, then waits to be
 # killed (it never acknowledges).
 _DEAD_CONSUMER = """
-import sys, time, redis
+import sys, time
+from redis_access import connect_url
 url, stream, group, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-r = redis.Redis.from_url(url)
+r = connect_url(url)
 resp = r.xreadgroup(group, "dead", {stream: ">"}, count=count)
 print(len(resp[0][1]) if resp else 0, flush=True)
 time.sleep(600)
@@ -68,8 +71,9 @@ def alert_event(i: int) -> bytes:
 def read_and_die(settings: Settings, stream: str, group: str, count: int) -> float:
     """A consumer process reads ``count`` entries and is killed; when it died (monotonic)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _DEAD_CONSUMER, settings.redis_url, stream, group, str(count)],
+        [sys.executable, "-c", _DEAD_CONSUMER, client_url(settings), stream, group, str(count)],
         stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         text=True,
     )
     try:

@@ -85,12 +85,16 @@ class Store:
 
 @pytest.fixture(scope="module")
 def store(
-    embedded_redis: str, embedded_mongodb: str, tmp_path_factory: pytest.TempPathFactory
+    embedded_redis: str,
+    redis_cluster_mode: bool,
+    embedded_mongodb: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Store]:
     base = tmp_path_factory.mktemp("credentials")
     settings = Settings(
         mongodb_uri=embedded_mongodb,
         redis_url=embedded_redis,
+        redis_cluster=redis_cluster_mode,
         mongodb_db=f"acl_{uuid.uuid4().hex[:10]}",
         data_dir=base,
     )

@@ -68,7 +68,7 @@ def test_a_drone_claimed_while_another_dispatcher_chose_it_is_not_assigned_twice
             assert lost == (set(), {second})  # lost the race for its drone: retried at once
 
             assert clients.dispatch_queue.claimed(["solo"]) == {"solo": first}
-            assert clients.redis_text.hget("delivery_status", second) == "pending"
+            assert clients.redis_text.hget(clients.dispatch_queue.keys.status, second) == "pending"
             assert second in clients.dispatch_queue.pending(10)
             assert late.dispatch_pending(retry_all=True) == 0  # the drone is taken now
             for d in (fast, late):

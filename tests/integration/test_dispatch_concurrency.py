@@ -59,6 +59,7 @@ def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -
         **os.environ,
         "SKYHIVE_MONGODB_URI": s.mongodb_uri,
         "SKYHIVE_REDIS_URL": s.redis_url,
+        "SKYHIVE_REDIS_CLUSTER": str(s.redis_cluster).lower(),
         "SKYHIVE_MQTT_URL": s.mqtt_url,
         "SKYHIVE_MONGODB_DB": s.mongodb_db,
         # Small batches, so the two processes interleave and really race for drones.

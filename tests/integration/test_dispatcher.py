@@ -14,7 +14,7 @@ import orjson
 import pytest
 from customer_seed import add_customers
 
-from skyhive.adapters.dispatch_queue import ORDERS, PENDING
+from skyhive.adapters.live_state import drone_key
 from skyhive.bootstrap import bootstrap
 from skyhive.domain.deliveries import DeliveryRequest
 from skyhive.domain.fleet import DroneSpec
@@ -122,7 +122,7 @@ def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None: 
     assert cmd["type"] == "deliver" and cmd["delivery_id"] == did
     assert cmd["payload_kg"] == 1.0  # the package's weight, so the drone reports it
     assert cmd["pickup"]["station"] == "12TH"  # type: ignore[index]
-    assert clients.redis_text.hget("delivery_status", did) == "assigned"
+    assert clients.redis_text.hget(clients.dispatch_queue.keys.status, did) == "assigned"
 
 
 def test_waits_with_a_reason_then_dispatches_when_a_drone_becomes_eligible(world: tuple) -> None:  # type: ignore[type-arg]
@@ -206,7 +206,7 @@ def test_silent_drone_before_pickup_is_replaced(world: tuple) -> None:  # type: 
     assert svc.get(did).drone_id == "quiet"
     fly(clients, "backup", STATION.lat, STATION.lon, 100, "idle")
     impatient = tracker(clients, dispatch_silent_assigned_s=0.2)
-    clients.redis_text.hset("drone:quiet", "updated_at", "2000-01-01T00:00:00+00:00")
+    clients.redis_text.hset(drone_key("quiet"), "updated_at", "2000-01-01T00:00:00+00:00")
     time.sleep(0.3)
     impatient.monitor()
     assert svc.get(did).status == "pending"
@@ -257,7 +257,7 @@ def test_cancel_racing_the_record_write_recalls_the_drone(world: tuple) -> None:
     assert sent.items[-1][0] == "skyhive/drones/d1/commands"
     assert sent.items[-1][1]["type"] == "return_to_station"
     assert clients.dispatch_queue.claimed(["d1"]) == {}
-    assert clients.redis_text.hget("delivery_status", did) == "cancelled"
+    assert clients.redis_text.hget(clients.dispatch_queue.keys.status, did) == "cancelled"
     assert clients.dispatch_queue.journal() == {}
 
 
@@ -349,7 +349,13 @@ def test_pending_deliveries_redis_lost_are_requeued_at_start(world: tuple) -> No
     register(clients, "d1")
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did = order(svc)
-    clients.redis_text.delete("deliveries:pending", "deliveries:orders", "delivery_status")
+    clients.redis_text.delete(
+        *(
+            clients.dispatch_queue.keys.pending,
+            clients.dispatch_queue.keys.orders,
+            clients.dispatch_queue.keys.status,
+        )
+    )
     fresh = wire.dispatcher(clients, sent, "fresh")
     fresh.setup()
     assert dispatch(fresh) == 1
@@ -361,10 +367,17 @@ def test_a_queued_delivery_without_its_summary_is_dispatched_from_the_record(wor
     register(clients, "d1")
     fly(clients, "d1", STATION.lat, STATION.lon, 100, "idle")
     did, gone = order(svc), order(svc)
-    clients.redis_text.hdel(ORDERS, did, gone)  # queued before summaries existed, say
+    clients.redis_text.hdel(
+        clients.dispatch_queue.keys.orders, did, gone
+    )  # queued before summaries existed, say
     svc.cancel(gone)
-    clients.redis_text.zadd(PENDING, {gone: 0})  # and a stale queue entry for a cancelled one
+    clients.redis_text.zadd(
+        clients.dispatch_queue.keys.pending, {gone: 0}
+    )  # and a stale queue entry for a cancelled one
     assert dispatch(d) == 1
     assert svc.get(did).drone_id == "d1"
-    assert orjson.loads(clients.redis_text.hget(ORDERS, did))["station"] == "12TH"  # type: ignore[arg-type]
+    assert (
+        orjson.loads(clients.redis_text.hget(clients.dispatch_queue.keys.orders, did))["station"]
+        == "12TH"
+    )  # type: ignore[arg-type]
     assert gone not in clients.dispatch_queue.pending(10)

@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from api_asserts import assert_error, body
 from billing_data import delivered, order, world
 from flask.testing import FlaskClient
@@ -21,7 +20,7 @@ from werkzeug.test import TestResponse
 
 from auth_helpers import api_client
 from manual_clock import ManualClock
-from skyhive.adapters.dispatch_queue import JOURNAL
+from redis_access import redis_of
 from skyhive.domain.billing import Period
 from skyhive.embedded import Server, free_port, redis_server
 from skyhive.settings import Settings
@@ -168,7 +167,7 @@ def test_delivery_reads_are_invalidated_by_every_writer(
             "dispatch": {"accepted_at": now.isoformat(), "assigned_at": now.isoformat()},
         },
     }
-    clients.redis_text.hset(JOURNAL, did, orjson.dumps(record))
+    clients.redis_text.hset(clients.dispatch_queue.keys.journal, did, orjson.dumps(record))
     clients.deliveries.record_journal(clients.dispatch_queue.journal())
     assert fresh(client, url)["status"] == "assigned"
     assert fresh(client, listing)["items"][0]["drone_id"] == "d-1"
@@ -298,8 +297,8 @@ def test_a_redis_outage_degrades_to_mongodb_reads_never_to_errors(
         assert listed["items"][0]["name"] == "Alice in the outage"
         # ... so when Redis is back (with its old entry: same data dir), nothing stale is served.
         restart()
-        with redis.Redis.from_url(settings.redis_url) as r:
-            stale = r.get("cache:customers:id:alice")
+        with redis_of(settings) as r:
+            stale = r.get("cache:{customers/alice}:doc")
         assert stale is not None and b"Customer alice" in stale  # what a naive cache would serve
         clock.advance(settings.cache_breaker_s)  # the breaker closes
         assert fresh(client, url)["name"] == "Alice in the outage"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from skyhive.adapters.drone_memory import SCRIPT_CHUNK, DroneMemory
+from skyhive.adapters.drone_memory import SCRIPT_CHUNK, DroneMemory, seen_key
 from skyhive.ports.fleet_state import FleetWrite
 from skyhive.wiring import Clients
 
@@ -38,7 +38,7 @@ def test_a_climbing_counter_keeps_its_last_window_of_seqs(clients: Clients) -> N
     assert seen(memory, "w3", list(range(16))) == [True] * 16
     mark(memory, "w3", [16, 17])
     assert seen(memory, "w3", [0, 1, 2, 16, 17]) == [False, False, True, True, True]
-    ttl = clients.redis_text.ttl("seenslots:w3")
+    ttl = clients.redis_text.ttl(seen_key("w3"))
     assert 0 < ttl <= 7 * 86400
 
 

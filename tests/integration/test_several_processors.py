@@ -94,6 +94,7 @@ def role_env(s: Settings) -> dict[str, str]:
         "SKYHIVE_MONGODB_URI": s.mongodb_uri,
         "SKYHIVE_MONGODB_DB": s.mongodb_db,
         "SKYHIVE_REDIS_URL": s.redis_url,
+        "SKYHIVE_REDIS_CLUSTER": str(s.redis_cluster).lower(),
         "SKYHIVE_MQTT_URL": s.mqtt_url,
         "SKYHIVE_DATA_DIR": str(s.data_dir),
         "SKYHIVE_BUS": s.bus,
@@ -199,7 +200,7 @@ def live_seqs(c: Clients, prefix: str) -> list[int]:
 
 def lease_holders(c: Clients, stream: str, group: str) -> list[str | None]:
     keys = [lease_key(partition_stream(stream, p), group) for p in range(PARTITIONS)]
-    return [v.decode() if v else None for v in c.redis_bytes.mget(keys)]
+    return [v.decode() if v else None for v in map(c.redis_bytes.get, keys)]
 
 
 @pytest.mark.timeout(120)

@@ -1,5 +1,5 @@
 """The active alert of each (drone, type) in Redis (the ``ActiveAlerts`` port):
-``alertstate:{drone}`` hashes type → ``id|severity|state``, so the processor never queries
+``alertstate:{<drone>}`` hashes type → ``id|severity|state``, so the processor never queries
 MongoDB to know what is open; the existence of the hash says whether a drone has any."""
 
 from __future__ import annotations
@@ -7,15 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
+from skyhive.adapters.redis_client import LuaScript, RedisClient
 from skyhive.domain.alert_lifecycle import ActiveAlert, Key
 from skyhive.ports.active_alerts import AlertSwap
 
 # Replace a drone's active alert of one type only if it is still the one expected, keeping a
 # person's acknowledgement of it.
 # KEYS: alertstate hash; ARGV: type, expected ('' = none), new ('' = delete).
-_SWAP = """
+_SWAP = LuaScript(
+    """
 local function id_of(v)
   return string.match(v, '^(.*)|[^|]*|[^|]*$') or string.match(v, '^(.*)|[^|]*$') or v
 end
@@ -33,17 +33,17 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], new)
 return 1
 """
+)
 
 
 def alert_state_key(drone_id: str) -> str:
-    return f"alertstate:{drone_id}"
+    return f"alertstate:{{{drone_id}}}"
 
 
 class RedisActiveAlerts:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         """``client`` must decode responses (str)."""
         self._r: Any = client  # redis-py's response types are too loose to be useful here
-        self._swap = client.register_script(_SWAP)
 
     def get_many(self, drone_ids: Sequence[str]) -> dict[Key, ActiveAlert]:
         if not drone_ids:
@@ -75,7 +75,7 @@ class RedisActiveAlerts:
                 s.expected.encode() if s.expected else "",
                 s.new.encode() if s.new else "",
             ]
-            self._swap(keys=[alert_state_key(s.drone_id)], args=args, client=pipe)
+            _SWAP(pipe, [alert_state_key(s.drone_id)], args)
 
     def put(self, drone_id: str, alert_type: str, active: ActiveAlert) -> None:
         self._r.hset(alert_state_key(drone_id), alert_type, active.encode())

@@ -20,6 +20,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 
 from skyhive.adapters.mongo import Document, collection, restore_datetimes
+from skyhive.adapters.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def _cache_key(key_id: str) -> str:
 
 
 class ApiKeysRepo:
-    def __init__(self, db: Database[Document], r: redis.Redis) -> None:
+    def __init__(self, db: Database[Document], r: RedisClient) -> None:
         self._c = collection(db, "api_keys")
         self._r = r
 

@@ -6,20 +6,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
+from skyhive.adapters.redis_client import RedisClient
 from skyhive.ports.deadletters import DeadLetter
 
 RAW_KEEP_BYTES = 4096  # keep enough of an oversize payload to diagnose it, not all of it
 
 
 class DeadLetters:
-    def __init__(self, client: redis.Redis, stream: str, maxlen: int) -> None:
+    def __init__(self, client: RedisClient, stream: str, maxlen: int) -> None:
         self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._stream = stream
         self._maxlen = maxlen
 
-    def queue_add(self, pipe: redis.client.Pipeline, letters: Sequence[DeadLetter]) -> None:
+    def queue_add(self, pipe: Any, letters: Sequence[DeadLetter]) -> None:
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         for d in letters:
             pipe.xadd(

@@ -1,13 +1,15 @@
 """The live fleet state in Redis (the ``FleetState`` port): what the processor remembers per
 drone between batches, read and written in one command each per batch: the recent sequence
 numbers (``seenslots:{id}``, for dedup), the alert rules' memory (``alertmem:{id}``) and whether
-the drone has active alerts (``alertstate:{id}``); with them, in the same round trips, the
+the drone has active alerts (``alertstate:{id}``: each drone's keys share its hash tag, so a
+script may touch them together on a Redis Cluster too); with them, in the same round trips, the
 live state (``adapters/live_state.py``), registry membership, the nearest station, the active
 alerts that changed and when each drone was last heard (``alerting:heard``, for the offline
 watch).
 
 At 1,000+ messages/s the per-command cost of a Redis client, not Redis, dominates a batch;
-two scripts, each called once per batch, replace seven commands per drone.
+two scripts, each called once per batch on a single Redis (once per hash slot on a cluster:
+``slot_groups``), replace seven commands per drone.
 
 The recent sequence numbers are a direct-mapped window: ``seenslots:{id}`` is a string of
 ``window`` 64-bit slots, and seq *s* is written, as *s* + 1 (so an empty slot means none), to
@@ -24,19 +26,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-import redis
 
 from skyhive.adapters.active_alerts import RedisActiveAlerts, alert_state_key
 from skyhive.adapters.fleet_repo import REGISTERED
 from skyhive.adapters.live_state import (
+    APPLIED,
     APPLY_IF_NEWER_FN,
-    FLEET_GEO,
-    FLEET_IDS,
     FLEET_UPDATES,
+    KEPT,
     STATIONS_GEO,
+    LiveState,
     apply_args,
     drone_key,
 )
+from skyhive.adapters.redis_client import LuaScript, RedisClient, slot_groups
 from skyhive.domain.telemetry import Telemetry
 from skyhive.ports.fleet_state import FleetWrite, Recall, Recalled, Silent
 
@@ -74,7 +77,7 @@ end
 # ARGV[1]: JSON, each drone's seqs as slots: [[slot, hi, lo, slot, hi, lo, ...], ...].
 # Returns, drone after drone: its memory or nil, 1 if it has active alerts else 0, then 1
 # (seen) or 0 per seq.
-_RECALL = (
+_RECALL = LuaScript(
     _BITFIELD_OPS
     + """
 local asked, out = cjson.decode(ARGV[1]), {}
@@ -93,19 +96,19 @@ return out
 """
 )
 
-# KEYS: fleet geo, fleet ids, then each drone's state, seen and memory keys, in turn.
+# KEYS: each drone's state, seen and memory keys, in turn.
 # ARGV[1]: JSON [ttl, [[apply args or false, slots (as for _RECALL), memory or ""], ...]].
-# Returns per drone 1 if its live state moved (``apply_if_newer``), else 0.
-_COMMIT = (
+# Returns per drone what ``apply_if_newer`` said of its latest reading, KEPT without one.
+_COMMIT = LuaScript(
     APPLY_IF_NEWER_FN
     + _BITFIELD_OPS
     + """
 local batch, out = cjson.decode(ARGV[1]), {}
 local ttl = batch[1]
 for i, d in ipairs(batch[2]) do
-  local k = 2 + 3 * (i - 1)
+  local k = 3 * (i - 1)
   out[i] = 0
-  if d[1] then out[i] = apply_if_newer(KEYS[k + 1], KEYS[1], KEYS[2], d[1]) end
+  if d[1] then out[i] = apply_if_newer(KEYS[k + 1], d[1]) end
   if #d[2] > 0 then
     redis.call('BITFIELD', KEYS[k + 2], unpack(bitfield_ops('SET', d[2], true)))
     redis.call('EXPIRE', KEYS[k + 2], ttl)
@@ -118,15 +121,20 @@ return out
 
 
 def memory_key(drone_id: str) -> str:
-    return f"alertmem:{drone_id}"
+    return f"alertmem:{{{drone_id}}}"
 
 
 def seen_key(drone_id: str) -> str:
-    return f"seenslots:{drone_id}"
+    return f"seenslots:{{{drone_id}}}"
 
 
-def _chunks(ids: list[str]) -> list[list[str]]:
-    return [ids[i : i + SCRIPT_CHUNK] for i in range(0, len(ids), SCRIPT_CHUNK)]
+def _chunks(client: Any, ids: list[str]) -> list[list[str]]:
+    """The script calls for ``ids``: by hash slot, then at most SCRIPT_CHUNK each."""
+    return [
+        group[i : i + SCRIPT_CHUNK]
+        for group in slot_groups(client, ids, drone_key)
+        for i in range(0, len(group), SCRIPT_CHUNK)
+    ]
 
 
 def _slots(seqs: Sequence[int], window: int) -> list[int]:
@@ -142,13 +150,11 @@ def _iso(dt: Any) -> str:
 
 
 class DroneMemory:
-    def __init__(self, client: redis.Redis, alerts: RedisActiveAlerts, window: int) -> None:
+    def __init__(self, client: RedisClient, alerts: RedisActiveAlerts, window: int) -> None:
         """``client`` must decode responses (str); ``window``: seqs remembered per drone."""
         self._window = window
         self._r: Any = client  # redis-py's response types are too loose to be useful here
         self._alerts = alerts
-        self._recall = client.register_script(_RECALL)
-        self._commit = client.register_script(_COMMIT)
 
     def recall(
         self,
@@ -160,13 +166,13 @@ class DroneMemory:
             return Recall({}, {})
         pipe = self._r.pipeline(transaction=False)
         ids = list(seqs)
-        chunks = _chunks(ids)
+        chunks = _chunks(self._r, ids)
         for chunk in chunks:
             keys: list[str] = []
             for drone_id in chunk:
                 keys += (seen_key(drone_id), memory_key(drone_id), alert_state_key(drone_id))
             asked = orjson.dumps([_slots(seqs[d], self._window) for d in chunk])
-            self._recall(keys=keys, args=[asked], client=pipe)
+            _RECALL(pipe, keys, [asked])
         for lat, lon in near.values():
             pipe.geosearch(
                 STATIONS_GEO,
@@ -187,13 +193,15 @@ class DroneMemory:
             if hit:
                 code, km = hit[0]
                 nearest[drone_id] = (str(code), float(km))
+        member = dict(zip(ids, registered, strict=True))
         drones = {}
         at = 0
-        for (drone_id, drone_seqs), member in zip(seqs.items(), registered, strict=True):
+        for drone_id in (d for chunk in chunks for d in chunk):
+            drone_seqs = seqs[drone_id]
             memory, has_alerts = flat[at], flat[at + 1]
             seen = [s == 1 for s in flat[at + 2 : at + 2 + len(drone_seqs)]]
             at += 2 + len(drone_seqs)
-            drones[drone_id] = Recalled(memory, bool(has_alerts), seen, bool(member))
+            drones[drone_id] = Recalled(memory, bool(has_alerts), seen, bool(member[drone_id]))
         return Recall(drones, nearest)
 
     def commit(self, write: FleetWrite) -> list[Telemetry]:
@@ -205,9 +213,9 @@ class DroneMemory:
         self._alerts.queue_swap(pipe, write.alerts)
         if write.heard:
             pipe.zadd(HEARD, dict.fromkeys(write.heard, write.heard_at.timestamp()), gt=True)
-        chunks = _chunks(order)
+        chunks = _chunks(self._r, order)
         for chunk in chunks:
-            keys = [FLEET_GEO, FLEET_IDS]
+            keys: list[str] = []
             drones: list[list[Any]] = []
             for drone_id in chunk:
                 keys += (drone_key(drone_id), seen_key(drone_id), memory_key(drone_id))
@@ -220,12 +228,24 @@ class DroneMemory:
                     ]
                 )
             batch = orjson.dumps([MEMORY_TTL_S, drones])
-            self._commit(keys=keys, args=[batch], client=pipe)
+            _COMMIT(pipe, keys, [batch])
         results = pipe.execute()
-        moved = [x for part in results[len(results) - len(chunks) :] for x in part]
-        applied = [d for d, ok in zip(order, moved, strict=True) if ok == 1 and d in latest]
-        if applied:
-            self._r.publish(FLEET_UPDATES, orjson.dumps([fields[d] for d in applied]))
+        became = dict(
+            zip(
+                (d for chunk in chunks for d in chunk),
+                (x for part in results[len(results) - len(chunks) :] for x in part),
+                strict=True,
+            )
+        )
+        placed = [d for d in latest if became[d] != KEPT]
+        applied = [d for d in placed if became[d] == APPLIED]
+        pipe = self._r.pipeline(transaction=False)
+        LiveState.queue_index(pipe, [latest[d][0] for d in placed])
+        if applied:  # a raw command: a cluster pipeline refuses publish() by name
+            pipe.execute_command(
+                "PUBLISH", FLEET_UPDATES, orjson.dumps([fields[d] for d in applied])
+            )
+        pipe.execute()
         return [latest[d][0] for d in applied]
 
     def take_sweep(self, hold_ms: int) -> bool:

@@ -1,18 +1,23 @@
 """Live fleet picture in Redis: a hash per drone, a GEO set, and dedup windows.
 
-Keys: ``drone:{id}`` (latest state), ``fleet:ids`` (every drone seen), ``fleet:geo`` (positions),
-``stations:geo``. Watchers
-(the dashboard) hear of moved drones on ``fleet:updates`` and of alert changes on
-``alerts:live`` (the ``AlertFeed`` port).
+Keys: ``drone:{<id>}`` (latest state; the braces are a Redis Cluster hash tag, shared by the
+drone's other keys: ``adapters/redis_client.py``), ``fleet:ids`` (every drone seen),
+``fleet:geo`` (positions), ``stations:geo``. Watchers (the dashboard) hear of moved drones on
+``fleet:updates`` and of alert changes on ``alerts:live`` (the ``AlertFeed`` port).
+
+A state moves in a script on the drone's own key only; the fleet-wide indexes follow in the
+next command (``queue_index``), since on a cluster they live in other slots. They are
+idempotent and repaired on a replay: a reading already in the state still counts as placed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import redis
+import orjson
 
+from skyhive.adapters.redis_client import LuaScript, RedisClient, slot_groups
 from skyhive.domain.stations import Station
 from skyhive.domain.telemetry import Telemetry
 
@@ -22,49 +27,56 @@ STATIONS_GEO = "stations:geo"
 FLEET_UPDATES = "fleet:updates"
 ALERTS_LIVE = "alerts:live"
 
+# What apply_if_newer says of a reading.
+KEPT, APPLIED, ALREADY = 0, 1, 2
+
 # Writes the new state only if it is newer (event time, then seq) than what is stored, so
 # out-of-order and replayed messages never move a drone backwards, whoever processes them.
+# Returns APPLIED, ALREADY (this very reading is the state: a replay) or KEPT (older).
 # A Lua function, so the processor's batch script (adapters/drone_memory.py) runs the same
-# code. ``a``: ts_ms, seq, lon, lat, drone id, then field, value, ... (``apply_args``).
+# code. ``a``: ts_ms, seq, then field, value, ... (``apply_args``).
 APPLY_IF_NEWER_FN = """
-local function apply_if_newer(state, geo, ids, a)
+local function apply_if_newer(state, a)
   local cur = redis.call('HMGET', state, 'ts_ms', 'seq')
   if cur[1] then
     local cts, cseq = tonumber(cur[1]), tonumber(cur[2])
     local ts, seq = tonumber(a[1]), tonumber(a[2])
-    if ts < cts or (ts == cts and seq <= cseq) then return 0 end
-  else
-    redis.call('SADD', ids, a[5])  -- its first state (nothing removes a drone from ids)
+    if ts == cts and seq == cseq then return 2 end
+    if ts < cts or (ts == cts and seq < cseq) then return 0 end
   end
-  redis.call('HSET', state, unpack(a, 6))
-  if a[3] ~= '' and a[4] ~= '' then
-    redis.call('GEOADD', geo, a[3], a[4], a[5])
-  end
+  redis.call('HSET', state, unpack(a, 3))
   return 1
 end
 """
-# KEYS: the drone's state, fleet geo, fleet ids; ARGV: ``apply_args``.
-_APPLY_IF_NEWER = APPLY_IF_NEWER_FN + "return apply_if_newer(KEYS[1], KEYS[2], KEYS[3], ARGV)\n"
+# KEYS: drone states; ARGV[1]: JSON, each one's ``apply_args``. Returns what each became.
+_APPLY_IF_NEWER = LuaScript(
+    APPLY_IF_NEWER_FN
+    + """
+local batch, out = cjson.decode(ARGV[1]), {}
+for i, a in ipairs(batch) do out[i] = apply_if_newer(KEYS[i], a) end
+return out
+"""
+)
 
-# For each drone: the named fields of its state, then the value of one more key of its own
-# (e.g. its claim). One command for hundreds of drones: on the dispatch path the per-command
-# cost of a pipeline, not Redis, is what adds up.
-# KEYS: n state keys, then n other keys; ARGV: field names.
-_READ_WITH = """
-local out, n = {}, #KEYS / 2
-for i = 1, n do
+# The named fields of each drone's state, in one command for many drones: on the dispatch
+# path the per-command cost of a pipeline, not Redis, is what adds up.
+# KEYS: state keys; ARGV: field names.
+_READ_FIELDS = LuaScript(
+    """
+local out = {}
+for i = 1, #KEYS do
   local values = redis.call('HMGET', KEYS[i], unpack(ARGV))
   for j = 1, #ARGV do out[#out + 1] = values[j] end
-  out[#out + 1] = redis.call('GET', KEYS[n + i])
 end
 return out
 """
+)
 
 _FLOAT_FIELDS = ("lat", "lon", "alt_m", "speed_mps", "heading_deg", "battery_pct", "payload_kg")
 
 
 def drone_key(drone_id: str) -> str:
-    return f"drone:{drone_id}"
+    return f"drone:{{{drone_id}}}"
 
 
 def state_from_hash(h: Mapping[str, str]) -> dict[str, Any]:
@@ -88,9 +100,7 @@ def state_from_hash(h: Mapping[str, str]) -> dict[str, Any]:
 def apply_args(t: Telemetry, fields: Mapping[str, str], registered: bool) -> list[str]:
     """The arguments of ``apply_if_newer`` for a reading and its live ``fields``
     (``Telemetry.live_fields`` with ``updated_at``)."""
-    lon = "" if t.lon is None else repr(t.lon)
-    lat = "" if t.lat is None else repr(t.lat)
-    args = [str(t.ts_ms), str(t.seq), lon, lat, t.drone_id]
+    args = [str(t.ts_ms), str(t.seq)]
     for k, v in fields.items():
         args += (k, v)
     args += ("registered", "1" if registered else "0")
@@ -98,20 +108,51 @@ def apply_args(t: Telemetry, fields: Mapping[str, str], registered: bool) -> lis
 
 
 class LiveState:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         """``client`` must decode responses (str)."""
         self._r: Any = client  # redis-py's response types are too loose to be useful here
-        self._apply = client.register_script(_APPLY_IF_NEWER)
-        self._read_with = client.register_script(_READ_WITH)
 
-    def queue_apply(
-        self, pipe: redis.client.Pipeline, t: Telemetry, updated_at: str, registered: bool = True
-    ) -> None:
-        self._apply(
-            keys=[drone_key(t.drone_id), FLEET_GEO, FLEET_IDS],
-            args=apply_args(t, {**t.live_fields(), "updated_at": updated_at}, registered),
-            client=pipe,
-        )
+    def apply(
+        self, readings: Sequence[Telemetry], updated_at: str, registered: bool = True
+    ) -> list[str]:
+        """Move each drone's state to its reading if newer; the drones placed (moved, or
+        already there)."""
+        latest: dict[str, Telemetry] = {}
+        for t in readings:
+            held = latest.get(t.drone_id)
+            if held is None or (t.ts_ms, t.seq) > (held.ts_ms, held.seq):
+                latest[t.drone_id] = t
+        args = {
+            d: apply_args(t, {**t.live_fields(), "updated_at": updated_at}, registered)
+            for d, t in latest.items()
+        }
+        pipe = self._r.pipeline(transaction=False)
+        groups = slot_groups(self._r, latest, drone_key)
+        for group in groups:
+            batch = orjson.dumps([args[d] for d in group])
+            _APPLY_IF_NEWER(pipe, [drone_key(d) for d in group], [batch])
+        became = [x for part in pipe.execute() for x in part]
+        placed = [
+            d for d, b in zip((d for g in groups for d in g), became, strict=True) if b != KEPT
+        ]
+        pipe = self._r.pipeline(transaction=False)
+        self.queue_index(pipe, [latest[d] for d in placed])
+        pipe.execute()
+        return placed
+
+    @staticmethod
+    def queue_index(pipe: Any, placed: Sequence[Telemetry]) -> None:
+        """Queue the fleet-wide indexes' update for drones whose state is now ``placed``'s
+        reading: every drone seen, and the positions."""
+        if not placed:
+            return
+        pipe.sadd(FLEET_IDS, *[t.drone_id for t in placed])
+        located: list[Any] = []
+        for t in placed:
+            if t.lon is not None and t.lat is not None:
+                located += (t.lon, t.lat, t.drone_id)
+        if located:
+            pipe.geoadd(FLEET_GEO, located)
 
     def get(self, drone_id: str) -> dict[str, Any] | None:
         h = self._r.hgetall(drone_key(drone_id))
@@ -126,24 +167,26 @@ class LiveState:
             pipe.hgetall(drone_key(drone_id))
         return [state_from_hash(h) if h else None for h in pipe.execute()]
 
-    def queue_read_with(
-        self,
-        pipe: redis.client.Pipeline,
-        drone_ids: Sequence[str],
-        fields: Sequence[str],
-        other_keys: Sequence[str],
-    ) -> None:
-        """Queue, in ``pipe``, one command reading for each drone ``fields`` of its state (None
-        where missing) and the value of its ``other_keys`` entry; its answer's rows are
-        ``rows_read(answer, fields)``."""
-        self._read_with(keys=[*map(drone_key, drone_ids), *other_keys], args=fields, client=pipe)
+    def queue_read_fields(
+        self, pipe: Any, drone_ids: Sequence[str], fields: Sequence[str]
+    ) -> Callable[[list[Any]], list[list[str | None]]]:
+        """Queue, in ``pipe``, the reading of ``fields`` of each drone's state (None where
+        missing); returns what turns the pipeline's replies, from the first of these on, into
+        one row per drone in the order asked."""
+        groups = slot_groups(self._r, drone_ids, drone_key)
+        for group in groups:
+            _READ_FIELDS(pipe, [drone_key(d) for d in group], fields)
 
-    @staticmethod
-    def rows_read(
-        flat: list[str | None], fields: Sequence[str]
-    ) -> list[tuple[list[str | None], str | None]]:
-        width = len(fields) + 1
-        return [(flat[i : i + width - 1], flat[i + width - 1]) for i in range(0, len(flat), width)]
+        def rows(replies: list[Any]) -> list[list[str | None]]:
+            flat = [x for part in replies[: len(groups)] for x in part]
+            width = len(fields)
+            got = {
+                d: flat[i * width : (i + 1) * width]
+                for i, d in enumerate(d for g in groups for d in g)
+            }
+            return [got[d] for d in drone_ids]
+
+        return rows
 
     def all(self) -> list[dict[str, Any]]:
         return [s for s in self.get_many(sorted(self._r.smembers(FLEET_IDS))) if s is not None]

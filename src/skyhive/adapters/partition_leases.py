@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+from skyhive.adapters.redis_client import LuaScript
 from skyhive.adapters.stream_partitions import lease_key, members_key, physical_streams
 from skyhive.domain.partitions import fair_share, over_share
 
@@ -35,7 +36,8 @@ TRUST_SHARE = 0.5  # ... and trusted for half its time after the renewal was ask
 SCAN_START = "0-0"
 
 # KEYS[1]: the members' sorted set. ARGV: consumer, lease ms. Returns the live members.
-_HEARTBEAT = """
+_HEARTBEAT = LuaScript(
+    """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
@@ -43,18 +45,22 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
+)
 
 # KEYS[1]: a lease. ARGV: consumer, lease ms. 1: renewed; 0: not ours any more.
-_RENEW = """
+_RENEW = LuaScript(
+    """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
+)
 
 # KEYS: a lease, its partition stream. ARGV: consumer, group, "1" to keep it while entries of
 # the stream are pending for the consumer. 1: released; 0: kept; -1: not ours any more.
-_RELEASE = """
+_RELEASE = LuaScript(
+    """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if ARGV[3] == '1' and #redis.call('XPENDING', KEYS[2], ARGV[2], '-', '+', 1, ARGV[1]) > 0 then
   return 0
@@ -62,10 +68,12 @@ end
 redis.call('DEL', KEYS[1])
 return 1
 """
+)
 
 # KEYS: a lease, its partition stream. ARGV: consumer, group, ids... Acknowledges unless another
 # consumer holds the lease (-1): that one has taken the entries over.
-_ACK = """
+_ACK = LuaScript(
+    """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return -1 end
 local n = 0
@@ -74,14 +82,7 @@ for i = 3, #ARGV, 1000 do
 end
 return n
 """
-
-
-class LeaseScripts:
-    def __init__(self, client: Any) -> None:
-        self.heartbeat = client.register_script(_HEARTBEAT)
-        self.renew = client.register_script(_RENEW)
-        self.release = client.register_script(_RELEASE)
-        self.ack = client.register_script(_ACK)
+)
 
 
 class PartitionLeases:
@@ -91,7 +92,6 @@ class PartitionLeases:
     def __init__(
         self,
         client: Any,
-        scripts: LeaseScripts,
         where: tuple[str, str, str],
         partitions: int,
         lease_ms: int,
@@ -99,7 +99,6 @@ class PartitionLeases:
         self.stream, self.group, self.consumer = where
         self.streams = physical_streams(self.stream, partitions)
         self._r = client
-        self._s = scripts
         self._lease_ms = lease_ms
         self._trust_s = lease_ms * TRUST_SHARE / 1000.0
         self._leases = [lease_key(s, self.group) for s in self.streams]
@@ -154,14 +153,12 @@ class PartitionLeases:
             held = set(self._trusted_until)
             asked = time.monotonic()
             pipe = self._r.pipeline(transaction=False)
-            self._s.heartbeat(
-                keys=[members_key(self.stream, self.group)],
-                args=[self.consumer, self._lease_ms],
-                client=pipe,
+            _HEARTBEAT(
+                pipe, [members_key(self.stream, self.group)], [self.consumer, self._lease_ms]
             )
             for p, key in enumerate(self._leases):
                 if p in held:
-                    self._s.renew(keys=[key], args=[self.consumer, self._lease_ms], client=pipe)
+                    _RENEW(pipe, [key], [self.consumer, self._lease_ms])
                 else:
                     pipe.exists(key)
             members, *leases = pipe.execute()
@@ -231,17 +228,17 @@ class PartitionLeases:
     def ack(self, pipe: Any, partition: int, ids: list[str]) -> None:
         """Queue the acknowledgement of ``ids`` in ``partition``, refused (-1) if another
         member holds it."""
-        self._s.ack(
-            keys=[self._leases[partition], self.streams[partition]],
-            args=[self.consumer, self.group, *ids],
-            client=pipe,
+        _ACK(
+            pipe,
+            [self._leases[partition], self.streams[partition]],
+            [self.consumer, self.group, *ids],
         )
 
     def _release(self, pipe: Any, partition: int, *, only_if_done: bool) -> None:
-        self._s.release(
-            keys=[self._leases[partition], self.streams[partition]],
-            args=[self.consumer, self.group, "1" if only_if_done else "0"],
-            client=pipe,
+        _RELEASE(
+            pipe,
+            [self._leases[partition], self.streams[partition]],
+            [self.consumer, self.group, "1" if only_if_done else "0"],
         )
 
     def _forget(self, partition: int) -> None:

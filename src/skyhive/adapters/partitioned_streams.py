@@ -8,7 +8,10 @@ change: they read, claim and acknowledge as on one stream.
 - ``publish``: one append per partition in one pipeline, per-key order kept; ids carry their
   partition (``3/1712-0``), so acknowledgements and re-claims find the stream.
 - ``consume`` reads the partitions this member holds (one ``XREADGROUP``, at most
-  ``count / partitions held`` from each, so a batch stays within ``count``). A partition just
+  ``count / partitions held`` from each, so a batch stays within ``count``). On a Redis
+  Cluster the partitions are in different slots, which one command may not span: there it is
+  one ``XREADGROUP`` per partition in one pipeline, and the wait for new entries a poll every
+  ``CLUSTER_POLL_S``. A partition just
   taken first hands over what was pending in it for other consumers (``XAUTOCLAIM`` with no
   idle time: the lease says its reader is gone or gave it back), before anything new.
 - ``claim_stale``, ``keep_claimed`` and ``own_pending`` keep their meaning, on the partitions
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,9 +35,9 @@ import redis
 from skyhive.adapters.partition_leases import (
     RENEWALS_PER_LEASE,
     SCAN_START,
-    LeaseScripts,
     PartitionLeases,
 )
+from skyhive.adapters.redis_client import is_cluster
 from skyhive.adapters.stream_partitions import (
     bus_id,
     partition_stream,
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
     from skyhive.adapters.redis_streams import RedisStreamsBus
 
 log = logging.getLogger(__name__)
+
+CLUSTER_POLL_S = 0.02  # on a cluster: how often an idle reader looks for new entries
 
 
 def _text(v: Any) -> str:
@@ -79,7 +85,6 @@ class PartitionedStreams:
         self._r = client
         self._partitions = dict(partitions)
         self._lease_ms = lease_ms
-        self._scripts = LeaseScripts(client)
         self._members: dict[tuple[str, str, str], PartitionLeases] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -201,9 +206,7 @@ class PartitionedStreams:
         leases = self._members.get(where)
         if leases is not None:
             return leases
-        leases = PartitionLeases(
-            self._r, self._scripts, where, self._partitions[stream], self._lease_ms
-        )
+        leases = PartitionLeases(self._r, where, self._partitions[stream], self._lease_ms)
         leases.refresh()  # the first read already has its share of what is free
         with self._lock:
             leases = self._members.setdefault(where, leases)
@@ -253,15 +256,33 @@ class PartitionedStreams:
         """What ``partitions`` hold from ``start``, ``each`` at most from each; and the
         partitions that gave that many (they may hold more)."""
         streams = {leases.streams[p]: start for p in partitions}
-        resp = self._r.xreadgroup(
-            leases.group, leases.consumer, streams, count=each, block=block_ms
-        )
-        replies = [(_text(s), entries) for s, entries in resp or []]
+        resp = self._xreadgroup(leases.group, leases.consumer, streams, each, block_ms)
+        replies = [(_text(s), entries) for s, entries in resp]
         index = {s: p for p, s in enumerate(leases.streams)}
         full = [index[s] for s, entries in replies if len(entries) == each]
         msgs = self._delivered(leases, replies)
         readable = leases.readable()  # not one whose read was just dropped
         return msgs, [p for p in full if p in readable]
+
+    def _xreadgroup(
+        self, group: str, consumer: str, streams: dict[str, str], count: int,
+        block_ms: int | None,
+    ) -> list[Any]:  # fmt: skip
+        """``XREADGROUP`` of ``streams``: one command on a single Redis; on a cluster one per
+        stream (each its own slot), polled until something comes or ``block_ms`` is over."""
+        if not is_cluster(self._r):
+            return list(self._r.xreadgroup(group, consumer, streams, count=count, block=block_ms)
+                        or [])  # fmt: skip
+        deadline = time.monotonic() + (block_ms or 0) / 1000.0
+        while True:
+            pipe = self._r.pipeline(transaction=False)
+            for s, start in streams.items():
+                pipe.xreadgroup(group, consumer, {s: start}, count=count)
+            got = [reply[0] for reply in pipe.execute() if reply]
+            left = deadline - time.monotonic()
+            if got or left <= 0:
+                return got
+            time.sleep(min(CLUSTER_POLL_S, left))
 
     def _claim(
         self,

@@ -1,11 +1,12 @@
 """Cache-aside for the API's reads, in Redis, with invalidation by every writer.
 
-Keys: ``cache:{resource}:id:{id}`` (one document's API view, JSON) and
-``cache:{resource}:list:{version}:{query}`` (a list response), both with a TTL;
-``cache:{resource}:version`` is bumped by every write to the resource, so every cached list of
+Keys: ``cache:{<resource>/<id>}:doc`` (one document's API view, JSON) and
+``cache:<resource>:list:<version>:<query>`` (a list response), both with a TTL;
+``cache:<resource>:version`` is bumped by every write to the resource, so every cached list of
 it is orphaned at once (and expires by its TTL).
 
-A write also bumps the document's generation (``cache:{resource}:gen:{id}``) and deletes its
+A write also bumps the document's generation (``cache:{<resource>/<id>}:gen``: the same hash
+tag as its entry, since the fill script reads one and writes the other) and deletes its
 entry. A read that missed remembers the generation it saw and fills the entry only if that is
 still the generation (one Lua script): a read that loaded the document just before a write
 cannot put the old copy back after the write's invalidation. A list read that raced a write
@@ -28,6 +29,7 @@ from typing import Any
 
 import redis
 
+from skyhive.adapters.redis_client import LuaScript, RedisClient
 from skyhive.ports.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -39,20 +41,22 @@ Loader = Callable[[], bytes | None]
 
 # Fill the entry only if the document's generation is still the one the read started from.
 # KEYS: entry, generation; ARGV: generation seen ('' for none), value, TTL in ms.
-_FILL = """
+_FILL = LuaScript(
+    """
 if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
   return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
 return 0
 """
+)
 
 
 def _id_key(resource: str, doc_id: str) -> str:
-    return f"{PREFIX}:{resource}:id:{doc_id}"
+    return f"{PREFIX}:{{{resource}/{doc_id}}}:doc"
 
 
 def _generation_key(resource: str, doc_id: str) -> str:
-    return f"{PREFIX}:{resource}:gen:{doc_id}"
+    return f"{PREFIX}:{{{resource}/{doc_id}}}:gen"
 
 
 def _version_key(resource: str) -> str:
@@ -62,15 +66,14 @@ def _version_key(resource: str) -> str:
 class ReadCache:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         ttl_s: float,
         breaker_s: float,
         clock: Clock,
         on_result: Callable[[str, str], None] | None = None,
     ) -> None:
-        self._r = client
+        self._r: Any = client
         self._clock = clock
-        self._fill = client.register_script(_FILL)
         self._ttl_ms = int(ttl_s * 1000)
         self._breaker_s = breaker_s
         self._open_until = 0.0
@@ -97,7 +100,7 @@ class ReadCache:
         value = load()
         if value is not None:
             args = [generation or b"", value, self._ttl_ms]
-            self._call(lambda: self._fill(keys=[key, gen_key], args=args))
+            self._call(lambda: _FILL(self._r, [key, gen_key], args))
         return value, False
 
     def get_list(self, resource: str, query: str, load: Callable[[], bytes]) -> tuple[bytes, bool]:
@@ -159,10 +162,10 @@ class ReadCache:
             resources, self._purge = self._purge, set()
         try:
             for resource in resources:
-                keys = list(self._r.scan_iter(match=f"{PREFIX}:{resource}:id:*", count=1000))
+                keys = list(self._r.scan_iter(match=_id_key(resource, "*"), count=1000))
                 pipe = self._r.pipeline(transaction=False)
-                for i in range(0, len(keys), 500):
-                    pipe.delete(*keys[i : i + 500])
+                for key in keys:  # one by one: on a cluster they are in many slots
+                    pipe.delete(key)
                 pipe.incr(_version_key(resource))
                 pipe.execute()
         except redis.RedisError:

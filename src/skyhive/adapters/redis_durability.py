@@ -10,6 +10,9 @@ the server. Three cases, detected once per bus from ``INFO``:
   ``appendfsync``: ``always`` (what `skyhive up` runs) makes every answered write durable;
   with ``everysec`` up to a second of acknowledged readings can be lost, which is logged.
 - ``none``: no AOF. Acknowledged readings are only in memory; logged as a warning.
+
+On a Redis Cluster every master is asked, and the weakest answer holds for all; ``WAITAOF``
+then goes to each master that took part of the batch.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from typing import Any, Literal
+
+from skyhive.adapters.redis_client import masters
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,15 @@ def _version(text: str) -> tuple[int, ...]:
         return (0,)
 
 
+_STRENGTH: tuple[Mode, ...] = ("none", "server", "waitaof")
+
+
 def durability_mode(client: Any) -> Mode:
-    """What makes a write on ``client``'s server durable (see the module docstring)."""
+    """What makes a write on ``client``'s servers durable (see the module docstring)."""
+    return min((_mode_of(m) for m in masters(client)), key=_STRENGTH.index)
+
+
+def _mode_of(client: Any) -> Mode:
     server = client.info("server")
     persistence = client.info("persistence")
     if not int(persistence.get("aof_enabled", 0)):

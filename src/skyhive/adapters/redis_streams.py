@@ -23,6 +23,7 @@ import redis
 
 from skyhive.adapters.deadletters import DeadLetters
 from skyhive.adapters.partitioned_streams import PartitionedStreams
+from skyhive.adapters.redis_client import LuaScript, RedisClient, is_cluster
 from skyhive.adapters.redis_durability import Mode, check_waitaof, durability_mode
 from skyhive.ports.bus import BusMessage
 from skyhive.ports.deadletters import DeadLetter
@@ -36,7 +37,8 @@ LOST_KEY = "bus:lost"  # hash: "stream|group" → entries trimmed away before th
 # A batch appended in one command: a pipeline of XADDs costs the client ~8 µs and Redis
 # ~7 µs per entry, this ~1 and ~3 (measured with 500-entry batches).
 # KEYS[1]: the stream. ARGV: the length cap, then key, value, key, value, ...
-_APPEND = """
+_APPEND = LuaScript(
+    """
 local ids = {}
 for i = 2, #ARGV, 2 do
   ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
@@ -44,6 +46,7 @@ for i = 2, #ARGV, 2 do
 end
 return ids
 """
+)
 
 
 def _decode(entries: Sequence[Any], prefix: str = "") -> tuple[list[BusMessage], list[str | None]]:
@@ -71,7 +74,7 @@ def _decode(entries: Sequence[Any], prefix: str = "") -> tuple[list[BusMessage],
 class RedisStreamsBus:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         maxlen: int = 2_000_000,
         *,
         waitaof_timeout_ms: int = 5000,
@@ -86,7 +89,6 @@ class RedisStreamsBus:
         self._waitaof_ms = waitaof_timeout_ms
         self._durability: Mode | None = None  # detected at the first publish
         self._dead = deadletters or DeadLetters(client, "deadletters", 100_000)
-        self._append_script = client.register_script(_APPEND)
         parts = {s: n for s, n in (partitions or {}).items() if n > 1}
         self._parts = PartitionedStreams(self, client, parts, lease_ms) if parts else None
 
@@ -158,17 +160,33 @@ class RedisStreamsBus:
         waitaof = self.durability() == "waitaof"
         if len(calls) == 1 and not waitaof:
             [(stream, args)] = calls
-            replies = [self._append_script(keys=[stream], args=args)]
+            replies = [_APPEND(self._r, [stream], args)]
         else:
-            pipe = self._r.pipeline(transaction=False)
-            for stream, args in calls:
-                self._append_script(keys=[stream], args=args, client=pipe)
-            if waitaof:
-                pipe.execute_command("WAITAOF", 1, 0, self._waitaof_ms)
-            replies = pipe.execute()
-            if waitaof:
-                check_waitaof(replies.pop())
+            replies = [None] * len(calls)
+            for client, idx in self._pipelines(calls, waitaof):
+                pipe = client.pipeline(transaction=False)
+                for i in idx:
+                    _APPEND(pipe, [calls[i][0]], calls[i][1])
+                if waitaof:
+                    pipe.execute_command("WAITAOF", 1, 0, self._waitaof_ms)
+                got = pipe.execute()
+                if waitaof:
+                    check_waitaof(got.pop())
+                for i, reply in zip(idx, got, strict=True):
+                    replies[i] = reply
         return [[i.decode() if isinstance(i, bytes) else str(i) for i in ids] for ids in replies]
+
+    def _pipelines(self, calls: list[Any], waitaof: bool) -> list[tuple[Any, list[int]]]:
+        """Which client pipelines which of ``calls``: all in one, unless WAITAOF is due on a
+        cluster. It waits for its own connection's writes only, so there each master gets a
+        pipeline of its own streams' appends and its WAITAOF on one connection."""
+        if not (waitaof and is_cluster(self._r)):
+            return [(self._r, list(range(len(calls))))]
+        by_master: dict[str, tuple[Any, list[int]]] = {}
+        for i, (stream, _) in enumerate(calls):
+            node = self._r.get_node_from_key(stream)
+            by_master.setdefault(node.name, (node, []))[1].append(i)
+        return [(self._r.get_redis_connection(n), idx) for n, idx in by_master.values()]
 
     def ensure_group(self, stream: str, group: str) -> None:
         if parts := self._partitioned(stream):

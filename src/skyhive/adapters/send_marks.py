@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
+from skyhive.adapters.redis_client import RedisClient
 
 THROTTLE_PREFIX = "notify:throttle"
 DONE_PREFIX = "notify:done"
@@ -14,7 +14,7 @@ DONE_TTL_S = 7 * 86400
 
 
 class RedisSendMarks:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         """``client`` must decode responses (str)."""
         self._r: Any = client  # redis-py's response types are too loose to be useful here
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-import redis
+from skyhive.adapters.redis_client import RedisClient
 
 SESSION_TTL_S = 24 * 3600
 
@@ -27,7 +27,7 @@ def _key(session_id: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, r: redis.Redis) -> None:
+    def __init__(self, r: RedisClient) -> None:
         self._r = r
 
     def open(self, key_id: str) -> Session:

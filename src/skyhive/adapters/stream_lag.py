@@ -19,6 +19,8 @@ from typing import Any
 
 import redis
 
+from skyhive.adapters.redis_client import RedisClient
+
 
 def parse_id(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -115,7 +117,7 @@ def group_lag(stream: str, info: dict[Any, Any], g: dict[Any, Any]) -> GroupLag:
     )
 
 
-def read_lag(client: redis.Redis, streams: Sequence[str]) -> list[StreamLag]:
+def read_lag(client: RedisClient, streams: Sequence[str]) -> list[StreamLag]:
     """Every stream's length and groups (a stream that does not exist is left out)."""
     r: Any = client
     pipe = r.pipeline(transaction=False)

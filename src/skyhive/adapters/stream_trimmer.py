@@ -182,7 +182,7 @@ class StreamTrimmer:
         pipe.hgetall(EPISODES_KEY)
         pipe.hgetall(LOST_KEY)
         pipe.xlen(deadletter_stream)
-        pipe.time()
+        pipe.execute_command("TIME")  # raw: a cluster pipeline refuses time() by name
         state, episodes, lost, dead, (sec, usec) = pipe.execute()
         lost_by: dict[tuple[str, str], int] = {}
         for k, v in lost.items():

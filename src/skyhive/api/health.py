@@ -117,7 +117,7 @@ def _mqtt(clients: Clients) -> Check:
 def _checks(clients: Clients) -> dict[str, Check]:
     return {
         "mongodb": _mongodb(clients),
-        "redis": clients.redis_text.ping,
+        "redis": lambda: clients.redis_text.ping(),  # connects at the check, not here
         "mqtt": _mqtt(clients),
         "bus": clients.bus.ping,
     }

@@ -24,13 +24,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-import redis.exceptions
 from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse_many
-from limits.errors import StorageError
-from limits.storage import RedisStorage
+from limits.errors import ConfigurationError, StorageError
+from limits.storage import RedisClusterStorage, RedisStorage
 from limits.strategies import STRATEGIES
+from limits.strategies import RateLimiter as RateLimiterStrategy
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from skyhive.api.errors import error_response
@@ -64,19 +65,31 @@ class Refusal:
 
 
 class RateLimiter:
-    def __init__(self, config: RateLimitConfig, redis_url: str) -> None:
+    def __init__(self, config: RateLimitConfig, redis_url: str, cluster: bool = False) -> None:
         timeout = config.timeout_ms / 1000
         # Its own client: a short timeout and no retries, so a dead Redis costs one request
-        # a fraction of a second, after which the breaker skips it.
-        storage = RedisStorage(
-            redis_url,
-            key_prefix=KEY_PREFIX,
-            wrap_exceptions=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]
-        )
-        self._strategy = STRATEGIES[config.strategy](storage)
+        # a fraction of a second, after which the breaker skips it. On a Redis Cluster, the
+        # library's cluster storage (each counter is one key: no slot spans).
+        # Made at the first request (a cluster's storage connects as it is made).
+        kind: type[RedisStorage] = RedisStorage
+        if cluster:
+            kind = RedisClusterStorage
+            scheme, sep, rest = redis_url.partition("://")
+            redis_url = f"{scheme}+cluster{sep}{rest}"
+
+        def make() -> RateLimiterStrategy:
+            storage = kind(
+                redis_url,
+                key_prefix=KEY_PREFIX,
+                wrap_exceptions=True,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]
+            )
+            return STRATEGIES[config.strategy](storage)
+
+        self._make_strategy = make
+        self._made: RateLimiterStrategy | None = None
         self._limits = {
             "key": parse_many(config.per_key),
             "drone": parse_many(config.per_drone),
@@ -97,15 +110,26 @@ class RateLimiter:
             return None
         try:
             for item in self.limits_for(identity):
-                if not self._strategy.hit(item, identity):
+                if not self._strategy().hit(item, identity):
                     return Refusal(item, self._retry_after(item, identity))
-        except (StorageError, redis.exceptions.RedisError, OSError) as exc:
+        except (
+            StorageError,
+            ConfigurationError,
+            RedisError,
+            RedisClusterException,
+            OSError,
+        ) as exc:
             self._fail_open(exc)
         return None
 
+    def _strategy(self) -> RateLimiterStrategy:
+        if self._made is None:
+            self._made = self._make_strategy()
+        return self._made
+
     def _retry_after(self, item: RateLimitItem, identity: str) -> int:
         """Whole seconds until the window lets one more request in (at least 1)."""
-        reset_at = self._strategy.get_window_stats(item, identity).reset_time
+        reset_at = self._strategy().get_window_stats(item, identity).reset_time
         return max(1, math.ceil(reset_at - time.time()))
 
     def _fail_open(self, exc: Exception) -> None:
@@ -158,7 +182,9 @@ def install_rate_limits(app: Flask) -> None:
     config: RateLimitConfig = settings.rate_limit
     if not config.enabled:
         return
-    app.extensions[_EXTENSION] = RateLimiter(config, settings.redis_url_or_default())
+    app.extensions[_EXTENSION] = RateLimiter(
+        config, settings.redis_url_or_default(), settings.redis_cluster
+    )
     app.before_request(_before)
     app.after_request(_after)
 
