@@ -60,6 +60,7 @@ HOST = "127.0.0.1"
 # The server fixtures and the marker each gives the tests that use it.
 SERVER_MARKERS = {
     "embedded_redis": "redis",
+    "embedded_redis_cluster": "redis",
     "embedded_mongodb": "mongodb",
     "embedded_mqtt": "mqtt",
     "embedded_amqtt": "mqtt",
@@ -166,16 +167,22 @@ def redis_cluster_mode() -> bool:
 
 
 @pytest.fixture(scope="session")
-def embedded_redis(
-    redis_cluster_mode: bool, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def embedded_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of the first node of a Redis Cluster of three masters started for the session
+    (a cluster client finds the others), whatever ``SKYHIVE_TEST_REDIS`` says."""
+    ports = free_cluster_ports(HOST, CLUSTER_NODES)
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster"), HOST, ports) as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(redis_cluster_mode: bool, request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of database 0 of a Redis started for the session; in cluster mode, of the
-    first node of a Redis Cluster of three masters (a cluster client finds the others)."""
+    cluster's (``embedded_redis_cluster``)."""
     if redis_cluster_mode:
-        ports = free_cluster_ports(HOST, CLUSTER_NODES)
-        with redis_cluster(tmp_path_factory.mktemp("redis-cluster"), HOST, ports) as cluster:
-            yield cluster.url
+        yield request.getfixturevalue("embedded_redis_cluster")
         return
+    tmp_path_factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
     port = free_port(HOST)
     with _running(redis_server(tmp_path_factory.mktemp("redis"), HOST, port)):
         yield f"redis://{HOST}:{port}/0"

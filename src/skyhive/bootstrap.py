@@ -1,4 +1,5 @@
-"""First-start setup, idempotent: indexes, stations, bus consumer groups."""
+"""First-start setup, idempotent: the Redis mode checked and keys of earlier releases renamed,
+indexes, stations, bus consumer groups."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 
 from skyhive.adapters.mongo_indexes import ensure_indexes
 from skyhive.adapters.redis_client import check_mode
+from skyhive.adapters.redis_key_upgrade import rename_legacy_keys
 from skyhive.adapters.stations_repo import RESOURCE as STATIONS
 from skyhive.adapters.stations_repo import seed_stations
 from skyhive.domain.stations import bart_stations
@@ -17,6 +19,7 @@ log = logging.getLogger(__name__)
 def bootstrap(clients: Clients) -> None:
     s = clients.settings
     check_mode(clients.redis_text)
+    rename_legacy_keys(clients.redis_text, s.commands_stream)
     ensure_indexes(clients.db)
     new = seed_stations(clients.db, clients.live, bart_stations())
     if new:

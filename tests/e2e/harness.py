@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,26 @@ class Up:
         code = self.proc.wait(60)
         self.log.close()
         return code
+
+
+def running(data_dir: Path, env: dict[str, str]) -> Iterator[Up]:
+    """For a module's fixture: `up` started on ``data_dir`` with ``env``, stopped after."""
+    u = Up(data_dir, env=env)
+    u.start()
+    yield u
+    if u.proc and u.proc.poll() is None:
+        u.stop()
+
+
+def refusal(data_dir: Path, env: dict[str, str]) -> str:
+    """What `up` says on stderr as it refuses to start with ``env`` (it must exit non-zero)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SKYHIVE_")}
+    argv = [sys.executable, "-m", "skyhive", "up", "--data-dir", str(data_dir)]
+    done = subprocess.run(
+        argv, env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    return done.stderr
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from e2e.harness import Up, wait_for
+from e2e.test_up_redis_cluster import on_cluster
 from skyhive.domain.geo import destination_point, haversine_m
 from skyhive.domain.stations import bart_stations
 
@@ -22,8 +23,17 @@ def at(ts: str) -> datetime:
     return datetime.fromisoformat(ts)
 
 
-def test_twenty_deliveries_are_flown_and_delivered(tmp_path: Path) -> None:
-    up = Up(tmp_path / "data")
+@pytest.mark.parametrize("redis", ["embedded", "cluster"])
+def test_twenty_deliveries_are_flown_and_delivered(
+    tmp_path: Path, redis: str, request: pytest.FixtureRequest
+) -> None:
+    """On `up`'s own Redis, and on a Redis Cluster of three masters."""
+    env = (
+        on_cluster(request.getfixturevalue("embedded_redis_cluster"))
+        if redis == "cluster"
+        else None
+    )
+    up = Up(tmp_path / "data", env=env)
     up.start()
     sim = up.skyhive(
         "simulate",

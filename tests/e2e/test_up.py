@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import stat
+import threading
 import urllib.error
 import uuid
 from collections.abc import Iterator
@@ -111,21 +112,23 @@ def flight_with_faults(topic: str) -> list[tuple[str, bytes]]:
     return items
 
 
-def test_telemetry_flows_end_to_end(up: Up) -> None:
-    login = register(up, DRONE)
-    publish(up.mqtt_port, flight_with_faults(f"skyhive/drones/{DRONE}/telemetry"), login)
+def fly_with_faults(up: Up, drone: str) -> None:
+    """``flight_with_faults`` from ``drone`` over MQTT: live state ends at its last reading,
+    history holds each reading once, its alerts are open and its bad messages dead-lettered."""
+    login = register(up, drone)
+    publish(up.mqtt_port, flight_with_faults(f"skyhive/drones/{drone}/telemetry"), login)
 
-    wait_for(lambda: up.get(f"/api/v1/drones/{DRONE}")["seq"] == 21, what="live state at seq 21")
-    state = up.get(f"/api/v1/drones/{DRONE}")
+    wait_for(lambda: up.get(f"/api/v1/drones/{drone}")["seq"] == 21, what="live state at seq 21")
+    state = up.get(f"/api/v1/drones/{drone}")
     assert state["battery_pct"] == 9 and state["status"] == "in_flight"
     wait_for(
-        lambda: len(up.get(f"/api/v1/drones/{DRONE}/telemetry?limit=100")["items"]) == 21,
+        lambda: len(up.get(f"/api/v1/drones/{drone}/telemetry?limit=100")["items"]) == 21,
         what="21 in history",
     )
-    history = up.get(f"/api/v1/drones/{DRONE}/telemetry?limit=100")["items"]
+    history = up.get(f"/api/v1/drones/{drone}/telemetry?limit=100")["items"]
     assert [h["seq"] for h in history] == list(range(21, 0, -1))  # newest first, no duplicates
 
-    alerts = {a["type"]: a for a in up.get(f"/api/v1/alerts?state=open&drone_id={DRONE}")["items"]}
+    alerts = {a["type"]: a for a in up.get(f"/api/v1/alerts?state=open&drone_id={drone}")["items"]}
     assert alerts["emergency"]["severity"] == "critical"
     assert alerts["low_battery"]["severity"] == "critical"
 
@@ -134,6 +137,36 @@ def test_telemetry_flows_end_to_end(up: Up) -> None:
         r.startswith("not JSON") for r in reasons
     )
 
+
+def command_reaches(up: Up, drone: str, reason: str) -> dict[str, object]:
+    """A live ``drone`` is sent ``return_to_station`` through the API; what it got over MQTT."""
+    login = register(up, drone)
+    publish(up.mqtt_port, [(f"skyhive/drones/{drone}/telemetry", reading(1, 80))], login)
+    wait_for(lambda: up.status(f"/api/v1/drones/{drone}") == 200, what=f"{drone} live")
+    got: list[dict[str, object]] = []
+    subscribed = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{drone}-commands")
+    c.username_pw_set(*login)
+    c.on_subscribe = lambda *_a: subscribed.set()
+    c.on_message = lambda _c, _u, m: got.append(orjson.loads(m.payload))
+    c.connect("127.0.0.1", up.mqtt_port)
+    c.subscribe(f"skyhive/drones/{drone}/commands", qos=1)
+    c.loop_start()
+    try:
+        assert subscribed.wait(10)
+        status, body = up.post(
+            f"/api/v1/drones/{drone}/commands", {"action": "return_to_station", "reason": reason}
+        )
+        assert status == 202, body
+        wait_for(lambda: bool(got), what="the command over MQTT")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return got[0]
+
+
+def test_telemetry_flows_end_to_end(up: Up) -> None:
+    fly_with_faults(up, DRONE)
     nearby = up.get("/api/v1/drones/nearby?lat=37.80&lon=-122.27&radius_km=5")["items"]
     assert [d["drone_id"] for d in nearby] == [DRONE]
     assert len(up.get("/api/v1/stations")["items"]) == 50
