@@ -46,6 +46,7 @@ class IngestReport:
     bus: str = "redis"
     processors: int = 1  # routine processors, one consumer group
     partitions: int = 1
+    redis: str = "single"  # or "cluster": a Redis Cluster of three masters
 
     @property
     def zero_loss(self) -> bool:
@@ -137,6 +138,7 @@ def run_ingest_bench(
     with bench_stack(roles, broker, progress, bus=bus) as bs:
         report = _measure(bs, rate, duration, drones, broker, warmup, progress, body_bytes)
     report.bus, report.processors, report.partitions = bus.kind, processors, bus.partitions
+    report.redis = "cluster" if bus.redis_cluster else "single"
     return report
 
 
@@ -181,7 +183,11 @@ def _measure(
         tap = KafkaTap(settings.kafka.bootstrap, [settings.telemetry_stream])
     else:
         tap = StreamTap(
-            settings.redis_url, [settings.telemetry_stream], lambda _k: False, partitions
+            settings.redis_url,
+            [settings.telemetry_stream],
+            lambda _k: False,
+            partitions,
+            cluster=settings.redis_cluster,
         )
     tap.start()
     t0 = time.monotonic()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skyhive.embedded import (
+    EmbeddedRedisCluster,
     EmbeddedStack,
     Server,
     die_with_parent,
@@ -79,13 +80,20 @@ def helper_process(module: str, *args: str, what: str) -> Iterator[None]:
 @dataclass(frozen=True)
 class BusChoice:
     """The bus a benchmark's stack runs on: Redis Streams, or Kafka (a tansu broker started
-    for it, memory storage: ``bench/kafka_broker.py``), in ``partitions`` partitions."""
+    for it, memory storage: ``bench/kafka_broker.py``), in ``partitions`` partitions; and its
+    Redis: one server, or with ``redis_cluster`` a Redis Cluster of three masters started for
+    it (``embedded.redis_cluster``)."""
 
     kind: str = "redis"  # or "kafka"
     partitions: int = 1
+    redis_cluster: bool = False
 
     def env(self, bootstrap: str) -> dict[str, str]:
-        env = {"SKYHIVE_BUS": self.kind, "SKYHIVE_BUS_PARTITIONS": str(self.partitions)}
+        env = {
+            "SKYHIVE_BUS": self.kind,
+            "SKYHIVE_BUS_PARTITIONS": str(self.partitions),
+            "SKYHIVE_REDIS_CLUSTER": str(self.redis_cluster).lower(),
+        }
         return env | ({"SKYHIVE_KAFKA__BOOTSTRAP": bootstrap} if bootstrap else {})
 
 
@@ -107,6 +115,21 @@ def _kafka_for(bus: BusChoice, data_dir: Path, progress: Progress) -> Iterator[S
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def _redis_cluster_for(
+    bus: BusChoice, data_dir: Path, progress: Progress
+) -> Iterator[EmbeddedRedisCluster | None]:
+    if not bus.redis_cluster:
+        yield None
+        return
+    from skyhive.embedded import free_cluster_ports, redis_cluster
+
+    progress("starting a Redis Cluster of three masters ...")
+    (data_dir / "redis-cluster").mkdir()
+    with redis_cluster(data_dir / "redis-cluster", "127.0.0.1", free_cluster_ports()) as cluster:
+        yield cluster
 
 
 def role_names(roles: tuple[str, ...]) -> list[str]:
@@ -135,8 +158,11 @@ def bench_stack(
     drone connections would add a subscription per drone, which amqtt scans per message).
     SkyHive's services authenticate with their credentials, as under `skyhive up`."""
     data_dir = Path(tempfile.mkdtemp(prefix="skyhive-bench-"))
-    with _kafka_for(bus, data_dir, progress) as kafka:
-        yield from _stack(roles, broker, progress, extra_env, bus, data_dir, kafka)
+    with (
+        _kafka_for(bus, data_dir, progress) as kafka,
+        _redis_cluster_for(bus, data_dir, progress) as cluster,
+    ):
+        yield from _stack(roles, broker, progress, extra_env, bus, data_dir, kafka, cluster)
 
 
 def _stack(
@@ -147,6 +173,7 @@ def _stack(
     bus: BusChoice,
     data_dir: Path,
     kafka: Server | None,
+    cluster: EmbeddedRedisCluster | None,
 ) -> Iterator[BenchStack]:
     from skyhive.bootstrap import bootstrap
     from skyhive.services.device_credentials import (
@@ -159,7 +186,13 @@ def _stack(
         mosquitto_path(progress)  # installed first, if need be
     # The broker as `skyhive up` runs it (configuration, limits, persistence): what is
     # measured is what users run.
-    stack = EmbeddedStack(data_dir, mqtt_port=free_port(), insecure_devices=True, broker=broker)
+    stack = EmbeddedStack(
+        data_dir,
+        mqtt_port=free_port(),
+        insecure_devices=True,
+        broker=broker,
+        redis_url=cluster.url if cluster is not None else "",
+    )
     children: list[subprocess.Popen[bytes]] = []
     clients: Clients | None = None
     settings: Settings | None = None
@@ -171,6 +204,7 @@ def _stack(
         settings = Settings(
             mongodb_uri=urls["mongodb_uri"],
             redis_url=urls["redis_url"],
+            redis_cluster=bus.redis_cluster,
             mqtt_url=urls["mqtt_url"],
             data_dir=data_dir,
             insecure_devices=True,
@@ -202,6 +236,8 @@ def _stack(
         bs = BenchStack(settings, clients, env, data_dir, stack.mqtt_port, _admin_key(clients))
         children = [bs.spawn(*ROLES[role]) for role in roles]
         servers = [*stack.servers, *([kafka] if kafka is not None else [])]
+        for i, node in enumerate(cluster.nodes if cluster is not None else [], 1):
+            bs.pids[f"redis server {i}"] = node.proc.pid if node.proc else 0
         bs.pids.update({f"{s.label} server": s.proc.pid for s in servers if s.proc})
         bs.pids.update({n: c.pid for n, c in zip(role_names(roles), children, strict=True)})
         yield bs

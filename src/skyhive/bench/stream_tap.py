@@ -1,7 +1,8 @@
 """Watching bus streams while a benchmark runs: entries appended per stream, and when a key's
 first entry was appended. Read live (XREAD from the end), because streams are trimmed as soon as
 every consumer group has acknowledged them, so nothing can be counted or timed afterwards. A
-stream split into partitions is watched in all of them, and counted as one."""
+stream split into partitions is watched in all of them, and counted as one. On a Redis Cluster
+(its streams in several slots) each stream is read on its own, in one pipeline, polled."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import redis
 
+from skyhive.adapters.partitioned_streams import CLUSTER_POLL_S
+from skyhive.adapters.redis_client import connect, is_cluster
 from skyhive.adapters.stream_partitions import stream_of
 
 
@@ -23,9 +26,12 @@ class StreamTap:
         streams: list[str],
         watch: Callable[[str], bool],
         partitions: Mapping[str, int] | None = None,
+        *,
+        cluster: bool = False,
     ) -> None:
-        """``partitions``: the streams split into partitions (``Settings.partitioned_streams``)."""
-        self._r = redis.Redis.from_url(redis_url, decode_responses=True)
+        """``partitions``: the streams split into partitions (``Settings.partitioned_streams``);
+        ``cluster``: ``redis_url`` names a node of a Redis Cluster."""
+        self._r: Any = connect(redis_url, cluster=cluster, decode_responses=True)
         self._whole = stream_of(streams, partitions or {})
         self._ids: dict[str, str] = dict.fromkeys(self._whole, "$")
         self._watch = watch
@@ -37,10 +43,9 @@ class StreamTap:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            # redis-py's stream reply types are too loose to index
-            reply: Any = self._r.xread(self._ids, count=5000, block=200)  # type: ignore[arg-type]
+            reply = self._read()
             with self._lock:
-                for stream, entries in reply or []:
+                for stream, entries in reply:
                     self._counts[self._whole[stream]] += len(entries)
                     first = self._first[self._whole[stream]]
                     for entry_id, fields in entries:
@@ -49,6 +54,17 @@ class StreamTap:
                             first[key] = int(entry_id.split("-")[0]) / 1000.0  # Redis's clock
                     if entries:
                         self._ids[stream] = entries[-1][0]
+
+    def _read(self) -> list[Any]:
+        if not is_cluster(self._r):
+            return list(self._r.xread(self._ids, count=5000, block=200) or [])
+        pipe = self._r.pipeline(transaction=False)
+        for stream, last in self._ids.items():
+            pipe.xread({stream: last}, count=5000)
+        got = [reply[0] for reply in pipe.execute() if reply]
+        if not got:
+            time.sleep(CLUSTER_POLL_S)
+        return got
 
     def start(self) -> None:
         # Each stream's end now, as an id: "$" would mean "the end at each call", and a stream

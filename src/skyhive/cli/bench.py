@@ -102,6 +102,14 @@ def _echo_json(report: object, **extra: object) -> None:
     default=None,
     help="Partitions of the telemetry stream [1 for one processor on Redis, else 4].",
 )
+@click.option(
+    "--redis",
+    "redis_kind",
+    type=click.Choice(["single", "cluster"]),
+    default="single",
+    show_default=True,
+    help="One Redis, or a Redis Cluster of three masters started for the run (same binary).",
+)
 @_broker_option
 @_json_option
 def bench_ingest(
@@ -113,6 +121,7 @@ def bench_ingest(
     bus: str,
     processors: int,
     partitions: int | None,
+    redis_kind: str,
     broker: str,
     as_json: bool,
 ) -> None:
@@ -133,7 +142,7 @@ def bench_ingest(
         broker,
         progress=_progress,
         body_bytes=body_bytes,
-        bus=BusChoice(bus, partitions),
+        bus=BusChoice(bus, partitions, redis_cluster=redis_kind == "cluster"),
         processors=processors,
     )
     naive, ratio = None, {}
@@ -158,6 +167,7 @@ def bench_ingest(
         lat = report.latency_ms
         click.echo(
             f"bus={report.bus} partitions={report.partitions} processors={report.processors} "
+            f"redis={report.redis} "
             f"broker={report.broker} target={report.target_rate:g} msg/s drones={report.drones} "
             f"duration={report.duration_s:g}s body={body_bytes or 'unpadded'} bytes\n"
             f"published={report.published} stored={report.stored} unique={report.unique_in_history} "
