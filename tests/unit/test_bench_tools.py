@@ -181,9 +181,15 @@ def test_repeated_roles_get_names_of_their_own() -> None:
 
 
 def test_a_bus_choice_is_what_the_roles_are_told() -> None:
-    assert REDIS_BUS.env("") == {"SKYHIVE_BUS": "redis", "SKYHIVE_BUS_PARTITIONS": "1"}
+    assert REDIS_BUS.env("") == {
+        "SKYHIVE_BUS": "redis",
+        "SKYHIVE_BUS_PARTITIONS": "1",
+        "SKYHIVE_REDIS_CLUSTER": "false",
+    }
     assert BusChoice("kafka", 4).env("127.0.0.1:9092") == {
         "SKYHIVE_BUS": "kafka",
         "SKYHIVE_BUS_PARTITIONS": "4",
+        "SKYHIVE_REDIS_CLUSTER": "false",
         "SKYHIVE_KAFKA__BOOTSTRAP": "127.0.0.1:9092",
     }
+    assert BusChoice("redis", 2, redis_cluster=True).env("")["SKYHIVE_REDIS_CLUSTER"] == "true"

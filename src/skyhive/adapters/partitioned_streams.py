@@ -277,7 +277,12 @@ class PartitionedStreams:
         while True:
             pipe = self._r.pipeline(transaction=False)
             for s, start in streams.items():
-                pipe.xreadgroup(group, consumer, {s: start}, count=count)
+                # Its node named: else redis-py asks the server for the keys of each
+                # XREADGROUP (COMMAND GETKEYS, twice), at every poll.
+                pipe.execute_command(
+                    "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", s, start,
+                    target_nodes=self._r.get_node_from_key(s),
+                )  # fmt: skip
             got = [reply[0] for reply in pipe.execute() if reply]
             left = deadline - time.monotonic()
             if got or left <= 0:
