@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -67,3 +68,16 @@ def test_serviceability_names_the_field(
 
 def test_at_the_limits_is_serviceable() -> None:
     check_serviceable(request(package={"weight_kg": 2.5, "size": "large"}), True, 12.0, 12.0, 2.5)
+
+
+def test_a_timeline_step_is_never_dated_before_the_one_it_follows() -> None:
+    from skyhive.adapters.delivery_records import _advanced
+
+    picked = datetime(2026, 1, 5, 12, 0, 0, 238000, tzinfo=UTC)
+    doc = {"timeline": [{"status": "picked_up", "at": picked, "note": ""}], "version": 3}
+    earlier = picked - timedelta(milliseconds=1)  # another process's clock, a hair behind
+    update = _advanced(doc, "in_transit", earlier, "en route", {})
+    assert [t["at"] for t in update["timeline"]] == [picked, picked]
+    assert update["updated_at"] == picked and update["version"] == 4
+    later = picked + timedelta(seconds=5)
+    assert _advanced(doc, "in_transit", later, "", {})["timeline"][-1]["at"] == later

@@ -68,8 +68,13 @@ def _advanced(
     doc: Document, status: str, at: datetime, note: str, fields: dict[str, Any]
 ) -> dict[str, Any]:
     """The ``$set`` that moves ``doc`` to ``status``: the timeline is rewritten whole (the
-    embedded server mangles ``$push`` of sub-documents) and the version bumped."""
-    timeline = [*doc.get("timeline", []), {"status": status, "at": at, "note": note}]
+    embedded server mangles ``$push`` of sub-documents) and the version bumped. A step is
+    never dated before the one it follows: the processes that write steps read their own
+    clocks (a tracker's "en route" came out a millisecond before the pickup it follows)."""
+    timeline = list(doc.get("timeline", []))
+    if timeline and isinstance(timeline[-1].get("at"), datetime):
+        at = max(at, timeline[-1]["at"])
+    timeline.append({"status": status, "at": at, "note": note})
     return {
         **fields,
         "status": status,
