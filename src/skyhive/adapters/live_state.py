@@ -7,7 +7,9 @@ drone's other keys: ``adapters/redis_client.py``), ``fleet:ids`` (every drone se
 
 A state moves in a script on the drone's own key only; the fleet-wide indexes follow in the
 next command (``queue_index``), since on a cluster they live in other slots. They are
-idempotent and repaired on a replay: a reading already in the state still counts as placed.
+idempotent, and a reading already in the state (``ALREADY``) is indexed again; a replay whose
+readings the duplicate window drops does not reach them, so a crash between the two commands
+leaves the indexes behind until the drone's next reading (docs/architecture.md, step 4).
 """
 
 from __future__ import annotations
