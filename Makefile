@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test test-redis-cluster test-faults test-fast lint format bench bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium mosquitto wrk clean
+.PHONY: install demo up test test-redis-cluster test-faults test-fast lint format bench bench-ingest bench-alerts bench-dispatch bench-api bench-dashboard bench-durability chromium java mosquitto wrk clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "SkyHive needs Python 3.11 or newer")'
@@ -44,6 +44,15 @@ chromium:
 	    echo "the browser tests need Chromium: run 'sudo apt-get install -y chromium' (or make as root)"; exit 1; \
 	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+# Debian's Java runtime for the Spark job's tests (jobs/fleet_kpis.py in local mode).
+java:
+	@if ! command -v java >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "the Spark tests need Java: run 'sudo apt-get install -y default-jre-headless' (or make as root)"; exit 1; \
+	  fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jre-headless; \
 	fi
 
 # Debian's Mosquitto: the broker `skyhive up` embeds wherever it is installed (amqtt
@@ -96,7 +105,7 @@ up: install mosquitto-if-possible
 REDIS_CLUSTER_TESTS := SKYHIVE_TEST_REDIS=cluster $(BIN)/pytest -q \
 	-m "redis and not single_redis and not e2e" --ignore=tests/browser
 
-test: install chromium mosquitto
+test: install chromium java mosquitto
 	$(BIN)/pytest -q
 	$(REDIS_CLUSTER_TESTS)
 

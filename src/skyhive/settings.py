@@ -85,6 +85,23 @@ class KafkaConfig(BaseModel):
     session_timeout_ms: int = Field(default=10_000, ge=1000)  # a dead member's partitions move
 
 
+class HistoryConfig(BaseModel):
+    """How long history is kept, at which level, and where the columnar archive lives
+    (``SKYHIVE_HISTORY__RAW_DAYS=7``, ...). Raw readings older than ``raw_days`` are removed
+    once their day is exported to Parquet and checked; minute rollups after
+    ``minute_days``; hourly rollups are kept without limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    raw_days: int = Field(default=7, ge=1, le=3650)
+    minute_days: int = Field(default=90, ge=1, le=36500)
+    # The Parquet archive (one folder per table and day); default ``<data_dir>/archive``.
+    archive_dir: Path | None = None
+    # Queries over the archive (`skyhive query`, the admin API): a time limit and a row cap.
+    query_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    query_max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
 class Settings(BaseSettings):
     # Nested sections by "__": SKYHIVE_ALERTS__DEFAULTS__ALTITUDE_CEILING_M=150,
     # SKYHIVE_NOTIFY__CHANNELS='[{"name": "ops", "url": "discord://id/token"}]'.
@@ -233,6 +250,9 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
 
+    # History, retention and the archive: SKYHIVE_HISTORY__RAW_DAYS=7.
+    history: HistoryConfig = HistoryConfig()
+
     def group_claim_idle_ms(self) -> int:
         """The claim threshold of the processor and archiver groups."""
         return self.processor_claim_idle_ms or self.claim_idle_ms
@@ -255,6 +275,9 @@ class Settings(BaseSettings):
 
     def mqtt_services_path(self) -> Path:
         return self.mqtt_services_file or self.data_dir / "mqtt-services.json"
+
+    def archive_path(self) -> Path:
+        return self.history.archive_dir or self.data_dir / "archive"
 
 
 URL_FIELDS = ("mongodb_uri", "redis_url", "mqtt_url")
