@@ -289,6 +289,9 @@ def make_settings(
         "mqtt_url": NO_BROKER_URL,
         "host": HOST,
         "data_dir": tmp_path / "skyhive",
+        # Tests write history at fixed past times, which TTL indexes would remove under them
+        # (tests of retention turn it on).
+        "history": {"expire": False},
     }
     if redis_cluster_mode:
         base["redis_cluster"] = True

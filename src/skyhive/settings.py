@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyhive.domain.alert_config import AlertConfig, NotifyConfig
+from skyhive.domain.forecast import ForecastConfig
 from skyhive.domain.pricing import PricingConfig
+from skyhive.domain.station_rollups import StationRollupsConfig
+from skyhive.models.config import ModelsConfig
 
 
 class DashboardConfig(BaseModel):
@@ -87,19 +90,42 @@ class KafkaConfig(BaseModel):
 
 class HistoryConfig(BaseModel):
     """How long history is kept, at which level, and where the columnar archive lives
-    (``SKYHIVE_HISTORY__RAW_DAYS=7``, ...). Raw readings older than ``raw_days`` are removed
-    once their day is exported to Parquet and checked; minute rollups after
-    ``minute_days``; hourly rollups are kept without limit."""
+    (``SKYHIVE_HISTORY__RAW_DAYS=7``, ...). Raw readings are removed after ``raw_days``
+    (each day is exported to Parquet and checked the night after it closes), minute rollups
+    after ``minute_days``; hourly rollups are kept without limit."""
 
     model_config = ConfigDict(frozen=True)
 
-    raw_days: int = Field(default=7, ge=1, le=3650)
+    # TTL indexes remove what is older (``adapters/retention.py``). A day is exported to the
+    # archive the night after it closes, so raw readings are kept two days at least.
+    raw_days: int = Field(default=7, ge=2, le=3650)
     minute_days: int = Field(default=90, ge=1, le=36500)
+    # False: no TTL indexes, every reading and minute is kept (history grows without bound).
+    expire: bool = True
     # The Parquet archive (one folder per table and day); default ``<data_dir>/archive``.
     archive_dir: Path | None = None
+    # How often the archivers look for closed days to export (one at a time exports, on a lease).
+    archive_check_s: float = Field(default=600.0, gt=0, le=86_400)
     # Queries over the archive (`skyhive query`, the admin API): a time limit and a row cap.
     query_timeout_s: float = Field(default=10.0, gt=0, le=600)
     query_max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
+class RebalanceConfig(BaseModel):
+    """The dispatcher's rebalancing (``domain/rebalance.py``): every ``every_s`` it moves idle
+    drones toward the stations whose forecast demand for the next hour exceeds the drones
+    docked there (``SKYHIVE_REBALANCE__ENABLED=false`` to turn it off). Without forecasts
+    (the forecaster role) nothing moves."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    every_s: float = Field(default=300.0, ge=5, le=86_400)
+    cooldown_s: float = Field(default=3600.0, ge=0)  # a moved drone stays put this long
+    max_moves: int = Field(default=10, ge=0, le=1000)  # per pass
+    max_km: float = Field(default=8.0, gt=0, le=100)
+    min_battery_pct: float = Field(default=50.0, ge=0, le=100)
+    keep: int = Field(default=1, ge=0, le=100)  # drones a station keeps whatever its forecast
 
 
 class Settings(BaseSettings):
@@ -252,6 +278,15 @@ class Settings(BaseSettings):
 
     # History, retention and the archive: SKYHIVE_HISTORY__RAW_DAYS=7.
     history: HistoryConfig = HistoryConfig()
+    # Rebalancing idle drones on forecast demand: SKYHIVE_REBALANCE__EVERY_S=300.
+    rebalance: RebalanceConfig = RebalanceConfig()
+    # Station rollups (SKYHIVE_STATION_ROLLUPS__INTERVAL_S=60) and demand forecasts
+    # (SKYHIVE_FORECAST__HORIZON_H=48): domain/station_rollups.py, domain/forecast.py.
+    station_rollups: StationRollupsConfig = StationRollupsConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    # Models on the telemetry stream (the `models` role; plug-ins, models/config.py):
+    # SKYHIVE_MODELS__ENABLED='["battery_health"]', SKYHIVE_MODELS__ANOMALY__THRESHOLD=10.
+    models: ModelsConfig = ModelsConfig()
 
     def group_claim_idle_ms(self) -> int:
         """The claim threshold of the processor and archiver groups."""

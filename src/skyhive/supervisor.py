@@ -209,6 +209,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "notifier": ("notifier",),
     "api": ("api",),
     "billing": ("billing", "schedule"),  # invoices each month, overdue marking
+    "forecaster": ("forecaster",),  # demand per station, retrained every hour
+    "models": ("models",),  # stream models: battery health, anomalies, plug-ins
 }
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -20,23 +23,31 @@ from skyhive.adapters.customers_repo import CustomersRepo
 from skyhive.adapters.deadletters import DeadLetters
 from skyhive.adapters.delivery_billing import MongoDeliveryBilling
 from skyhive.adapters.delivery_records import MongoDeliveryRecords
+from skyhive.adapters.delivery_traces import MongoDeliveryTraces
 from skyhive.adapters.dispatch_queue import RedisDispatchQueue
 from skyhive.adapters.drone_memory import DroneMemory
 from skyhive.adapters.fleet_repo import FleetRepo
+from skyhive.adapters.forecasts_repo import ForecastsRepo
 from skyhive.adapters.geofences_repo import GeofencesRepo
 from skyhive.adapters.invoices_repo import InvoicesRepo
 from skyhive.adapters.kafka_bus import KafkaBus
 from skyhive.adapters.kafka_lag import KafkaLag
 from skyhive.adapters.live_state import LiveState
+from skyhive.adapters.model_state_repo import ModelStateRepo
+from skyhive.adapters.model_stats import RedisModelStats
 from skyhive.adapters.money import MoneyCodec
 from skyhive.adapters.notifications_repo import NotificationsRepo
+from skyhive.adapters.prophet_model import ProphetModel
 from skyhive.adapters.read_cache import ReadCache
+from skyhive.adapters.rebalance_moves_repo import RebalanceMovesRepo
 from skyhive.adapters.redis_client import RedisClient, connect
 from skyhive.adapters.redis_streams import RedisStreamsBus
 from skyhive.adapters.reminder_schedule import RedisReminderSchedule
+from skyhive.adapters.rollups_repo import RollupsRepo
 from skyhive.adapters.routed_bus import RoutedBus
 from skyhive.adapters.send_marks import RedisSendMarks
 from skyhive.adapters.sessions_store import SessionStore
+from skyhive.adapters.station_hours_repo import StationHoursRepo
 from skyhive.adapters.stations_repo import StationCache
 from skyhive.adapters.stream_trimmer import StreamTrimmer
 from skyhive.adapters.system_clock import SystemClock
@@ -45,12 +56,22 @@ from skyhive.ports.bus import Bus
 from skyhive.ports.clock import Clock
 from skyhive.services.alert_actions import AlertActions
 from skyhive.services.alerting import AlertEngine
+from skyhive.services.analytics import Analytics
 from skyhive.services.billing import BillingService
 from skyhive.services.deliveries import DeliveryService
+from skyhive.services.forecaster import Forecaster
 from skyhive.services.ingest import Ingest
 from skyhive.services.overview import OverviewReader
+from skyhive.services.rollups import DroneRollups
+from skyhive.services.station_rollups import StationRollups
 from skyhive.services.stream_trimmer import IngestGate, trim_policy
 from skyhive.settings import Settings
+
+if TYPE_CHECKING:  # pyarrow and DuckDB are imported by the processes that use the archive
+    from skyhive.adapters.archive_sql import ArchiveSQL
+    from skyhive.adapters.parquet_archive import ParquetArchive
+    from skyhive.services.archive_export import ArchiveExporter
+    from skyhive.services.history_seed import HistorySeeder
 
 
 class Clients:
@@ -199,6 +220,14 @@ class Clients:
         return RedisActiveAlerts(self.redis_text)
 
     @cached_property
+    def model_states(self) -> ModelStateRepo:
+        return ModelStateRepo(self.db)
+
+    @cached_property
+    def model_stats(self) -> RedisModelStats:
+        return RedisModelStats(self.redis_text)
+
+    @cached_property
     def fleet_state(self) -> DroneMemory:
         return DroneMemory(self.redis_text, self.active_alerts, self.settings.dedup_window)
 
@@ -238,6 +267,25 @@ class Clients:
         )
 
     @cached_property
+    def history_seeder(self) -> HistorySeeder:
+        """Simulated history (`skyhive simulate --history`, the demo): imported on use."""
+        from skyhive.services.history_seed import HistorySeeder
+
+        return HistorySeeder(
+            self.settings,
+            fleet=self.fleet,
+            customers=self.customers,
+            telemetry=self.telemetry,
+            readings=self.telemetry,
+            deliveries=self.deliveries,
+            alerts=self.alerts,
+            active_alerts=self.active_alerts,
+            billing=self.billing,
+            rollups=self.rollups,
+            clock=self.clock,
+        )
+
+    @cached_property
     def alert_actions(self) -> AlertActions:
         return AlertActions(
             store=self.alerts,
@@ -262,6 +310,64 @@ class Clients:
     @cached_property
     def telemetry(self) -> TelemetryRepo:
         return TelemetryRepo(self.db)
+
+    @cached_property
+    def rebalance_moves(self) -> RebalanceMovesRepo:
+        return RebalanceMovesRepo(self.db)
+
+    @cached_property
+    def archive(self) -> ParquetArchive:
+        from skyhive.adapters.parquet_archive import ParquetArchive
+
+        return ParquetArchive(self.settings.archive_path())
+
+    @cached_property
+    def archive_exporter(self) -> ArchiveExporter:
+        """The Parquet archive's export (and ``exported_and_verified``, retention's check)."""
+        from skyhive.adapters.archive_manifest import MongoArchiveManifest
+        from skyhive.adapters.archive_source import MongoArchiveSource
+        from skyhive.services.archive_export import ArchiveExporter
+
+        h = self.settings.history
+        return ArchiveExporter(
+            MongoArchiveSource(self.db),
+            self.archive,
+            MongoArchiveManifest(self.db),
+            self.clock,
+            raw_days=h.raw_days,
+            expires=h.expire,
+            holder=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        )
+
+    @cached_property
+    def archive_sql(self) -> ArchiveSQL:
+        from skyhive.adapters.archive_sql import ArchiveSQL
+
+        h = self.settings.history
+        return ArchiveSQL(self.archive, h.query_timeout_s, h.query_max_rows)
+
+    @cached_property
+    def analytics(self) -> Analytics:
+        """The analytics API's answers: the KPI SQL on DuckDB over the window's records."""
+        from skyhive.adapters.analytics_source import MongoAnalyticsSource
+        from skyhive.adapters.analytics_sql import LiveKpis
+
+        engine = LiveKpis(self.settings.history.query_timeout_s)
+        return Analytics(MongoAnalyticsSource(self.db), engine, self.stations, self.clock)
+
+    @cached_property
+    def rollup_store(self) -> RollupsRepo:
+        return RollupsRepo(self.db)
+
+    @cached_property
+    def rollups(self) -> DroneRollups:
+        return DroneRollups(
+            self.telemetry,
+            self.rollup_store,
+            self.fleet,
+            self.clock,
+            self.settings.archiver_hold_s,
+        )
 
     @cached_property
     def fleet(self) -> FleetRepo:
@@ -290,6 +396,35 @@ class Clients:
     @cached_property
     def stations(self) -> StationCache:
         return StationCache(self.db)
+
+    @cached_property
+    def station_hours(self) -> StationHoursRepo:
+        return StationHoursRepo(self.db)
+
+    @cached_property
+    def station_rollups(self) -> StationRollups:
+        return StationRollups(
+            self.settings.station_rollups,
+            MongoDeliveryTraces(self.db),
+            self.station_hours,
+            self.clock,
+        )
+
+    @cached_property
+    def forecasts(self) -> ForecastsRepo:
+        return ForecastsRepo(self.db)
+
+    @cached_property
+    def forecaster(self) -> Forecaster:
+        f = self.settings.forecast
+        return Forecaster(
+            f,
+            history=self.station_hours,
+            store=self.forecasts,
+            stations=self.stations,
+            model=ProphetModel(f.interval_width, f.uncertainty_samples),
+            clock=self.clock,
+        )
 
     @cached_property
     def geofences(self) -> GeofencesRepo:

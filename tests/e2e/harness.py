@@ -37,6 +37,9 @@ class Up:
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYHIVE_")}
+        # The tests fly at fixed past times, which retention's TTL indexes would remove
+        # under them (a test of retention sets it back).
+        env["SKYHIVE_HISTORY__EXPIRE"] = "false"
         env.update(self.env)
         return env
 

@@ -167,6 +167,11 @@ def command_reaches(up: Up, drone: str, reason: str) -> dict[str, object]:
 
 def test_telemetry_flows_end_to_end(up: Up) -> None:
     fly_with_faults(up, DRONE)
+    # The archiver sums up the closed minute (its readings are of a past day) within a pass.
+    minute = f"/api/v1/drones/{DRONE}/telemetry?level=minute&since=2026-11-23T09:59:00Z"
+    wait_for(lambda: up.get(minute)["count"] == 1, what="the minute rolled up")
+    [rolled] = up.get(minute)["items"]
+    assert rolled["readings"] == 21 and rolled["status_s"] == {"in_flight": 20.0}
     nearby = up.get("/api/v1/drones/nearby?lat=37.80&lon=-122.27&radius_km=5")["items"]
     assert [d["drone_id"] for d in nearby] == [DRONE]
     assert len(up.get("/api/v1/stations")["items"]) == 50
@@ -178,10 +183,13 @@ def niceness(pid: int) -> int:
 
 
 def test_the_archiver_yields_the_cpu_to_the_others(up: Up) -> None:
-    """History runs at SKYHIVE_BULK_NICE (10): on a machine short of CPU, dispatch, alerts,
-    live state and the API go first."""
+    """History, the forecasts and the stream models run at SKYHIVE_BULK_NICE (10): on a
+    machine short of CPU,
+    dispatch, alerts, live state and the API go first."""
     for argv, nice in [
         (("archiver",), 10),
+        (("forecaster",), 10),
+        (("models",), 10),
         (("processor", "--lane", "routine"), 0),
         (("processor", "--lane", "urgent"), 0),
         (("dispatcher",), 0),

@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from auth_helpers import make_key
+from cli_env import cli_env
 from skyhive.api import create_app
 from skyhive.api.openapi import document
 from skyhive.settings import Settings
@@ -278,13 +279,7 @@ def test_keys_from_the_command_line(clients: Clients, app: Flask) -> None:
     from skyhive.cli import cli
 
     s = clients.settings
-    env = {
-        "SKYHIVE_MONGODB_URI": s.mongodb_uri,
-        "SKYHIVE_MONGODB_DB": s.mongodb_db,
-        "SKYHIVE_REDIS_URL": s.redis_url,
-        "SKYHIVE_REDIS_CLUSTER": str(s.redis_cluster).lower(),
-        "SKYHIVE_DATA_DIR": str(s.data_dir),
-    }
+    env = cli_env(s)
     runner = CliRunner()
     made = runner.invoke(
         cli,

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from auth_helpers import api_client
+from cli_env import cli_env
 from skyhive.adapters.money import CENTS, decode_money
 from skyhive.cli import cli
 from skyhive.domain.billing import BillingError, Period, build_invoice
@@ -252,14 +253,7 @@ def test_billing_run_command(clients: Clients) -> None:
     delivered(clients, svc, "alice", "12TH", in_ended)
     delivered(clients, svc, "bob", "EMBR", in_ended)
     s = clients.settings
-    env = {
-        "SKYHIVE_MONGODB_URI": s.mongodb_uri,
-        "SKYHIVE_MONGODB_DB": s.mongodb_db,
-        "SKYHIVE_REDIS_URL": s.redis_url,
-        "SKYHIVE_REDIS_CLUSTER": str(s.redis_cluster).lower(),
-        "SKYHIVE_MQTT_URL": s.mqtt_url,
-        "SKYHIVE_DATA_DIR": str(s.data_dir),
-    }
+    env = cli_env(s)
     runner = CliRunner()
     first = runner.invoke(cli, ["billing", "run", "--period", ended.label], env=env)
     assert first.exit_code == 0, first.output

@@ -7,7 +7,7 @@ captured by the publish callback the dispatcher is given (MQTT itself is covered
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import delivery_wiring as wire
 import orjson
@@ -116,6 +116,9 @@ def test_assigns_the_best_eligible_drone_and_commands_it(world: tuple) -> None: 
     assert "km to pickup" in doc.dispatch["reason"] and doc.return_station
     # Dates written by updates read back as dates (the embedded server stores them as text).
     assert isinstance(doc.eta, datetime) and doc.eta > doc.created_at
+    # The ETA as promised at assignment stays with the dispatch (the on-time rate's yardstick).
+    promised = datetime.fromisoformat(doc.dispatch["eta"])
+    assert abs(promised - doc.eta) < timedelta(milliseconds=1)  # stored to the ms
     assert isinstance(doc.updated_at, datetime) and doc.updated_at.tzinfo is not None
     [(topic, cmd)] = sent.items
     assert topic == "skyhive/drones/far-ok/commands"

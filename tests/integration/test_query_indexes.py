@@ -59,7 +59,8 @@ from skyhive.wiring import Clients
 Keys = Sequence[tuple[str, Any]]  # (field, direction); direction None: not known
 ID_INDEX: tuple[Keys, bool] = ((("_id", 1),), True)  # every collection's, unique
 # The one index no SkyHive query uses: geo queries over stations by other tools.
-QUERYLESS = {("stations", "location_2dsphere")}
+# Made for what they do, not for a query: the map's geo index, TTL indexes.
+QUERYLESS = {("stations", "location_2dsphere"), ("rollups_minute", "expire_start")}
 
 
 def serves(keys: Keys, unique: bool, q: Query) -> bool:
@@ -375,6 +376,15 @@ def test_every_filter_the_api_issues_is_a_documented_shape(world_clients: Record
     _get(admin, f"{api}/fleet/drones?status=active")
     _get(admin, f"{api}/fleet/drones/d-1")
     _get(admin, f"{api}/stations")
+    _get(admin, f"{api}/forecasts")
+    _get(admin, f"{api}/forecasts/12TH")
+    viewer = api_client(c, "viewer", app=app)  # a key of its own: admin's rate limit
+    ragged = (
+        f"since={iso(AT - timedelta(hours=5, seconds=30))}&until={iso(AT + timedelta(hours=2))}"
+    )
+    for what in ("stations", "on-time", "delivery-times", "outcomes", "utilisation", "energy"):
+        _get(viewer, f"{api}/analytics/{what}?{ragged}&station=12TH")
+    _get(viewer, f"{api}/analytics/alerts?{window}")
     zone = {
         "name": "z",
         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [0, 1], [1, 1], [0, 0]]]},
@@ -414,6 +424,12 @@ def test_every_filter_the_workers_issue_is_a_documented_shape(
     c.telemetry.count_for("d-2")
     c.telemetry.reading_ids()
     c.telemetry.migrate_readings()
+    c.station_rollups.rebuild(AT - timedelta(hours=1), AT + timedelta(hours=4))
+    c.forecaster.run(AT + timedelta(hours=4))  # every station: too little history, no fit
+    c.archive_exporter.export_day(AT.date())
+    c.archive_exporter.verify(AT.date())
+    c.archive_exporter.run_due(AT + timedelta(days=1, hours=1))  # its lease; the days before
+    c.archive_exporter.records()
     assert MoneyCodec(c.db).mode == CENTS
     assert len(documented(c.recorder)) >= 15
 

@@ -99,6 +99,21 @@ def test_trim_drops_only_what_every_group_acknowledged(clients: Clients) -> None
     assert r.xlen(TEL) < 200
 
 
+def test_a_stream_models_group_never_holds_the_stream(clients: Clients) -> None:
+    """A stream model (group ``model-*``) that lags or stopped must not hold ingest back: the
+    stream is trimmed to the roles' groups, and the model skips what it missed."""
+    bus = clients.bus
+    for group in ("processor", "archiver", "model-stuck"):
+        bus.ensure_group(TEL, group)
+    bus.publish(TEL, [("d", reading("d", i)) for i in range(3000)])
+    for group in ("processor", "archiver"):
+        while msgs := bus.consume(TEL, group, "c", 500, 0):
+            bus.ack(TEL, group, [m.id for m in msgs])
+    bus.consume(TEL, "model-stuck", "m", 100, 0)  # read a little, acknowledged nothing
+    held = clients.stream_trimmer.trim()
+    assert held[TEL] < 200 and clients.redis_bytes.xlen(TEL) < 200
+
+
 def test_nothing_is_trimmed_before_every_role_has_its_group(clients: Clients) -> None:
     """The archiver not started yet (its group is made when it starts): what the processor
     acknowledged stays for it."""

@@ -95,3 +95,12 @@ def test_remaining_distance_goes_via_the_pickup_until_the_package_is_on_board() 
     for status in ("picked_up", "in_transit"):
         direct = haversine_m(*here, *dest) / 1000
         assert remaining_km(status, here, pickup, dest) == pytest.approx(direct)
+
+
+def test_the_promised_eta_counts_the_stops_and_not_a_flight_to_a_pickup_it_is_on() -> None:
+    from skyhive.domain.dispatch import HANDLING_S, STOP_S, promised_eta_seconds
+
+    # 3 km to the pickup and a 6 km leg at 15 m/s: 600 s of cruise, two stops.
+    assert promised_eta_seconds(3.0, 6.0, 15.0) == 600.0 + 2 * STOP_S + HANDLING_S
+    # Docked at the pickup (50 m off its pad): one stop.
+    assert promised_eta_seconds(0.05, 6.0, 15.0) == pytest.approx(6050 / 15 + STOP_S + HANDLING_S)

@@ -55,6 +55,22 @@ class AlertsRepo:
         if updates:
             self._c.bulk_write(upsert_ops(updates), ordered=False)
 
+    def insert_missing(self, alerts: Sequence[Alert]) -> int:
+        """Store alerts whose whole life is known already (simulated history) where the id
+        is free; one already there (acknowledged since, perhaps) is left as it is. Returns
+        how many were new."""
+        if not alerts:
+            return 0
+        ops = [
+            UpdateOne(
+                {"_id": a.id},
+                {"$setOnInsert": a.model_dump(exclude={"id"}, exclude_unset=True)},
+                upsert=True,
+            )
+            for a in alerts
+        ]
+        return int(self._c.bulk_write(ops, ordered=False).upserted_count)
+
     def get(self, alert_id: str) -> Alert | None:
         doc = self._c.find_one({"_id": alert_id})
         return alert_from_document(doc) if doc else None

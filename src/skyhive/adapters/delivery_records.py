@@ -8,6 +8,7 @@ through the money codec, and top-level dates the embedded server returns as text
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -108,12 +109,16 @@ class MongoDeliveryRecords:
             out[name] = value
         return out
 
+    def _document(self, delivery: Delivery) -> Document:
+        """The record of ``delivery``: the fields it has set, as the document keeps them."""
+        fields = delivery.model_dump(include=delivery.model_fields_set - {"id"})
+        fields |= {name: getattr(delivery, name) for name in ("pickup_location", "destination")}
+        return {"_id": delivery.id, **self._stored(fields)}
+
     def insert(self, delivery: Delivery) -> tuple[Delivery, bool]:
         """Insert a new delivery (the fields it was made with); with its id already taken
         (the same order id), return the existing one instead. Returns (delivery, created)."""
-        fields = delivery.model_dump(include=delivery.model_fields_set - {"id"})
-        fields |= {name: getattr(delivery, name) for name in ("pickup_location", "destination")}
-        doc = {"_id": delivery.id, **self._stored(fields)}
+        doc = self._document(delivery)
         try:
             self._c.insert_one(doc)
         except DuplicateKeyError:
@@ -124,6 +129,23 @@ class MongoDeliveryRecords:
         self._cache.invalidate(RESOURCE, [delivery.id])
         self._queue.enqueue(doc, time.time())
         return delivery, True
+
+    def insert_missing(self, deliveries: Sequence[Delivery]) -> int:
+        """Store deliveries whose whole life is known already (simulated history), in one
+        bulk write, only where the id is free: a record already there (billed since,
+        perhaps) is left as it is, so storing them again changes nothing. Not queued for
+        dispatch. Returns how many were new."""
+        if not deliveries:
+            return 0
+        ops = []
+        for d in deliveries:
+            doc = self._document(d)
+            ops.append(UpdateOne({"_id": doc.pop("_id")}, {"$setOnInsert": doc}, upsert=True))
+        upserted = self._c.bulk_write(ops, ordered=False).upserted_ids or {}
+        new = [str(i) for i in upserted.values()]
+        if new:
+            self._cache.invalidate(RESOURCE, new)
+        return len(new)
 
     def requeue_pending(self) -> int:
         """Queue every delivery MongoDB holds as pending that Redis lost track of (a crash

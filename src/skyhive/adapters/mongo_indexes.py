@@ -18,8 +18,9 @@ holds the two together, and fails on a filter the API issues that no shape here 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
@@ -43,6 +44,9 @@ class Index:
     why: str
     unique: bool = False
     when: str | None = None
+    # A TTL index: which retention setting says how long its documents are kept
+    # (``adapters/retention.py``); plain where nothing expires.
+    expire: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,51 @@ INDEXES: tuple[Index, ...] = (
         "a drone's readings in a window, newest first",
         when="timeseries",
     ),
+    Index(
+        "telemetry",
+        "expire_start",
+        (("start", ASC),),
+        "raw readings expire after SKYHIVE_HISTORY__RAW_DAYS; a window's buckets, every drone",
+        when="buckets",
+        expire="raw",
+    ),
+    Index(
+        "rollups_minute",
+        "drone_start",
+        (("drone_id", ASC), ("start", DESC)),
+        "a drone's minutes in a window, newest first; the minutes of an hour",
+    ),
+    Index(
+        "rollups_minute",
+        "expire_start",
+        (("start", ASC),),
+        "minute rollups expire after SKYHIVE_HISTORY__MINUTE_DAYS",
+        expire="minute",
+    ),
+    Index(
+        "rollups_hour",
+        "drone_start",
+        (("drone_id", ASC), ("start", DESC)),
+        "a drone's hours in a window, newest first",
+    ),
+    Index(
+        "rollups_hour",
+        "start",
+        (("start", ASC),),
+        "every drone's hours in a window (the analytics' utilisation and energy)",
+    ),
+    Index(
+        "rollups_pending",
+        "start",
+        (("start", ASC),),
+        "the minutes pending for the rollups, oldest first",
+    ),
+    Index(
+        "rebalance_moves",
+        "at",
+        (("at", DESC),),
+        "the rebalancing moves since a time, newest first (the API, the cooldown)",
+    ),
     _by_time("alerts", "opened_id", "opened_at", why="every alert, newest first"),
     _by_time(
         "alerts",
@@ -118,6 +167,24 @@ INDEXES: tuple[Index, ...] = (
         "billing",
         (("status", ASC), ("delivered_month", ASC)),
         "a month's delivered deliveries: billing, the overview's unbilled value",
+    ),
+    Index(
+        "deliveries",
+        "updated",
+        (("updated_at", ASC),),
+        "station rollups: the deliveries moved since an hour",
+    ),
+    Index(
+        "station_hours",
+        "hour",
+        (("hour", ASC),),
+        "every station's hours in a window: a rollup pass, the forecaster's training",
+    ),
+    Index(
+        "station_hours",
+        "station_hour",
+        (("station_id", ASC), ("hour", ASC)),
+        "a station's hours in a window, oldest first; its first hour",
     ),
     Index(
         "drones",
@@ -215,6 +282,68 @@ QUERIES: tuple[Query, ...] = (
         eq=("drone_id",),
         range=("ts",),
         when="timeseries",
+    ),
+    Query(
+        "telemetry",
+        "rollups: the buckets of some drones in a window",
+        eq=("drone_id",),
+        range=("start",),
+        when="buckets",
+    ),
+    Query(
+        "telemetry",
+        "rollups rebuild: the drones and buckets of a window",
+        range=("start",),
+        when="buckets",
+    ),
+    Query("rollups_minute", "rollups: a rollup's guarded upsert; the minute before's", eq=("_id",)),
+    Query(
+        "rollups_minute",
+        "rollups: the minutes of some drones in an hour",
+        eq=("drone_id",),
+        range=("start",),
+    ),
+    Query(
+        "rollups_minute",
+        "API GET /drones/{id}/telemetry?level=minute: a window, newest first",
+        eq=("drone_id",),
+        sort=(("start", DESC),),
+        range=("start",),
+    ),
+    Query("rollups_hour", "rollups: a rollup's guarded upsert", eq=("_id",)),
+    Query(
+        "rollups_hour",
+        "API GET /drones/{id}/telemetry?level=hour: a window, newest first",
+        eq=("drone_id",),
+        sort=(("start", DESC),),
+        range=("start",),
+    ),
+    Query("rollups_pending", "archiver: a minute marked, cleared", eq=("_id",)),
+    Query("rollups_pending_hours", "archiver: an hour marked, cleared", eq=("_id",)),
+    Query(
+        "rollups_pending_hours",
+        "archiver: the pending hours closed or marked a while ago",
+        residual=("start", "marked_at"),
+        scan="the hours pending: about one per drone",
+    ),
+    Query(
+        "rollups_pending",
+        "archiver: the closed minutes pending, oldest first",
+        sort=(("start", ASC),),
+        range=("start",),
+    ),
+    Query(
+        "rebalance_moves",
+        "dispatcher, API GET /rebalancing/moves: the moves since a time, newest first",
+        sort=(("at", DESC),),
+        range=("at",),
+    ),
+    Query("rebalance_moves", "dispatcher: a move recorded", eq=("_id",)),
+    Query(
+        "alerts",
+        "rollups: the alerts of some drones in a window",
+        eq=("drone_id",),
+        range=("opened_at",),
     ),
     Query(
         "telemetry",
@@ -323,6 +452,31 @@ QUERIES: tuple[Query, ...] = (
         eq=("status", "delivered_month"),
         residual=("invoice_id",),
     ),
+    Query(
+        "deliveries",
+        "station rollups: the deliveries moved in a window (created before its end)",
+        range=("updated_at",),
+        residual=("created_at",),
+    ),
+    Query(
+        "station_hours",
+        "station rollups: a station hour's upsert, a stale one removed",
+        eq=("_id",),
+    ),
+    Query(
+        "station_hours",
+        "station rollups: the hours of a window; the forecaster's training orders",
+        range=("hour",),
+    ),
+    Query(
+        "station_hours",
+        "forecaster: a station's first hour; API GET /forecasts/{id}: its recent hours",
+        eq=("station_id",),
+        sort=(("hour", ASC),),
+        range=("hour",),
+    ),
+    Query("forecasts", "forecaster: a station's upsert; API GET /forecasts/{id}", eq=("_id",)),
+    Query("forecasts", "API GET /forecasts", sort=(("_id", ASC),)),
     Query("drones", "a drone's spec: API, dispatcher, registry changes", eq=("_id",)),
     Query("drones", "API GET /fleet", sort=(("_id", ASC),)),
     Query("drones", "API GET /fleet?status=", eq=("status",), sort=(("_id", ASC),)),
@@ -432,6 +586,52 @@ QUERIES: tuple[Query, ...] = (
         residual=("password_hash",),
     ),
     Query("meta", "the money codec's mode", eq=("_id",)),
+    Query(
+        "telemetry",
+        "archive export: the drones with readings in a day",
+        range=("start",),
+        when="buckets",
+    ),
+    Query(
+        "telemetry",
+        "archive export: a drone's readings of a day, and their count after",
+        eq=("drone_id",),
+        range=("start",),
+        when="buckets",
+    ),
+    Query("deliveries", "archive export: the deliveries ordered in a day", range=("created_at",)),
+    Query(
+        "alerts",
+        "archive export: the alerts opened in a day",
+        sort=newest("opened_at"),
+        range=("opened_at",),
+    ),
+    Query(
+        "deliveries",
+        "API GET /analytics/{stations,on-time,delivery-times,outcomes}: ordered in a window",
+        range=("created_at",),
+    ),
+    Query(
+        "alerts", "API GET /analytics/alerts: the alerts opened in a window", range=("opened_at",)
+    ),
+    Query(
+        "rollups_hour",
+        "API GET /analytics/{utilisation,energy}: every drone's closed hours in a window",
+        range=("start",),
+    ),
+    Query(
+        "rollups_minute",
+        "API GET /analytics/{utilisation,energy}: every drone's minutes at a window's edges",
+        range=("start",),
+    ),
+    Query("archive_exports", "archive: a day's export record, read and written whole", eq=("_id",)),
+    Query("archive_exports", "skyhive archive list: every exported day", sort=(("_id", ASC),)),
+    Query(
+        "meta",
+        "archive export: the lease, taken when free, expired or its holder's; given back",
+        eq=("_id",),
+        residual=("holder", "until_ms"),
+    ),
 )
 
 
@@ -463,13 +663,19 @@ def indexes_for(db: Database[Document], collections: Iterable[str] = ()) -> list
     ]
 
 
-def ensure_indexes(db: Database[Document], *collections: str) -> None:
+def ensure_indexes(
+    db: Database[Document], *collections: str, expiry: Mapping[str, int | None] | None = None
+) -> None:
     """Make the indexes of ``collections`` (every collection's without any), after making
     ``telemetry`` a time-series collection where the server has them; drop the superseded
-    ones. Idempotent."""
+    ones. Idempotent. A TTL index gets its seconds from ``expiry`` (by its ``expire``
+    setting; None: never); without ``expiry`` an existing one is left as it is."""
     if not collections or "telemetry" in collections:
         ensure_collection(db)
     for ix in indexes_for(db, collections):
+        if ix.expire is not None:
+            _ensure_expiry(db, ix, expiry)
+            continue
         db[ix.collection].create_index(list(server_keys(db, ix)), name=ix.name, unique=ix.unique)
     for name, index_name in SUPERSEDED:
         if (not collections or name in collections) and index_name in _names(db, name):
@@ -481,6 +687,26 @@ def ensure_indexes(db: Database[Document], *collections: str) -> None:
             except OperationFailure as exc:
                 if exc.code != INDEX_NOT_FOUND:  # dropped meanwhile by another process
                     raise
+
+
+def _ensure_expiry(
+    db: Database[Document], ix: Index, expiry: Mapping[str, int | None] | None
+) -> None:
+    """Make ``ix`` with the expiry asked, making it again where it differs (the embedded
+    server has no ``collMod``; it also names indexes itself, so it is found by its keys)."""
+    c = db[ix.collection]
+    keys = dict(server_keys(db, ix))
+    found = [i for i in c.list_indexes() if dict(i["key"]) == keys]
+    if found and expiry is None:
+        return
+    seconds = expiry.get(str(ix.expire)) if expiry is not None else None
+    if found and found[0].get("expireAfterSeconds") == seconds:
+        return
+    if found:
+        c.drop_index(found[0]["name"])
+    ttl: dict[str, Any] = {} if seconds is None else {"expireAfterSeconds": seconds}
+    c.create_index(list(keys.items()), name=ix.name, **ttl)
+    log.info("%s: %s", ix.collection, f"expires after {seconds} s" if ttl else "kept for ever")
 
 
 def _names(db: Database[Document], collection: str) -> set[str]:

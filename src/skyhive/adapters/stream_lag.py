@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from skyhive.adapters.redis_client import RedisClient
+from skyhive.domain.backpressure import holds
 
 
 def parse_id(entry_id: bytes | str) -> tuple[int, int]:
@@ -64,9 +65,10 @@ class StreamLag:
     groups: list[GroupLag] = field(default_factory=list)
 
     def keep_from(self) -> tuple[int, int] | None:
-        """The id before which every group has acknowledged everything (None: no group, so
-        nothing may be trimmed: a group created later reads the stream from its start)."""
-        return min((g.keep_from for g in self.groups), default=None)
+        """The id before which every group that holds the stream (``backpressure.holds``)
+        has acknowledged everything (None: no such group, so nothing may be trimmed: a group
+        created later reads the stream from its start)."""
+        return min((g.keep_from for g in self.groups if holds(g.group)), default=None)
 
 
 def _text(v: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from skyhive.adapters.redis_streams import LOST_KEY
 from skyhive.adapters.stream_lag import StreamLag, format_id, merge_partitions, read_lag
 from skyhive.adapters.stream_partitions import stream_of
-from skyhive.domain.backpressure import Backpressure, TrimPolicy
+from skyhive.domain.backpressure import Backpressure, TrimPolicy, holds
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,9 @@ class StreamTrimmer:
         held = _summed(held, whole)
         # Not trimmed by us: what the slowest group has not committed is the backlog.
         for sl in self._other_bus(with_age=False):
-            held[sl.stream] = max((g.unacked for g in sl.groups), default=sl.length)
+            held[sl.stream] = max(
+                (g.unacked for g in sl.groups if holds(g.group)), default=sl.length
+            )
         return held
 
     def run_once(self) -> Backpressure | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import DESCENDING, ReadPreference, UpdateOne
@@ -277,6 +277,37 @@ class TelemetryRepo:
             {"$limit": limit},
             {"$project": {"_id": 0, "ts": "$_id", "readings": 1} | dict.fromkeys(fields, 1)},
         ]
+
+    def readings_of(
+        self, drone_ids: Sequence[str], since: datetime, until: datetime
+    ) -> dict[str, list[Document]]:
+        """Every reading of these drones in [since, until), each once, oldest first (the
+        rollups' input)."""
+        field = "ts" if self.native else "start"
+        lower = since - timedelta(seconds=0 if self.native else BUCKET_S)
+        query = {"drone_id": {"$in": list(drone_ids)}, field: {"$gte": lower, "$lt": until}}
+        found: dict[str, list[Document]] = {d: [] for d in drone_ids}
+        unfolded = (
+            r for doc in self._c.find(query, {"location": 0}).batch_size(1000) for r in unfold(doc)
+        )
+        for r in in_window(unfolded, since, until):
+            found[r["drone_id"]].append(r)
+        for readings in found.values():
+            readings.reverse()
+        return found
+
+    def touched(self, since: datetime, until: datetime) -> set[tuple[str, datetime]]:
+        """(drone, bucket start) of every stored document in [since, until): what a rebuild
+        of the rollups of that window reads. Native readings give their own time."""
+        field = "ts" if self.native else "start"
+        query = {field: {"$gte": since, "$lt": until}}
+        out = set()
+        for doc in self._c.find(query, {"drone_id": 1, field: 1}).batch_size(5000):
+            at = doc[field]
+            if isinstance(at, str):  # the embedded server's date-as-text
+                at = datetime.fromisoformat(at)
+            out.add((doc["drone_id"], at if at.tzinfo else at.replace(tzinfo=UTC)))
+        return out
 
     def count_for(self, drone_id: str) -> int:
         return len(self.reading_ids(f"^{re.escape(drone_id)}$"))

@@ -16,6 +16,7 @@ from skyhive.api.fields import DroneId, Finite, Items, LimitQuery, Open, PathMod
 from skyhive.api.operation import OPERATOR, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.commands import ReturnCommand
+from skyhive.domain.rollups import finest_level
 from skyhive.services.drone_commands import DroneCommands, DroneNotFound, StationNotFound
 
 bp = APIBlueprint("drones", __name__, url_prefix="/api/v1/drones", abp_tags=[Tag(name="drones")])
@@ -83,12 +84,34 @@ class TelemetryBucket(BaseModel):
     speed_mps: float | None
 
 
+class TelemetryRollup(BaseModel):
+    """A drone's figures over one minute or hour (``domain/rollups.py``): each step between
+    two readings counts in the period of the later one; gaps over a minute are not counted."""
+
+    start: datetime
+    end: datetime
+    readings: int = Field(ge=1)
+    distance_m: float = Field(ge=0, description="Flown (not counted while idle or charging).")
+    battery_used_pct: float = Field(ge=0, description="Battery drops; charging not netted.")
+    energy_wh: float | None = Field(description="battery_used_pct of the drone's capacity.")
+    battery_min: float | None
+    battery_avg: float | None
+    alt_max: float | None
+    speed_max: float | None
+    status_s: dict[str, float] = Field(description="Seconds in each reported status.")
+    alerts: int = Field(ge=0, description="Alerts opened in the period.")
+
+
 class TelemetryHistory(BaseModel):
-    items: list[TelemetryRecord] | list[TelemetryBucket] = Field(
-        description="Readings, or with `bucket_s` bucket averages; newest first."
+    items: list[TelemetryRecord] | list[TelemetryBucket] | list[TelemetryRollup] = Field(
+        description="Readings, or with `bucket_s` bucket averages, or minute or hour "
+        "rollups (`level`); newest first."
     )
     count: int = Field(ge=0)
     drone_id: str
+    level: Literal["raw", "minute", "hour"] = Field(
+        description="The level served: the finest whose retention covers the window."
+    )
     bucket_s: int | None = None
 
 
@@ -110,6 +133,13 @@ class HistoryQuery(WindowQuery):
         description="Average the readings per bucket of this many seconds (aligned to the "
         "epoch); the window is then at most 24 h, and `since` defaults to `limit` buckets "
         "before `until` (or now).",
+    )
+    level: Literal["auto", "raw", "minute", "hour"] = Field(
+        default="auto",
+        description="`auto`: the finest level whose retention still covers `since` (raw "
+        "readings for SKYHIVE_HISTORY__RAW_DAYS, minute rollups for "
+        "SKYHIVE_HISTORY__MINUTE_DAYS, hourly rollups for ever). `bucket_s` applies to raw "
+        "readings only.",
     )
 
 
@@ -165,11 +195,20 @@ def drone_telemetry(path: DronePath, query: HistoryQuery) -> Response:
     """Newest first. A drone without history gives an empty list, not 404: history and
     live state live in different stores and may be retained differently."""
     drone_id = path.drone_id
+    c = current_clients()
+    level = query.level
+    if level == "auto":
+        h = c.settings.history
+        days = (h.raw_days, h.minute_days) if h.expire else (36500, 36500)
+        level = finest_level(query.since, c.clock.now(), *days)
+    if level != "raw":
+        rollups = c.rollup_store.series(drone_id, level, query.since, query.until, query.limit)
+        return items_response(rollups, drone_id=drone_id, level=level)
     if query.bucket_s is not None:
         points = _bucketed(drone_id, query)
-        return items_response(points, drone_id=drone_id, bucket_s=query.bucket_s)
-    docs = current_clients().telemetry.history(drone_id, query.since, query.until, query.limit)
-    return items_response([serialize(d) for d in docs], drone_id=drone_id)
+        return items_response(points, drone_id=drone_id, level=level, bucket_s=query.bucket_s)
+    docs = c.telemetry.history(drone_id, query.since, query.until, query.limit)
+    return items_response([serialize(d) for d in docs], drone_id=drone_id, level=level)
 
 
 def _bucketed(drone_id: str, query: HistoryQuery) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from skyhive.adapters.stream_trimmer import BusSnapshot
 from skyhive.api.errors import error_response
+from skyhive.api.model_metrics import ModelsCollector
 from skyhive.api.operation import PUBLIC, operation
 from skyhive.api.responses import current_clients
 from skyhive.services.ingest import IngestPaused
@@ -186,8 +187,13 @@ class BusCollector:
 @operation(bp.get, "/metrics", access=PUBLIC, ok=TEXT_EXPOSITION, uses_stores=False)
 def metrics() -> Response:
     """Prometheus metrics of this API process, and of the bus (lag per consumer group,
-    backpressure, dead letters), read from Redis."""
-    body = generate_latest() + generate_latest(BusCollector(current_clients()))
+    backpressure, dead letters) and the stream models, read from Redis."""
+    clients = current_clients()
+    body = (
+        generate_latest()
+        + generate_latest(BusCollector(clients))
+        + generate_latest(ModelsCollector(clients))
+    )
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 

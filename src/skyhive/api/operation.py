@@ -72,6 +72,7 @@ ERROR_DESCRIPTIONS = {
     401: "No credentials, or they are unknown, expired or revoked (see `WWW-Authenticate`).",
     403: "The credentials are valid but their role does not allow this operation.",
     404: "Not found (for a customer key, also another customer's record).",
+    408: "The work asked for ran past its time limit and was stopped; ask for less.",
     409: "Conflicts with the current state.",
     413: "The request body is larger than this operation's limit.",
     415: "The body must be JSON (`Content-Type: application/json`).",

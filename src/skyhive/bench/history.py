@@ -1,5 +1,7 @@
 """History benchmark: archive telemetry from the bus into MongoDB history, per-reading
-documents (the layout before buckets) against buckets, on fresh embedded servers.
+documents (the layout before buckets) against buckets, and buckets with the rollups the
+archiver keeps (``services/rollups.py``: their cost is the difference), on fresh embedded
+servers.
 
 ``--drones`` drones report at 1 Hz for ``readings / drones`` seconds of reading time; every
 reading is put on the telemetry stream first, then the archiver drains it in this process
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -20,7 +23,12 @@ import orjson
 from skyhive.bench.cpu import cpu_seconds
 from skyhive.bench.stack import bench_stack
 
-BASE_MS = 1_795_435_200_000  # 2026-11-23T12:00:00Z
+
+def _base_ms() -> int:
+    """The next minute: as live readings are, recent (retention keeps them) and in minutes
+    still open when they are written, so the archiver marks each drone-minute once; the
+    rollups are summed up at the end."""
+    return (int(time.time()) // 60 + 1) * 60_000
 
 
 @dataclass
@@ -36,6 +44,7 @@ class HistoryRun:
     bytes_per_reading: float  # collStats size / readings
     file_bytes_per_reading: float  # growth of the SQLite files / readings
     complete: bool
+    rollup_minutes: int = 0  # drone-minutes summed up
 
 
 @dataclass
@@ -45,12 +54,12 @@ class HistoryReport:
     runs: list[HistoryRun] = field(default_factory=list)
 
 
-def _body(drone: int, second: int) -> bytes:
+def _body(base_ms: int, drone: int, second: int) -> bytes:
     return orjson.dumps(
         {
             "drone_id": f"bench-{drone}",
             "seq": second + 1,
-            "ts": BASE_MS + second * 1000,
+            "ts": base_ms + second * 1000,
             "lat": 37.8 + second * 1e-6,
             "lon": -122.27,
             "alt_m": 80.0,
@@ -78,17 +87,29 @@ def _per_reading_archive(clients: Any, msgs: list[Any]) -> None:
         clients.db.history_readings.insert_many(docs, ordered=False)
 
 
+class _NoRollups:
+    """The archiver without its rollups (the ``buckets`` run)."""
+
+    def note(self, buckets: Any) -> None:
+        pass
+
+    def roll_due(self, force: bool = False) -> int:
+        return 0
+
+
 def _sqlite_bytes(data_dir: Any) -> int:
     return sum(p.stat().st_size for p in (data_dir / "mongo").glob("*.db*"))
 
 
 def run_history_bench(drones: int, readings: int, progress: Any = print) -> HistoryReport:
     from skyhive.adapters import mongo_indexes
+    from skyhive.services.archiver import Archiver
     from skyhive.workers.archiver import build_archiver
 
     seconds = max(1, readings // drones)
+    base_ms = _base_ms()
     report = HistoryReport(drones, drones * seconds)
-    for layout in ("readings", "buckets"):
+    for layout in ("readings", "buckets", "buckets+rollups"):
         with bench_stack((), "amqtt", progress) as bs:
             clients, s = bs.clients, bs.settings
             mongo_indexes.ensure_indexes(clients.db)
@@ -100,16 +121,27 @@ def run_history_bench(drones: int, readings: int, progress: Any = print) -> Hist
             for second in range(seconds):
                 bus.publish(
                     s.telemetry_stream,
-                    [(f"bench-{d}", _body(d, second)) for d in range(drones)],
+                    [(f"bench-{d}", _body(base_ms, d, second)) for d in range(drones)],
                 )
             server = bs.pids["mongodb server"]
             archiver = build_archiver(clients, "bench-archiver")
+            if layout == "buckets":
+                archiver = Archiver(
+                    s, bus, clients.fleet, clients.telemetry, clients.deadletters,
+                    _NoRollups(), "bench-archiver", clients.clock,
+                )  # fmt: skip
             files_before = _sqlite_bytes(bs.data_dir)
             progress(f"{layout}: archiving {report.readings} readings of {drones} drones ...")
             cpu0, own0, t0 = cpu_seconds(server) or 0.0, time.process_time(), time.monotonic()
-            if layout == "buckets":
+            if layout.startswith("buckets"):
                 while archiver.poll():
                     pass
+                archiver.flush(everything=True)
+                # The passes that would run as each minute closes, at once.
+                store = clients.rollup_store
+                pending = store.pending("minute", datetime.now(UTC) + timedelta(days=1), 10**6)
+                clients.rollups.roll([k for k, _ in pending])
+                store.clear("minute", pending)
             else:
                 while msgs := bus.consume(
                     s.telemetry_stream, s.archiver_group, "bench", s.archiver_batch_size, 0
@@ -119,11 +151,11 @@ def run_history_bench(drones: int, readings: int, progress: Any = print) -> Hist
             drain = time.monotonic() - t0
             server_s = (cpu_seconds(server) or 0.0) - cpu0
             own_s = time.process_time() - own0
-            name = "telemetry" if layout == "buckets" else "history_readings"
+            name = "history_readings" if layout == "readings" else "telemetry"
             stored = (
-                len(clients.telemetry.reading_ids())
-                if layout == "buckets"
-                else clients.db[name].count_documents({})
+                clients.db[name].count_documents({})
+                if layout == "readings"
+                else len(clients.telemetry.reading_ids())
             )
             docs = clients.db[name].count_documents({})
             size = clients.db.command("collStats", name).get("size", 0)
@@ -143,6 +175,7 @@ def run_history_bench(drones: int, readings: int, progress: Any = print) -> Hist
                         (_sqlite_bytes(bs.data_dir) - files_before) / n, 1
                     ),
                     complete=stored == n,
+                    rollup_minutes=clients.db.rollups_minute.count_documents({}),
                 )
             )
     return report

@@ -499,5 +499,155 @@ def bench_history(drones: int, readings: int, as_json: bool) -> None:
             f"{r.readings_per_s:g} readings/s; CPU µs per reading: MongoDB-wire server "
             f"{r.server_us_per_reading:g}, archiver {r.archiver_us_per_reading:g}; bytes per "
             f"reading {r.bytes_per_reading:g} (SQLite files {r.file_bytes_per_reading:g}); "
-            f"complete={r.complete}"
+            f"complete={r.complete}; drone-minutes summed up {r.rollup_minutes}"
+        )
+
+
+@bench.command("rebalance")
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
+@click.option("--training-days", type=click.IntRange(7, 366), default=28, show_default=True)
+@click.option("--drones", type=click.IntRange(1, 10_000), default=60, show_default=True)
+@click.option("--orders-per-day", type=click.FloatRange(1), default=1500.0, show_default=True)
+@click.option(
+    "--forecast",
+    type=click.Choice(["prophet", "oracle", "naive"]),
+    default="prophet",
+    show_default=True,
+    help="What the rebalancer is told: Prophet trained on the weeks before, the true rates, "
+    "or the same hour a week before.",
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@_json_option
+def bench_rebalance(
+    days: int,
+    training_days: int,
+    drones: int,
+    orders_per_day: float,
+    forecast: str,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """A month of orders flown without and with rebalancing on forecast demand: orders that
+    found no drone docked at their station and waited for one, and for how long."""
+    from skyhive.bench.rebalance import run_rebalance_bench
+
+    report = run_rebalance_bench(
+        days,
+        training_days,
+        drones,
+        orders_per_day,
+        forecast,  # type: ignore[arg-type]  # click.Choice keeps to the Literal's values
+        seed,
+        progress=_progress,
+    )
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo(
+        f"{report.days} days, {report.drones} drones, ~{report.orders_per_day:g} orders/day, "
+        f"forecast {report.forecast} ({report.forecast_s:g} s), simulated in {report.simulate_s:g} s"
+    )
+    for label, figures in (
+        ("without", report.without),
+        ("with rebalancing", report.with_rebalancing),
+    ):
+        click.echo(
+            f"{label:>17}: {figures['orders']:g} orders, {figures['waited']:g} waited for a drone "
+            f"({figures['waited_share']:.1%}), mean wait {figures['mean_wait_s']:g} s, p90 "
+            f"{figures['p90_wait_s']:g} s, cancelled {figures['cancelled']:g}, moves "
+            f"{figures['moves']:g} ({figures['moved_km']:g} km)"
+        )
+
+
+@bench.command("forecast")
+@click.option("--stations", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--days", type=click.IntRange(2, 366), default=30, show_default=True)
+@_json_option
+def bench_forecast(stations: int, days: int, as_json: bool) -> None:
+    """One retrain of every station's demand forecast (Prophet: the held-out week, then the
+    whole window) over synthetic seasonal orders per hour; wall and CPU time, MASE."""
+    from skyhive.bench.forecast import run_forecast_bench
+
+    report = run_forecast_bench(stations, days, progress=_progress)
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo(
+        f"{report.stations} stations x {report.days} days ({report.station_hours} station "
+        f"hours, written in {report.seed_s:g} s): retrained in {report.retrain_s:g} s "
+        f"(CPU {report.cpu_s:g} s), {report.per_station_s:g} s a station, {report.fits} fits "
+        f"at {report.per_fit_s:g} s; {report.trained} trained, {report.skipped} without "
+        f"history, {report.failed} failed; MASE median {report.mase_median}, max "
+        f"{report.mase_max}"
+    )
+
+
+@bench.command("kpis")
+@click.option(
+    "--archive",
+    "archive_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="The archive's folder (SKYHIVE_HISTORY__ARCHIVE_DIR; default .skyhive/archive).",
+)
+@click.option("--repeats", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option(
+    "--spark-master",
+    default="local[*]",
+    show_default=True,
+    help="Where Spark runs; 'none' to time DuckDB only (Spark needs the test extra and Java).",
+)
+@_json_option
+def bench_kpis(archive_dir: Path, repeats: int, spark_master: str, as_json: bool) -> None:
+    """The fleet KPI queries on DuckDB and on Spark over one archive: the median of REPEATS
+    runs of each, and Spark's start-up."""
+    from skyhive.bench.kpis import run_kpis_bench
+
+    master = None if spark_master.lower() == "none" else spark_master
+    try:
+        report = run_kpis_bench(archive_dir, repeats, master, progress=_progress)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        _echo_json(report, duckdb_total_s=report.duckdb_total_s, spark_total_s=report.spark_total_s)
+        return
+    click.echo(f"{report.days} day(s), {report.readings} readings, median of {report.repeats}")
+    for t in report.timings:
+        spark = "-" if t.spark_s is None else f"{t.spark_s * 1000:.0f} ms"
+        click.echo(f"{t.kpi:>24}: {t.rows} rows; DuckDB {t.duckdb_s * 1000:.0f} ms, Spark {spark}")
+    spark_total = report.spark_total_s
+    click.echo(
+        f"{'total':>24}: DuckDB {report.duckdb_total_s:.2f} s, Spark "
+        + (
+            "-"
+            if spark_total is None
+            else f"{spark_total:.2f} s (start-up {report.spark_start_s:.1f} s)"
+        )
+    )
+
+
+@bench.command("models")
+@click.option("--drones", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--minutes", type=click.FloatRange(1, 24 * 60), default=30.0, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.pass_context
+@_json_option
+def bench_models(ctx: click.Context, drones: int, minutes: float, seed: int, as_json: bool) -> None:
+    """Readings per second through each enabled stream model (SKYHIVE_MODELS__ENABLED), and
+    their decoding, in this process over simulated flights: no servers."""
+    from skyhive.bench.models import run_models_bench
+    from skyhive.cli.common import settings_of
+
+    report = run_models_bench(drones, minutes, settings_of(ctx).models, seed, progress=_progress)
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo(
+        f"{report.readings} readings of {report.drones} drones at 1 Hz over {report.minutes:g} "
+        f"min ({report.flying_share:.0%} in flight); decoding {report.decode_per_s:g} readings/s"
+    )
+    for r in report.runs:
+        click.echo(
+            f"{r.model:>15}: {r.readings_per_s:g} readings/s ({r.us_per_reading:g} µs a "
+            f"reading), {r.findings} findings"
         )

@@ -104,6 +104,50 @@ def notifier(ctx: click.Context) -> None:
 
 
 @click.command()
+@click.option("--once", is_flag=True, help="Retrain every station now, say how it went, exit.")
+@click.pass_context
+def forecaster(ctx: click.Context, once: bool) -> None:
+    """Run the demand forecaster: each station's orders per hour, retrained every hour."""
+    from skyhive.workers.forecaster import retrain_once, run_forecaster
+
+    settings = settings_of(ctx)
+    if not once:
+        run_forecaster(settings, stop_on_signals())
+        return
+    run = retrain_once(settings)
+    click.echo(
+        f"{run.stations} stations: {run.trained} forecast, {run.skipped} without enough "
+        f"history, {run.failed} failed ({run.fits} fits in {run.seconds:g} s)"
+    )
+    if run.failed:
+        ctx.exit(1)
+
+
+@click.command()
+@click.option("--list", "list_only", is_flag=True, help="List the installed models and exit.")
+@click.pass_context
+def models(ctx: click.Context, list_only: bool) -> None:
+    """Run the stream models (battery health, anomalies, plug-ins) on the telemetry stream."""
+    from skyhive.models.plugins import installed
+    from skyhive.workers.models import run_models
+
+    settings = settings_of(ctx)
+    found = installed()
+    if list_only:
+        enabled = set(settings.models.enabled)
+        for name, ep in sorted(found.items()):
+            click.echo(f"{name}\t{ep.value}\t{'enabled' if name in enabled else 'disabled'}")
+        return
+    missing = [name for name in settings.models.enabled if name not in found]
+    if missing:
+        raise click.ClickException(
+            f"SKYHIVE_MODELS__ENABLED names models that are not installed: {missing} "
+            f"(installed: {sorted(found)})"
+        )
+    run_models(settings, stop_on_signals())
+
+
+@click.command()
 @click.pass_context
 def api(ctx: click.Context) -> None:
     """Serve the REST API and dashboard."""

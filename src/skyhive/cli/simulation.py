@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import Field, fields
+from datetime import timedelta
 
 import click
 
 from skyhive.cli.common import clients_of, settings_of
+from skyhive.cli.history_sim import HISTORY_DRONES, HISTORY_SEED, history_options, write_history
 from skyhive.settings import Settings
 from skyhive.simulator.faults import FaultKind, FaultRates
 from skyhive.workers.signals import stop_on_signals
@@ -50,7 +52,12 @@ def _rate_options(
 
 
 @click.command()
-@click.option("--drones", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option(
+    "--drones",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help=f"How many drones [50; {HISTORY_DRONES} with --history].",
+)
 @click.option(
     "--rate",
     type=click.FloatRange(0.001, 100),
@@ -96,11 +103,12 @@ def _rate_options(
     help="Simulated seconds per real second (flights end sooner; timestamps stay real).",
 )
 @click.option("--no-register", is_flag=True, help="Don't add the drones to the fleet registry.")
+@history_options
 @click.pass_context
 def simulate(
     ctx: click.Context,
     /,
-    drones: int,
+    drones: int | None,
     rate: float,
     duration: float | None,
     seed: int | None,
@@ -110,13 +118,36 @@ def simulate(
     autonomous_legs: bool,
     time_scale: float,
     no_register: bool,
+    history: timedelta | None,
+    reading_interval: float,
+    docked_interval: float,
+    orders_per_day: float | None,
     **rates: float,
 ) -> None:
     """Fly a simulated fleet between BART stations, publishing telemetry over MQTT.
 
     The drones obey dispatch commands and are registered in the fleet registry on start.
     The --*-rate options inject faults (per-message probabilities); --fault-once makes every
-    drone have a fault right after it takes off, for a demonstration or a test."""
+    drone have a fault right after it takes off, for a demonstration or a test.
+
+    With --history, nothing flies live: the past DURATION of activity (orders, flights,
+    charging, alerts, the odd failure) is written straight into the stores, and the
+    command exits with a summary."""
+    if history is not None:
+        with clients_of(ctx) as clients:
+            seeder = clients.history_seeder
+            fleet = seeder.drones(drones or HISTORY_DRONES)
+            write_history(
+                clients,
+                history,
+                fleet,
+                seed if seed is not None else HISTORY_SEED,
+                reading_interval,
+                docked_interval,
+                orders_per_day,
+            )
+        return
+    drones = drones or 50
     from skyhive.adapters.mqtt_url import parse_mqtt_url
     from skyhive.domain.fleet import DroneSpec
     from skyhive.services.device_credentials import (

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from skyhive.cli.history_sim import (
+    HISTORY_SEED,
+    Duration,
+    describe,
+    rollups_behind,
+    write_history,
+)
 from skyhive.settings import Settings
 
 if TYPE_CHECKING:
     from skyhive.wiring import Clients
+
+# The demo's history: a few drones, coarse readings, so a week is written in seconds.
+DEMO_HISTORY_DRONES = 12
+DEMO_READING_INTERVAL_S = 60.0
+DEMO_DOCKED_INTERVAL_S = 900.0
 
 
 def _up_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -86,7 +100,17 @@ def up(**opts: object) -> None:
     show_default=True,
     help="Messages/s per drone.",
 )
-def demo(drones: int, rate: float, **opts: object) -> None:
+@click.option(
+    "--history",
+    type=Duration(),
+    default="7d",
+    show_default=True,
+    metavar="DURATION",
+    help="Past activity written on first start (when the stores hold none yet), so "
+    "analytics, forecasts and the dashboard have something to show.",
+)
+@click.option("--no-history", is_flag=True, help="Start without simulated history.")
+def demo(drones: int, rate: float, history: timedelta, no_history: bool, **opts: object) -> None:
     """`up` plus the fleet simulator, for a first look."""
 
     sim = [
@@ -124,13 +148,14 @@ def demo(drones: int, rate: float, **opts: object) -> None:
     _run_up(
         _up_settings(**opts),
         extra_roles={"simulator": sim, "orders": orders},
-        seed=_seed_demo,
+        seed=partial(_seed_demo, history=None if no_history else history, drones=drones),
     )
 
 
-def _seed_demo(clients: Clients) -> str:
-    """The demo's customers, and an operator key for the dashboard (and the order
-    generator), printed in the banner: the demo is for a first look, on one's own machine."""
+def _seed_demo(clients: Clients, history: timedelta | None, drones: int) -> str:
+    """The demo's customers, an operator key for the dashboard (and the order generator),
+    and on first start simulated history, all said in the banner: the demo is for a first
+    look, on one's own machine."""
     from skyhive.services.api_keys import DEMO_KEY_FILE, ensure_demo_operator_key
     from skyhive.services.demo_customers import seed_demo_customers
 
@@ -140,4 +165,33 @@ def _seed_demo(clients: Clients) -> str:
     return (
         f"  Dashboard key   : {key}\n"
         f"                    (a demo operator key, kept in {path}; sign in with it at /login)\n"
+        f"  History         : {_seed_history(clients, history, drones)}\n"
+    )
+
+
+def _seed_history(clients: Clients, history: timedelta | None, drones: int) -> str:
+    """A week (``history``) of the first drones' activity, written only when the stores hold
+    none yet. Coarser than `simulate --history`'s defaults (fewer drones, a reading a minute
+    in flight) so that start-up stays within half a minute; the rollups are rebuilt behind, in this
+    process, while the stack starts."""
+    if history is None:
+        return "none (--no-history)"
+    seeder = clients.history_seeder
+    fleet = seeder.drones(min(drones, DEMO_HISTORY_DRONES))
+    if seeder.has_history(fleet):
+        return "the stores hold activity already; no simulated history added"
+    click.echo(f"First start: writing {describe(history)} of simulated history ...", err=True)
+    summary = write_history(
+        clients,
+        history,
+        fleet,
+        HISTORY_SEED,
+        DEMO_READING_INTERVAL_S,
+        DEMO_DOCKED_INTERVAL_S,
+        rollups=rollups_behind(clients.settings),
+    )
+    return (
+        f"{summary.orders} orders and {summary.readings} readings of {len(fleet)} drones, "
+        f"{summary.since:%Y-%m-%d %H:%M} to {summary.until:%Y-%m-%d %H:%M} UTC (simulated;\n"
+        "                    its rollups are being rebuilt behind)"
     )

@@ -21,6 +21,10 @@ AlertType = Literal[
     "overspeed",
     "gps_jump",
     "battery_drop",
+    # Raised by the stream models (the `models` role, models/): a drone's energy per km
+    # drifted above its own baseline; a reading unlike what the drone usually does.
+    "maintenance_due",
+    "anomaly",
 ]
 ALERT_TYPES: tuple[str, ...] = get_args(AlertType)
 
@@ -59,9 +63,12 @@ class AlertConfig(BaseModel):
 
     defaults: Thresholds = Thresholds()
     models: dict[str, dict[str, float]] = Field(default_factory=dict)
-    # A glitch or a cell failure wants a human look even once the readings are normal again.
+    # A glitch, a cell failure or an anomaly wants a human look even once the readings are
+    # normal again.
     auto_resolve: dict[str, bool] = Field(
-        default_factory=lambda: {t: t not in ("gps_jump", "battery_drop") for t in ALERT_TYPES}
+        default_factory=lambda: {
+            t: t not in ("gps_jump", "battery_drop", "anomaly") for t in ALERT_TYPES
+        }
     )
 
     @model_validator(mode="after")

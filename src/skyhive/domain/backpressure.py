@@ -20,6 +20,16 @@ class Backpressure:
         return cls(False, "", 0, 0, 0)
 
 
+# Consumer groups that never hold a stream: the stream models' (``services/model_runner.py``).
+# A model that lags or stops must not hold ingest back; trimmed past, it skips what it missed.
+ADVISORY_GROUP_PREFIX = "model-"
+
+
+def holds(group: str) -> bool:
+    """Whether ``group`` must acknowledge an entry before it may be trimmed."""
+    return not group.startswith(ADVISORY_GROUP_PREFIX)
+
+
 @dataclass(frozen=True, slots=True)
 class TrimPolicy:
     """What a trim pass trims and how it decides: ``streams`` are trimmed to what all their

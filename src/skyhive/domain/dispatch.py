@@ -122,3 +122,18 @@ def remaining_km(status: str, here: LatLon, pickup: LatLon, destination: LatLon)
 
 def eta_seconds(remaining_km: float, cruise_speed_mps: float) -> float:
     return remaining_km * 1000.0 / cruise_speed_mps
+
+
+# What the ETA promised at assignment adds to the cruise (the on-time rate's yardstick): at
+# each stop a climb to cruise altitude (110 m at 3 m/s) and a descent (at 2 m/s), and the
+# handling (loading, the drop). The tracker's later ETAs count only the cruise left.
+STOP_S = 95.0
+HANDLING_S = 15.0
+AT_PICKUP_KM = 0.1  # a drone this close to the pickup is on its pad: no flight to it
+
+
+def promised_eta_seconds(to_pickup_km: float, leg_km: float, cruise_speed_mps: float) -> float:
+    """Assignment to delivery: the flight to the pickup (if any) and the leg, with stops."""
+    stops = 1 + (to_pickup_km > AT_PICKUP_KM)
+    flying = eta_seconds(to_pickup_km + leg_km, cruise_speed_mps)
+    return flying + stops * STOP_S + HANDLING_S

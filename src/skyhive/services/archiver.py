@@ -13,6 +13,9 @@ after that write returned. Held entries are claimed again on the bus while they 
 another archiver does not take them for a dead one's; a crash leaves them pending, and their
 replay writes the same readings into the same buckets again (a no-op).
 
+The minutes of each written bucket are marked pending for the rollups before the entries are
+acknowledged, and a pass every few seconds sums up those that closed (``services/rollups.py``).
+
 Invalid messages are the processor's to dead-letter, and skipped here; a reading the server
 refuses for its content is dead-lettered with the server's reason.
 """
@@ -28,6 +31,7 @@ from skyhive.ports.clock import Clock
 from skyhive.ports.deadletters import DeadLetter, DeadLetterSink
 from skyhive.ports.history import TelemetryHistory
 from skyhive.ports.registry import Registry
+from skyhive.ports.rollups import RollupKeeper
 from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.ingest import encode_for_bus
 from skyhive.settings import Settings
@@ -49,6 +53,7 @@ class Archiver:
         registry: Registry,
         history: TelemetryHistory,
         deadletters: DeadLetterSink,
+        rollups: RollupKeeper,
         consumer: str,
         clock: Clock,
     ) -> None:
@@ -57,6 +62,7 @@ class Archiver:
         self._registry = registry
         self._history = history
         self._dead = deadletters
+        self._rollups = rollups
         self._clock = clock
         self.consumer = consumer
         self._stream = settings.telemetry_stream
@@ -97,6 +103,7 @@ class Archiver:
         self._add(msgs)
         self.flush(everything=not msgs)
         self._keep_claimed()
+        self._rollups.roll_due()
         return len(msgs)
 
     def archive(self, msgs: list[BusMessage]) -> int:
@@ -132,6 +139,7 @@ class Archiver:
                         for k, why in refused.items()
                     ]
                 )
+            self._rollups.note(buckets)
             written = sum(len(b.readings) for b in buckets)
         ids = ids + self._skipped
         if ids:

@@ -29,8 +29,8 @@ from skyhive.domain.dispatch import (
     PendingOrder,
     Trip,
     Verdict,
-    eta_seconds,
     judge,
+    promised_eta_seconds,
     rank,
 )
 from skyhive.domain.fleet import DroneSpec
@@ -360,8 +360,9 @@ class Dispatcher:
     ) -> dict[str, Any]:
         """The journal record of an assignment (see ``DeliveryRecords.record_journal``)."""
         spec = self._specs.get_many([best.drone_id])[best.drone_id]
-        eta_s = eta_seconds(to_pickup + order.leg_km, spec.cruise_speed_mps)
+        eta_s = promised_eta_seconds(to_pickup, order.leg_km, spec.cruise_speed_mps)
         accepted = datetime.fromtimestamp(order.accepted_at, UTC)
+        eta = _iso(now + timedelta(seconds=eta_s))
         return {
             "drone_id": best.drone_id,
             "at": _iso(now),
@@ -369,7 +370,7 @@ class Dispatcher:
             "fields": {
                 "drone_id": best.drone_id,
                 "return_station": order.back.code,
-                "eta": _iso(now + timedelta(seconds=eta_s)),
+                "eta": eta,  # moved on by the tracker as the drone flies
                 "waiting_reason": None,
                 "dispatch": {
                     "drone_id": best.drone_id,
@@ -381,6 +382,7 @@ class Dispatcher:
                     "accepted_at": _iso(accepted),
                     "assigned_at": _iso(now),
                     "latency_ms": round((now - accepted).total_seconds() * 1000, 1),
+                    "eta": eta,  # as promised at assignment: the on-time rate's yardstick
                 },
             },
         }

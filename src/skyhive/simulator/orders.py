@@ -12,17 +12,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from skyhive.adapters.http_json import request_json
-from skyhive.domain.geo import destination_point
-from skyhive.domain.stations import Station, bart_stations
+from skyhive.domain.stations import bart_stations
+from skyhive.simulator.history_demand import random_order
 
 log = logging.getLogger(__name__)
 
-SIZES = ("small", "small", "medium", "large")
 TIMEOUT_S = 10.0
 
 
@@ -31,24 +28,6 @@ class OrderStats:
     placed: int = 0
     refused: int = 0  # a 4xx: the platform said why (logged)
     failed: int = 0  # the API did not answer
-
-
-def random_order(
-    customer_id: str, stations: Sequence[Station], rng: random.Random
-) -> dict[str, Any]:
-    station = rng.choice(stations)
-    lat, lon = destination_point(
-        station.lat, station.lon, rng.uniform(0, 360), rng.uniform(500, 4000)
-    )
-    return {
-        "customer_id": customer_id,
-        "pickup_station": station.code,
-        "destination": {"lat": round(lat, 6), "lon": round(lon, 6)},
-        "package": {
-            "weight_kg": round(rng.uniform(0.2, 2.5), 1),
-            "size": rng.choice(SIZES),
-        },
-    }
 
 
 def _customers(api: str, key: str) -> list[str]:

@@ -13,7 +13,7 @@ from skyhive.workers import runner
 def build_archiver(clients: Clients, consumer: str) -> Archiver:
     return Archiver(
         clients.settings, clients.bus, clients.fleet, clients.telemetry, clients.deadletters,
-        consumer, clients.clock,
+        clients.rollups, consumer, clients.clock,
     )  # fmt: skip
 
 
@@ -28,7 +28,18 @@ def worker(clients: Clients) -> runner.Worker:
         s.processor_linger_ms / 1000.0,
         lambda: f"{a.stored} readings stored, {a.held} held",
     )
-    return runner.Worker(name, [("archiver", poll)], setup=a.setup, close=a.close, bulk=True)
+    # Station hours from the delivery records (services/station_rollups.py), every minute.
+    stations = runner.every(s.station_rollups.interval_s, clients.station_rollups.refresh)
+    # Each closed day to the Parquet archive before retention removes it (one archiver at a
+    # time, on a lease): services/archive_export.py.
+    exporter = clients.archive_exporter
+
+    def archive_export() -> None:
+        exporter.run_due(clients.clock.now())
+
+    export = runner.every(s.history.archive_check_s, archive_export)
+    work = [("archiver", poll), ("station-rollups", stations), ("archive-export", export)]
+    return runner.Worker(name, work, setup=a.setup, close=a.close, bulk=True)
 
 
 def run_archiver(settings: Settings, stop: threading.Event) -> None:

@@ -1,5 +1,6 @@
 """`skyhive dispatcher`: assigns pending deliveries on every tick or order (the wake channel),
-relays queued commands to the drones over MQTT, records assignments on a thread of its own."""
+relays queued commands to the drones over MQTT, records assignments on a thread of its own,
+and moves idle drones toward forecast demand (``services/rebalancer.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from skyhive.adapters.mqtt_url import parse_mqtt_url
 from skyhive.domain.device_access import Service
 from skyhive.services.device_credentials import service_login
 from skyhive.services.dispatcher import Dispatcher, Publish
+from skyhive.services.drone_commands import DroneCommands
+from skyhive.services.rebalancer import Rebalancer
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 from skyhive.workers import runner
@@ -58,6 +61,36 @@ def build_dispatcher(
     )
 
 
+REBALANCE_LEASE = "rebalance:lease"
+
+
+def build_rebalancer(clients: Clients, consumer: str) -> Rebalancer:
+    """The rebalancing pass; one dispatcher at a time takes it (a lease of 90 % of a period,
+    so the next period's pass finds it free)."""
+    s = clients.settings
+    commands = DroneCommands(
+        clients.live, clients.stations, clients.bus, clients.clock, s.commands_stream
+    )
+
+    def lease(period_s: float) -> bool:
+        ms = max(1, int(period_s * 900))
+        return bool(clients.redis_text.set(REBALANCE_LEASE, consumer, nx=True, px=ms))
+
+    return Rebalancer(
+        s.rebalance,
+        s.dispatch_reserve_pct,
+        forecasts=clients.forecasts,
+        stations=clients.stations,
+        live=clients.live,
+        queue=clients.dispatch_queue,
+        specs=clients.fleet.specs,
+        send_to=lambda drone, reason, station: commands.return_to_station(drone, reason, station),
+        moves=clients.rebalance_moves,
+        lease=lease,
+        clock=clients.clock,
+    )
+
+
 def worker(clients: Clients) -> runner.Worker:
     s = clients.settings
     publisher = command_publisher(s)
@@ -89,14 +122,18 @@ def worker(clients: Clients) -> runner.Worker:
     publisher.start()
     name = f"dispatcher {dispatcher.consumer}"
     tick = runner.loop(name, dispatcher.tick, pause=until_next_tick, retry_s=(0.5, 10.0))
+    works = [
+        ("dispatcher", tick),
+        ("recorder", dispatcher.recorder.run),
+        # Registry specs are refreshed here, so the dispatch path finds them cached.
+        ("specs", runner.every(1.0, dispatcher.refresh_specs)),
+    ]
+    if s.rebalance.enabled:
+        rebalancer = build_rebalancer(clients, dispatcher.consumer)
+        works.append(("rebalancer", runner.every(s.rebalance.every_s, rebalancer.run)))
     return runner.Worker(
         name,
-        [
-            ("dispatcher", tick),
-            ("recorder", dispatcher.recorder.run),
-            # Registry specs are refreshed here, so the dispatch path finds them cached.
-            ("specs", runner.every(1.0, dispatcher.refresh_specs)),
-        ],
+        works,
         setup=setup,
         close=close,
     )

@@ -2,10 +2,12 @@
 // (/api/v1/stream/live) that carries drone batches and alert changes.
 
 import { AlertsPanel } from "./alerts.js";
+import { AnalyticsPanel } from "./analytics.js";
 import { getJSON, session, signOut } from "./api.js";
 import { DeliveriesPanel } from "./deliveries.js";
 import { DronePanel } from "./drone.js";
 import { FleetList } from "./fleet_list.js";
+import { ForecastPanel } from "./forecast.js";
 import { watchIngest } from "./ingest.js";
 import { FleetMap } from "./map.js";
 import { Overview } from "./overview.js";
@@ -46,6 +48,8 @@ async function start() {
   map.setGeofences(geofences.items);
 
   const overview = new Overview();
+  const analytics = new AnalyticsPanel(document.getElementById("analytics-panel"));
+  const forecast = new ForecastPanel(document.getElementById("forecast-panel"));
   const fleetList = new FleetList({ drones: map.drones.drones, onSelect: (id) => selectDrone(id, undefined, true) });
   const kpis = () => {
     const counts = overview.fleet(map.drones.drones.values());
@@ -90,6 +94,10 @@ async function start() {
   tabs.onShow((panelId) => {
     if (panelId === "panel-fleet") fleetList.render();
     if (panelId === "panel-overview") overview.refresh();
+    if (panelId === "panel-analytics") {
+      analytics.load();
+      forecast.load();
+    }
   });
 
   map.drones.update(drones.items);
@@ -134,7 +142,7 @@ async function start() {
   source.addEventListener("alert", (e) => alerts.apply(JSON.parse(e.data)));
 
   // For the browser tests and the load measurement: the live picture as the page holds it.
-  window.skyhive = { map, alerts, deliveries, drone, source, fleetList, overview };
+  window.skyhive = { map, alerts, deliveries, drone, source, fleetList, overview, analytics, forecast };
   document.body.dataset.ready = "true";
 }
 
