@@ -15,7 +15,7 @@ from auth_helpers import api_client
 from cli_env import cli_env
 from manual_clock import ManualClock
 from skyhive.cli import cli
-from skyhive.services.history_seed import HistorySummary
+from skyhive.services.history_seed import HistorySummary, summarise
 from skyhive.settings import Settings
 from skyhive.wiring import Clients
 
@@ -126,9 +126,8 @@ def test_the_command_writes_history_and_says_what_it_wrote(clients: Clients) -> 
     orders, alerts, readings, _ = counts(clients)
     assert f"orders {orders}:" in done.output
     assert f"readings {readings} ({readings} kept raw" in done.output
-    assert f"0 refused), summed up in {minutes(clients)} drone-minutes; alerts {alerts}" in (
-        done.output
-    )
+    assert f"summed up as made in 0 drone-minutes; 0 refused), alerts {alerts}" in done.output
+    assert f"rollups: rollups {minutes(clients)}, station_rollups" in done.output
     bad = runner.invoke(cli, ["simulate", "--history", "3w"], env=env)
     assert bad.exit_code == 2 and "a duration is a number of days or hours" in bad.output
 
@@ -138,19 +137,28 @@ def test_readings_older_than_retention_are_summed_up_but_not_kept_raw(
 ) -> None:
     """With retention on, the TTL index would remove readings older than ``raw_days`` as soon
     as they are written: they are summed up into rollups from the readings themselves and not
-    stored; the rest is stored and summed up alike."""
+    stored; the rest is stored, then summed up from the store, the same way."""
     clients = Clients(make_settings(history={"raw_days": 2}))
     try:
         clients.__dict__["clock"] = ManualClock(NOW)
         seeder = clients.history_seeder
-        summary = seeder.run(timedelta(days=3), seeder.drones(2), 7, 30.0, 600.0)
+        summary = seeder.run(
+            timedelta(days=3),
+            seeder.drones(2),
+            7,
+            30.0,
+            600.0,
+            rollups=lambda a, b: summarise(clients.rollups, clients.station_rollups, a, b),
+        )
         kept_from = summary.until - timedelta(days=2)
         stored = clients.telemetry.readings(seeder.drones(2)[0].drone_id)
         assert stored and min(r["ts"] for r in stored) >= kept_from
         assert 0 < summary.raw_readings < summary.readings
         assert summary.raw_readings == len(clients.telemetry.reading_ids())
         docs = list(clients.db["rollups_minute"].find({}, {"start": 1, "readings": 1}))
-        assert len(docs) == summary.minutes > 0
+        assert summary.rollups is not None  # the raw readings kept: summed up after
+        assert len(docs) == summary.minutes + summary.rollups["rollups"]
+        assert summary.minutes > 0
         assert sum(d["readings"] for d in docs) == summary.readings  # every reading, once
         assert min(d["start"] for d in docs).replace(tzinfo=UTC) < kept_from
         hours = clients.db["rollups_hour"].find({}, {"readings": 1})

@@ -269,7 +269,7 @@ def test_a_flight_that_would_not_be_over_by_the_end_is_taken_back() -> None:
     assert drone.busy_until_ms == flight.landed_ms > at_ms and drone.sim.status == "charging"
 
 
-def test_summarise_rebuilds_the_station_hours() -> None:
+def test_summarise_rebuilds_the_drone_and_station_rollups() -> None:
     calls: list[tuple[str, datetime, datetime]] = []
 
     class Rollups:
@@ -281,8 +281,13 @@ def test_summarise_rebuilds_the_station_hours() -> None:
             return 7
 
     class Wired:
+        rollups = Rollups("drones")
         station_rollups = Rollups("stations")
 
     until = MONDAY + timedelta(days=1)
-    assert summarise(Wired().station_rollups, MONDAY, until) == {"station_rollups": 7}
-    assert calls == [("stations", MONDAY, until)]
+    w = Wired()
+    assert summarise(w.rollups, w.station_rollups, MONDAY, until) == {
+        "rollups": 7,
+        "station_rollups": 7,
+    }
+    assert calls == [("drones", MONDAY, until), ("stations", MONDAY, until)]

@@ -118,7 +118,7 @@ def write_history(
 
         def rebuild(since: datetime, until: datetime) -> dict[str, int] | None:
             bar.update(task, description="rebuilding rollups", completed=total)
-            return summarise(clients.station_rollups, since, until)
+            return summarise(clients.rollups, clients.station_rollups, since, until)
 
         summary = clients.history_seeder.run(
             length,
@@ -146,7 +146,7 @@ def rollups_behind(settings: Settings) -> Callable[[datetime, datetime], None]:
 
             clients = Clients(settings)
             try:
-                done = summarise(clients.station_rollups, since, until)
+                done = summarise(clients.rollups, clients.station_rollups, since, until)
                 log.info("rollups of the simulated history rebuilt: %s", done)
             except Exception:
                 log.exception(

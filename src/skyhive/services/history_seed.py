@@ -77,7 +77,7 @@ class HistorySummary:
     readings: int = 0
     raw_readings: int = 0  # of ``readings``, those stored raw (the rest: older than retention)
     refused_readings: int = 0
-    minutes: int = 0  # drone-minutes summed up from the readings as they were written
+    minutes: int = 0  # drone-minutes summed up as made (of readings older than retention)
     alerts: int = 0
     new_deliveries: int = 0
     new_alerts: int = 0
@@ -95,8 +95,8 @@ class HistorySummary:
             f"orders {self.orders}: delivered {s['delivered']}, failed {s['failed']}, "
             f"cancelled {s['cancelled']} ({self.left_out} unfinished at the end, left out)",
             f"readings {self.readings} ({self.raw_readings} kept raw, the rest older than "
-            f"retention; {self.refused_readings} refused), summed up in {self.minutes} "
-            f"drone-minutes; alerts {self.alerts}",
+            f"retention, summed up as made in {self.minutes} drone-minutes; "
+            f"{self.refused_readings} refused), alerts {self.alerts}",
             f"new records: {self.new_deliveries} deliveries, {self.new_alerts} alerts, "
             f"{self.invoices} invoices; rollups: {self._rollups()}",
             f"took {self.seconds:.1f} s"
@@ -184,16 +184,19 @@ class HistorySeeder:
             docked_interval_s=docked_interval_s,
         )
 
-        # Drone rollups are summed up from the readings as they are written: raw readings
-        # older than retention are not stored (MongoDB's TTL would remove them at once).
+        # Raw readings older than retention are not stored (MongoDB's TTL would remove them
+        # at once): their rollups are summed up from the readings as they are made. Those
+        # stored are summed up afterwards from the store, with the stations' hours, by
+        # ``rollups`` (:func:`summarise`), which the demo runs behind its start.
         streamed = StreamedRollups(self._rollups)
         h = self._s.history
         keep_raw = until - timedelta(days=h.raw_days) if h.expire else None
 
         def written(chunk: HistoryChunk) -> None:
             self._write(chunk, summary, keep_raw)
-            streamed.add(chunk.readings)
-            summary.minutes = streamed.minutes
+            if keep_raw is not None:
+                streamed.add(t for t in chunk.readings if t.ts < keep_raw)
+                summary.minutes = streamed.minutes
             if progress is not None:
                 progress(summary)
 
@@ -250,11 +253,17 @@ class Rebuilds(Protocol):
     def rebuild(self, since: datetime, until: datetime) -> int: ...
 
 
-def summarise(station_rollups: Rebuilds, since: datetime, until: datetime) -> dict[str, int]:
-    """Rebuild the stations' hours of ``[since, until)`` from the stored deliveries
-    (``services/station_rollups.py``); the drones' rollups are summed up as the readings are
-    written (:class:`~skyhive.services.rollups.StreamedRollups`)."""
-    return {"station_rollups": int(station_rollups.rebuild(since, until))}
+def summarise(
+    rollups: Rebuilds, station_rollups: Rebuilds, since: datetime, until: datetime
+) -> dict[str, int]:
+    """Rebuild the rollups of ``[since, until)`` from what is stored: the drones' minutes
+    and hours of the raw readings kept (``services/rollups.py``; those older than retention
+    were summed up as they were made) and the stations' hours (``services/
+    station_rollups.py``)."""
+    return {
+        "rollups": int(rollups.rebuild(since, until)),
+        "station_rollups": int(station_rollups.rebuild(since, until)),
+    }
 
 
 def _write_behind(chunks: Iterator[HistoryChunk], write: Callable[[HistoryChunk], None]) -> None:
