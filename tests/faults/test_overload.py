@@ -96,7 +96,10 @@ def up_on_one_core(tmp_path: Path) -> Iterator[Up]:
     before = os.sched_getaffinity(0)
     cpus = sorted(before)
     stack_cpus, load_cpus = ({cpus[0]}, set(cpus[1:])) if len(cpus) > 1 else (before, before)
-    u = Up(tmp_path / "data", env={"SKYHIVE_INSECURE_DEVICES": "true"})
+    # The stream models are off: an analytical consumer (its group never holds the stream,
+    # `bench models` measures it) that would take the one core from the pipeline measured.
+    env = {"SKYHIVE_INSECURE_DEVICES": "true", "SKYHIVE_MODELS__ENABLED": "[]"}
+    u = Up(tmp_path / "data", env=env)
     os.sched_setaffinity(0, stack_cpus)
     try:
         u.start()
@@ -307,7 +310,9 @@ def test_overload_at_twice_the_sustainable_rate(up_on_one_core: Up, tmp_path: Pa
             wait_for(drained, timeout=DRAIN_BOUND_S, what="backlog drained")
         drained_at = time.monotonic()
     left = telemetry_unacked(up)
-    counts = check_history(up, load, timeout=30)
+    # History with its rollups (a third more of the archiver's and MongoDB's CPU) catches up
+    # after the burst.
+    counts = check_history(up, load, timeout=90)
     complete_at = time.monotonic()
     after = up.get("/api/v1/bus")["lag"]
     *said, said_after = dashboard_badges([*seen, after])

@@ -62,6 +62,8 @@ def test_two_dispatchers_never_double_assign(clients: Clients, tmp_path: Path) -
         "SKYHIVE_REDIS_CLUSTER": str(s.redis_cluster).lower(),
         "SKYHIVE_MQTT_URL": s.mqtt_url,
         "SKYHIVE_MONGODB_DB": s.mongodb_db,
+        # Fixed-date history: no TTL index (the processor's bootstrap would make one).
+        "SKYHIVE_HISTORY__EXPIRE": str(s.history.expire).lower(),
         # Small batches, so the two processes interleave and really race for drones.
         "SKYHIVE_DISPATCH_BATCH": "5",
     }

@@ -29,7 +29,7 @@ from skyhive.domain.rollups import GROUNDED_GAP_S, MAX_GAP_S, roll_minute
 from skyhive.domain.telemetry import Telemetry, validate_telemetry
 from skyhive.ports.bus import BusMessage
 from skyhive.services.ingest import encode_for_bus
-from skyhive.services.rollups import HOUR_EVERY_S
+from skyhive.services.rollups import HOUR_EVERY_S, ROLL_EVERY_S
 from skyhive.settings import HistoryConfig, Settings
 from skyhive.wiring import Clients
 from skyhive.workers.archiver import build_archiver
@@ -155,6 +155,28 @@ def test_a_pending_minute_survives_a_crash_and_is_summed_up_by_the_next_pass(
         after.close()
     assert set(minutes(clients, "rc1")) == {"rc1:2026-11-23T12:00Z", "rc1:2026-11-23T12:01Z"}
     assert clients.rollup_store.pending("minute", BASE + timedelta(hours=1), 10) == []
+
+
+def test_a_backlog_is_summed_up_on_the_archivers_clock_each_minute_once(
+    clients: Clients,
+) -> None:
+    """An archiver an hour behind sums up a minute once its readings are written (the newest
+    bucket written is past it), not at every pass while the backlog is read."""
+    mongo_indexes.ensure_indexes(clients.db)
+    clock = ManualClock(BASE + timedelta(hours=1))
+    clients.clock = clock  # type: ignore[misc]
+    a = build_archiver(clients, "rollups")
+    a.setup()
+    readings = flight("rk1", 240, every_s=1)
+    a.archive(messages(readings[:150]))  # minutes 0 and 1, half of minute 2
+    assert clients.rollups.roll_due() == 2
+    a.archive(messages(readings[150:]))
+    clock.advance(ROLL_EVERY_S)
+    assert clients.rollups.roll_due() == 1  # minute 2, whole; minute 3 is still being read
+    clock.advance(ROLL_EVERY_S)
+    assert clients.rollups.roll_due(idle=True) == 1  # caught up: minute 3 closed
+    assert clients.rollups.rolled == 4
+    assert [d["readings"] for _, d in sorted(minutes(clients, "rk1").items())] == [60] * 4
 
 
 def test_a_figure_of_fewer_readings_never_replaces_a_bigger_one(clients: Clients) -> None:

@@ -93,6 +93,8 @@ def role_env(s: Settings) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(sys.path),
         "SKYHIVE_MONGODB_URI": s.mongodb_uri,
         "SKYHIVE_MONGODB_DB": s.mongodb_db,
+        # Fixed-date history: no TTL index (the processor's bootstrap would make one).
+        "SKYHIVE_HISTORY__EXPIRE": str(s.history.expire).lower(),
         "SKYHIVE_REDIS_URL": s.redis_url,
         "SKYHIVE_REDIS_CLUSTER": str(s.redis_cluster).lower(),
         "SKYHIVE_MQTT_URL": s.mqtt_url,

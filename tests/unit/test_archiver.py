@@ -58,7 +58,7 @@ class Rollups:
         assert all(b in self.history.writes for b in buckets)
         self.noted.extend(b.id for b in buckets)
 
-    def roll_due(self, force: bool = False) -> int:
+    def roll_due(self, force: bool = False, idle: bool = False) -> int:
         return 0
 
 

@@ -93,7 +93,7 @@ class _NoRollups:
     def note(self, buckets: Any) -> None:
         pass
 
-    def roll_due(self, force: bool = False) -> int:
+    def roll_due(self, force: bool = False, idle: bool = False) -> int:
         return 0
 
 

@@ -72,5 +72,6 @@ class RollupKeeper(Protocol):
     def note(self, buckets: Sequence[Bucket]) -> None:
         """Mark the minutes of these just-written buckets pending."""
 
-    def roll_due(self, force: bool = False) -> int:
-        """Sum up the pending minutes that closed; returns how many."""
+    def roll_due(self, force: bool = False, idle: bool = False) -> int:
+        """Sum up the pending minutes that closed; returns how many (``idle``: the archiver
+        had nothing to read)."""

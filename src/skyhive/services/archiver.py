@@ -14,7 +14,9 @@ another archiver does not take them for a dead one's; a crash leaves them pendin
 replay writes the same readings into the same buckets again (a no-op).
 
 The minutes of each written bucket are marked pending for the rollups before the entries are
-acknowledged, and a pass every few seconds sums up those that closed (``services/rollups.py``).
+acknowledged, and a pass every few seconds sums up those that closed (``services/rollups.py``):
+on the clock of the newest bucket written while a backlog is worked through, so a minute is
+summed up once its readings are written, not again at every pass.
 
 Invalid messages are the processor's to dead-letter, and skipped here; a reading the server
 refuses for its content is dead-lettered with the server's reason.
@@ -103,7 +105,7 @@ class Archiver:
         self._add(msgs)
         self.flush(everything=not msgs)
         self._keep_claimed()
-        self._rollups.roll_due()
+        self._rollups.roll_due(idle=not msgs)
         return len(msgs)
 
     def archive(self, msgs: list[BusMessage]) -> int:

@@ -4,7 +4,9 @@ The archiver tells :meth:`DroneRollups.note` which buckets it wrote, before it a
 their readings: their minutes are marked pending in MongoDB (once per open minute per
 process; every time for a minute already closed, which is a late reading). A pass
 (:meth:`DroneRollups.roll_due`, every ``ROLL_EVERY_S``) sums up the pending minutes that
-closed (their end plus the archiver's hold is past, so their buckets are written), each from
+closed (their end plus the archiver's hold is past, so their buckets are written; while the
+archiver works through a backlog, past on its clock of the newest bucket written, not the
+wall clock, or each pass would sum up again minutes half written), each from
 all its stored readings and the last reading of the minute before, marks their hours pending
 and clears the minutes' marks; the pending hours are summed up from their minutes once closed
 (and every ``HOUR_EVERY_S`` while open), since each time reads all their minutes. :meth:`rebuild` does the same
@@ -54,6 +56,10 @@ class DroneRollups:
         # the archiver may hold a bucket, plus a margin for the write.
         self._grace = timedelta(seconds=hold_s + 5.0)
         self._marked: set[Key] = set()  # open minutes this process has marked pending
+        # The end of the newest bucket written since the archiver last had nothing to read:
+        # how far its history is complete while it catches up (None: caught up, the wall
+        # clock is).
+        self._front: datetime | None = None
         self._next_pass = 0.0
         self.rolled = 0  # minutes summed up
 
@@ -65,24 +71,36 @@ class DroneRollups:
         new = [k for k in keys if k[1] < closed_before or k not in self._marked]
         self._store.mark("minute", new, self._clock.now())
         self._marked.update(k for k in new if k[1] >= closed_before)
+        if buckets:
+            newest = max(b.end for b in buckets)
+            self._front = newest if self._front is None else max(self._front, newest)
 
-    def roll_due(self, force: bool = False) -> int:
+    def roll_due(self, force: bool = False, idle: bool = False) -> int:
         """Sum up the closed pending minutes, mark their hours pending, and sum up the
         pending hours that closed or waited ``HOUR_EVERY_S`` (at most every ``ROLL_EVERY_S``
-        unless ``force``); returns how many minutes."""
+        unless ``force``); returns how many minutes. ``idle``: the archiver had nothing to
+        read, its history is complete up to now. ``force``: everything pending up to now.
+
+        A period is closed on the archiver's clock: the wall clock once caught up, the newest
+        bucket written while it works through a backlog. The marks keep to the wall clock
+        (``note``), which is never behind any archiver's: a minute another archiver may sum
+        up is never one this process skips marking again."""
+        if idle:
+            self._front = None
         tick = self._clock.monotonic()
         if not force and tick < self._next_pass:
             return 0
         self._next_pass = tick + ROLL_EVERY_S
         now = self._clock.now()
-        minutes = self._store.pending("minute", now - MINUTE - self._grace, MINUTES_PER_PASS)
+        upto = now if force or self._front is None else min(now, self._front)
+        minutes = self._store.pending("minute", upto - MINUTE - self._grace, MINUTES_PER_PASS)
         if minutes:
             rolled = self._roll_minutes([k for k, _ in minutes])
             self._store.mark("hour", rolled, now)  # before the minutes are forgotten
             self._store.clear("minute", minutes)
         hours = self._store.pending(
             "hour",
-            now - HOUR - self._grace,
+            upto - HOUR - self._grace,
             MINUTES_PER_PASS,
             now - timedelta(seconds=HOUR_EVERY_S),
         )
