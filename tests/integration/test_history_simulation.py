@@ -123,6 +123,8 @@ def test_the_command_writes_history_and_says_what_it_wrote(clients: Clients) -> 
     done = runner.invoke(cli, ["simulate", "--history", "6h", "--drones", "2"], env=env)
     assert done.exit_code == 0, done.output
     assert "2 drones (2 newly registered)" in done.output and "took" in done.output
+    # Not a terminal: progress as lines, not a bar nobody sees.
+    assert "writing history: " in done.output and "rebuilding its rollups" in done.output
     orders, alerts, readings, _ = counts(clients)
     assert f"orders {orders}:" in done.output
     assert f"readings {readings} ({readings} kept raw" in done.output

@@ -97,13 +97,13 @@ INDEXES: tuple[Index, ...] = (
         "rollups_minute",
         "drone_start",
         (("drone_id", ASC), ("start", DESC)),
-        "a drone's minutes in a window, newest first; the minutes of an hour",
+        "a drone's minutes in a window, newest first",
     ),
     Index(
         "rollups_minute",
         "expire_start",
         (("start", ASC),),
-        "minute rollups expire after SKYHIVE_HISTORY__MINUTE_DAYS",
+        "minute rollups expire after SKYHIVE_HISTORY__MINUTE_DAYS; the minutes of an hour",
         expire="minute",
     ),
     Index(
@@ -278,29 +278,22 @@ QUERIES: tuple[Query, ...] = (
     ),
     Query(
         "telemetry",
-        "the chart's window, in a native time-series collection",
+        "the chart's window, the rollups' readings of some drones, in a native time-series "
+        "collection",
         eq=("drone_id",),
         range=("ts",),
         when="timeseries",
     ),
     Query(
         "telemetry",
-        "rollups: the buckets of some drones in a window",
-        eq=("drone_id",),
-        range=("start",),
-        when="buckets",
-    ),
-    Query(
-        "telemetry",
-        "rollups rebuild: the drones and buckets of a window",
+        "rollups: the buckets of a window (its drones picked after); a rebuild's drones",
         range=("start",),
         when="buckets",
     ),
     Query("rollups_minute", "rollups: a rollup's guarded upsert; the minute before's", eq=("_id",)),
     Query(
         "rollups_minute",
-        "rollups: the minutes of some drones in an hour",
-        eq=("drone_id",),
+        "rollups: the minutes of an hour, the minutes before (their drones picked after)",
         range=("start",),
     ),
     Query(
@@ -341,8 +334,7 @@ QUERIES: tuple[Query, ...] = (
     Query("rebalance_moves", "dispatcher: a move recorded", eq=("_id",)),
     Query(
         "alerts",
-        "rollups: the alerts of some drones in a window",
-        eq=("drone_id",),
+        "rollups: the alerts of a window (their drones picked after)",
         range=("opened_at",),
     ),
     Query(

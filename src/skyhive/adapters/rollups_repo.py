@@ -26,6 +26,10 @@ from skyhive.adapters.mongo import Document, collection, restore_datetimes
 from skyhive.domain.rollups import Level, Rollup, period_start, rollup_id
 from skyhive.ports.rollups import Key
 
+# The reads of a pass take a window whole and pick its drones here: a pass sums up nearly
+# every drone active in it, and the embedded server answers a ``$in`` with a scan of the
+# whole collection (see ``TelemetryRepo.readings_of``).
+
 DUPLICATE_KEY = 11000
 COLLECTIONS: dict[Level, str] = {"minute": "rollups_minute", "hour": "rollups_hour"}
 PENDING: dict[Level, str] = {"minute": "rollups_pending", "hour": "rollups_pending_hours"}
@@ -95,9 +99,12 @@ class RollupsRepo:
     ) -> dict[str, dict[datetime, dict[str, Any]]]:
         """The last reading of each stored minute of these drones in [since, until), by
         drone and minute."""
-        query = {"drone_id": {"$in": list(drone_ids)}, "start": {"$gte": since, "$lt": until}}
+        query = {"start": {"$gte": since, "$lt": until}}
+        wanted = set(drone_ids)
         out: dict[str, dict[datetime, dict[str, Any]]] = {}
         for doc in self._c["minute"].find(query, {"drone_id": 1, "start": 1, "last": 1}):
+            if doc["drone_id"] not in wanted:
+                continue
             last = _read_last(doc.get("last"))
             if last is not None:
                 start = restore_datetimes(doc, ("start",))["start"]
@@ -106,9 +113,10 @@ class RollupsRepo:
 
     def minutes(self, drone_ids: Sequence[str], since: datetime, until: datetime) -> list[Document]:
         """The stored minutes of these drones in [since, until)."""
-        query = {"drone_id": {"$in": list(drone_ids)}, "start": {"$gte": since, "$lt": until}}
+        query = {"start": {"$gte": since, "$lt": until}}
+        wanted = set(drone_ids)
         docs = self._c["minute"].find(query, {"last": 0})
-        return [restore_datetimes(d, FIXED[1:]) for d in docs]
+        return [restore_datetimes(d, FIXED[1:]) for d in docs if d["drone_id"] in wanted]
 
     def series(
         self,
@@ -134,9 +142,12 @@ class RollupsRepo:
         self, drone_ids: Sequence[str], since: datetime, until: datetime
     ) -> dict[Key, int]:
         """Alerts opened per (drone, minute) in [since, until)."""
-        query = {"drone_id": {"$in": list(drone_ids)}, "opened_at": {"$gte": since, "$lt": until}}
+        query = {"opened_at": {"$gte": since, "$lt": until}}
+        wanted = set(drone_ids)
         out: dict[Key, int] = {}
         for doc in self._alerts.find(query, {"drone_id": 1, "opened_at": 1}):
+            if doc["drone_id"] not in wanted:
+                continue
             opened = restore_datetimes(doc, ("opened_at",))["opened_at"]
             key = (doc["drone_id"], period_start(opened, "minute"))
             out[key] = out.get(key, 0) + 1

@@ -282,13 +282,21 @@ class TelemetryRepo:
         self, drone_ids: Sequence[str], since: datetime, until: datetime
     ) -> dict[str, list[Document]]:
         """Every reading of these drones in [since, until), each once, oldest first (the
-        rollups' input)."""
+        rollups' input). The window is read whole and the drones picked here: a pass sums
+        up nearly every drone that flew in it, and the embedded server scans the whole
+        collection for a ``$in`` (9 s for an hour of a month's history, 0.7 s for the
+        window)."""
         field = "ts" if self.native else "start"
         lower = since - timedelta(seconds=0 if self.native else BUCKET_S)
-        query = {"drone_id": {"$in": list(drone_ids)}, field: {"$gte": lower, "$lt": until}}
+        query: dict[str, Any] = {field: {"$gte": lower, "$lt": until}}
+        if self.native:  # MongoDB proper: its (drone_id, ts) index serves the $in
+            query["drone_id"] = {"$in": list(drone_ids)}
         found: dict[str, list[Document]] = {d: [] for d in drone_ids}
         unfolded = (
-            r for doc in self._c.find(query, {"location": 0}).batch_size(1000) for r in unfold(doc)
+            r
+            for doc in self._c.find(query, {"location": 0}).batch_size(1000)
+            if doc["drone_id"] in found
+            for r in unfold(doc)
         )
         for r in in_window(unfolded, since, until):
             found[r["drone_id"]].append(r)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ HISTORY_DRONES = 20
 HISTORY_SEED = 1  # fixed, so that running it again in the same hour writes nothing new
 READING_INTERVAL_S = 30.0
 DOCKED_INTERVAL_S = 600.0
+LOG_EVERY_S = 30.0  # progress lines when stderr is not a terminal
 
 
 class Duration(click.ParamType[timedelta]):
@@ -110,14 +112,21 @@ def write_history(
         transient=True,
     ) as bar:
         task = bar.add_task("writing history", total=total, figures="")
+        # Not a terminal (a log, CI): no bar is drawn, a line every LOG_EVERY_S instead.
+        next_line = [0.0 if not console.is_terminal else float("inf")]
 
         def progress(s: HistorySummary) -> None:
             done = (s.reached - s.since).total_seconds() if s.reached else 0.0
             figures = f"{s.orders} orders, {s.readings} readings, {s.alerts} alerts"
             bar.update(task, completed=done, figures=figures)
+            if time.monotonic() >= next_line[0]:
+                next_line[0] = time.monotonic() + LOG_EVERY_S
+                click.echo(f"writing history: {done / total:.0%}, {figures}", err=True)
 
         def rebuild(since: datetime, until: datetime) -> dict[str, int] | None:
             bar.update(task, description="rebuilding rollups", completed=total)
+            if not console.is_terminal:
+                click.echo("history written; rebuilding its rollups", err=True)
             return summarise(clients.rollups, clients.station_rollups, since, until)
 
         summary = clients.history_seeder.run(

@@ -16,6 +16,7 @@ for any window (``skyhive history rollup``, the history simulator).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,9 @@ HOUR_EVERY_S = 300.0
 MINUTE = SPAN["minute"]
 LOOKBACK = timedelta(seconds=GROUNDED_GAP_S)  # the longest step counted (a drone on a pad)
 HOUR = SPAN["hour"]
+# A rebuild reads history a few hours at once, bounded in documents (memory).
+REBUILD_READ_HOURS = 6
+REBUILD_READ_BUCKETS = 5000
 
 
 class DroneRollups:
@@ -116,36 +120,41 @@ class DroneRollups:
         progress: Callable[[int, int], object] | None = None,
     ) -> int:
         """Sum up every minute (and its hour) with readings in [since, until), an hour of
-        them at a time, in time order; returns how many minutes."""
-        keys = sorted(
-            {(d, period_start(at, "minute")) for d, at in self._history.touched(since, until)},
-            key=lambda k: (k[1], k[0]),
-        )
+        them at a time, in time order; returns how many minutes. The readings are read a few
+        hours at once (up to ``REBUILD_READ_BUCKETS`` documents): on the embedded server a
+        range query costs about as much for an hour as for six."""
+        touched = self._history.touched(since, until)
+        keys = sorted({(d, period_start(at, "minute")) for d, at in touched}, key=lambda k: k[1])
+        documents = Counter(period_start(at, "hour") for _, at in touched)
+        hours = _by_hour(keys)
         done = 0
-        hour: list[Key] = []
-        for key in keys:
-            if hour and period_start(key[1], "hour") != period_start(hour[0][1], "hour"):
-                done += self.roll(hour)
-                hour = []
+        for chunk in _reads(sorted(hours), documents):
+            drones = sorted({d for h in chunk for d, _ in hours[h]})
+            readings = self._history.readings_of(drones, chunk[0], chunk[-1] + HOUR)
+            for h in chunk:
+                done += self.roll(hours[h], readings)
                 if progress:
                     progress(done, len(keys))
-            hour.append(key)
-        if hour:
-            done += self.roll(hour)
         if progress:
             progress(done, len(keys))
         return done
 
-    def roll(self, keys: Sequence[Key]) -> int:
-        """Sum up these minutes, then their hours; returns how many minutes."""
-        self._roll_hours(self._roll_minutes(keys))
+    def roll(
+        self, keys: Sequence[Key], given: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+    ) -> int:
+        """Sum up these minutes, then their hours, from the ``given`` readings (by drone;
+        each minute's readings all there) or else from the store; returns how many
+        minutes."""
+        self._roll_hours(self._roll_minutes(keys, given))
         return len(keys)
 
-    def _roll_minutes(self, keys: Sequence[Key]) -> set[Key]:
+    def _roll_minutes(
+        self, keys: Sequence[Key], given: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+    ) -> set[Key]:
         """Sum up these minutes, an hour of them at a time; returns their hours."""
         hours: set[Key] = set()
         for group in _by_hour(keys).values():
-            minutes = self._minutes(group)
+            minutes = self._minutes(group, given)
             self._store.write(minutes)
             hours.update((r.drone_id, period_start(r.start, "hour")) for r in minutes if r.readings)
         self.rolled += len(keys)
@@ -164,14 +173,7 @@ class DroneRollups:
         """Sum up the minutes of these readings (by drone; each minute's readings all here)
         from them, not from the store, then their hours; returns how many minutes."""
         keys = {(d, period_start(x["ts"], "minute")) for d, rs in readings.items() for x in rs}
-        hours: set[Key] = set()
-        for group in _by_hour(keys).values():
-            minutes = self._minutes(group, readings)
-            self._store.write(minutes)
-            hours.update((r.drone_id, period_start(r.start, "hour")) for r in minutes)
-        self.rolled += len(keys)
-        self._roll_hours(hours)
-        return len(keys)
+        return self.roll(sorted(keys), readings)
 
     def _minutes(
         self, keys: Sequence[Key], given: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
@@ -210,6 +212,26 @@ class DroneRollups:
                 mine[start] = r.last
             out.append(r)
         return out
+
+
+def _reads(hours: Sequence[datetime], documents: Mapping[datetime, int]) -> list[list[datetime]]:
+    """Consecutive runs of these hours, each of at most ``REBUILD_READ_HOURS`` and (unless
+    one hour alone is more) ``REBUILD_READ_BUCKETS`` documents: what a rebuild reads at once."""
+    out: list[list[datetime]] = []
+    size = 0
+    for h in hours:
+        last = out[-1] if out else None
+        if (
+            last is None
+            or h - last[0] >= REBUILD_READ_HOURS * HOUR
+            or size + documents[h] > REBUILD_READ_BUCKETS
+        ):
+            out.append([h])
+            size = documents[h]
+        else:
+            last.append(h)
+            size += documents[h]
+    return out
 
 
 def _by_hour(keys: Iterable[Key]) -> dict[datetime, list[Key]]:
