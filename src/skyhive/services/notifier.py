@@ -155,6 +155,8 @@ class Notifier:
         s = self._s
         self.flush_acks()
         self._keep_claimed()
+        if self._in_flight:  # wait no longer than lets ``_keep_claimed`` keep them in time
+            block_ms = min(block_ms, max(1, self._claim_idle_ms // 6))
         room = min(BATCH, self._max_in_flight - len(self._in_flight))
         if room <= 0:
             self._stop.wait(block_ms / 1000.0)
