@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from skyhive.domain.alert_config import AlertConfig, NotifyConfig
 from skyhive.domain.forecast import ForecastConfig
 from skyhive.domain.pricing import PricingConfig
+from skyhive.domain.remote_id import RemoteIdConfig
 from skyhive.domain.station_rollups import StationRollupsConfig
 from skyhive.models.config import ModelsConfig
 
@@ -287,6 +288,9 @@ class Settings(BaseSettings):
     # Models on the telemetry stream (the `models` role; plug-ins, models/config.py):
     # SKYHIVE_MODELS__ENABLED='["battery_health"]', SKYHIVE_MODELS__ANOMALY__THRESHOLD=10.
     models: ModelsConfig = ModelsConfig()
+    # Network Remote ID (domain/remote_id.py): SKYHIVE_REMOTE_ID__REQUIRED=true makes dispatch
+    # refuse drones without a UAS ID and operator ID; SKYHIVE_REMOTE_ID__MAX_AGE_S=60.
+    remote_id: RemoteIdConfig = RemoteIdConfig()
 
     def group_claim_idle_ms(self) -> int:
         """The claim threshold of the processor and archiver groups."""

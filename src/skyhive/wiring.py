@@ -29,6 +29,7 @@ from skyhive.adapters.drone_memory import DroneMemory
 from skyhive.adapters.fleet_repo import FleetRepo
 from skyhive.adapters.forecasts_repo import ForecastsRepo
 from skyhive.adapters.geofences_repo import GeofencesRepo
+from skyhive.adapters.grounding import RedisGrounding
 from skyhive.adapters.invoices_repo import InvoicesRepo
 from skyhive.adapters.kafka_bus import KafkaBus
 from skyhive.adapters.kafka_lag import KafkaLag
@@ -220,6 +221,10 @@ class Clients:
         return RedisActiveAlerts(self.redis_text)
 
     @cached_property
+    def grounding(self) -> RedisGrounding:
+        return RedisGrounding(self.redis_text)
+
+    @cached_property
     def model_states(self) -> ModelStateRepo:
         return ModelStateRepo(self.db)
 
@@ -240,6 +245,7 @@ class Clients:
             feed=self.live,
             bus=self.bus,
             stations=self.stations,
+            grounding=self.grounding,
             clock=self.clock,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -144,6 +145,31 @@ def test_an_emergency_shows_within_a_second_and_can_be_acknowledged(
     item.click()
     expect(page.locator("#drone-title")).to_have_text("Drone dash-2")
     expect(page.locator("#drone-alerts")).to_contain_text("critical · emergency · acknowledged")
+    assert console_errors == []
+
+
+def test_a_critical_alert_resolved_unacknowledged_stays_until_acknowledged(
+    stack: Stack, open_page: Callable[..., Page], console_errors: list[str]
+) -> None:
+    page = open_page()
+    stack.report("dash-4", STATION["lat"], STATION["lon"], status="emergency", emergency=True)
+    item = page.locator(".alert.critical", has_text="dash-4")
+    expect(item).to_be_visible(timeout=5000)
+    stack.report("dash-4", STATION["lat"], STATION["lon"], status="idle", emergency=False)
+    # Gone by itself, nobody looked: still listed, and only acknowledging clears it.
+    expect(item).to_have_class(re.compile(r"\bresolved_unacknowledged\b"))
+    expect(item).to_contain_text("resolved by itself")
+    expect(item.get_by_role("button", name="Resolve")).to_have_count(0)
+    [doc] = list(stack.clients.db.alerts.find({"drone_id": "dash-4"}))
+    assert doc["state"] == "resolved_unacknowledged" and doc["resolved_by"] == "auto"
+    page = open_page()  # listed from the API on load too, not only from the live stream
+    item = page.locator(".alert.critical", has_text="dash-4")
+    expect(item).to_be_visible()
+    item.get_by_role("button", name="Acknowledge").click()
+    expect(item).to_have_count(0)
+    [doc] = list(stack.clients.db.alerts.find({"drone_id": "dash-4"}))
+    assert doc["state"] == "resolved" and doc["acknowledged_by"] == OPERATOR
+    assert doc["acknowledged_at"] is not None
     assert console_errors == []
 
 

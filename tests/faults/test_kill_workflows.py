@@ -199,7 +199,9 @@ def test_kill_notifier_notifies_every_alert_change_once(
     finally:
         client.close()
     stored = {str(d["_id"]): str(d["state"]) for d in docs}
-    active = Counter((d["drone_id"], d["type"]) for d in docs if d["state"] != "resolved")
+    active = Counter(
+        (d["drone_id"], d["type"]) for d in docs if d["state"] in ("open", "acknowledged")
+    )
 
     acked = {f"{d}:{s}" for d, s in acked_pairs}
     stored_history, lost = _check_history_and_live(up, acked)

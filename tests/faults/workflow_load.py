@@ -71,7 +71,7 @@ def expected_alert_events(
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """The alert changes the schedule causes for drone index → last reading processed
     (readings 1..last): alert id → its changes in order (opened, escalated, resolved), and
-    alert id → its final state (``open`` or ``resolved``)."""
+    alert id → its final state (``open``, ``resolved``, or ``resolved_unacknowledged``)."""
     events: dict[str, list[str]] = {}
     final: dict[str, str] = {}
     for d, last in last_seq.items():
@@ -83,7 +83,9 @@ def expected_alert_events(
                 if severity is None:
                     if cur is not None:
                         events[cur[0]].append("resolved")
-                        final[cur[0]] = "resolved"
+                        # Critical and nobody acknowledged it: it waits for a person.
+                        unacked = cur[1] == "critical"
+                        final[cur[0]] = "resolved_unacknowledged" if unacked else "resolved"
                         del active[kind]
                     continue
                 if cur is None:

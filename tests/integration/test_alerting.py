@@ -173,7 +173,9 @@ def test_conditions_open_and_resolve_with_the_readings(
     report(world, drone, **bad)
     assert (alerts_of(clients, drone, "open")[kind].details or {})["seq"] == _seq[drone]
     report(world, drone, **good)
-    assert alerts_of(clients, drone)[kind].state == "resolved"
+    # A critical one nobody acknowledged waits for a person.
+    unacked = "resolved_unacknowledged" if kind == "emergency" else "resolved"
+    assert alerts_of(clients, drone)[kind].state == unacked
 
 
 def test_gps_jump_stays_open_until_a_person_resolves_it(world: Any) -> None:
@@ -202,6 +204,7 @@ def test_offline_by_the_server_clock_and_resolved_when_heard_again(
         feed=clients.live,
         bus=clients.bus,
         stations=clients.stations,
+        grounding=clients.grounding,
         clock=later,
     )
     specs = SpecCache(clients.fleet, later)
@@ -222,7 +225,7 @@ def test_offline_by_the_server_clock_and_resolved_when_heard_again(
     clients.redis_text.delete("alerting:offline:lock")
     assert watch.sweep() == 0  # raised once, not again every sweep
     report(world, "f1")
-    assert alerts_of(clients, "f1")["offline"].state == "resolved"
+    assert alerts_of(clients, "f1")["offline"].state == "resolved_unacknowledged"  # critical
 
 
 def test_a_restart_forgets_nothing(world: Any) -> None:
@@ -348,7 +351,7 @@ def test_entering_a_no_fly_zone_is_critical_with_its_name(world: Any) -> None:
     assert alert.severity == "critical"
     assert (alert.details or {})["zones"] == [{"id": zone.id, "name": "Oakland City Hall TFR"}]
     report(world, "z1", alt_m=200.0)  # above the zone's band: out of it
-    assert alerts_of(clients, "z1")["geofence"].state == "resolved"
+    assert alerts_of(clients, "z1")["geofence"].state == "resolved_unacknowledged"  # critical
 
 
 def test_one_batch_of_many_drones_judges_each_with_its_own_context(world: Any) -> None:

@@ -73,7 +73,8 @@ def seed(clients: Clients, now: datetime) -> None:
              "state": state, "opened_at": now}
             for i, (sev, state) in enumerate(
                 [("critical", "open"), ("critical", "open"), ("warning", "open"),
-                 ("warning", "acknowledged"), ("critical", "resolved")]
+                 ("warning", "acknowledged"), ("critical", "resolved"),
+                 ("critical", "resolved_unacknowledged")]
             )
         ]
     )  # fmt: skip
@@ -166,6 +167,7 @@ def test_overview_equals_python_figures(
             "critical": want["alerts"]["critical"],
             "warning": want["alerts"]["warning"],
         },
+        "unacknowledged": 1,
     }
     assert got["drones"]["total"] == 6
     assert {k: v for k, v in got["drones"]["by_status"].items() if v} == dict(want["drones"])
@@ -206,7 +208,11 @@ def test_empty_platform_reads_zeros(client: FlaskClient) -> None:
     assert got["deliveries_today"]["total"] == 0
     assert set(got["deliveries_today"]["by_status"].values()) == {0}
     assert got["deliveries_today"]["avg_delivery_s"] is None
-    assert got["open_alerts"] == {"total": 0, "by_severity": {"critical": 0, "warning": 0}}
+    assert got["open_alerts"] == {
+        "total": 0,
+        "by_severity": {"critical": 0, "warning": 0},
+        "unacknowledged": 0,
+    }
     assert got["drones"]["total"] == 0
     assert got["revenue_this_month"]["revenue"] == "0.00"
     assert got["revenue_this_month"]["unbilled"] == "0.00"

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from memory_ports import MemoryBus
+from memory_ports import MemoryBus, MemoryGrounding
 
 from skyhive.domain.deliveries import (
     TERMINAL,
@@ -27,6 +27,7 @@ class MemoryQueue:
     def __init__(self, bus: MemoryBus, live: MemoryLive) -> None:
         self.bus = bus
         self.live = live
+        self.grounding = MemoryGrounding()
         self.status: dict[str, str] = {}
         self.summaries: dict[str, PendingOrder] = {}
         self.queued: list[str] = []
@@ -71,13 +72,15 @@ class MemoryQueue:
 
     def fleet_view(
         self, drone_ids: Sequence[str]
-    ) -> tuple[dict[str, tuple[float, str]], dict[str, str]]:
+    ) -> tuple[dict[str, tuple[float, str]], dict[str, str], dict[str, str]]:
         states = {
             d: (float(s["battery_pct"]), str(s["status"]))
             for d in drone_ids
             if (s := self.live.states.get(d)) is not None
         }
-        return states, {d: self.claims[d] for d in drone_ids if d in self.claims}
+        claimed = {d: self.claims[d] for d in drone_ids if d in self.claims}
+        grounded = self.grounding.of_many(drone_ids)
+        return states, claimed, {d: ids[0] for d, ids in grounded.items()}
 
     def claim_assign(
         self, pairs: list[tuple[str, str, dict[str, Any], bytes]], commands_stream: str, maxlen: int

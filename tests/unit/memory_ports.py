@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from skyhive.domain.alert_lifecycle import ActiveAlert, AlertUpdate, Key
-from skyhive.domain.alerts import Alert, insert_and_set
+from skyhive.domain.alerts import Alert, insert_and_set, resolution_fields
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geofence import Geofence
 from skyhive.domain.stations import Station, bart_stations
@@ -109,6 +109,26 @@ class MemoryActiveAlerts:
         self.state.pop((drone_id, alert_type), None)
 
 
+class MemoryGrounding:
+    def __init__(self) -> None:
+        self.grounded: dict[str, list[str]] = {}
+
+    def set(self, changes: Sequence[tuple[str, str, bool]]) -> None:
+        for drone_id, alert_id, on in changes:
+            ids = [i for i in self.grounded.get(drone_id, []) if i != alert_id]
+            ids += [alert_id] if on else []
+            if ids:
+                self.grounded[drone_id] = ids
+            else:
+                self.grounded.pop(drone_id, None)
+
+    def of_many(self, drone_ids: Sequence[str]) -> dict[str, list[str]]:
+        return {d: self.grounded[d] for d in drone_ids if d in self.grounded}
+
+    def all(self) -> dict[str, list[str]]:
+        return dict(self.grounded)
+
+
 class MemoryFleetState:
     def __init__(
         self, alerts: MemoryActiveAlerts, registered: set[str] | None = None, window: int = 2048
@@ -174,6 +194,11 @@ class MemoryAlertStore:
             if u.count:
                 doc["count"] += u.count
                 doc["last_seen"] = max(doc.get("last_seen") or u.last_ts, u.last_ts)
+            resolved = resolution_fields(u)
+            if resolved is not None and doc["state"] in ("open", "acknowledged"):
+                doc.update(resolved)
+                if doc.get("acknowledged_by"):
+                    doc["state"] = "resolved"
 
     def get(self, alert_id: str) -> Alert | None:
         doc = self.alerts.get(alert_id)
@@ -181,6 +206,9 @@ class MemoryAlertStore:
 
     def get_many(self, ids: Sequence[str]) -> list[Alert]:
         return [a for i in ids if (a := self.get(i)) is not None]
+
+    def grounding(self) -> list[Alert]:
+        return [a for i in self.alerts if (a := self.get(i)) is not None and a.grounds]
 
     def list(
         self,

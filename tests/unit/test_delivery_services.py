@@ -100,6 +100,7 @@ def world() -> World:
         records=records,
         queue=queue,
         live=live,
+        grounding=queue.grounding,
         fleet=fleet,
         stations=stations,
         bus=bus,

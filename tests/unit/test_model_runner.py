@@ -16,6 +16,7 @@ from memory_ports import (
     MemoryActiveAlerts,
     MemoryAlertStore,
     MemoryBus,
+    MemoryGrounding,
     Registry,
     Stations,
 )
@@ -111,7 +112,7 @@ class World:
         self.store = store or MemoryAlertStore()
         self.engine = AlertEngine(
             self.settings, active=MemoryActiveAlerts(), store=self.store, feed=Announced(),
-            bus=self.bus, stations=Stations(), clock=self.clock,
+            bus=self.bus, stations=Stations(), grounding=MemoryGrounding(), clock=self.clock,
         )  # fmt: skip
         self.states = States()
         self.stats = Stats()

@@ -15,6 +15,7 @@ from memory_ports import (
     MemoryAlertStore,
     MemoryBus,
     MemoryFleetState,
+    MemoryGrounding,
     NoGeofences,
     Registry,
     Stations,
@@ -87,6 +88,7 @@ def world() -> World:
         feed=feed,
         bus=bus,
         stations=Stations(),
+        grounding=MemoryGrounding(),
         clock=clock,
     )
     processor = Processor(
@@ -121,7 +123,9 @@ def test_a_finding_opens_an_alert_stored_announced_and_remembered(world: World) 
     world.report("b1", battery_pct=5.0)
     world.report("b1", battery_pct=60.0)
     [alert] = world.store.list(drone_id="b1")
-    assert alert.state == "resolved" and alert.resolved_by == "auto" and alert.count == 2
+    # Critical when it cleared, nobody acknowledged it: it waits for a person.
+    assert alert.state == "resolved_unacknowledged" and alert.resolved_by == "auto"
+    assert alert.count == 2
     assert world.changes()[1:] == [
         ("b1", "low_battery", "escalated"),
         ("b1", "low_battery", "resolved"),
@@ -154,7 +158,7 @@ def test_offline_by_the_clock_without_waiting(world: World) -> None:
     assert (alert.type, alert.severity) == ("offline", "critical")
     assert watch.sweep() == 0  # raised once
     world.report("f1", status="in_flight", lat=37.8, lon=-122.27)
-    assert world.store.get(alert.id).state == "resolved"  # type: ignore[union-attr]
+    assert world.store.get(alert.id).state == "resolved_unacknowledged"  # type: ignore[union-attr]
 
 
 def test_a_person_acknowledges_then_resolves(world: World) -> None:

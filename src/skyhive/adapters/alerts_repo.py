@@ -12,15 +12,24 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.database import Database
 
 from skyhive.adapters.mongo import Document, collection, find_page, restore_datetimes
-from skyhive.domain.alert_lifecycle import AlertUpdate
-from skyhive.domain.alerts import Alert, insert_and_set
+from skyhive.domain.alert_lifecycle import UNACKNOWLEDGED, AlertUpdate
+from skyhive.domain.alerts import Alert, insert_and_set, resolution_fields
 
 DATE_FIELDS = ("opened_at", "last_seen", "resolved_at", "acknowledged_at")
+# The states in which an alert may still ground its drone (``Alert.grounds``).
+GROUNDING_STATES = ("open", "acknowledged", UNACKNOWLEDGED)
 
 
 def upsert_ops(updates: Sequence[AlertUpdate]) -> list[UpdateOne]:
+    """Each update's upsert, and for a resolution its state change, guarded by the state
+    the stored alert is in (see ``resolution_fields``)."""
     ops = []
     for u in updates:
+        resolved = resolution_fields(u)
+        if resolved is not None:
+            ops.append(UpdateOne({"_id": u.alert_id, "state": "open"}, {"$set": resolved}))
+            acked = {**resolved, "state": "resolved"}
+            ops.append(UpdateOne({"_id": u.alert_id, "state": "acknowledged"}, {"$set": acked}))
         on_insert, fields = insert_and_set(u)
         update: dict[str, Any] = {"$setOnInsert": on_insert, "$set": fields}
         if u.count:
@@ -77,6 +86,15 @@ class AlertsRepo:
 
     def get_many(self, ids: Sequence[str]) -> list[Alert]:
         return [alert_from_document(d) for d in self._c.find({"_id": {"$in": list(ids)}})]
+
+    def grounding(self) -> list[Alert]:
+        """The alerts that ground their drones: what the grounded set is rebuilt from
+        (one query per state: no ``$in``)."""
+        return [
+            alert_from_document(d)
+            for state in GROUNDING_STATES
+            for d in self._c.find({"state": state, "grounding": True})
+        ]
 
     def list(
         self,

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from skyhive.adapters.fleet_repo import REGISTERED
+from skyhive.adapters.grounding import GROUNDED, alert_ids
 from skyhive.adapters.live_state import LiveState
 from skyhive.adapters.mongo import Document
 from skyhive.adapters.redis_client import LuaScript, RedisClient, hash_tag
@@ -200,26 +201,29 @@ class RedisDispatchQueue:
 
     def fleet_view(
         self, drone_ids: Sequence[str]
-    ) -> tuple[dict[str, tuple[float, str]], dict[str, str]]:
-        """Each registered candidate's (battery %, flight status) and the claims on them, in
-        one round trip; drones outside the registry (its Redis mirror) have no state here, so
-        they never cost a registry read."""
+    ) -> tuple[dict[str, tuple[float, str]], dict[str, str], dict[str, str]]:
+        """Each registered candidate's (battery %, flight status), the claims on them and
+        the alert grounding each grounded one, in one round trip; drones outside the
+        registry (its Redis mirror) have no state here, so they never cost a registry read."""
         ids = list(drone_ids)
         if not ids:
-            return {}, {}
+            return {}, {}, {}
         pipe = self._r.pipeline(transaction=False)
         pipe.hmget(self.keys.claims, ids)
         pipe.smismember(REGISTERED, ids)
+        pipe.hmget(GROUNDED, ids)
         read = self._live.queue_read_fields(pipe, ids, VIEW_FIELDS)
-        claims, member, *rest = pipe.execute()
-        states, claimed = {}, {}
-        rows = zip(ids, read(rest), claims, member, strict=True)
-        for drone_id, (battery, status), claim, registered in rows:
+        claims, member, grounds, *rest = pipe.execute()
+        states, claimed, grounded = {}, {}, {}
+        rows = zip(ids, read(rest), claims, member, grounds, strict=True)
+        for drone_id, (battery, status), claim, registered, by in rows:
             if status is not None and registered:
                 states[drone_id] = (float(battery or 0), status)
             if claim is not None:
                 claimed[drone_id] = claim
-        return states, claimed
+            if by:
+                grounded[drone_id] = alert_ids(by)[0]
+        return states, claimed, grounded
 
     def claim_assign(
         self,

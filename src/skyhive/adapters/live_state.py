@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 
 from skyhive.adapters.redis_client import LuaScript, RedisClient, slot_groups
+from skyhive.domain.geo import haversine_m
+from skyhive.domain.remote_id import View
 from skyhive.domain.stations import Station
 from skyhive.domain.telemetry import Telemetry
 
@@ -228,6 +230,26 @@ class LiveState:
                 FLEET_GEO, longitude=lon, latitude=lat, radius=radius_km, unit="km", count=cap
             )
         return [len(found) for found in pipe.execute()]
+
+    def in_view(self, view: View) -> list[str]:
+        """Drone ids in a box around ``view`` (``GEOSEARCH ... BYBOX``), a superset of those
+        inside it: Redis measures a point's east-west offset along the point's own latitude,
+        so the box is as wide as the view is at its latitude nearest the equator."""
+        clat, clng = (view.lat_min + view.lat_max) / 2, (view.lng_min + view.lng_max) / 2
+        widest = (
+            0.0 if view.lat_min <= 0 <= view.lat_max else min(view.lat_min, view.lat_max, key=abs)
+        )
+        width_m = 2 * haversine_m(widest, clng, widest, view.lng_max)
+        height_m = haversine_m(view.lat_min, clng, view.lat_max, clng)
+        found = self._r.geosearch(
+            FLEET_GEO,
+            longitude=clng,
+            latitude=clat,
+            width=width_m * 1.01 + 1,
+            height=height_m * 1.01 + 1,
+            unit="m",
+        )
+        return sorted(str(m) for m in found)
 
     def announce_alerts(self, events: Sequence[bytes]) -> None:
         if events:

@@ -377,7 +377,17 @@ QUERIES: tuple[Query, ...] = (
         range=("opened_at",),
         residual=("state", "severity", "type", "last_seen"),
     ),
-    Query("alerts", "API GET /overview: open alerts by severity", eq=("state",)),
+    Query(
+        "alerts",
+        "API GET /overview: open (and resolved_unacknowledged) alerts by severity",
+        eq=("state",),
+    ),
+    Query(
+        "alerts",
+        "processor start: the grounding alerts, one state at a time (grounded drones rebuilt)",
+        eq=("state",),
+        residual=("grounding",),
+    ),
     Query(
         "alert_notifications",
         "API GET /alerts/{id}: its notification attempts, oldest first",

@@ -1,11 +1,12 @@
 """Alerts: list with filters, read one (with its notification attempts), acknowledge,
 resolve. Who acknowledges or resolves is the caller's API key (its name), never a field of
-the body."""
+the body. A critical alert that resolved by itself before anyone acknowledged it is
+``resolved_unacknowledged`` until a person acknowledges (or resolves) it."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
@@ -18,11 +19,11 @@ from skyhive.api.fields import DroneId, Items, Open, PagedQuery, PathModel, Time
 from skyhive.api.operation import OPERATOR, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.alert_config import AlertType, Severity
+from skyhive.domain.alerts import AlertState
 from skyhive.services.alert_actions import AlertNotFound, AlertStateConflict
 
 bp = APIBlueprint("alerts", __name__, url_prefix="/api/v1/alerts", abp_tags=[Tag(name="alerts")])
 
-AlertState = Literal["open", "acknowledged", "resolved"]
 MAX_ALERT_ID = 200
 
 
@@ -33,7 +34,11 @@ class Alert(Open):
     drone_id: str
     type: AlertType
     severity: Severity
-    state: AlertState
+    state: AlertState = Field(
+        description="`open`, `acknowledged` (by a person), `resolved`, or "
+        "`resolved_unacknowledged`: critical, resolved by itself (`resolved_by` `auto`) "
+        "before anyone acknowledged it; it waits for a person's acknowledgement."
+    )
     opened_at: datetime
     last_seen: datetime | None = Field(
         default=None, description="The last finding (absent before the first counted one)."
@@ -48,6 +53,12 @@ class Alert(Open):
         default=None,
         description="An automatic action taken (cannot_reach_station: the drone was ordered "
         "to `station`).",
+    )
+    grounding: bool | None = Field(
+        default=None,
+        description="It was critical and of a grounding type (`SKYHIVE_ALERTS__GROUNDING_TYPES`)"
+        ": its drone is out of dispatch until a person resolves it (or acknowledges it once "
+        "`resolved_unacknowledged`).",
     )
     acknowledged_by: str | None = Field(
         default=None, description="The name of the API key that acknowledged it."
@@ -131,8 +142,9 @@ def get_alert(path: AlertPath) -> Response:
 
 @operation(bp.post, "/<alert_id>/ack", access=OPERATOR, ok=Alert, errors=(404, 409))
 def ack_alert(path: AlertPath, body: AlertAction) -> Response:
-    """Acknowledge an open alert (stops its reminders), as the caller's API key; 409 when it
-    is not open (acknowledged or resolved already)."""
+    """Acknowledge an open alert (stops its reminders), as the caller's API key; a
+    `resolved_unacknowledged` one becomes `resolved`, its acknowledgement recorded. 409 when
+    it is acknowledged or resolved already."""
     alert = current_clients().alert_actions.acknowledge(
         path.alert_id, current_principal().name, body.note
     )
@@ -141,8 +153,10 @@ def ack_alert(path: AlertPath, body: AlertAction) -> Response:
 
 @operation(bp.post, "/<alert_id>/resolve", access=OPERATOR, ok=Alert, errors=(404, 409))
 def resolve_alert(path: AlertPath, body: AlertAction) -> Response:
-    """Resolve an open or acknowledged alert, as the caller's API key; 409 when it is resolved
-    already. If the condition persists, the next finding opens a new alert."""
+    """Resolve an open or acknowledged alert, as the caller's API key; a
+    `resolved_unacknowledged` one is acknowledged by it (it becomes `resolved`, the caller
+    recorded as `acknowledged_by`). 409 when it is resolved already. If the condition
+    persists, the next finding opens a new alert."""
     alert = current_clients().alert_actions.resolve(
         path.alert_id, current_principal().name, body.note
     )

@@ -53,6 +53,11 @@ class DroneState(Open):
     updated_at: datetime | None = Field(
         default=None, description="When the platform applied the reading (processing time)."
     )
+    grounded_by: list[str] | None = Field(
+        default=None,
+        description="Present when the drone is grounded (never dispatched): the critical "
+        "alerts that ground it, until a person clears them.",
+    )
 
 
 class NearbyDrone(DroneState):
@@ -163,7 +168,10 @@ class CommandAccepted(BaseModel):
 @operation(bp.get, "", access=VIEWER, ok=Items[DroneState])
 def list_drones() -> Response:
     """Every drone's live state."""
-    return items_response(current_clients().live.all())
+    clients = current_clients()
+    states = clients.live.all()
+    grounded = clients.grounding.all()
+    return items_response([_grounded(s, grounded) for s in states])
 
 
 # Registered before ``/<drone_id>``; werkzeug also ranks static segments above converters,
@@ -184,10 +192,17 @@ def nearby_drones(query: NearbyQuery) -> Response:
 
 @operation(bp.get, "/<drone_id>", access=VIEWER, ok=DroneState, errors=(404,))
 def get_drone(path: DronePath) -> Response:
-    state = current_clients().live.get(path.drone_id)
+    clients = current_clients()
+    state = clients.live.get(path.drone_id)
     if state is None:
         raise ApiError(404, f"drone {path.drone_id!r} not found", "drone_id")
-    return json_response(state)
+    return json_response(_grounded(state, clients.grounding.of_many([path.drone_id])))
+
+
+def _grounded(state: dict[str, Any], grounded: dict[str, list[str]]) -> dict[str, Any]:
+    """The state, with the alerts grounding its drone if any."""
+    by = grounded.get(str(state.get("drone_id")))
+    return {**state, "grounded_by": by} if by else state
 
 
 @operation(bp.get, "/<drone_id>/telemetry", access=VIEWER, ok=TelemetryHistory)

@@ -19,6 +19,7 @@ from skyhive.api.fields import MAX_LIMIT, DroneId, Items, Limit, PathModel, Quer
 from skyhive.api.operation import ADMIN, VIEWER, operation
 from skyhive.api.responses import current_clients, items_response, json_response
 from skyhive.domain.fleet import DroneSpec, DroneSpecPatch, RegistryStatus
+from skyhive.domain.remote_id import OperatorId, UasId
 from skyhive.services.device_credentials import (
     UnknownDrone,
     issue_drone_password,
@@ -46,6 +47,12 @@ class RegisteredDrone(BaseModel):
         description="Battery percentage one km of cruise costs (consumption over capacity), "
         "to 4 decimals."
     )
+    uas_id: UasId | None = Field(
+        default=None, description="Remote ID: F3411's UASID (absent when not registered)."
+    )
+    operator_id: OperatorId | None = Field(
+        default=None, description="Remote ID: the operator's id (absent when not registered)."
+    )
 
 
 class FleetPath(PathModel):
@@ -61,7 +68,7 @@ class FleetQuery(QueryModel):
 
 def spec_view(spec: DroneSpec) -> dict[str, Any]:
     """The spec as registered, plus the derived battery cost of a kilometre."""
-    return {**spec.model_dump(), "pct_per_km": round(spec.pct_per_km, 4)}
+    return {**spec.model_dump(exclude_none=True), "pct_per_km": round(spec.pct_per_km, 4)}
 
 
 def _require_station(code: str) -> None:
@@ -88,7 +95,8 @@ def _credential(drone_id: str, password: str) -> dict[str, str]:
 def register_drone(body: DroneSpec) -> Response:
     """Register a drone and issue its MQTT password (in the answer, once); `Location` is its
     URL. Omitted fields take their defaults. 409 when `drone_id` is already registered; 422
-    for a `home_station` that is not a known station."""
+    for a `home_station` that is not a known station, or a malformed Remote ID `uas_id`
+    (e.g. a serial number that is not ANSI/CTA-2063-A) or `operator_id`."""
     _require_station(body.home_station)
     clients = current_clients()
     try:
@@ -139,8 +147,9 @@ def get_registered_drone(path: FleetPath) -> Response:
 
 @operation(bp.patch, "/<drone_id>", access=ADMIN, ok=RegisteredDrone, errors=(404,))
 def patch_drone(path: FleetPath, body: DroneSpecPatch) -> Response:
-    """Change some fields; the others keep their values. `null` means "leave as is". 400 for
-    a body with nothing to change; 422 for an unknown `home_station`. Retiring a drone
+    """Change some fields; the others keep their values. `null` means "leave as is"; a
+    `uas_id` replaces the registered one whole. 400 for a body with nothing to change; 422
+    for an unknown `home_station` or a malformed `uas_id` or `operator_id`. Retiring a drone
     withdraws its MQTT password."""
     drone_id = path.drone_id
     if not body.model_dump(exclude_none=True):

@@ -44,6 +44,11 @@ class OpenAlerts(BaseModel):
 
     total: int = Field(ge=0)
     by_severity: dict[str, int]
+    unacknowledged: int = Field(
+        ge=0,
+        description="Critical alerts resolved by themselves that nobody has acknowledged yet "
+        "(`resolved_unacknowledged`): they need a person too.",
+    )
 
 
 class RevenueThisMonth(BaseModel):

@@ -2,9 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from skyhive.cli.common import clients_of
+
+F = TypeVar("F", bound=Callable[..., Any])
+# Remote ID (F3411's UASID fields, then the operator): option → field.
+REMOTE_ID_OPTIONS = (
+    ("--serial-number", "serial_number", "ANSI/CTA-2063-A serial number, e.g. 1ABC5A1B2C."),
+    ("--registration-id", "registration_id", "CAA registration: <nationality mark>.<id>."),
+    ("--utm-id", "utm_id", "A UTM-provided session UUID."),
+    ("--session-id", "specific_session_id", "Specific session id, hexadecimal."),
+    ("--operator-id", "operator_id", "The operator's CAA registration."),
+)
+
+
+def remote_id_options(func: F) -> F:
+    """The Remote ID options, on a command that takes them as ``**remote_id``."""
+    for flag, field, text in reversed(REMOTE_ID_OPTIONS):
+        func = click.option(flag, field, default=None, help=text)(func)
+    return func
+
+
+def remote_id_fields(values: dict[str, str | None]) -> dict[str, Any]:
+    """``uas_id`` and ``operator_id`` from the options given (none given: nothing)."""
+    out: dict[str, Any] = {}
+    uas = {k: v for k, v in values.items() if v is not None and k != "operator_id"}
+    if uas:
+        out["uas_id"] = uas
+    if values.get("operator_id") is not None:
+        out["operator_id"] = values["operator_id"]
+    return out
 
 
 @click.group()
@@ -23,9 +54,11 @@ def drones() -> None:
 @click.option(
     "--no-credentials", is_flag=True, help="Don't issue an MQTT password now (do it later)."
 )
+@remote_id_options
 @click.pass_context
 def drones_register(
     ctx: click.Context,
+    /,
     drone_id: str,
     home_station: str,
     model: str,
@@ -34,9 +67,11 @@ def drones_register(
     cruise_speed_mps: float,
     consumption_wh_per_km: float,
     no_credentials: bool,
+    **remote_id: str | None,
 ) -> None:
     """Register a drone so the dispatcher may assign it deliveries, and issue its MQTT
-    password (printed once: the drone signs in with its id and this password)."""
+    password (printed once: the drone signs in with its id and this password). The Remote
+    ID options record its UAS ID and operator ID (see `skyhive drones remote-id`)."""
     from pydantic import ValidationError
 
     from skyhive.adapters.fleet_repo import DuplicateDrone
@@ -54,6 +89,7 @@ def drones_register(
             battery_capacity_wh=battery_wh,
             cruise_speed_mps=cruise_speed_mps,
             consumption_wh_per_km=consumption_wh_per_km,
+            **remote_id_fields(remote_id),
         )
     except ValidationError as exc:
         raise click.ClickException(format_validation_error(exc)) from None
@@ -74,6 +110,31 @@ def _echo_drone_login(drone_id: str, password: str) -> None:
     click.echo(f"MQTT username: {drone_id}")
     click.echo("MQTT password (shown this once; store it on the drone now):")
     click.echo(password)
+
+
+@drones.command("remote-id")
+@click.argument("drone_id")
+@remote_id_options
+@click.pass_context
+def drones_remote_id(ctx: click.Context, /, drone_id: str, **remote_id: str | None) -> None:
+    """Show a drone's Remote ID (UAS ID, operator ID), or set it with the options: any UAS
+    ID option replaces the registered UAS ID whole. With SKYHIVE_REMOTE_ID__REQUIRED=true
+    the dispatcher assigns only drones that have both."""
+    from pydantic import ValidationError
+
+    from skyhive.domain.fleet import DroneSpecPatch
+    from skyhive.domain.telemetry import format_validation_error
+
+    try:
+        patch = DroneSpecPatch(**remote_id_fields(remote_id))
+    except ValidationError as exc:
+        raise click.ClickException(format_validation_error(exc)) from None
+    with clients_of(ctx) as clients:
+        spec = clients.fleet.update(drone_id, patch)
+    if spec is None:
+        raise click.ClickException(f"drone {drone_id!r} is not registered")
+    uas = spec.uas_id.model_dump(exclude_none=True) if spec.uas_id else {}
+    click.echo(f"{drone_id}: uas_id {uas or 'none'}, operator_id {spec.operator_id or 'none'}")
 
 
 @drones.command("credentials")

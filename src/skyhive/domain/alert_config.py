@@ -21,6 +21,8 @@ AlertType = Literal[
     "overspeed",
     "gps_jump",
     "battery_drop",
+    # Raised by the MAVLink gateway: GPS fix below 3D, few satellites, or a poor eph.
+    "gps_degraded",
     # Raised by the stream models (the `models` role, models/): a drone's energy per km
     # drifted above its own baseline; a reading unlike what the drone usually does.
     "maintenance_due",
@@ -70,6 +72,9 @@ class AlertConfig(BaseModel):
             t: t not in ("gps_jump", "battery_drop", "anomaly") for t in ALERT_TYPES
         }
     )
+    # A drone with a critical alert of one of these types is grounded (kept out of dispatch)
+    # until a person clears the alert: ``SKYHIVE_ALERTS__GROUNDING_TYPES``.
+    grounding_types: frozenset[AlertType] = frozenset({"battery_drop", "gps_jump", "gps_degraded"})
 
     @model_validator(mode="after")
     def _valid_overrides(self) -> AlertConfig:
@@ -88,6 +93,10 @@ class AlertConfig(BaseModel):
 
     def resolves_itself(self, alert_type: str) -> bool:
         return self.auto_resolve.get(alert_type, True)
+
+    def grounds(self, alert_type: str, severity: str) -> bool:
+        """Whether an alert of this type and severity takes its drone out of dispatch."""
+        return severity == "critical" and alert_type in self.grounding_types
 
 
 class Channel(BaseModel):

@@ -3,7 +3,10 @@
 :func:`fold` applies a batch of findings (in event-time order per drone) to the active alerts:
 the first finding of a condition opens an alert, repeats count and move its severity up
 (escalated) or down (de-escalated), and a finding that the condition no longer holds resolves
-it when its type resolves by itself. After a resolution the next finding opens a new alert.
+it when its type resolves by itself. A critical alert that resolves by itself while nobody has
+acknowledged it becomes ``resolved_unacknowledged`` (ThingsBoard's CLEARED_UNACK): the
+condition is gone, but a person must still see it; their acknowledgement makes it ``resolved``.
+After a resolution the next finding opens a new alert.
 A finding older than the reading that opened the active alert changes nothing: another lane
 (the urgent one) judged a newer reading meanwhile, and history must not move an alert back.
 """
@@ -18,7 +21,8 @@ from typing import Any
 from skyhive.domain.alert_config import SEVERITY_RANK, Severity
 from skyhive.domain.alert_rules import Finding
 
-ACTIVE_STATES = ("open", "acknowledged")
+ACTIVE_STATES = ("open", "acknowledged")  # the condition holds: remembered in Redis
+UNACKNOWLEDGED = "resolved_unacknowledged"  # gone by itself, critical, nobody looked yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,8 @@ class AlertUpdate:
     count: int = 0
     opened: bool = False
     resolved_at: datetime | None = None
+    resolved_state: str = "resolved"  # or UNACKNOWLEDGED (see resolved_state())
+    grounding: bool = False  # it takes the drone out of dispatch (set by the alert engine)
     details: dict[str, Any] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)  # opened, escalated, deescalated, resolved
     action: dict[str, Any] | None = None  # an automatic action taken, recorded with it
@@ -92,6 +98,7 @@ def fold(
             if cur is not None and resolves_itself(f.type):
                 upd = updates.get(cur.alert_id) or _existing(cur, drone_id, f)
                 upd.resolved_at = f.ts
+                upd.resolved_state = resolved_state(upd.severity, cur.state)
                 upd.events.append("resolved")
                 updates[cur.alert_id] = upd
                 state[key] = None
@@ -114,6 +121,13 @@ def fold(
         updates[upd.alert_id] = upd
         state[key] = ActiveAlert(upd.alert_id, f.severity, cur.state)
     return list(updates.values()), state
+
+
+def resolved_state(severity: Severity, state: str) -> str:
+    """The state an alert resolving by itself goes to: a critical one nobody acknowledged
+    still waits for a person. (The store applies it only to an alert still ``open``: one a
+    person acknowledged meanwhile resolves as ``resolved``.)"""
+    return UNACKNOWLEDGED if severity == "critical" and state == "open" else "resolved"
 
 
 # Opened by the server's clock (the offline timer), resolved by any reading heard after it,

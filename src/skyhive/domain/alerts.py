@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from skyhive.domain.alert_config import Severity
 from skyhive.domain.alert_lifecycle import AlertUpdate
 
-AlertState = Literal["open", "acknowledged", "resolved"]
+AlertState = Literal["open", "acknowledged", "resolved_unacknowledged", "resolved"]
 
 
 class Alert(BaseModel):
@@ -27,12 +27,19 @@ class Alert(BaseModel):
     count: int | None = None  # findings that fired it
     details: dict[str, Any] | None = None  # what the last finding saw
     action: dict[str, Any] | None = None  # an automatic action taken
+    grounding: bool | None = None  # it grounds its drone until it is resolved
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
     ack_note: str | None = None
     resolved_by: str | None = None  # "auto", or who
     resolved_at: datetime | None = None
     resolve_note: str | None = None
+
+    @property
+    def grounds(self) -> bool:
+        """Whether it keeps its drone out of dispatch: it was critical and of a grounding
+        type, and no person has cleared it (resolved it, or acknowledged it once resolved)."""
+        return bool(self.grounding) and self.state != "resolved"
 
     def to_json(self) -> dict[str, Any]:
         """The one serialization (the API, the alerts stream, the dashboard, notifications):
@@ -52,11 +59,20 @@ def insert_and_set(u: AlertUpdate) -> tuple[dict[str, Any], dict[str, Any]]:
         fields["details"] = u.details
     if u.action:
         fields["action"] = u.action
-    if u.resolved_at is not None:
-        fields.update(state="resolved", resolved_at=u.resolved_at, resolved_by="auto")
-    else:
-        on_insert["state"] = "open"
+    if u.grounding:
+        fields["grounding"] = True
+    on_insert.update(resolution_fields(u) or {"state": "open"})
     return on_insert, fields
+
+
+def resolution_fields(u: AlertUpdate) -> dict[str, Any] | None:
+    """What resolving by itself sets (None: ``u`` does not resolve it). An alert already
+    stored gets them only while it is still ``open``, or ``acknowledged`` with the state
+    ``resolved`` (``adapters/alerts_repo.py``): a person's acknowledgement made meanwhile is
+    never overwritten, nor a person's resolution by a replayed batch."""
+    if u.resolved_at is None:
+        return None
+    return {"state": u.resolved_state, "resolved_at": u.resolved_at, "resolved_by": "auto"}
 
 
 def opened_alert(u: AlertUpdate) -> Alert:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from skyhive.domain.fleet import DroneSpec
 from skyhive.domain.geo import haversine_m
+from skyhive.domain.remote_id import missing_remote_id
 
 DISPATCHABLE_STATUSES = frozenset({"idle", "charging"})
 
@@ -62,6 +63,8 @@ class DispatchPolicy:
     # Seconds of time-to-pickup one percentage point of spare battery is worth: prefer the
     # nearer drone, but not one that would land nearly empty.
     seconds_per_spare_pct: float = 6.0
+    # SKYHIVE_REMOTE_ID__REQUIRED: only drones with a UAS ID and an operator ID fly.
+    require_remote_id: bool = False
 
 
 def energy_needed_pct(spec: DroneSpec, trip: Trip, policy: DispatchPolicy) -> float:
@@ -75,6 +78,8 @@ def judge(
     spec = c.spec
     if spec.status != "active":
         return Verdict(spec.drone_id, False, f"registry status {spec.status}")
+    if policy.require_remote_id and (missing := missing_remote_id(spec.uas_id, spec.operator_id)):
+        return Verdict(spec.drone_id, False, f"no Remote ID: {missing} not in the registry")
     if claimed:
         return Verdict(spec.drone_id, False, "already assigned to a delivery")
     if c.flight_status not in DISPATCHABLE_STATUSES:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from skyhive.domain.remote_id import OperatorId, UasId
 from skyhive.domain.telemetry import DRONE_ID_RE
 
 RegistryStatus = Literal["active", "maintenance", "retired"]
@@ -25,6 +26,9 @@ class DroneSpec(BaseModel):
     cruise_speed_mps: float = Field(default=15.0, gt=0, le=60)
     consumption_wh_per_km: float = Field(default=8.0, gt=0, le=1_000)
     status: RegistryStatus = "active"
+    # Remote ID (domain/remote_id.py): required for dispatch when SKYHIVE_REMOTE_ID__REQUIRED.
+    uas_id: UasId | None = None
+    operator_id: OperatorId | None = None
 
     @property
     def pct_per_km(self) -> float:
@@ -32,7 +36,7 @@ class DroneSpec(BaseModel):
         return self.consumption_wh_per_km / self.battery_capacity_wh * 100.0
 
     def to_document(self) -> dict[str, Any]:
-        doc = self.model_dump()
+        doc = self.model_dump(exclude_none=True)
         doc["_id"] = doc.pop("drone_id")
         return doc
 
@@ -54,3 +58,5 @@ class DroneSpecPatch(BaseModel):
     cruise_speed_mps: float | None = Field(default=None, gt=0, le=60)
     consumption_wh_per_km: float | None = Field(default=None, gt=0, le=1_000)
     status: RegistryStatus | None = None
+    uas_id: UasId | None = None
+    operator_id: OperatorId | None = None

@@ -18,6 +18,9 @@ class AlertStore(Protocol):
 
     def get_many(self, ids: Sequence[str]) -> list[Alert]: ...
 
+    def grounding(self) -> list[Alert]:
+        """The alerts that ground their drones (``Alert.grounds``)."""
+
     def list(
         self,
         state: str | None = None,

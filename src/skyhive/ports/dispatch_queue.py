@@ -23,9 +23,10 @@ class DispatchQueue(Protocol):
 
     def fleet_view(
         self, drone_ids: Sequence[str]
-    ) -> tuple[dict[str, tuple[float, str]], dict[str, str]]:
-        """Each registered drone's (battery %, flight status) and which delivery claims it,
-        at once; a drone outside the registry has no state here."""
+    ) -> tuple[dict[str, tuple[float, str]], dict[str, str], dict[str, str]]:
+        """Each registered drone's (battery %, flight status), which delivery claims it and
+        which alert grounds it (``ports/grounding.py``), at once; a drone outside the
+        registry has no state here."""
 
     def claim_assign(
         self,

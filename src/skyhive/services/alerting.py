@@ -4,9 +4,11 @@ Given findings (from the processor's rules, or the offline timer) it reads the d
 alerts (the ``ActiveAlerts`` port), folds the findings into them
 (``domain/alert_lifecycle.py``), writes the alerts (the ``AlertStore``, one bulk upsert), takes
 the automatic actions (a drone that cannot reach a station is sent to it), publishes every
-change on the ``alerts`` stream (for the notifier) and the live feed (for the dashboard), and
-finally records the new active alerts. A crash before that last step replays the batch: the
-alert ids are deterministic, so the same alerts are upserted again, never new ones.
+change on the ``alerts`` stream (for the notifier) and the live feed (for the dashboard),
+grounds or ungrounds the drones of the alerts that ground them (``Alert.grounds``: the
+dispatcher passes over a grounded drone), and finally records the new active alerts. A crash
+before that last step replays the batch: the alert ids are deterministic, so the same alerts
+are upserted again, never new ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from skyhive.ports.alert_feed import AlertFeed
 from skyhive.ports.alert_store import AlertStore
 from skyhive.ports.bus import Bus
 from skyhive.ports.clock import Clock
+from skyhive.ports.grounding import Grounding
 from skyhive.ports.stations import StationLookup
 from skyhive.settings import Settings
 
@@ -44,6 +47,7 @@ class AlertEngine:
         feed: AlertFeed,
         bus: Bus,
         stations: StationLookup,
+        grounding: Grounding,
         clock: Clock,
     ) -> None:
         self._s = settings
@@ -53,6 +57,7 @@ class AlertEngine:
         self._feed = feed
         self._bus = bus
         self._stations = stations
+        self.grounding = grounding
         self._clock = clock
 
     def apply(self, findings: Sequence[tuple[str, Finding]]) -> list[AlertUpdate]:
@@ -74,15 +79,19 @@ class AlertEngine:
         updates, state = fold(findings, before, self._config.resolves_itself)
         if not updates:
             return [], []
+        for u in updates:
+            u.grounding = self._config.grounds(u.type, u.severity)
         commands = self._plan_actions(updates)
         if commands:
             self._bus.publish(self._s.commands_stream, commands)
         # A new alert is announced before it is written: it is all in the update, and the
         # store, busy with history, may take a few hundred ms. A crash before the write
         # replays the batch; the notifier knows the alert id and does not notify twice.
-        self._publish([(u, opened_alert(u)) for u in updates if u.opened])
+        opened = [opened_alert(u) for u in updates if u.opened]
+        self._publish(list(zip([u for u in updates if u.opened], opened, strict=True)))
         self._store.apply(updates)
-        self._publish_read_back([u for u in updates if not u.opened])
+        stored = self._publish_read_back([u for u in updates if not u.opened])
+        self.ground(opened + stored)
         swaps = [AlertSwap(d, t, before.get((d, t)), new) for (d, t), new in state.items()]
         return updates, swaps
 
@@ -103,12 +112,33 @@ class AlertEngine:
             u.action = {"type": "return_to_station", "station": station.code, "at": now}
         return commands
 
-    def _publish_read_back(self, updates: list[AlertUpdate]) -> None:
-        """Changes to existing alerts, announced as now stored."""
+    def _publish_read_back(self, updates: list[AlertUpdate]) -> list[Alert]:
+        """Changes to existing alerts, announced as now stored; returns them as stored."""
         updates = [u for u in updates if _notifiable(u)]
-        if updates:
-            stored = {a.id: a for a in self._store.get_many([u.alert_id for u in updates])}
-            self._publish([(u, stored.get(u.alert_id)) for u in updates])
+        if not updates:
+            return []
+        stored = {a.id: a for a in self._store.get_many([u.alert_id for u in updates])}
+        self._publish([(u, stored.get(u.alert_id)) for u in updates])
+        return list(stored.values())
+
+    def ground(self, alerts: Sequence[Alert]) -> None:
+        """Ground the drone of each of ``alerts`` that grounds it, unground it of those
+        that no longer do (as they are stored: a person's change, or the engine's)."""
+        self.grounding.set([(a.drone_id, a.id, a.grounds) for a in alerts if a.grounding])
+
+    def rebuild_grounding(self) -> int:
+        """Bring the grounded drones in line with MongoDB, the truth (at start-up: a write
+        lost between the store and Redis). Adds what the store says grounds; takes away
+        what Redis holds and the store, read after it, says does not. Returns how many
+        drones are grounded."""
+        grounds = self._store.grounding()
+        known = {a.id for a in grounds}
+        held = {i: d for d, ids in self.grounding.all().items() for i in ids if i not in known}
+        found = {a.id: a for a in self._store.get_many(list(held))} if held else {}
+        changes = [(a.drone_id, a.id, True) for a in grounds]
+        changes += [(d, i, i in found and found[i].grounds) for i, d in held.items()]
+        self.grounding.set(changes)
+        return len(self.grounding.all())
 
     def _publish(self, changed: list[tuple[AlertUpdate, Alert | None]]) -> None:
         events = []

@@ -3,7 +3,8 @@
 Every tick (and at once when an order arrives, via ``dispatch:wake``):
 - relay queued commands (e.g. a cancelled delivery's recall) to the drones over MQTT;
 - try to assign each pending delivery: candidates near the pickup station from Redis GEO,
-  judged by payload and energy (``domain/dispatch.py``), best score first. One Redis script
+  judged by payload and energy (``domain/dispatch.py``), best score first; a drone grounded
+  by an alert (``ports/grounding.py``) is passed over. One Redis script
   claims the drone, moves the delivery pending → assigned, journals the assignment and queues
   the drone's command on the commands stream, all or nothing, so two dispatchers never
   double-book a drone or a delivery and a crash never leaves an assigned drone untold; the
@@ -66,7 +67,11 @@ class Receipt(Protocol):
 
 
 Publish = Callable[[str, bytes], Receipt | None]
-_REASON_KINDS = (("battery", "battery too low"), ("payload", "payload too heavy"))
+_REASON_KINDS = (
+    ("battery", "battery too low"),
+    ("payload", "payload too heavy"),
+    ("grounded", "grounded by an alert"),
+)
 
 
 def _confirmed(receipt: Receipt | None) -> bool:
@@ -112,6 +117,7 @@ class _FleetView:
     states: dict[str, tuple[float, str]]  # drone → (battery %, flight status)
     claimed: dict[str, str]
     specs: dict[str, DroneSpec]
+    grounded: dict[str, str]  # drone → an alert that grounds it
 
 
 class Dispatcher:
@@ -141,7 +147,10 @@ class Dispatcher:
         self._publish = publish
         self._unconfirmed: list[tuple[str, Receipt | None]] = []  # relayed, no PUBACK yet
         self.consumer = consumer
-        self._policy = DispatchPolicy(reserve_pct=settings.dispatch_reserve_pct)
+        self._policy = DispatchPolicy(
+            reserve_pct=settings.dispatch_reserve_pct,
+            require_remote_id=settings.remote_id.required,
+        )
         self._specs = SpecCache(fleet, clock)
         self._waiting: dict[str, str] = {}
         self._next_try: dict[str, float] = {}
@@ -302,9 +311,9 @@ class Dispatcher:
         (specs come from a short-lived cache)."""
         ids = sorted(drone_ids)
         if not ids:
-            return _FleetView({}, {}, {})
-        states, claimed = self._queue.fleet_view(ids)  # registered drones' states only
-        return _FleetView(states, claimed, self._specs.get_many(list(states)))
+            return _FleetView({}, {}, {}, {})
+        states, claimed, grounded = self._queue.fleet_view(ids)  # registered drones' only
+        return _FleetView(states, claimed, self._specs.get_many(list(states)), grounded)
 
     def _judge_all(
         self, order: _Order, hits: list[tuple[str, float]], view: _FleetView, taken: set[str]
@@ -314,6 +323,10 @@ class Dispatcher:
             spec, state = view.specs.get(drone_id), view.states.get(drone_id)
             if spec is None or state is None:
                 verdicts.append(Verdict(drone_id, False, "not in the fleet registry"))
+                continue
+            if drone_id in view.grounded:
+                why = f"grounded by alert {view.grounded[drone_id]}"
+                verdicts.append(Verdict(drone_id, False, why))
                 continue
             cand = Candidate(spec, state[0], state[1], dist_km)
             trip = Trip(dist_km, order.leg_km, order.back_km)

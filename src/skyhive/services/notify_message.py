@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from skyhive.domain.alert_lifecycle import UNACKNOWLEDGED
 from skyhive.ports.sender import Message, MessageKind
 
 
@@ -43,6 +44,8 @@ def render(alert: dict[str, Any], change: str, reminder: int = 0) -> Message:
             f"Drone {drone}: {kind} resolved at {at}" + (f" by {by}." if by else "."),
             f"Alert id: {alert_id}",
         ]
+        if alert.get("state") == UNACKNOWLEDGED:
+            lines.insert(1, "Nobody acknowledged it: it stays on the dashboard until someone does.")
         return Message(f"[RESOLVED] {kind} on {drone}", "\n".join(lines), "success")
     label = {
         "opened": "opened",

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, get_args
 
 from skyhive.domain.alert_config import Severity
+from skyhive.domain.alert_lifecycle import UNACKNOWLEDGED
 from skyhive.domain.deliveries import DeliveryStatus
 from skyhive.domain.telemetry import DroneStatus
 from skyhive.ports.alert_store import AlertStore
@@ -62,6 +63,7 @@ class OverviewReader:
         created = self.deliveries.created_by_status(day, day + timedelta(days=1))
         delivered = created.get("delivered", {})
         alerts = self.alerts.count_by_severity("open")
+        unacknowledged = sum(self.alerts.count_by_severity(UNACKNOWLEDGED).values())
         unbilled, unbilled_n = self.deliveries.unbilled_value(month)
         revenue = next(
             (r["revenue"] for r in self.invoices.revenue_by("month") if r["month"] == month),
@@ -79,6 +81,7 @@ class OverviewReader:
             "open_alerts": {
                 "total": sum(alerts.values()),
                 "by_severity": {s: alerts.get(s, 0) for s in SEVERITIES},
+                "unacknowledged": unacknowledged,
             },
             "revenue_this_month": {
                 "month": month,

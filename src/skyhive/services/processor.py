@@ -114,6 +114,7 @@ class Processor:
 
     def setup(self) -> None:
         self._group.setup()
+        self._engine.rebuild_grounding()
 
     def poll(self) -> int:
         """Process one batch (stale entries of dead consumers first); returns its size."""

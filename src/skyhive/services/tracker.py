@@ -4,9 +4,10 @@
 - once a second watches every active delivery: in transit, ETA from live telemetry, and the
   silent-drone policy.
 
-Policy for a drone that goes silent (no telemetry processed for a while) or reports a failure:
-before pickup the delivery goes back to ``pending`` and is re-dispatched to another drone;
-with the package on board it is ``failed`` (someone must recover the package).
+Policy for a drone that goes silent (no telemetry processed for a while), is grounded by an
+alert (``Alert.grounds``) or reports a failure: before pickup the delivery goes back to
+``pending`` and is re-dispatched to another drone; with the package on board it is ``failed``
+(someone must recover the package).
 
 A process of its own, apart from the dispatcher: this is steady bulk work over every flight in
 progress, and sharing an interpreter (one GIL) with the dispatch loop would delay new orders.
@@ -28,6 +29,7 @@ from skyhive.ports.clock import Clock
 from skyhive.ports.delivery_records import DeliveryRecords
 from skyhive.ports.dispatch_queue import DispatchQueue
 from skyhive.ports.drone_specs import DroneSpecs
+from skyhive.ports.grounding import Grounding
 from skyhive.ports.live_fleet import LiveFleet
 from skyhive.ports.stations import StationLookup
 from skyhive.services.assignment_recorder import AssignmentRecorder
@@ -56,6 +58,7 @@ class DeliveryTracker:
         records: DeliveryRecords,
         queue: DispatchQueue,
         live: LiveFleet,
+        grounding: Grounding,
         fleet: DroneSpecs,
         stations: StationLookup,
         bus: Bus,
@@ -66,6 +69,7 @@ class DeliveryTracker:
         self._records = records
         self._queue = queue
         self._live = live
+        self._grounding = grounding
         self._bus = bus
         self._clock = clock
         self.consumer = consumer
@@ -154,11 +158,16 @@ class DeliveryTracker:
             else:
                 active.append(flight)
         drones = [str(f.drone_id) for f in active]
+        grounded = self._grounding.of_many(drones)
         etas: dict[str, dict[str, Any]] = {}
         for flight, drone_id, state in zip(
             active, drones, self._live.get_many(drones), strict=True
         ):
             try:
+                if drone_id in grounded:
+                    why = f"{drone_id} grounded by alert {grounded[drone_id][0]}"
+                    self._give_up(flight, now, why)
+                    continue
                 eta = self._watch(flight, drone_id, state, now)
             except TransitionRefused:
                 continue
@@ -177,28 +186,28 @@ class DeliveryTracker:
         since = flight.updated_at  # the time of the last transition
         last = max(seen, since) if seen else since
         silent_s = (now - last).total_seconds()
-        if status == "assigned" and silent_s > self._s.dispatch_silent_assigned_s:
-            repo.transition(
-                delivery_id,
-                "pending",
-                now,
-                f"{drone_id} silent for {silent_s:.0f} s before pickup; re-dispatching",
-                {"drone_id": None},
-            )
-            return None
-        if status != "assigned" and silent_s > self._s.dispatch_silent_loaded_s:
-            repo.transition(
-                delivery_id,
-                "failed",
-                now,
-                f"{drone_id} silent for {silent_s:.0f} s with the package on board",
-            )
+        limit_s = (
+            self._s.dispatch_silent_assigned_s
+            if status == "assigned"
+            else self._s.dispatch_silent_loaded_s
+        )
+        if silent_s > limit_s:
+            self._give_up(flight, now, f"{drone_id} silent for {silent_s:.0f} s")
             return None
         if state is None or state.get("lat") is None:
             return None
         if status == "picked_up" and state.get("status") == "in_flight":
             repo.transition(delivery_id, "in_transit", now, f"{drone_id} en route")
         return self._new_eta(flight, drone_id, state, now)
+
+    def _give_up(self, flight: Flight, now: datetime, why: str) -> None:
+        """The failure policy: before pickup back to ``pending`` for another drone, with
+        the package on board ``failed``."""
+        if flight.status == "assigned":
+            note = f"{why} before pickup; re-dispatching"
+            self._records.transition(flight.id, "pending", now, note, {"drone_id": None})
+        else:
+            self._records.transition(flight.id, "failed", now, f"{why} with the package on board")
 
     def _new_eta(
         self, flight: Flight, drone_id: str, state: dict[str, Any], now: datetime

@@ -6,7 +6,9 @@ details, and open and resolve when the readings say so.
 What the live system adds around the rules is played here too: a ``cannot_reach_station``
 alert records the automatic return to the nearest station (the caller recalls the drone), and
 the alerts that do not resolve themselves (a GPS glitch, a cell failure: they want a person's
-look) are acknowledged and then resolved by an operator, minutes later. No-fly zones are not
+look) are acknowledged and then resolved by an operator, minutes later, and a critical one
+that resolved itself unacknowledged (``resolved_unacknowledged``) is acknowledged minutes
+after. No-fly zones are not
 judged (history has no geofences) and no drone goes silent, so there are no ``geofence`` or
 ``offline`` alerts.
 """
@@ -21,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from skyhive.domain.alert_config import AlertConfig
-from skyhive.domain.alert_lifecycle import ActiveAlert, AlertUpdate, Key, fold
+from skyhive.domain.alert_lifecycle import UNACKNOWLEDGED, ActiveAlert, AlertUpdate, Key, fold
 from skyhive.domain.alert_rules import AIRBORNE, Context, Memory, evaluate
 from skyhive.domain.alerts import Alert, insert_and_set
 from skyhive.domain.fleet import DroneSpec
@@ -151,8 +153,14 @@ class DroneAlerts:
                 acc.details = u.details
             acc.action = u.action or acc.action
             acc.resolved_at = u.resolved_at
+            acc.resolved_state = u.resolved_state
             acc.events += u.events
-        if u.resolved_at is not None:
+        if u.resolved_at is None:
+            return
+        if u.resolved_state == UNACKNOWLEDGED:  # a person acknowledges it later
+            late = random.Random(u.alert_id).uniform(*ACK_AFTER_S)  # the drone's rng unmoved
+            current.ack_at = u.resolved_at + timedelta(seconds=late)
+        else:
             self.finished.append(self._alert(self._open.pop(u.alert_id), u.resolved_at))
 
     def _people(self, now: datetime) -> None:
@@ -160,7 +168,10 @@ class DroneAlerts:
         that wait for a person."""
         for alert_id, o in list(self._open.items()):
             key = (self._drone, o.update.type)
-            if o.resolve_at is not None and o.resolve_at <= now:
+            if o.update.resolved_at is not None:  # resolved itself, waiting for the ack
+                if o.ack_at is not None and o.ack_at <= now:
+                    self.finished.append(self._alert(self._open.pop(alert_id), now))
+            elif o.resolve_at is not None and o.resolve_at <= now:
                 self._active.pop(key, None)
                 self.finished.append(self._alert(self._open.pop(alert_id), now))
             elif o.ack_at is not None and o.ack_at <= now and key in self._active:
@@ -176,7 +187,7 @@ class DroneAlerts:
             doc["last_seen"] = u.last_ts
         if o.ack_at is not None and o.ack_at <= at:
             doc |= {
-                "state": "acknowledged",
+                "state": "resolved" if doc["state"] == UNACKNOWLEDGED else "acknowledged",
                 "acknowledged_by": OPERATOR,
                 "acknowledged_at": o.ack_at,
                 "ack_note": None,

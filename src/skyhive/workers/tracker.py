@@ -18,6 +18,7 @@ def build_tracker(
         records=clients.deliveries,
         queue=clients.dispatch_queue,
         live=clients.live,
+        grounding=clients.grounding,
         fleet=clients.fleet,
         stations=clients.stations,
         bus=clients.bus,

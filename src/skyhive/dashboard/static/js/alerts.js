@@ -1,6 +1,8 @@
-// The alerts panel: open (and acknowledged) alerts, critical first, newest first; acknowledge
-// and resolve; click one to focus its drone. Kept current by the live stream's alert frames.
-// Who acknowledges or resolves is the signed-in key: the server records its name.
+// The alerts panel: open and acknowledged alerts, and the critical ones that resolved by
+// themselves before anyone acknowledged them (until a person does), critical first, newest
+// first; acknowledge and resolve; click one to focus its drone. Kept current by the live
+// stream's alert frames. Who acknowledges or resolves is the signed-in key: the server
+// records its name.
 
 import { getJSON, postJSON } from "./api.js";
 import { ago, el, hhmmss } from "./format.js";
@@ -24,11 +26,10 @@ export class AlertsPanel {
   }
 
   async load() {
-    const [open, acked] = await Promise.all([
-      getJSON("/api/v1/alerts?state=open&limit=500"),
-      getJSON("/api/v1/alerts?state=acknowledged&limit=500"),
-    ]);
-    for (const a of [...open.items, ...acked.items]) this.alerts.set(a.id, a);
+    const lists = await Promise.all(
+      ["open", "acknowledged", "resolved_unacknowledged"].map((s) => getJSON(`/api/v1/alerts?state=${s}&limit=500`)),
+    );
+    for (const a of lists.flatMap((l) => l.items)) this.alerts.set(a.id, a);
     this.render();
   }
 
@@ -58,7 +59,7 @@ export class AlertsPanel {
   render() {
     const onlyOpen = this._filter.value === "open";
     const shown = this.active()
-      .filter((a) => !onlyOpen || a.state === "open")
+      .filter((a) => !onlyOpen || a.state !== "acknowledged")
       .sort(
         (a, b) =>
           (SEVERITY_RANK[a.severity] ?? 2) - (SEVERITY_RANK[b.severity] ?? 2) ||
@@ -104,17 +105,26 @@ export class AlertsPanel {
       el(
         "div",
         { class: "meta" },
-        a.state === "acknowledged" ? `acknowledged by ${a.acknowledged_by} ${ago(a.acknowledged_at)}` : `opened ${ago(a.opened_at)}`,
+        this._meta(a),
       ),
       el(
         "div",
         { class: "actions" },
-        a.state === "open"
-          ? el("button", { type: "button", class: "secondary", onclick: action("ack"), "aria-label": `Acknowledge ${a.type} on ${a.drone_id}` }, "Acknowledge")
-          : null,
-        el("button", { type: "button", class: "secondary", onclick: action("resolve"), "aria-label": `Resolve ${a.type} on ${a.drone_id}` }, "Resolve"),
+        a.state === "acknowledged"
+          ? null
+          : el("button", { type: "button", class: "secondary", onclick: action("ack"), "aria-label": `Acknowledge ${a.type} on ${a.drone_id}` }, "Acknowledge"),
+        a.state === "resolved_unacknowledged"
+          ? null
+          : el("button", { type: "button", class: "secondary", onclick: action("resolve"), "aria-label": `Resolve ${a.type} on ${a.drone_id}` }, "Resolve"),
       ),
     );
+  }
+
+  _meta(a) {
+    const grounded = a.grounding ? " · drone grounded" : "";
+    if (a.state === "acknowledged") return `acknowledged by ${a.acknowledged_by} ${ago(a.acknowledged_at)}${grounded}`;
+    if (a.state === "resolved_unacknowledged") return `resolved by itself ${ago(a.resolved_at)}, not acknowledged${grounded}`;
+    return `opened ${ago(a.opened_at)}${grounded}`;
   }
 
   _unlockAudio() {

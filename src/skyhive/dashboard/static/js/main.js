@@ -68,7 +68,8 @@ async function start() {
       document.getElementById("kpi-critical").textContent = String(critical);
       document.getElementById("kpi-critical-box").classList.toggle("alarm", critical > 0);
       const badge = document.getElementById("alerts-count");
-      badge.textContent = String(open.length);
+      // Also the critical ones resolved by themselves that nobody acknowledged yet.
+      badge.textContent = String(active.filter((a) => a.state !== "acknowledged").length);
       badge.classList.toggle("critical", critical > 0);
       if (drone?.droneId) drone.renderAlerts();
     },

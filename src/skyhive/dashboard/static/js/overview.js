@@ -62,7 +62,8 @@ export class Overview {
     show("ov-deliveries", String(today.total));
     show("ov-avg", today.avg_delivery_s === null ? "—" : duration(today.avg_delivery_s));
     const alerts = ov.open_alerts.by_severity;
-    show("ov-alerts", `${alerts.critical ?? 0} / ${alerts.warning ?? 0}`);
+    const unacked = ov.open_alerts.unacknowledged ? ` (+${ov.open_alerts.unacknowledged} resolved, to acknowledge)` : "";
+    show("ov-alerts", `${alerts.critical ?? 0} / ${alerts.warning ?? 0}${unacked}`);
     const revenue = ov.revenue_this_month;
     show("ov-revenue", `${revenue.revenue} ${revenue.currency}`);
     show("ov-unbilled", `${revenue.unbilled} ${revenue.currency} (${revenue.unbilled_deliveries})`);
