@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyhive.domain.alert_config import AlertConfig, NotifyConfig
+from skyhive.domain.conformance import ConformanceConfig
 from skyhive.domain.forecast import ForecastConfig
+from skyhive.domain.mavlink import MavlinkConfig
 from skyhive.domain.pricing import PricingConfig
 from skyhive.domain.remote_id import RemoteIdConfig
 from skyhive.domain.station_rollups import StationRollupsConfig
@@ -291,6 +293,12 @@ class Settings(BaseSettings):
     # Network Remote ID (domain/remote_id.py): SKYHIVE_REMOTE_ID__REQUIRED=true makes dispatch
     # refuse drones without a UAS ID and operator ID; SKYHIVE_REMOTE_ID__MAX_AGE_S=60.
     remote_id: RemoteIdConfig = RemoteIdConfig()
+    # The MAVLink gateway (the `mavlink` role, domain/mavlink.py), started by `up` when
+    # SKYHIVE_MAVLINK__LISTEN=udp:0.0.0.0:14550 (comma separated: several) is set.
+    mavlink: MavlinkConfig = MavlinkConfig()
+    # Conformance to the declared flight (domain/conformance.py): SKYHIVE_CONFORMANCE__ENABLED,
+    # __BUFFER_M, __ALT_MIN_M/__ALT_MAX_M, __TIME_MARGIN_S, __STALE_S, __CONTINGENT_AFTER_S.
+    conformance: ConformanceConfig = ConformanceConfig()
 
     def group_claim_idle_ms(self) -> int:
         """The claim threshold of the processor and archiver groups."""

@@ -211,6 +211,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "billing": ("billing", "schedule"),  # invoices each month, overdue marking
     "forecaster": ("forecaster",),  # demand per station, retrained every hour
     "models": ("models",),  # stream models: battery health, anomalies, plug-ins
+    "mavlink": ("mavlink", "gateway"),  # only with SKYHIVE_MAVLINK__LISTEN
 }
 
 
@@ -221,6 +222,8 @@ def stack_roles(settings: Settings) -> dict[str, tuple[str, ...]]:
     counts = {"processor": settings.processors, "archiver": settings.archivers}
     out: dict[str, tuple[str, ...]] = {}
     for role, args in ROLES.items():
+        if role == "mavlink" and not settings.mavlink.endpoints:
+            continue
         out[role] = args
         out |= {f"{role}-{i}": args for i in range(2, counts.get(role, 1) + 1)}
     return out

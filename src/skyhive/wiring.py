@@ -18,6 +18,7 @@ from skyhive.adapters.active_alerts import RedisActiveAlerts
 from skyhive.adapters.alerts_repo import AlertsRepo
 from skyhive.adapters.api_keys_repo import ApiKeysRepo
 from skyhive.adapters.audit_repo import AuditRepo
+from skyhive.adapters.conformance_store import RedisDeclarations
 from skyhive.adapters.credentials_repo import CredentialsRepo, DeviceVerifier
 from skyhive.adapters.customers_repo import CustomersRepo
 from skyhive.adapters.deadletters import DeadLetters
@@ -59,6 +60,8 @@ from skyhive.services.alert_actions import AlertActions
 from skyhive.services.alerting import AlertEngine
 from skyhive.services.analytics import Analytics
 from skyhive.services.billing import BillingService
+from skyhive.services.conformance import ConformanceWatch
+from skyhive.services.declarations import FlightDeclarer
 from skyhive.services.deliveries import DeliveryService
 from skyhive.services.forecaster import Forecaster
 from skyhive.services.ingest import Ingest
@@ -394,6 +397,35 @@ class Clients:
     @cached_property
     def dispatch_queue(self) -> RedisDispatchQueue:
         return RedisDispatchQueue(self.redis_text, self.live, self.settings.commands_stream)
+
+    @cached_property
+    def declarations(self) -> RedisDeclarations:
+        return RedisDeclarations(self.redis_text, self.dispatch_queue.keys.status)
+
+    @cached_property
+    def conformance(self) -> ConformanceWatch | None:
+        """The processor's check of readings against declared flights (None: switched off)."""
+        cfg = self.settings.conformance
+        if not cfg.enabled:
+            return None
+        return ConformanceWatch(
+            cfg,
+            declarations=self.declarations,
+            records=self.deliveries,
+            engine=self.alert_engine,
+            stations=self.stations,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def flight_declarer(self) -> FlightDeclarer | None:
+        """The tracker's declaring of assigned flights (None: conformance switched off)."""
+        cfg = self.settings.conformance
+        if not cfg.enabled:
+            return None
+        return FlightDeclarer(
+            cfg, records=self.deliveries, declarations=self.declarations, stations=self.stations
+        )
 
     @cached_property
     def delivery_billing(self) -> MongoDeliveryBilling:

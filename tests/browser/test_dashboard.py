@@ -278,7 +278,7 @@ def test_overview_shows_the_server_figures(
     expect(page.locator("#ov-alerts")).to_have_text("1 / 0")
     expect(page.locator("#ov-avg")).to_have_text("—")
     assert page.evaluate("window.skyhive.overview._deliveries.data.datasets[0].data") == [
-        3, 0, 0, 0, 0, 0, 0
+        3, 0, 0, 0, 0, 0, 0, 0, 0
     ]  # fmt: skip
     assert console_errors == []
 

@@ -88,6 +88,9 @@ def up_env(webhook: Webhook) -> dict[str, str]:
         "SKYHIVE_RATE_LIMIT__ENABLED": "false",
         # Its drones never fly: an assigned one must not be re-dispatched as silent.
         "SKYHIVE_DISPATCH_SILENT_ASSIGNED_S": "600",
+        # Nor do they report at the time of day: their fixed past readings would all be
+        # outside a declared flight's time window (conformance has tests of its own).
+        "SKYHIVE_CONFORMANCE__ENABLED": "false",
     }
 
 

@@ -54,6 +54,7 @@ def test_register_returns_the_full_spec_and_stores_it(
         "consumption_wh_per_km": 8.0,
         "status": "active",
         "pct_per_km": 2.0,  # 8 Wh/km of 400 Wh
+        "has_signing_key": False,
     }
     stored = clients.fleet.get("d1")
     assert stored is not None and stored.max_payload_kg == 3.0
@@ -193,3 +194,42 @@ def test_the_staff_read_the_registry_and_only_admins_change_it(
         assert_error(who.patch(f"{URL}/d1", json={"status": "retired"}), 403)
     assert [s.drone_id for s in clients.fleet.list()] == ["d1"]
     assert clients.fleet.get("d1").status == "active"  # type: ignore[union-attr]
+
+
+KEY_HEX = "00112233445566778899aabbccddeeff" * 2
+
+
+def test_mavlink_identity_is_registered_and_its_key_never_shown(client: FlaskClient) -> None:
+    resp = register(
+        client, mavlink_sysid=7, mavlink_link="udp:0.0.0.0:14550", mavlink_signing_key=KEY_HEX
+    )
+    assert resp.status_code == 201, resp.data
+    got = body(client.get(f"{URL}/d1"))
+    assert (got["mavlink_sysid"], got["mavlink_link"], got["has_signing_key"]) == (
+        7,
+        "udp:0.0.0.0:14550",
+        True,
+    )
+    assert "mavlink_signing_key" not in got and KEY_HEX not in resp.get_data(as_text=True)
+    # The same system id on the same link, or on "any", is another drone's: 409.
+    same, other = "udp:0.0.0.0:14550", "udp:0.0.0.0:14551"
+    assert register(client, drone_id="d2", mavlink_sysid=7, mavlink_link=same).status_code == 409
+    assert register(client, drone_id="d3", mavlink_sysid=7).status_code == 409
+    assert register(client, drone_id="d4", mavlink_sysid=7, mavlink_link=other).status_code == 201
+    assert client.patch(f"{URL}/d4", json={"mavlink_link": "udp:0.0.0.0:14550"}).status_code == 409
+    patched = client.patch(f"{URL}/d4", json={"mavlink_sysid": 9})
+    assert patched.status_code == 200 and body(patched)["has_signing_key"] is False
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"mavlink_sysid": 0},
+        {"mavlink_sysid": 256},
+        {"mavlink_signing_key": "abc"},
+        {"mavlink_signing_key": "zz" * 32},
+        {"mavlink_link": "has space"},
+    ],
+)
+def test_a_malformed_mavlink_identity_is_422(client: FlaskClient, bad: dict[str, Any]) -> None:
+    assert register(client, **bad).status_code == 422

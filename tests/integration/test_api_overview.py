@@ -155,8 +155,8 @@ def test_overview_equals_python_figures(
     assert deliveries["day"] == now.date().isoformat()
     assert deliveries["by_status"] == {
         s: want["deliveries"].get(s, 0)
-        for s in ("pending", "assigned", "picked_up", "in_transit", "delivered", "failed",
-                  "cancelled")
+        for s in ("pending", "assigned", "picked_up", "in_transit", "non_conforming",
+                  "contingent", "delivered", "failed", "cancelled")
     }  # fmt: skip
     assert deliveries["total"] == sum(want["deliveries"].values()) == 7
     assert deliveries["avg_delivery_s"] == pytest.approx(want["avg_s"], abs=1e-3)

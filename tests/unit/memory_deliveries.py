@@ -12,6 +12,7 @@ import orjson
 from memory_ports import MemoryBus, MemoryGrounding
 
 from skyhive.domain.deliveries import (
+    ACTIVE,
     TERMINAL,
     Delivery,
     Flight,
@@ -53,7 +54,7 @@ class MemoryQueue:
             self.queued.append(delivery_id)
         elif status != "pending" and delivery_id in self.queued:
             self.queued.remove(delivery_id)
-        if status in ("assigned", "picked_up", "in_transit"):
+        if status in ACTIVE:
             self.active_ids.add(delivery_id)
         else:
             self.active_ids.discard(delivery_id)
@@ -162,7 +163,15 @@ class MemoryRecords:
     def flights(self, delivery_ids: list[str]) -> dict[str, Flight]:
         return {
             d.id: Flight(
-                d.id, d.status, d.drone_id, d.pickup_location, d.destination, d.eta, d.updated_at
+                d.id,
+                d.status,
+                d.drone_id,
+                d.pickup_location,
+                d.destination,
+                d.eta,
+                d.updated_at,
+                d.return_station,
+                d.declaration is not None and d.declaration.drone_id == d.drone_id,
             )
             for i in delivery_ids
             if (d := self.deliveries.get(i)) is not None and d.updated_at is not None

@@ -11,8 +11,13 @@ from skyhive.supervisor import ROLES, check_members, stack_roles
 
 
 def test_one_of_each_role_by_default() -> None:
-    assert stack_roles(Settings()) == ROLES
+    assert stack_roles(Settings()) == {r: a for r, a in ROLES.items() if r != "mavlink"}
     assert check_members(Settings()) == []
+
+
+def test_the_mavlink_gateway_runs_only_when_it_has_an_endpoint() -> None:
+    roles = stack_roles(Settings(mavlink={"listen": "udp:0.0.0.0:14550"}))  # type: ignore[arg-type]
+    assert roles == ROLES and roles["mavlink"] == ("mavlink", "gateway")
 
 
 def test_processors_and_archivers_as_asked_each_named_apart() -> None:

@@ -21,13 +21,23 @@ from skyhive.adapters.dispatch_queue import RedisDispatchQueue, order_summary, p
 from skyhive.adapters.money import MoneyCodec, decode_money
 from skyhive.adapters.mongo import Document, collection, find_page, restore_datetimes
 from skyhive.adapters.read_cache import ReadCache
+from skyhive.domain.conformance import Declaration
 from skyhive.domain.deliveries import Delivery, Flight, Point, TransitionRefused, can_transition
 from skyhive.domain.dispatch import PendingOrder
 
 RESOURCE = "deliveries"  # in the read cache
 DATE_FIELDS = ("created_at", "updated_at", "eta", "delivered_at")
 # What watching an active delivery reads: not the timeline or the dispatch record.
-FLIGHT_FIELDS = ["status", "drone_id", "destination", "pickup_location", "eta", "updated_at"]
+FLIGHT_FIELDS = [
+    "status",
+    "drone_id",
+    "destination",
+    "pickup_location",
+    "eta",
+    "updated_at",
+    "return_station",
+    "declaration",
+]
 
 
 def _point(geometry: dict[str, Any]) -> Point:
@@ -37,6 +47,18 @@ def _point(geometry: dict[str, Any]) -> Point:
 
 def _geometry(point: Point) -> dict[str, Any]:
     return {"type": "Point", "coordinates": [point.lon, point.lat]}
+
+
+def _declaration_doc(d: Declaration) -> dict[str, Any]:
+    """A declaration as the record keeps it: the corridor a GeoJSON LineString."""
+    doc = d.model_dump(exclude={"corridor"})
+    return {**doc, "corridor": {"type": "LineString", "coordinates": [list(p) for p in d.corridor]}}
+
+
+def _declaration(doc: dict[str, Any] | None) -> Declaration | None:
+    if not doc:
+        return None
+    return Declaration.model_validate({**doc, "corridor": doc["corridor"]["coordinates"]})
 
 
 def delivery_of(doc: Document) -> Delivery:
@@ -50,6 +72,7 @@ def delivery_of(doc: Document) -> Delivery:
             "destination": _point(doc["destination"]),
             "price_estimate": decode_money(doc.get("price_estimate")),
             "price_final": decode_money(doc.get("price_final")),
+            "declaration": _declaration(doc.get("declaration")),
         }
     )
 
@@ -106,6 +129,8 @@ class MongoDeliveryRecords:
                 value = self._money.encode(value)
             elif isinstance(value, Point):
                 value = _geometry(value)
+            elif isinstance(value, Declaration):
+                value = _declaration_doc(value)
             out[name] = value
         return out
 
@@ -113,6 +138,8 @@ class MongoDeliveryRecords:
         """The record of ``delivery``: the fields it has set, as the document keeps them."""
         fields = delivery.model_dump(include=delivery.model_fields_set - {"id"})
         fields |= {name: getattr(delivery, name) for name in ("pickup_location", "destination")}
+        if delivery.declaration is not None:
+            fields["declaration"] = delivery.declaration
         return {"_id": delivery.id, **self._stored(fields)}
 
     def insert(self, delivery: Delivery) -> tuple[Delivery, bool]:
@@ -232,6 +259,28 @@ class MongoDeliveryRecords:
                 return delivery_of({**doc, **update})
         raise TransitionRefused("busy", new_status)
 
+    def add_note(self, delivery_id: str, at: datetime, note: str) -> None:
+        """A timeline entry under the current status (the MAVLink gateway's command
+        outcomes); idempotent: a note already there is not added again. Optimistic on
+        ``version`` like :meth:`transition`."""
+        status = ""
+        for _ in range(5):
+            doc = self._c.find_one({"_id": delivery_id})
+            if doc is None:
+                raise KeyError(delivery_id)
+            status = str(doc["status"])
+            if any(step.get("note") == note for step in doc.get("timeline", [])):
+                return
+            update = _advanced(doc, status, at, note, {})
+            del update["updated_at"]  # a note is no change of the delivery itself
+            res = self._c.update_one(
+                {"_id": delivery_id, "version": doc.get("version", 0)}, {"$set": update}
+            )
+            if res.modified_count == 1:
+                self._cache.invalidate(RESOURCE, [delivery_id])
+                return
+        raise TransitionRefused("busy", status)
+
     def flights(self, delivery_ids: list[str]) -> dict[str, Flight]:
         """What watching these deliveries needs, by id, in one read."""
         if not delivery_ids:
@@ -248,6 +297,8 @@ class MongoDeliveryRecords:
                 destination=_point(doc["destination"]),
                 eta=eta if isinstance(eta, datetime) else None,
                 updated_at=doc["updated_at"],
+                return_station=doc.get("return_station"),
+                declared=(doc.get("declaration") or {}).get("drone_id") == doc.get("drone_id"),
             )
         return out
 

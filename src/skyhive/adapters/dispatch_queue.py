@@ -22,7 +22,7 @@ from skyhive.adapters.grounding import GROUNDED, alert_ids
 from skyhive.adapters.live_state import LiveState
 from skyhive.adapters.mongo import Document
 from skyhive.adapters.redis_client import LuaScript, RedisClient, hash_tag
-from skyhive.domain.deliveries import TERMINAL
+from skyhive.domain.deliveries import ACTIVE, TERMINAL
 from skyhive.domain.dispatch import PendingOrder
 
 WAKE = "dispatch:wake"
@@ -297,7 +297,7 @@ class RedisDispatchQueue:
             pipe.execute_command("PUBLISH", WAKE, delivery_id)
         else:
             pipe.zrem(self.keys.pending, delivery_id)
-        if status in ("assigned", "picked_up", "in_transit"):
+        if status in ACTIVE:
             pipe.sadd(self.keys.active, delivery_id)
         if status in TERMINAL:
             pipe.srem(self.keys.active, delivery_id)

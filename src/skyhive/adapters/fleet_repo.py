@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -13,13 +14,19 @@ from pymongo.errors import DuplicateKeyError
 
 from skyhive.adapters.mongo import Document, collection
 from skyhive.domain.fleet import DroneSpec, DroneSpecPatch
+from skyhive.ports.mavlink import MavlinkVehicle
 
 REGISTERED = "fleet:registered"
+ANY_LINK = "any"
 MAX_PAYLOAD_TTL_S = 10.0
 
 
 class DuplicateDrone(Exception):
     pass
+
+
+class DuplicateMavlinkId(ValueError):
+    """Another drone has this MAVLink system id on the same link (or on "any")."""
 
 
 class FleetRepo:
@@ -29,6 +36,7 @@ class FleetRepo:
         self._max_payload: tuple[float, float] | None = None
 
     def register(self, spec: DroneSpec) -> None:
+        self._check_mavlink(spec.drone_id, spec.mavlink_sysid, spec.mavlink_link)
         try:
             self._c.insert_one(spec.to_document())
         except DuplicateKeyError:
@@ -65,10 +73,41 @@ class FleetRepo:
 
     def update(self, drone_id: str, patch: DroneSpecPatch) -> DroneSpec | None:
         changes = patch.model_dump(exclude_none=True)
+        if "mavlink_sysid" in changes or "mavlink_link" in changes:
+            current = self.get(drone_id)
+            if current is not None:
+                sysid = patch.mavlink_sysid or current.mavlink_sysid
+                self._check_mavlink(drone_id, sysid, patch.mavlink_link or current.mavlink_link)
         if changes:
             self._c.update_one({"_id": drone_id}, {"$set": changes})
             self._max_payload = None
         return self.get(drone_id)
+
+    def _check_mavlink(self, drone_id: str, sysid: int | None, link: str | None) -> None:
+        """(link, sysid) → drone is one to one; "any" (or no link) overlaps every link.
+        Checked before the write, so two registrations racing for one id could both pass."""
+        if sysid is None:
+            return
+        mine = link or ANY_LINK
+        for doc in self._c.find({"mavlink_sysid": sysid}, {"mavlink_link": 1}):
+            other = doc.get("mavlink_link") or ANY_LINK
+            if doc["_id"] != drone_id and (ANY_LINK in (mine, other) or mine == other):
+                raise DuplicateMavlinkId(
+                    f"MAVLink system id {sysid} on link {other} is already drone {doc['_id']}"
+                )
+
+    def mavlink_vehicles(self) -> builtins.list[MavlinkVehicle]:
+        """Every drone with a MAVLink system id (the gateway's mapping)."""
+        fields = {"mavlink_sysid": 1, "mavlink_link": 1, "mavlink_signing_key": 1}
+        return [
+            MavlinkVehicle(
+                str(d["_id"]),
+                d.get("mavlink_link") or ANY_LINK,
+                int(d["mavlink_sysid"]),
+                bytes.fromhex(d["mavlink_signing_key"]) if d.get("mavlink_signing_key") else None,
+            )
+            for d in self._c.find({"mavlink_sysid": {"$gte": 1}}, fields)
+        ]
 
     def max_payload_kg(self) -> float:
         """The heaviest package any active drone can lift (0 with no fleet); cached for

@@ -193,6 +193,12 @@ INDEXES: tuple[Index, ...] = (
         "the registry by status; the active drones' payloads",
     ),
     Index(
+        "drones",
+        "mavlink_sysid",
+        (("mavlink_sysid", ASC),),
+        "the MAVLink gateway's drones; the drones on one system id (one per link)",
+    ),
+    Index(
         "customers",
         "email_key",
         (("email_key", ASC),),
@@ -483,6 +489,8 @@ QUERIES: tuple[Query, ...] = (
     Query("drones", "API GET /fleet", sort=(("_id", ASC),)),
     Query("drones", "API GET /fleet?status=", eq=("status",), sort=(("_id", ASC),)),
     Query("drones", "orders: the heaviest payload an active drone lifts", eq=("status",)),
+    Query("drones", "registry: the drones on one MAVLink system id", eq=("mavlink_sysid",)),
+    Query("drones", "mavlink gateway: the drones with a system id", range=("mavlink_sysid",)),
     Query(
         "drones",
         "workers at start: every drone id, for Redis's mirror of the registry",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
@@ -34,6 +34,7 @@ from skyhive.api.operation import (
     operation,
 )
 from skyhive.api.responses import current_clients, json_response
+from skyhive.domain.conformance import Declaration
 from skyhive.domain.deliveries import (
     ID_PATTERN,
     DeliveryRejected,
@@ -63,6 +64,27 @@ class TimelineEntry(BaseModel):
     note: str
 
 
+class LineString(BaseModel):
+    type: Literal["LineString"]
+    coordinates: list[tuple[float, float]] = Field(description="[lon, lat] pairs, GeoJSON's order.")
+
+
+class FlightDeclaration(BaseModel):
+    """The flight the delivery declared at assignment: the corridor from the drone's position
+    through the pickup station, the destination and the return station, `buffer_m` either
+    side, between `alt_min_m` and `alt_max_m`, from `start` to `end`. A reading off it makes
+    the delivery `non_conforming`; a breach that lasts, `contingent`."""
+
+    drone_id: str
+    corridor: LineString
+    buffer_m: float
+    alt_min_m: float
+    alt_max_m: float
+    start: datetime
+    end: datetime
+    declared_at: datetime
+
+
 class Delivery(BaseModel):
     """A delivery order and every status it went through."""
 
@@ -87,6 +109,7 @@ class Delivery(BaseModel):
     eta: datetime | None
     dispatch: dict[str, Any] | None = Field(description="How the drone was chosen, once assigned.")
     waiting_reason: str | None = Field(description="Why a pending delivery has no drone yet.")
+    declaration: FlightDeclaration | None = Field(description="Its declared flight, once assigned.")
     created_at: datetime
     updated_at: datetime | None
     timeline: list[TimelineEntry] = Field(
@@ -151,6 +174,7 @@ def delivery_view(d: DeliveryRecord) -> dict[str, Any]:
         "eta": iso(d.eta),
         "dispatch": d.dispatch,
         "waiting_reason": d.waiting_reason,
+        "declaration": _declaration_view(d.declaration),
         "created_at": iso(d.created_at),
         "updated_at": iso(d.updated_at),
         "timeline": [{"status": t.status, "at": iso(t.at), "note": t.note} for t in d.timeline],
@@ -158,6 +182,21 @@ def delivery_view(d: DeliveryRecord) -> dict[str, Any]:
     if d.dispatch and "assigned_at" in d.dispatch:
         out["dispatch"] = {**d.dispatch, "assigned_at": iso(d.dispatch["assigned_at"])}
     return out
+
+
+def _declaration_view(d: Declaration | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {
+        "drone_id": d.drone_id,
+        "corridor": {"type": "LineString", "coordinates": [list(p) for p in d.corridor]},
+        "buffer_m": d.buffer_m,
+        "alt_min_m": d.alt_min_m,
+        "alt_max_m": d.alt_max_m,
+        "start": iso(d.start),
+        "end": iso(d.end),
+        "declared_at": iso(d.declared_at),
+    }
 
 
 def _money(amount: Decimal | None) -> str | None:

@@ -12,7 +12,7 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
-from skyhive.adapters.fleet_repo import DuplicateDrone
+from skyhive.adapters.fleet_repo import DuplicateDrone, DuplicateMavlinkId
 from skyhive.adapters.stations_repo import get_station
 from skyhive.api.errors import ApiError
 from skyhive.api.fields import MAX_LIMIT, DroneId, Items, Limit, PathModel, QueryModel
@@ -53,6 +53,15 @@ class RegisteredDrone(BaseModel):
     operator_id: OperatorId | None = Field(
         default=None, description="Remote ID: the operator's id (absent when not registered)."
     )
+    mavlink_sysid: int | None = Field(
+        default=None, description="MAVLink system id (absent: the drone speaks MQTT)."
+    )
+    mavlink_link: str | None = Field(
+        default=None, description='MAVLink link (a listen endpoint) the id is on; absent: "any".'
+    )
+    has_signing_key: bool = Field(
+        description="Whether a MAVLink 2 signing key is registered (the key is never shown)."
+    )
 
 
 class FleetPath(PathModel):
@@ -68,7 +77,11 @@ class FleetQuery(QueryModel):
 
 def spec_view(spec: DroneSpec) -> dict[str, Any]:
     """The spec as registered, plus the derived battery cost of a kilometre."""
-    return {**spec.model_dump(exclude_none=True), "pct_per_km": round(spec.pct_per_km, 4)}
+    return {
+        **spec.model_dump(exclude_none=True, exclude={"mavlink_signing_key"}),
+        "pct_per_km": round(spec.pct_per_km, 4),
+        "has_signing_key": spec.mavlink_signing_key is not None,
+    }
 
 
 def _require_station(code: str) -> None:
@@ -94,7 +107,8 @@ def _credential(drone_id: str, password: str) -> dict[str, str]:
 @operation(bp.post, "", access=ADMIN, ok=NewDrone, status=201, errors=(409,))
 def register_drone(body: DroneSpec) -> Response:
     """Register a drone and issue its MQTT password (in the answer, once); `Location` is its
-    URL. Omitted fields take their defaults. 409 when `drone_id` is already registered; 422
+    URL. Omitted fields take their defaults. 409 when `drone_id` is already registered, or
+    its `mavlink_sysid` is another drone's on the same `mavlink_link`; 422
     for a `home_station` that is not a known station, or a malformed Remote ID `uas_id`
     (e.g. a serial number that is not ANSI/CTA-2063-A) or `operator_id`."""
     _require_station(body.home_station)
@@ -103,6 +117,8 @@ def register_drone(body: DroneSpec) -> Response:
         clients.fleet.register(body)
     except DuplicateDrone:
         raise ApiError(409, f"drone {body.drone_id!r} is already registered", "drone_id") from None
+    except DuplicateMavlinkId as exc:
+        raise ApiError(409, str(exc), "mavlink_sysid") from None
     password = issue_drone_password(clients, body.drone_id)
     headers = {"Location": f"{bp.url_prefix}/{body.drone_id}", "Cache-Control": "no-store"}
     answer = {**spec_view(body), "credentials": _credential(body.drone_id, password)}
@@ -145,10 +161,11 @@ def get_registered_drone(path: FleetPath) -> Response:
     return json_response(spec_view(_get_or_404(path.drone_id)))
 
 
-@operation(bp.patch, "/<drone_id>", access=ADMIN, ok=RegisteredDrone, errors=(404,))
+@operation(bp.patch, "/<drone_id>", access=ADMIN, ok=RegisteredDrone, errors=(404, 409))
 def patch_drone(path: FleetPath, body: DroneSpecPatch) -> Response:
     """Change some fields; the others keep their values. `null` means "leave as is"; a
-    `uas_id` replaces the registered one whole. 400 for a body with nothing to change; 422
+    `uas_id` replaces the registered one whole. 400 for a body with nothing to change; 409
+    for a `mavlink_sysid` another drone has on the same link; 422
     for an unknown `home_station` or a malformed `uas_id` or `operator_id`. Retiring a drone
     withdraws its MQTT password."""
     drone_id = path.drone_id
@@ -159,7 +176,10 @@ def patch_drone(path: FleetPath, body: DroneSpecPatch) -> Response:
     if body.home_station is not None:
         _require_station(body.home_station)
     clients = current_clients()
-    updated = clients.fleet.update(drone_id, body)
+    try:
+        updated = clients.fleet.update(drone_id, body)
+    except DuplicateMavlinkId as exc:
+        raise ApiError(409, str(exc), "mavlink_sysid") from None
     if updated is None:  # removed between the check and the update (no API deletes)
         raise _not_registered(drone_id)
     if updated.status == "retired":  # a retired drone may not fly for SkyHive any more

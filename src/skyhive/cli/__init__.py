@@ -37,6 +37,7 @@ COMMANDS = {
     "simulate": ("simulation", "simulate"),
     "simulate-orders": ("simulation", "simulate_orders"),
     "bench": ("bench", "bench"),
+    "mavlink": ("mavlink", "mavlink"),
 }
 
 
@@ -59,7 +60,7 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("amqtt", "pymongo", "urllib3"):
+    for noisy in ("amqtt", "pymongo", "urllib3", "pymavlink"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

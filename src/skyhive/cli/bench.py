@@ -651,3 +651,41 @@ def bench_models(ctx: click.Context, drones: int, minutes: float, seed: int, as_
             f"{r.model:>15}: {r.readings_per_s:g} readings/s ({r.us_per_reading:g} µs a "
             f"reading), {r.findings} findings"
         )
+
+
+@bench.command("mavlink")
+@click.option("--vehicles", type=click.IntRange(1, 255), default=100, show_default=True)
+@click.option("--seconds", type=click.IntRange(1, 3600), default=60, show_default=True)
+@click.option("--signed", is_flag=True, help="Every vehicle signs its frames (MAVLink 2).")
+@click.option(
+    "--bus", "to_bus", is_flag=True, help="End to end: write the readings to the configured bus."
+)
+@click.pass_context
+@_json_option
+def bench_mavlink(
+    ctx: click.Context, vehicles: int, seconds: int, signed: bool, to_bus: bool, as_json: bool
+) -> None:
+    """MAVLink frames decoded per second by one gateway process (decode, map, build and
+    validate readings); with --bus, end to end to the bus of the configured servers (or a
+    running `skyhive up`)."""
+    from skyhive.bench.mavlink import run_mavlink_bench
+    from skyhive.cli.common import settings_of
+    from skyhive.wiring import Clients
+
+    clients = Clients(settings_of(ctx)) if to_bus else None
+    try:
+        ingest = clients.ingest if clients is not None else None
+        report = run_mavlink_bench(vehicles, seconds, signed, ingest, progress=_progress)
+    finally:
+        if clients is not None:
+            clients.close()
+    if as_json:
+        _echo_json(report)
+        return
+    where = "to the bus" if report.to_bus else "decode + map + readings"
+    click.echo(
+        f"{report.frames} frames of {report.vehicles} vehicles over {report.seconds} s "
+        f"({'signed' if report.signed else 'unsigned'}), {where}: {report.frames_per_s:g} "
+        f"frames/s, {report.readings_per_s:g} readings/s ({report.readings} readings, "
+        f"{report.refused} refused)"
+    )

@@ -20,6 +20,26 @@ REMOTE_ID_OPTIONS = (
 )
 
 
+MAVLINK_OPTIONS = (
+    ("--mavlink-sysid", "mavlink_sysid", int, "The autopilot's MAVLink system id (1-255)."),
+    ("--mavlink-link", "mavlink_link", str, 'The listen endpoint it comes in on (default "any").'),
+    (
+        "--mavlink-signing-key",
+        "mavlink_signing_key",
+        str,
+        "MAVLink 2 signing key, 64 hex digits (or SKYHIVE_MAVLINK_SIGNING_KEY).",
+    ),
+)
+
+
+def mavlink_options(func: F) -> F:
+    """The MAVLink options, on a command that takes them as ``**mavlink``."""
+    for flag, field, kind, text in reversed(MAVLINK_OPTIONS):
+        envvar = "SKYHIVE_MAVLINK_SIGNING_KEY" if field == "mavlink_signing_key" else None
+        func = click.option(flag, field, type=kind, default=None, envvar=envvar, help=text)(func)
+    return func
+
+
 def remote_id_options(func: F) -> F:
     """The Remote ID options, on a command that takes them as ``**remote_id``."""
     for flag, field, text in reversed(REMOTE_ID_OPTIONS):
@@ -55,6 +75,7 @@ def drones() -> None:
     "--no-credentials", is_flag=True, help="Don't issue an MQTT password now (do it later)."
 )
 @remote_id_options
+@mavlink_options
 @click.pass_context
 def drones_register(
     ctx: click.Context,
@@ -67,6 +88,9 @@ def drones_register(
     cruise_speed_mps: float,
     consumption_wh_per_km: float,
     no_credentials: bool,
+    mavlink_sysid: int | None,
+    mavlink_link: str | None,
+    mavlink_signing_key: str | None,
     **remote_id: str | None,
 ) -> None:
     """Register a drone so the dispatcher may assign it deliveries, and issue its MQTT
@@ -74,7 +98,7 @@ def drones_register(
     ID options record its UAS ID and operator ID (see `skyhive drones remote-id`)."""
     from pydantic import ValidationError
 
-    from skyhive.adapters.fleet_repo import DuplicateDrone
+    from skyhive.adapters.fleet_repo import DuplicateDrone, DuplicateMavlinkId
     from skyhive.adapters.stations_repo import get_station
     from skyhive.domain.fleet import DroneSpec
     from skyhive.domain.telemetry import format_validation_error
@@ -89,6 +113,9 @@ def drones_register(
             battery_capacity_wh=battery_wh,
             cruise_speed_mps=cruise_speed_mps,
             consumption_wh_per_km=consumption_wh_per_km,
+            mavlink_sysid=mavlink_sysid,
+            mavlink_link=mavlink_link,
+            mavlink_signing_key=mavlink_signing_key,
             **remote_id_fields(remote_id),
         )
     except ValidationError as exc:
@@ -101,6 +128,8 @@ def drones_register(
             password = None if no_credentials else issue_drone_password(clients, drone_id)
         except DuplicateDrone:
             raise click.ClickException(f"drone {drone_id!r} is already registered") from None
+        except DuplicateMavlinkId as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(f"registered {drone_id} ({model}, home {home_station})")
     if password is not None:
         _echo_drone_login(drone_id, password)
@@ -135,6 +164,39 @@ def drones_remote_id(ctx: click.Context, /, drone_id: str, **remote_id: str | No
         raise click.ClickException(f"drone {drone_id!r} is not registered")
     uas = spec.uas_id.model_dump(exclude_none=True) if spec.uas_id else {}
     click.echo(f"{drone_id}: uas_id {uas or 'none'}, operator_id {spec.operator_id or 'none'}")
+
+
+@drones.command("mavlink")
+@click.argument("drone_id")
+@mavlink_options
+@click.pass_context
+def drones_mavlink(ctx: click.Context, /, drone_id: str, **mavlink: Any) -> None:
+    """Show a drone's MAVLink identity (system id, link, whether it has a signing key), or
+    set it with the options. The `mavlink` role (SKYHIVE_MAVLINK__LISTEN) maps frames from
+    that system id on that link to this drone; with a signing key, only frames signed with
+    it are believed."""
+    from pydantic import ValidationError
+
+    from skyhive.adapters.fleet_repo import DuplicateMavlinkId
+    from skyhive.domain.fleet import DroneSpecPatch
+    from skyhive.domain.telemetry import format_validation_error
+
+    try:
+        patch = DroneSpecPatch(**{k: v for k, v in mavlink.items() if v is not None})
+    except ValidationError as exc:
+        raise click.ClickException(format_validation_error(exc)) from None
+    with clients_of(ctx) as clients:
+        try:
+            spec = clients.fleet.update(drone_id, patch)
+        except DuplicateMavlinkId as exc:
+            raise click.ClickException(str(exc)) from None
+    if spec is None:
+        raise click.ClickException(f"drone {drone_id!r} is not registered")
+    key = "a signing key" if spec.mavlink_signing_key else "no signing key"
+    click.echo(
+        f"{drone_id}: MAVLink system id {spec.mavlink_sysid or 'none'} on link "
+        f"{spec.mavlink_link or 'any'}, {key}"
+    )
 
 
 @drones.command("credentials")

@@ -3,9 +3,12 @@ simulate-orders` (customers ordering through the API)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import Field, fields
 from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +17,12 @@ from skyhive.cli.history_sim import HISTORY_DRONES, HISTORY_SEED, history_option
 from skyhive.settings import Settings
 from skyhive.simulator.faults import FaultKind, FaultRates
 from skyhive.workers.signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from skyhive.adapters.fleet_repo import FleetRepo
+    from skyhive.domain.fleet import DroneSpec
+    from skyhive.simulator.mavlink_runner import VehicleId
+    from skyhive.simulator.runner import SimulatorConfig
 
 # Drone faults (one per FaultKind) and message faults: `simulate` lists the drone faults' rates
 # with the options that shape them (--offline-s, --fault-once), then the message faults'.
@@ -103,6 +112,33 @@ def _rate_options(
     help="Simulated seconds per real second (flights end sooner; timestamps stay real).",
 )
 @click.option("--no-register", is_flag=True, help="Don't add the drones to the fleet registry.")
+@click.option(
+    "--protocol",
+    type=click.Choice(["mqtt", "mavlink"]),
+    default="mqtt",
+    show_default=True,
+    help="Telemetry v1 JSON over MQTT, or MAVLink over UDP (each drone a PX4 autopilot).",
+)
+@click.option(
+    "--mavlink-to",
+    default="udp:127.0.0.1:14550",
+    show_default=True,
+    help="With --protocol mavlink: where frames go (the gateway's endpoint).",
+)
+@click.option("--mavlink-version", type=click.Choice(["1", "2"]), default="2", show_default=True)
+@click.option(
+    "--mavlink-signing-key",
+    metavar="HEX",
+    default=None,
+    help="Sign every drone's frames with this 32-byte key (64 hex digits) instead of the "
+    "registry's keys.",
+)
+@click.option(
+    "--tlog",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="With --protocol mavlink: append every frame sent to this .tlog.",
+)
 @history_options
 @click.pass_context
 def simulate(
@@ -118,6 +154,11 @@ def simulate(
     autonomous_legs: bool,
     time_scale: float,
     no_register: bool,
+    protocol: str,
+    mavlink_to: str,
+    mavlink_version: str,
+    mavlink_signing_key: str | None,
+    tlog: Path | None,
     history: timedelta | None,
     reading_interval: float,
     docked_interval: float,
@@ -129,6 +170,7 @@ def simulate(
     The drones obey dispatch commands and are registered in the fleet registry on start.
     The --*-rate options inject faults (per-message probabilities); --fault-once makes every
     drone have a fault right after it takes off, for a demonstration or a test.
+    With --protocol mavlink each drone is a PX4-like MAVLink vehicle over UDP instead.
 
     With --history, nothing flies live: the past DURATION of activity (orders, flights,
     charging, alerts, the odd failure) is written straight into the stores, and the
@@ -149,7 +191,6 @@ def simulate(
         return
     drones = drones or 50
     from skyhive.adapters.mqtt_url import parse_mqtt_url
-    from skyhive.domain.fleet import DroneSpec
     from skyhive.services.device_credentials import (
         CredentialConflict,
         UnknownDrone,
@@ -172,6 +213,11 @@ def simulate(
         fault_once=tuple(FaultKind(k) for k in fault_once),
         offline_s=offline_s,
     )
+    if protocol == "mavlink":
+        _simulate_mavlink(
+            ctx, config, mavlink_to, int(mavlink_version), mavlink_signing_key, tlog, no_register
+        )
+        return
     secure = not settings.insecure_devices
     if secure and no_register:
         raise click.ClickException(
@@ -203,22 +249,99 @@ def simulate(
             f"simulating {drones} drones at {rate:g} Hz → mqtt://{host}:{port} ({how})", err=True
         )
 
-        def progress(stats: dict[str, object]) -> None:
-            click.echo("simulator: " + ", ".join(f"{k}={v}" for k, v in stats.items()), err=True)
-
         try:
             stats = run_simulator(
                 config,
                 host,
                 port,
                 stop_event=stop_on_signals(grace_s=20.0),  # 10 s of it for in-flight acks
-                progress=progress,
+                progress=_progress,
                 register=None if no_register or secure else register,
                 logins=logins if secure else None,
             )
         except (UnknownDrone, CredentialConflict, ConnectionError) as exc:
             raise click.ClickException(str(exc) or type(exc).__name__) from None
     click.echo(f"done: {stats}", err=True)
+
+
+def _simulate_mavlink(
+    ctx: click.Context,
+    config: SimulatorConfig,
+    to: str,
+    version: int,
+    signing_key: str | None,
+    tlog: Path | None,
+    no_register: bool,
+) -> None:
+    """The fleet as MAVLink vehicles: system ids and keys from the registry (registering the
+    drones first), else the lowest free ids, unsigned; the mapping is printed for the ground
+    station."""
+    from skyhive.simulator.mavlink_runner import (
+        MavlinkLink,
+        parse_endpoint,
+        run_mavlink_simulator,
+        vehicle_ids,
+    )
+
+    try:
+        key = bytes.fromhex(signing_key) if signing_key is not None else None
+        if key is not None and len(key) != 32:
+            raise ValueError("the signing key is 32 bytes: 64 hex digits")
+        link = MavlinkLink(parse_endpoint(to), version, tlog)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    with contextlib.ExitStack() as stack:
+
+        def identify(specs: list[DroneSpec]) -> dict[str, VehicleId]:
+            if not no_register:
+                fleet = stack.enter_context(clients_of(ctx)).fleet
+                fleet.ensure_registered(specs)
+                known = fleet.specs([s.drone_id for s in specs])
+                specs = [known.get(s.drone_id, s) for s in specs]
+            ids = vehicle_ids(specs, key)
+            if not no_register:  # the gateway knows a vehicle by its registered system id
+                _register_vehicles(fleet, specs, ids, key)
+            for drone_id, v in ids.items():
+                signed = "signed" if v.signing_key else "unsigned"
+                click.echo(f"{drone_id}: MAVLink system {v.sysid} ({signed})", err=True)
+            return ids
+
+        click.echo(
+            f"simulating {config.drones} drones as MAVLink {version} vehicles → {to}", err=True
+        )
+        try:
+            stats = run_mavlink_simulator(
+                config, link, stop_on_signals(grace_s=5.0), _progress, identify
+            )
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"done: {stats}", err=True)
+
+
+def _register_vehicles(
+    fleet: FleetRepo, specs: list[DroneSpec], ids: dict[str, VehicleId], key: bytes | None
+) -> None:
+    """Write the system ids given to drones that had none (and the fleet-wide signing key)
+    to the registry, so the gateway maps their frames instead of dead-lettering them."""
+    from skyhive.adapters.fleet_repo import DuplicateMavlinkId
+    from skyhive.domain.fleet import DroneSpecPatch
+
+    for s in specs:
+        v = ids[s.drone_id]
+        patch = DroneSpecPatch(
+            mavlink_sysid=None if s.mavlink_sysid == v.sysid else v.sysid,
+            mavlink_signing_key=key.hex() if key and key.hex() != s.mavlink_signing_key else None,
+        )
+        if patch.model_dump(exclude_none=True):
+            try:
+                fleet.update(s.drone_id, patch)
+            except DuplicateMavlinkId as exc:
+                raise click.ClickException(f"{s.drone_id}: {exc}") from None
+
+
+def _progress(stats: dict[str, object]) -> None:
+    click.echo("simulator: " + ", ".join(f"{k}={v}" for k, v in stats.items()), err=True)
 
 
 def _client_key(settings: Settings) -> str:

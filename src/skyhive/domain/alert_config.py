@@ -27,6 +27,9 @@ AlertType = Literal[
     # drifted above its own baseline; a reading unlike what the drone usually does.
     "maintenance_due",
     "anomaly",
+    # A delivery's drone off its declared flight (domain/conformance.py): a warning at once,
+    # critical once it lasts (the delivery contingent, the drone sent to a station).
+    "conformance",
 ]
 ALERT_TYPES: tuple[str, ...] = get_args(AlertType)
 
@@ -49,6 +52,11 @@ class Thresholds(BaseModel):
     battery_drop_window_s: float = Field(default=60.0, gt=0)
     offline_in_flight_s: float = Field(default=15.0, gt=0)
     offline_docked_s: float = Field(default=600.0, gt=0)
+    # gps_degraded (readings of the MAVLink gateway, which carry ``gps``): a fix below this
+    # fix type (3: 3D), fewer satellites, or an eph (HDOP) above this.
+    gps_min_fix_type: int = Field(default=3, ge=0, le=8)
+    gps_min_satellites: int = Field(default=6, ge=0, le=64)
+    gps_max_eph: float = Field(default=2.5, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:

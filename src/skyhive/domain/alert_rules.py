@@ -103,9 +103,12 @@ def evaluate(t: Telemetry, ctx: Context, mem: Memory) -> list[Finding]:
     than ``mem`` (:meth:`Memory.is_newer`), oldest first."""
     th = ctx.thresholds
     out = [
-        Finding("offline", None, t.ts),  # any reading means the drone is heard again
+        _heard(t),
         _found("emergency", "critical" if t.is_emergency else None, t),
     ]
+    gps = _gps_degraded(t, th)
+    if gps is not None:
+        out.append(gps)
     judged, low = _low_battery(t, th)
     if judged:
         out.append(_found("low_battery", low, t))
@@ -134,6 +137,38 @@ def evaluate(t: Telemetry, ctx: Context, mem: Memory) -> list[Finding]:
         # once, and a person who resolves it does not see it reopen from the same samples.
         mem.samples = [(t.ts_ms / 1000.0, t.battery_pct)]
     return out
+
+
+def _heard(t: Telemetry) -> Finding:
+    """Any reading means the drone is heard again, unless the MAVLink gateway says its
+    autopilot's HEARTBEAT stopped (``mavlink.heartbeat_lost_s``): offline at once, sooner
+    than the timer of :func:`offline_finding` can tell."""
+    link = (t.model_extra or {}).get("mavlink")
+    lost = link.get("heartbeat_lost_s") if isinstance(link, dict) else None
+    if not isinstance(lost, int | float):
+        return Finding("offline", None, t.ts)
+    airborne = t.status in AIRBORNE
+    details = {"silent_s": lost, "heartbeat_lost": True, "last_status": t.status}
+    return Finding("offline", "critical" if airborne else "warning", t.ts, details)
+
+
+def _gps_degraded(t: Telemetry, th: Thresholds) -> Finding | None:
+    """GPS integrity from the reading's ``gps`` (fix type, satellites, eph as HDOP): below a
+    3D fix, too few satellites or too poor an eph is a warning. Readings without ``gps``
+    (MQTT drones) are not judged."""
+    gps = (t.model_extra or {}).get("gps")
+    if not isinstance(gps, dict) or not isinstance(gps.get("fix_type"), int):
+        return None
+    why = []
+    if gps["fix_type"] < th.gps_min_fix_type:
+        why.append(f"fix type {gps['fix_type']} < {th.gps_min_fix_type}")
+    sats = gps.get("satellites")
+    if isinstance(sats, int) and sats < th.gps_min_satellites:
+        why.append(f"{sats} satellites < {th.gps_min_satellites}")
+    eph = gps.get("eph")
+    if isinstance(eph, int | float) and eph > th.gps_max_eph:
+        why.append(f"eph {eph:g} > {th.gps_max_eph:g}")
+    return _found("gps_degraded", "warning" if why else None, t, gps=gps, why=why)
 
 
 def _found(kind: str, severity: Severity | None, t: Telemetry, **extra: Any) -> Finding:

@@ -9,29 +9,53 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from skyhive.domain.conformance import Declaration
+
 DeliveryStatus = Literal[
-    "pending", "assigned", "picked_up", "in_transit", "delivered", "failed", "cancelled"
+    "pending",
+    "assigned",
+    "picked_up",
+    "in_transit",
+    "non_conforming",
+    "contingent",
+    "delivered",
+    "failed",
+    "cancelled",
 ]
 PackageSize = Literal["small", "medium", "large"]
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 # What may follow what. "assigned → pending" is a re-dispatch (the drone went silent or
-# refused before pickup).
+# refused before pickup). A flight off its declared corridor is ``non_conforming`` until it
+# conforms again (back to the status it left: :func:`resumed_status`) or the breach lasts
+# and it becomes ``contingent`` (its drone sent to the nearest station); either may still be
+# delivered (and billed as such), failed or cancelled (domain/conformance.py).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"assigned", "cancelled", "failed"}),
-    "assigned": frozenset({"picked_up", "pending", "cancelled", "failed"}),
-    "picked_up": frozenset({"in_transit", "delivered", "failed"}),
-    "in_transit": frozenset({"delivered", "failed"}),
+    "assigned": frozenset({"picked_up", "pending", "cancelled", "failed", "non_conforming"}),
+    "picked_up": frozenset({"in_transit", "delivered", "failed", "non_conforming"}),
+    "in_transit": frozenset({"delivered", "failed", "non_conforming"}),
+    "non_conforming": frozenset(
+        {"assigned", "picked_up", "in_transit", "contingent", "delivered", "failed", "cancelled"}
+    ),
+    "contingent": frozenset({"delivered", "failed", "cancelled"}),
     "delivered": frozenset(),
     "failed": frozenset(),
     "cancelled": frozenset(),
 }
-ACTIVE = frozenset({"assigned", "picked_up", "in_transit"})
+FLYING = ("assigned", "picked_up", "in_transit")  # the lifecycle of a conforming flight
+ACTIVE = frozenset({*FLYING, "non_conforming", "contingent"})
 TERMINAL = frozenset({"delivered", "failed", "cancelled"})
 
 
 def can_transition(current: str, new: str) -> bool:
     return new in TRANSITIONS.get(current, frozenset())
+
+
+def resumed_status(statuses: list[str]) -> str:
+    """Where a ``non_conforming`` delivery goes back to when it conforms again: the last
+    status of a conforming flight its timeline (``statuses``, oldest first) went through."""
+    return next((s for s in reversed(statuses) if s in FLYING), "assigned")
 
 
 class TransitionRefused(Exception):
@@ -100,6 +124,7 @@ class Delivery(BaseModel):
     currency: str = "USD"
     eta: datetime | None = None
     dispatch: dict[str, Any] | None = None  # how the drone was chosen
+    declaration: Declaration | None = None  # the declared flight, once assigned
     waiting_reason: str | None = None  # why a pending delivery has no drone yet
     invoice_id: str | None = None
     delivered_at: datetime | None = None
@@ -121,6 +146,8 @@ class Flight:
     destination: Point
     eta: datetime | None
     updated_at: datetime  # of the last transition
+    return_station: str | None = None
+    declared: bool = False  # its flight is declared (domain/conformance.py)
 
 
 def delivered_fields(delivery: Delivery, at: datetime) -> dict[str, Any]:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from skyhive.domain.remote_id import OperatorId, UasId
 from skyhive.domain.telemetry import DRONE_ID_RE
 
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 RegistryStatus = Literal["active", "maintenance", "retired"]
+MavlinkSysid = Annotated[int, Field(ge=1, le=255)]
+MavlinkLink = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+# 32 bytes as 64 hex digits; kept as given (lower case), never shown by the API.
+MavlinkKey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$"), BeforeValidator(_lower)]
 
 
 class DroneSpec(BaseModel):
@@ -29,6 +38,11 @@ class DroneSpec(BaseModel):
     # Remote ID (domain/remote_id.py): required for dispatch when SKYHIVE_REMOTE_ID__REQUIRED.
     uas_id: UasId | None = None
     operator_id: OperatorId | None = None
+    # MAVLink (domain/mavlink.py): the autopilot's system id on its link (an endpoint of
+    # SKYHIVE_MAVLINK__LISTEN; absent or "any": every link) and its MAVLink 2 signing key.
+    mavlink_sysid: MavlinkSysid | None = None
+    mavlink_link: MavlinkLink | None = None
+    mavlink_signing_key: MavlinkKey | None = None
 
     @property
     def pct_per_km(self) -> float:
@@ -60,3 +74,6 @@ class DroneSpecPatch(BaseModel):
     status: RegistryStatus | None = None
     uas_id: UasId | None = None
     operator_id: OperatorId | None = None
+    mavlink_sysid: MavlinkSysid | None = None
+    mavlink_link: MavlinkLink | None = None
+    mavlink_signing_key: MavlinkKey | None = None

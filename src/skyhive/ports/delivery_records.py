@@ -57,3 +57,9 @@ class DeliveryRecords(Protocol):
     ) -> dict[str, tuple[str, str | None]]:
         """Record journaled assignments and drop them from the journal; returns those lost
         to a concurrent change: delivery id → (drone, status now), drones to recall."""
+
+
+class DeliveryNotes(Protocol):
+    def add_note(self, delivery_id: str, at: datetime, note: str) -> None:
+        """Append ``note`` to the delivery's timeline under its current status (once: the
+        same note again is ignored); KeyError for an unknown delivery."""

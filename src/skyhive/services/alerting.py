@@ -35,6 +35,11 @@ from skyhive.settings import Settings
 log = logging.getLogger(__name__)
 
 NOTIFY_EVENTS = ("opened", "escalated", "deescalated", "resolved")
+# Critical alerts that send their drone to the station in their details, and why.
+RETURNS = {
+    "cannot_reach_station": "battery cannot reach a station with the reserve",
+    "conformance": "off its declared flight for too long (contingent)",
+}
 
 
 class AlertEngine:
@@ -96,18 +101,24 @@ class AlertEngine:
         return updates, swaps
 
     def _plan_actions(self, updates: list[AlertUpdate]) -> list[tuple[str, bytes]]:
-        """Automatic actions: a drone that cannot reach a station is ordered to the nearest
-        one (the commands returned go on the stream the dispatchers relay), and the alert
-        records it (``AlertUpdate.action``, written with the alert)."""
+        """Automatic actions: a drone that cannot reach a station, or whose delivery became
+        contingent, is ordered to the nearest one (the commands returned go on the stream
+        the dispatchers relay), and the alert records it (``AlertUpdate.action``, written
+        with the alert)."""
         now = self._clock.now()
         commands = []
         for u in updates:
-            if u.type != "cannot_reach_station" or not {"opened", "escalated"} & set(u.events):
+            why = RETURNS.get(u.type)
+            if (
+                why is None
+                or u.severity != "critical"
+                or not {"opened", "escalated"} & set(u.events)
+            ):
                 continue
             station = self._stations.get(str(u.details.get("station", "")))
             if station is None:
                 continue
-            reason = f"alert {u.alert_id}: battery cannot reach a station with the reserve"
+            reason = f"alert {u.alert_id}: {why}"
             commands.append((u.drone_id, return_command(station, now, reason).to_json()))
             u.action = {"type": "return_to_station", "station": station.code, "at": now}
         return commands

@@ -3,12 +3,15 @@
 History is the archiver's (``archiver.py``, a consumer group of its own on the same stream),
 so alerts never wait behind history writes. Per batch: decode and validate; drop duplicates
 by (drone_id, seq); run the alert rules over each drone's new readings
-(``domain/alert_rules.py``) and fold their findings into its alerts (``services/alerting.py``);
+(``domain/alert_rules.py``) and the readings of declared flights through the conformance
+check (``services/conformance.py``), and fold their findings into its alerts
+(``services/alerting.py``);
 update live state, rule memory and active alerts in one round trip (the ``FleetState`` port;
 never moving a drone backwards); acknowledge last. A crash anywhere before the
 acknowledgement replays the batch, and every write is keyed so a replay is harmless.
 Everything a batch needs to know before the writes (seen sequence numbers, registry
-membership, rule memory, active alerts, nearest stations) comes in one round trip too.
+membership, rule memory, active alerts, nearest stations) comes in one round trip too, and
+the batch's declared flights in one more.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from skyhive.ports.fleet_state import FleetState, FleetWrite
 from skyhive.ports.geofences import GeofenceSource
 from skyhive.ports.stations import StationLookup
 from skyhive.services.alerting import AlertEngine
+from skyhive.services.conformance import ConformanceWatch, Judged
 from skyhive.services.geofence_cache import GeofenceCache
 from skyhive.services.group_consumer import GroupConsumer
 from skyhive.services.spec_cache import SpecCache
@@ -85,9 +89,11 @@ class Processor:
         clock: Clock,
         consumer: str,
         stream: str | None = None,
+        conformance: ConformanceWatch | None = None,
     ) -> None:
         """``specs``: a registry cache someone keeps fresh (specs missing from it are read on
-        the way)."""
+        the way). ``conformance``: checks readings against the declared flights (off: None)."""
+        self._conformance = conformance
         self._s = settings
         self.consumer = consumer
         self._fleet = fleet
@@ -129,10 +135,13 @@ class Processor:
         st.duplicates = len(readings) - len(fresh)
         now = self._clock.now()
         write = FleetWrite(updated_at=now, heard_at=now)
-        changes, write.alerts = self._alerts(fresh, views)
+        judged = self._judge_conformance(fresh, views)
+        changes, write.alerts = self._alerts(fresh, views, judged.findings if judged else {})
         st.alert_changes = len(changes)
         write.heard = list(views)
         st.live_updates = self._update_live(fresh, views, write)
+        if judged is not None and self._conformance is not None:
+            self._conformance.settle(judged)  # last: a replay takes the same steps again
         self._dead.add(invalid)
         self._add(st)
         return st
@@ -196,8 +205,19 @@ class Processor:
             fresh.extend(t for t, seen in pairs if not seen)
         return fresh
 
-    def _alerts(
+    def _judge_conformance(
         self, fresh: list[Telemetry], views: dict[str, _DroneView]
+    ) -> Judged | None:
+        if self._conformance is None:
+            return None
+        near = {d: v.nearest[0] for d, v in views.items() if v.nearest is not None}
+        return self._conformance.judge(fresh, near)
+
+    def _alerts(
+        self,
+        fresh: list[Telemetry],
+        views: dict[str, _DroneView],
+        conformance: dict[str, list[Finding]],
     ) -> tuple[list[AlertUpdate], list[AlertSwap]]:
         """Run the rules over each drone's readings newer than the last judged (oldest
         first), remember what they need next time, and fold the findings into the alerts of
@@ -226,6 +246,7 @@ class Processor:
                     inside = tuple(Zone(z.id, z.name) for z in hits)
                 ctx = Context(th, spec, view.nearest, inside)
                 mine += evaluate(t, ctx, mem)
+            mine += conformance.get(drone_id, [])
             if mine:
                 view.remember = orjson.dumps(mem.encode())
             if view.has_alerts or any(f.severity for f in mine):

@@ -33,6 +33,7 @@ from skyhive.ports.grounding import Grounding
 from skyhive.ports.live_fleet import LiveFleet
 from skyhive.ports.stations import StationLookup
 from skyhive.services.assignment_recorder import AssignmentRecorder
+from skyhive.services.declarations import FlightDeclarer
 from skyhive.services.spec_cache import SpecCache
 from skyhive.settings import Settings
 
@@ -64,8 +65,11 @@ class DeliveryTracker:
         bus: Bus,
         clock: Clock,
         consumer: str,
+        declarer: FlightDeclarer | None = None,
     ) -> None:
+        """``declarer``: declares the flights of new assignments (conformance off: None)."""
         self._s = settings
+        self._declarer = declarer
         self._records = records
         self._queue = queue
         self._live = live
@@ -159,10 +163,11 @@ class DeliveryTracker:
                 active.append(flight)
         drones = [str(f.drone_id) for f in active]
         grounded = self._grounding.of_many(drones)
+        states = self._live.get_many(drones)
+        if self._declarer is not None:
+            self._declarer.declare(list(zip(active, states, strict=True)), self._cruise, now)
         etas: dict[str, dict[str, Any]] = {}
-        for flight, drone_id, state in zip(
-            active, drones, self._live.get_many(drones), strict=True
-        ):
+        for flight, drone_id, state in zip(active, drones, states, strict=True):
             try:
                 if drone_id in grounded:
                     why = f"{drone_id} grounded by alert {grounded[drone_id][0]}"
@@ -209,6 +214,10 @@ class DeliveryTracker:
         else:
             self._records.transition(flight.id, "failed", now, f"{why} with the package on board")
 
+    def _cruise(self, drone_id: str) -> float:
+        spec = self._specs.get(drone_id)
+        return spec.cruise_speed_mps if spec else DEFAULT_CRUISE_MPS
+
     def _new_eta(
         self, flight: Flight, drone_id: str, state: dict[str, Any], now: datetime
     ) -> datetime | None:
@@ -218,9 +227,7 @@ class DeliveryTracker:
             (flight.pickup.lat, flight.pickup.lon),
             (flight.destination.lat, flight.destination.lon),
         )
-        spec = self._specs.get(drone_id)
-        speed = spec.cruise_speed_mps if spec else DEFAULT_CRUISE_MPS
-        eta = now + timedelta(seconds=eta_seconds(remaining, speed))
+        eta = now + timedelta(seconds=eta_seconds(remaining, self._cruise(drone_id)))
         old = flight.eta
         if old is None or abs((eta - old).total_seconds()) > 5:
             return eta

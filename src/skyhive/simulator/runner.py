@@ -24,6 +24,7 @@ import random
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -213,23 +214,16 @@ def _wait_connected(links: Links, stop: threading.Event, host: str, port: int) -
     return True
 
 
-class _Publisher:
-    """The publish loop: applies queued commands, steps each drone in its slot, and publishes
-    its delivery events and the telemetry the faults let out."""
+class FleetLoop(ABC):
+    """The paced loop over the fleet: applies the commands received, steps each drone in its
+    slot and sends what it says; how commands arrive and readings leave is the subclass's
+    (MQTT here, MAVLink in ``mavlink_runner``)."""
 
-    def __init__(
-        self,
-        config: SimulatorConfig,
-        client: Publishes,
-        stats: SimStats,
-        commands: deque[tuple[str, bytes]],
-    ) -> None:
+    def __init__(self, config: SimulatorConfig, stats: SimStats) -> None:
         self.config = config
-        self.client = client
         self.stats = stats
-        self.commands = commands
         self.rng = random.Random(config.seed)
-        self.started_ms = _wall_ms()
+        self.started_ms = wall_ms()
         self.fleet: list[SimDrone] = make_fleet(
             config.drones,
             self.started_ms,
@@ -241,7 +235,6 @@ class _Publisher:
             config.fault_once,
         )
         self.by_id = {d.drone_id: d for d in self.fleet}
-        self.topics = [telemetry_topic(d.drone_id) for d in self.fleet]
         self.last_ms = [self.started_ms] * len(self.fleet)
         self.faults = MessageFaults(config.faults)
 
@@ -255,7 +248,7 @@ class _Publisher:
         n = len(self.fleet)
         slot_s = 1.0 / (self.config.rate_hz * n)
         # The clocks start now, not when the fleet was made (connecting may have taken a while).
-        self.started_ms = _wall_ms()
+        self.started_ms = wall_ms()
         self.last_ms = [self.started_ms] * n
         t0 = time.monotonic()
         duration = self.config.duration_s
@@ -282,11 +275,58 @@ class _Publisher:
         self._flush_held()
         self._snapshot(time.monotonic() - t0)
 
+    @abstractmethod
+    def _apply_commands(self) -> None:
+        """Apply the commands received since the last tick."""
+
+    @abstractmethod
+    def _publish_slots(self, first: int, end: int) -> None:
+        """Step and report the drones of slots ``first`` to ``end`` (exclusive)."""
+
+    @abstractmethod
+    def _flush_held(self) -> None:
+        """At the end of a run: send what the message faults held back."""
+
+    def _message_ms(self, now_ms: int) -> int:
+        """The simulated clock: the wall clock at the start, then ``time_scale`` times as fast."""
+        return self.started_ms + int((now_ms - self.started_ms) * self.config.time_scale)
+
+    def _snapshot(self, elapsed_s: float) -> dict[str, Any]:
+        stats, counts = self.stats, self.faults.counts
+        stats.duplicates = counts.duplicates
+        stats.out_of_order = counts.out_of_order
+        stats.malformed = counts.malformed
+        started: Counter[FaultKind] = Counter()
+        for d in self.fleet:
+            if d.faults_started:
+                started.update(d.faults_started)
+        for kind, name in _STAT_OF_FAULT.items():
+            setattr(stats, name, started[kind])
+        stats.elapsed_s = round(elapsed_s, 3)
+        return stats.as_dict()
+
+
+class _Publisher(FleetLoop):
+    """The MQTT publish loop: commands from the queue the links fill, delivery events and
+    the telemetry the message faults let out published as JSON."""
+
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        client: Publishes,
+        stats: SimStats,
+        commands: deque[tuple[str, bytes]],
+    ) -> None:
+        super().__init__(config, stats)
+        self.client = client
+        self.commands = commands
+        self.topics = [telemetry_topic(d.drone_id) for d in self.fleet]
+
     def _apply_commands(self) -> None:
         """Commands received since the last tick; a bad one is logged and skipped. Those
         for a drone in a radio outage stay queued, in order, until its link is back."""
         commands = self.commands
-        now_ms = _wall_ms()
+        now_ms = wall_ms()
         waiting: list[tuple[str, bytes]] = []
         while commands:
             topic, payload = commands.popleft()
@@ -313,7 +353,7 @@ class _Publisher:
             self.stats.events += 1
 
     def _publish_slots(self, first: int, end: int) -> None:
-        now_ms = _wall_ms()
+        now_ms = wall_ms()
         n = len(self.fleet)
         fleet, topics, last_ms, rng = self.fleet, self.topics, self.last_ms, self.rng
         sim_s_per_ms = self.config.time_scale / 1000.0
@@ -331,10 +371,6 @@ class _Publisher:
             for payload in self.faults.emit(drone.drone_id, reading, rng):
                 self._publish(topics[i], payload)
 
-    def _message_ms(self, wall_ms: int) -> int:
-        """The simulated clock: the wall clock at the start, then ``time_scale`` times as fast."""
-        return self.started_ms + int((wall_ms - self.started_ms) * self.config.time_scale)
-
     def _publish(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=QOS)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
@@ -346,20 +382,6 @@ class _Publisher:
         """Out-of-order payloads still held back at the end are sent rather than lost."""
         for drone_id, payload in self.faults.flush():
             self._publish(telemetry_topic(drone_id), payload)
-
-    def _snapshot(self, elapsed_s: float) -> dict[str, Any]:
-        stats, counts = self.stats, self.faults.counts
-        stats.duplicates = counts.duplicates
-        stats.out_of_order = counts.out_of_order
-        stats.malformed = counts.malformed
-        started: Counter[FaultKind] = Counter()
-        for d in self.fleet:
-            if d.faults_started:
-                started.update(d.faults_started)
-        for kind, name in _STAT_OF_FAULT.items():
-            setattr(stats, name, started[kind])
-        stats.elapsed_s = round(elapsed_s, 3)
-        return stats.as_dict()
 
 
 def _idle(stop: threading.Event, seconds: float, pump: Callable[[float], None] | None) -> None:
@@ -376,5 +398,5 @@ def _idle(stop: threading.Event, seconds: float, pump: Callable[[float], None] |
             return
 
 
-def _wall_ms() -> int:
+def wall_ms() -> int:
     return time.time_ns() // 1_000_000

@@ -11,6 +11,7 @@ one's share of the interpreter.
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import Literal
 
 from skyhive.services.offline_watch import OfflineWatch
@@ -41,6 +42,7 @@ def build_processor(
         clock=clients.clock,
         consumer=consumer,
         stream=stream,
+        conformance=clients.conformance,
     )
 
 
@@ -75,6 +77,10 @@ def worker(clients: Clients, lane: Lane) -> runner.Worker:
         lanes.append(routine)
         work.append(_lane(routine, "processor", s.processor_linger_ms / 1000.0))
         helpers.append(("offline-watch", runner.every(s.alerts_sweep_s, watch.sweep)))
+        conformance = clients.conformance
+        if conformance is not None:
+            stale = partial(conformance.sweep, s.alerts_sweep_s)
+            helpers.append(("stale-watch", runner.every(s.alerts_sweep_s, stale)))
     if lane != "routine":
         urgent = build_processor(clients, consumer, stream=s.urgent_stream, specs=specs)
         lanes.append(urgent)

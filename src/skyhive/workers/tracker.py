@@ -24,6 +24,7 @@ def build_tracker(
         bus=clients.bus,
         clock=clients.clock,
         consumer=consumer,
+        declarer=clients.flight_declarer,
     )
 
 

@@ -4,8 +4,8 @@
 import { getJSON, postJSON, query } from "./api.js";
 import { el, hhmmss, num } from "./format.js";
 
-const ACTIVE = new Set(["assigned", "picked_up", "in_transit"]);
-const ROUTED = ["pending", ...ACTIVE]; // drawn on the map: planned or flying
+const ACTIVE = new Set(["assigned", "picked_up", "in_transit", "non_conforming", "contingent"]);
+const ROUTED = ["pending", ...ACTIVE]; // drawn on the map: planned or flying (with corridors)
 const REFRESH_MS = 5000;
 
 function orderId() {

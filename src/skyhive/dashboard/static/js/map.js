@@ -7,6 +7,8 @@
 import { STATUS_COLOURS } from "./format.js";
 
 const HIT_RADIUS_PX = 10;
+// A declared corridor: conforming, off it (non_conforming), sent to a station (contingent).
+const CORRIDOR_COLOURS = { conforming: "#1b7d3a", non_conforming: "#c77700", contingent: "#d0021b" };
 const MAX_SAMPLES = 100000; // kept per series (trimmed in bulk, so an all-day tab stays small)
 
 function batteryColour(pct) {
@@ -198,6 +200,7 @@ export class FleetMap {
     this.stations = L.layerGroup().addTo(this.map);
     this.geofences = L.layerGroup().addTo(this.map);
     this.routes = L.layerGroup().addTo(this.map);
+    this.corridors = L.layerGroup().addTo(this.map); // declared flights of active deliveries
     this.track = L.polyline([], { color: "#ffb000", weight: 4 }).addTo(this.map);
     this.pick = L.circleMarker([0, 0], { radius: 7, color: "#14202b", fillColor: "#ffb000", fillOpacity: 1 });
     this.drones = new DroneLayer().addTo(this.map);
@@ -252,7 +255,9 @@ export class FleetMap {
   /** Routes of the active deliveries: pickup station to destination. */
   setRoutes(deliveries, stationsByCode) {
     this.routes.clearLayers();
+    this.corridors.clearLayers();
     for (const d of deliveries) {
+      if (d.declaration) this._corridor(d);
       const from = stationsByCode.get(d.pickup_station);
       if (!from) continue;
       const to = [d.destination.lat, d.destination.lon];
@@ -261,6 +266,17 @@ export class FleetMap {
       L.circleMarker(to, { radius: 4, color: "#0b5cad", fillColor: "#0b5cad", fillOpacity: 1 })
         .bindTooltip(`Destination of ${d.id}`).addTo(this.routes);
     }
+  }
+
+  /** The delivery's declared corridor ([lon, lat] pairs), as wide as its buffer on the ground
+   * (a polyline's weight is in pixels, so at this zoom); off it, in the colour of the breach. */
+  _corridor(d) {
+    const path = d.declaration.corridor.coordinates.map(([lon, lat]) => [lat, lon]);
+    const colour = CORRIDOR_COLOURS[d.status] ?? CORRIDOR_COLOURS.conforming;
+    const metresPerPx = 156543.03 * Math.cos((path[0][0] * Math.PI) / 180) / 2 ** this.map.getZoom();
+    const weight = Math.max(3, Math.min(40, (2 * d.declaration.buffer_m) / metresPerPx));
+    L.polyline(path, { color: colour, weight, opacity: 0.4, lineCap: "round", lineJoin: "round" })
+      .bindTooltip(`corridor of ${d.id}: ${d.status}`).addTo(this.corridors);
   }
 
   showPick(latlng) {

@@ -6,7 +6,9 @@
 import { getJSON } from "./api.js";
 import { STATUS_COLOURS, duration } from "./format.js";
 
-const DELIVERY_STATUSES = ["pending", "assigned", "picked_up", "in_transit", "delivered", "failed", "cancelled"];
+const DELIVERY_STATUSES = [
+  "pending", "assigned", "picked_up", "in_transit", "non_conforming", "contingent", "delivered", "failed", "cancelled",
+];
 const REFRESH_MS = 15000;
 
 function barChart(canvasId, labels, colours) {
