@@ -187,6 +187,25 @@ def test_a_drone_silent_with_the_package_fails_the_delivery(world: World) -> Non
     assert world.records.get(did).status == "failed"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("picked_up", [False, True])
+def test_a_silent_drone_off_its_corridor_is_judged_by_the_status_it_left(
+    world: World, picked_up: bool
+) -> None:
+    did = assigned(world)
+    if picked_up:
+        world.event(did, "d1", "picked_up")
+    world.records.transition(did, "non_conforming", world.clock.now(), "d1 conformance: lateral")
+    world.clock.advance(world.settings.dispatch_silent_loaded_s + 1)
+    world.tracker.monitor()
+    d = world.records.get(did)
+    assert d is not None
+    if picked_up:
+        assert d.status == "failed" and "package on board" in str(d.timeline[-1].note)
+    else:  # the package is still at the station: another drone takes it
+        assert d.status == "pending" and d.drone_id is None
+        assert "before pickup" in str(d.timeline[-1].note)
+
+
 def test_a_drone_in_flight_with_the_package_is_in_transit_with_an_eta(world: World) -> None:
     did = assigned(world)
     world.event(did, "d1", "picked_up")

@@ -29,27 +29,44 @@ ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 # refused before pickup). A flight off its declared corridor is ``non_conforming`` until it
 # conforms again (back to the status it left: :func:`resumed_status`) or the breach lasts
 # and it becomes ``contingent`` (its drone sent to the nearest station); either may still be
-# delivered (and billed as such), failed or cancelled (domain/conformance.py).
+# delivered (and billed as such), failed or cancelled (domain/conformance.py), or go back to
+# ``pending`` when its drone is given up before the pickup (:func:`loaded`).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"assigned", "cancelled", "failed"}),
     "assigned": frozenset({"picked_up", "pending", "cancelled", "failed", "non_conforming"}),
     "picked_up": frozenset({"in_transit", "delivered", "failed", "non_conforming"}),
     "in_transit": frozenset({"delivered", "failed", "non_conforming"}),
     "non_conforming": frozenset(
-        {"assigned", "picked_up", "in_transit", "contingent", "delivered", "failed", "cancelled"}
+        {
+            "assigned",
+            "picked_up",
+            "in_transit",
+            "contingent",
+            "pending",
+            "delivered",
+            "failed",
+            "cancelled",
+        }
     ),
-    "contingent": frozenset({"delivered", "failed", "cancelled"}),
+    "contingent": frozenset({"pending", "delivered", "failed", "cancelled"}),
     "delivered": frozenset(),
     "failed": frozenset(),
     "cancelled": frozenset(),
 }
 FLYING = ("assigned", "picked_up", "in_transit")  # the lifecycle of a conforming flight
-ACTIVE = frozenset({*FLYING, "non_conforming", "contingent"})
+OFF_CORRIDOR = frozenset({"non_conforming", "contingent"})  # a flight in breach
+ACTIVE = frozenset({*FLYING, *OFF_CORRIDOR})
 TERMINAL = frozenset({"delivered", "failed", "cancelled"})
 
 
 def can_transition(current: str, new: str) -> bool:
     return new in TRANSITIONS.get(current, frozenset())
+
+
+def loaded(statuses: list[str]) -> bool:
+    """Whether the package is on board, by the statuses the timeline (oldest first) went
+    through: a flight off its corridor is judged by the status it left."""
+    return resumed_status(statuses) != "assigned"
 
 
 def resumed_status(statuses: list[str]) -> str:

@@ -22,7 +22,14 @@ from typing import Any
 import orjson
 
 from skyhive.domain.commands import DroneEvent
-from skyhive.domain.deliveries import ACTIVE, Flight, TransitionRefused, delivered_fields
+from skyhive.domain.deliveries import (
+    ACTIVE,
+    OFF_CORRIDOR,
+    Flight,
+    TransitionRefused,
+    delivered_fields,
+    loaded,
+)
 from skyhive.domain.dispatch import DEFAULT_CRUISE_MPS, eta_seconds, remaining_km
 from skyhive.ports.bus import Bus
 from skyhive.ports.clock import Clock
@@ -207,8 +214,13 @@ class DeliveryTracker:
 
     def _give_up(self, flight: Flight, now: datetime, why: str) -> None:
         """The failure policy: before pickup back to ``pending`` for another drone, with
-        the package on board ``failed``."""
-        if flight.status == "assigned":
+        the package on board ``failed``. A flight off its corridor (rare here) is judged by
+        its timeline: the status it left."""
+        before_pickup = flight.status == "assigned"
+        if flight.status in OFF_CORRIDOR:
+            record = self._records.get(flight.id)
+            before_pickup = record is not None and not loaded([e.status for e in record.timeline])
+        if before_pickup:
             note = f"{why} before pickup; re-dispatching"
             self._records.transition(flight.id, "pending", now, note, {"drone_id": None})
         else:
