@@ -212,6 +212,19 @@ def test_a_finished_delivery_drops_its_declaration(flight: Flight, clients: Clie
     assert clients.declarations.read(["c1"]) == {}
 
 
+def test_a_delivery_ended_while_off_the_corridor_ends_its_alert(flight: Flight) -> None:
+    flight.at(*OFF, 60.0)
+    alert = flight.alert()
+    assert alert is not None and alert.state == "open"
+    assert flight.delivery().status == "non_conforming"
+    flight.world.report("c1", flight.id, "delivered")  # dropped off on the way, after all
+    flight.tracker.handle_events()
+    assert flight.delivery().status == "delivered"
+    flight.at(*OFF, 60.0)  # its next reading finds the flight over
+    alert = flight.alert()
+    assert alert is not None and alert.state == "resolved"
+
+
 def test_a_pickup_reported_while_off_the_corridor_keeps_the_flag(flight: Flight) -> None:
     flight.at(*OFF, 60.0)
     flight.world.report("c1", flight.id, "picked_up")

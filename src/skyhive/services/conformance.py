@@ -22,6 +22,7 @@ from datetime import datetime
 
 from skyhive.domain.alert_rules import AIRBORNE, Finding
 from skyhive.domain.conformance import (
+    ALERT_TYPE,
     Breach,
     ConformanceConfig,
     Declaration,
@@ -147,9 +148,14 @@ class ConformanceWatch:
             if status in ACTIVE:
                 continue
             self._declarations.drop(drone_id, delivery_id)
-            out.findings.pop(drone_id, None)
+            said = out.findings.pop(drone_id, None)
             out.watches.pop(drone_id, None)
             out.moves = [m for m in out.moves if m[0] != drone_id]
+            before = declared[drone_id][1]
+            if before is not None and before.breach is not None:  # its alert is open: end it
+                at = said[-1].ts if said else self._clock.now()
+                ended = {"delivery_id": delivery_id, "delivery_status": status}
+                out.findings[drone_id] = [Finding(ALERT_TYPE, None, at, ended)]
         return out
 
     def settle(self, judged: Judged) -> None:
